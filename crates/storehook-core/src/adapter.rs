@@ -1,0 +1,140 @@
+use std::path::PathBuf;
+
+use serde::de::DeserializeOwned;
+
+use crate::{AdapterError, ConfigError, IncomingRequest, Outcome, StateUpdate};
+
+/// A store adapter: verifies and decodes one request. It holds its own
+/// configuration and nothing else of the host's; it must never panic,
+/// whatever the bytes.
+#[async_trait::async_trait]
+pub trait StoreAdapter: Send + Sync + 'static {
+    /// Verifies the request (signature or token over the raw bytes, before any
+    /// parsing), decodes it and maps it to a normalized notification.
+    async fn verify_and_decode(&self, request: &IncomingRequest) -> Result<Outcome, AdapterError>;
+
+    /// Fetches the full state of a subscription from the store's API, for a
+    /// notification stored with `state_fetch_pending`. The host calls it after
+    /// the notification is committed and acknowledged, and retries with
+    /// backoff on `Err`. Stores whose notifications carry the state keep the
+    /// default.
+    async fn fetch_state(
+        &self,
+        subscription_key: &str,
+    ) -> Result<Option<StateUpdate>, AdapterError> {
+        let _ = subscription_key;
+        Ok(None)
+    }
+
+    /// Lines the host logs as warnings at every start (e.g. "authentication is
+    /// disabled"). Default: none.
+    fn startup_warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// What a plugin's constructor gets besides its own `[stores.<id>]` table.
+pub struct FactoryContext<'a> {
+    /// The folder of the config file, for resolving relative paths in it.
+    pub config_dir: PathBuf,
+    /// Environment lookup (the process environment in production, a map in
+    /// tests), for secrets that must not live in the config file.
+    pub env: &'a (dyn Fn(&str) -> Option<String> + Sync),
+}
+
+impl FactoryContext<'_> {
+    /// Resolves a path from the config file against the config's folder.
+    pub fn resolve_path(&self, path: &str) -> PathBuf {
+        let p = PathBuf::from(path);
+        if p.is_absolute() {
+            p
+        } else {
+            self.config_dir.join(p)
+        }
+    }
+
+    pub fn env_var(&self, name: &str) -> Option<String> {
+        (self.env)(name).filter(|v| !v.is_empty())
+    }
+}
+
+/// One store, as a plugin registers it with `inventory::submit!`.
+///
+/// ```ignore
+/// storehook_core::inventory::submit! {
+///     storehook_core::StoreRegistration {
+///         id: "stripe",
+///         name: "Stripe",
+///         store_label: "STRIPE",
+///         supported: true,
+///         build: build_adapter,
+///     }
+/// }
+/// ```
+pub struct StoreRegistration {
+    /// The id in URLs and config: `POST /v1/notifications/<id>`, `[stores.<id>]`.
+    pub id: &'static str,
+    /// Display name (`"App Store"`).
+    pub name: &'static str,
+    /// The label outgoing events carry (`APP_STORE`, `PLAY_STORE`, `STRIPE`).
+    pub store_label: &'static str,
+    /// `false` for a store that is registered but not implemented yet: the
+    /// host answers 501 and stores nothing.
+    pub supported: bool,
+    /// Builds the adapter from its own config table (without `enabled`).
+    /// Fails with a message naming the bad key.
+    pub build: fn(&toml::Table, &FactoryContext<'_>) -> Result<Box<dyn StoreAdapter>, ConfigError>,
+}
+
+inventory::collect!(StoreRegistration);
+
+/// Every registered store, sorted by id, as the linker kept them.
+pub fn registrations() -> Vec<&'static StoreRegistration> {
+    let mut all: Vec<_> = inventory::iter::<StoreRegistration>.into_iter().collect();
+    all.sort_by_key(|r| r.id);
+    all
+}
+
+/// The registration of one store id.
+pub fn find_registration(id: &str) -> Option<&'static StoreRegistration> {
+    inventory::iter::<StoreRegistration>
+        .into_iter()
+        .find(|r| r.id == id)
+}
+
+/// Deserializes a store's config table into the adapter's typed config, with
+/// an error naming the store and the key (use `#[serde(deny_unknown_fields)]`
+/// on `T` so that a misspelt key is refused rather than ignored).
+pub fn parse_store_config<T: DeserializeOwned>(
+    store: &str,
+    table: &toml::Table,
+) -> Result<T, ConfigError> {
+    T::deserialize(toml::Value::Table(table.clone()))
+        .map_err(|e| ConfigError::new(format!("[stores.{store}]: {}", e.to_string().trim())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Cfg {
+        secret: String,
+        #[serde(default)]
+        tolerance: u64,
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let table: toml::Table = toml::from_str("secret = 'x'\ntolerence = 3").unwrap();
+        let err = parse_store_config::<Cfg>("stripe", &table).unwrap_err();
+        assert!(err.0.contains("tolerence"), "{err}");
+        assert!(err.0.contains("stores.stripe"), "{err}");
+
+        let table: toml::Table = toml::from_str("tolerance = 3").unwrap();
+        let err = parse_store_config::<Cfg>("stripe", &table).unwrap_err();
+        assert!(err.0.contains("secret"), "{err}");
+    }
+}

@@ -1,0 +1,35 @@
+//! The plugin API of storehook.
+//!
+//! A store adapter is one crate that depends on this one alone. It implements
+//! [`StoreAdapter`] (verify one HTTP request, decode it, map it to a
+//! [`VerifiedNotification`]) and registers a [`StoreRegistration`] with
+//! [`inventory::submit!`]. The host discovers every registration at start-up
+//! through [`registrations`]; it never names a store in its own code.
+//!
+//! Everything that is stateful — storage, de-duplication, tracking,
+//! "last received" bookkeeping, outgoing webhooks — belongs to the host.
+//! An adapter is a pure function of its configuration and the request.
+
+mod adapter;
+mod error;
+mod request;
+mod types;
+
+#[cfg(any(test, feature = "testkit"))]
+pub mod conformance;
+
+pub use adapter::{
+    find_registration, parse_store_config, registrations, FactoryContext, StoreAdapter,
+    StoreRegistration,
+};
+pub use error::{AdapterError, ConfigError};
+pub use request::IncomingRequest;
+pub use types::{
+    mask_secrets, Environment, EventDetails, EventType, ImpliedState, Outcome, StateUpdate,
+    SubscriptionStatus, VerifiedNotification,
+};
+
+// Re-exported so that a plugin's `inventory::submit!` resolves against the
+// same `inventory` version as the host's `inventory::collect!`.
+pub use async_trait::async_trait;
+pub use inventory;
