@@ -23,7 +23,7 @@ pub use adapter::{
     StoreRegistration,
 };
 pub use error::{AdapterError, ConfigError};
-pub use request::IncomingRequest;
+pub use request::{percent_decode, IncomingRequest};
 pub use types::{
     mask_secrets, Environment, EventDetails, EventType, ImpliedState, Outcome, StateUpdate,
     SubscriptionStatus, VerifiedNotification,

@@ -63,7 +63,8 @@ impl IncomingRequest {
     }
 }
 
-fn percent_decode(s: &str) -> String {
+/// Decodes `%XX` escapes and `+` (as a space); invalid escapes stay as they are.
+pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -1,1 +1,224 @@
+//! storehook's storage. The only crate that speaks SQL.
+//!
+//! The host talks to storage through the [`Storage`] trait alone, so that a
+//! PostgreSQL backend (several instances behind a load balancer) can sit
+//! beside [`SqliteStorage`] later without touching the server.
+//!
+//! Every write goes through one writer thread that batches concurrent
+//! requests into one transaction (group commit): with `synchronous=FULL`
+//! each commit costs an fsync, and sharing it keeps durability from capping
+//! throughput. A caller's future resolves only after its batch committed.
 
+mod sqlite;
+
+use serde::Serialize;
+use storehook_core::{Environment, EventType, ImpliedState, StateUpdate, VerifiedNotification};
+
+pub use sqlite::{SqliteOptions, SqliteStorage, Synchronous};
+
+/// Storage failed. The host answers 503 so the store retries.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// What became of a notification handed to storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Stored and applied to a tracked subscription (or a store's test).
+    Tracked,
+    /// Stored; its subscription is not tracked (yet).
+    Untracked,
+    /// Already stored earlier (a store retry): nothing changed.
+    Duplicate,
+    /// Authenticated but unusable; stored as rejected.
+    Rejected,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Tracked => "tracked",
+            Verdict::Untracked => "untracked",
+            Verdict::Duplicate => "duplicate",
+            Verdict::Rejected => "rejected",
+        }
+    }
+}
+
+/// A notification to store, with what the host knows beside the adapter's output.
+#[derive(Debug, Clone)]
+pub struct NewNotification {
+    pub notification: VerifiedNotification,
+    pub raw_body: Vec<u8>,
+    pub received_at_ms: i64,
+    /// Start tracking a subscription by itself when this notification starts a purchase.
+    pub auto_track: bool,
+}
+
+/// An authenticated request whose content was unusable (acknowledged, stored as rejected).
+#[derive(Debug, Clone)]
+pub struct RejectedNotification {
+    pub store: String,
+    pub notification_id: String,
+    pub code: String,
+    pub message: String,
+    pub raw_body: Vec<u8>,
+    pub received_at_ms: i64,
+}
+
+/// The outcome of storing one notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub verdict: Verdict,
+    /// The row id of the stored notification (of the earlier one for a duplicate).
+    pub id: i64,
+}
+
+/// Per-store bookkeeping shown by `GET /v1/stores`. Times are Unix ms.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StoreStats {
+    pub store: String,
+    pub last_received_ms: Option<i64>,
+    pub last_verified_ms: Option<i64>,
+    pub last_rejected_ms: Option<i64>,
+    pub last_rejection_reason: Option<String>,
+    pub last_rejection_message: Option<String>,
+    pub accepted: i64,
+    pub untracked: i64,
+    pub duplicates: i64,
+    pub rejected: i64,
+}
+
+/// A tracked subscription's current state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Subscription {
+    pub store: String,
+    pub subscription_id: String,
+    pub app_user_id: Option<String>,
+    pub environment: Option<Environment>,
+    pub product_id: Option<String>,
+    pub status: Option<storehook_core::SubscriptionStatus>,
+    pub expires_at_ms: Option<i64>,
+    pub auto_renew: Option<bool>,
+    pub last_event_type: Option<EventType>,
+    pub last_event_at_ms: Option<i64>,
+    /// The subscription this one continues (Google linkedPurchaseToken).
+    pub continues_subscription_id: Option<String>,
+    /// A state fetch from the store's API is outstanding.
+    pub state_pending: bool,
+    /// Something the operator must act on (e.g. Apple CONSUMPTION_REQUEST).
+    pub attention: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// One stored notification, as listed in views.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredNotification {
+    pub id: i64,
+    pub store: String,
+    pub notification_id: String,
+    pub received_at_ms: i64,
+    pub verdict: Verdict,
+    pub subscription_id: Option<String>,
+    pub event_type: Option<EventType>,
+    pub raw_type: Option<String>,
+    pub environment: Option<Environment>,
+    pub occurred_at_ms: Option<i64>,
+    pub product_id: Option<String>,
+    pub state: Option<ImpliedState>,
+    pub attention: Option<String>,
+    pub rejection_code: Option<String>,
+    pub rejection_message: Option<String>,
+}
+
+/// Whether `track` created the subscription or found it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tracked {
+    pub created: bool,
+    pub subscription: Subscription,
+}
+
+/// A filter for listing recent notifications.
+#[derive(Debug, Clone, Default)]
+pub struct NotificationFilter {
+    pub store: Option<String>,
+    /// Only ids below this (cursor for the next page).
+    pub before_id: Option<i64>,
+    pub limit: u32,
+}
+
+/// The narrow interface the host uses. Every method is async and never blocks
+/// the executor; writes resolve only once committed durably.
+#[async_trait::async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// Stores a verified notification once (de-duplicated on store +
+    /// notification id), applies it to its subscription if tracked, and does
+    /// the store's bookkeeping — all in one transaction.
+    async fn record_notification(&self, new: NewNotification) -> Result<Recorded, DbError>;
+    /// Stores an authenticated but unusable notification as rejected.
+    async fn record_rejected_notification(
+        &self,
+        rejected: RejectedNotification,
+    ) -> Result<Recorded, DbError>;
+    /// Counts a refused request (4xx) on its store and keeps its reason.
+    async fn record_rejection(
+        &self,
+        store: &str,
+        code: &str,
+        message: &str,
+        at_ms: i64,
+    ) -> Result<(), DbError>;
+    /// Starts tracking a subscription (idempotent) and applies the
+    /// notifications stored for it while untracked, in store order.
+    async fn track(
+        &self,
+        store: &str,
+        subscription_id: &str,
+        app_user_id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Tracked, DbError>;
+    /// Applies state fetched from the store's API; clears the pending mark.
+    async fn apply_state_update(
+        &self,
+        store: &str,
+        subscription_id: &str,
+        update: StateUpdate,
+        now_ms: i64,
+    ) -> Result<(), DbError>;
+    /// Subscriptions whose state fetch is still outstanding (resumed at start-up).
+    async fn pending_state_fetches(&self) -> Result<Vec<(String, String)>, DbError>;
+
+    async fn store_stats(&self) -> Result<Vec<StoreStats>, DbError>;
+    async fn subscription(
+        &self,
+        store: &str,
+        subscription_id: &str,
+    ) -> Result<Option<Subscription>, DbError>;
+    /// Notifications of one subscription (and of the one it continues), newest first.
+    async fn subscription_notifications(
+        &self,
+        store: &str,
+        subscription_id: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredNotification>, DbError>;
+    async fn subscriptions_of_user(&self, app_user_id: &str) -> Result<Vec<Subscription>, DbError>;
+    async fn recent_notifications(
+        &self,
+        filter: NotificationFilter,
+    ) -> Result<Vec<StoredNotification>, DbError>;
+    /// The decoded payload of one notification (for the detail view).
+    async fn notification_decoded(
+        &self,
+        id: i64,
+    ) -> Result<Option<(StoredNotification, serde_json::Value)>, DbError>;
+    /// Answers when the database does (health check).
+    async fn ping(&self) -> Result<(), DbError>;
+}

@@ -1,1 +1,167 @@
+//! storehook's HTTP host: configuration, the store registry built from
+//! `inventory`, the warp routes, admin authentication, and the background
+//! state fetches some stores need.
+//!
+//! One notification's path: raw bytes and headers → the store's adapter
+//! (verify, decode, map) → `storehook-db` (de-duplicate, store, apply, all in
+//! one transaction, group-committed) → 200 only after the commit.
 
+pub mod config;
+mod error;
+mod fetch;
+mod handlers;
+pub mod registry;
+mod routes;
+mod time_fmt;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use storehook_db::{SqliteOptions, SqliteStorage, Storage};
+use tokio::sync::oneshot;
+
+pub use config::{Config, ConfigError};
+pub use registry::Registry;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("database {path}: {source}")]
+    Database {
+        path: String,
+        source: storehook_db::DbError,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Everything a request handler needs, shared by all of them.
+pub struct AppState {
+    pub registry: Registry,
+    pub storage: Arc<dyn Storage>,
+    pub admin_token: Option<String>,
+    pub max_body_bytes: u64,
+    pub body_timeout: Duration,
+    pub auto_track: bool,
+    pub public_url: Option<String>,
+    fetcher: fetch::StateFetcher,
+}
+
+/// A running server.
+pub struct Running {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting connections, lets in-flight requests finish, returns.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.task.await;
+    }
+
+    /// Waits until the server stops by itself (it does not, unless shut down).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Builds the registry from the config (failing on any bad key) and opens
+/// the database; does not listen yet. `storehook check-config` stops here.
+pub fn prepare(
+    config: &Config,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Result<Registry, StartError> {
+    Ok(Registry::build(config, env)?)
+}
+
+/// Starts the server: opens and migrates the database, builds every enabled
+/// store's adapter, binds `listen` (port 0 picks a free port), serves.
+pub async fn start(
+    config: Config,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Result<Running, StartError> {
+    let registry = prepare(&config, env)?;
+    for warning in &registry.warnings {
+        tracing::warn!("{warning}");
+    }
+    let admin_token = config.admin_token(env);
+    if admin_token.is_none() {
+        tracing::warn!(
+            "no admin token configured ([server] admin_token or STOREHOOK_ADMIN_TOKEN): \
+             the management API answers 403 until one is set"
+        );
+    }
+    let db_path = config.database_path();
+    let mut options = SqliteOptions::new(&db_path);
+    options.synchronous = config.database.synchronous;
+    let storage = tokio::task::spawn_blocking(move || SqliteStorage::open(options))
+        .await
+        .map_err(|e| StartError::Database {
+            path: db_path.display().to_string(),
+            source: storehook_db::DbError::Unavailable(e.to_string()),
+        })?
+        .map_err(|source| StartError::Database {
+            path: db_path.display().to_string(),
+            source,
+        })?;
+    let storage: Arc<dyn Storage> = Arc::new(storage);
+
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.server.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.server.listen,
+        source,
+    })?;
+
+    let fetcher = fetch::StateFetcher::new();
+    let state = Arc::new(AppState {
+        registry,
+        storage: storage.clone(),
+        admin_token,
+        max_body_bytes: config.server.max_body_bytes,
+        body_timeout: Duration::from_secs(config.server.body_timeout_seconds.max(1)),
+        auto_track: config.tracking.auto_track,
+        public_url: config.server.public_url.clone(),
+        fetcher,
+    });
+    fetch::resume_pending(state.clone()).await;
+
+    let (tx, rx) = oneshot::channel::<()>();
+    let routes = routes::routes(state.clone());
+    let task = tokio::spawn(async move {
+        warp::serve(routes)
+            .incoming(listener)
+            .graceful(async {
+                let _ = rx.await;
+            })
+            .run()
+            .await;
+    });
+    tracing::info!(%addr, "storehook is listening");
+    Ok(Running {
+        addr,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,145 @@
+//! Versioned schema migrations. Each entry runs once, in order, inside a
+//! transaction; `schema_info.version` records how far a database has come.
+//! Never edit a released migration: append a new one.
+
+use rusqlite::Connection;
+
+use crate::DbError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: notifications, subscriptions, per-store bookkeeping.
+    r#"
+    CREATE TABLE notifications (
+        id                INTEGER PRIMARY KEY,
+        store             TEXT NOT NULL,
+        notification_id   TEXT NOT NULL,
+        received_at       INTEGER NOT NULL,
+        verdict           TEXT NOT NULL CHECK (verdict IN ('tracked', 'untracked', 'rejected')),
+        subscription_key  TEXT,
+        event_type        TEXT,
+        raw_type          TEXT,
+        environment       TEXT,
+        occurred_at       INTEGER,
+        product_id        TEXT,
+        app_id            TEXT,
+        app_user_id_hint  TEXT,
+        continues_key     TEXT,
+        attention         TEXT,
+        state_json        TEXT,
+        details_json      TEXT,
+        decoded_json      TEXT,
+        rejection_code    TEXT,
+        rejection_message TEXT,
+        raw_body          BLOB NOT NULL,
+        UNIQUE (store, notification_id)
+    );
+    CREATE INDEX notifications_by_subscription ON notifications (store, subscription_key, occurred_at);
+
+    CREATE TABLE subscriptions (
+        store            TEXT NOT NULL,
+        subscription_key TEXT NOT NULL,
+        app_user_id      TEXT,
+        environment      TEXT,
+        product_id       TEXT,
+        status           TEXT,
+        expires_at       INTEGER,
+        auto_renew       INTEGER,
+        last_event_type  TEXT,
+        last_event_at    INTEGER,
+        -- The newest time folded into the state (notification or snapshot):
+        -- anything older is folded in by recomputing from history.
+        state_as_of      INTEGER,
+        continues_key    TEXT,
+        state_pending    INTEGER NOT NULL DEFAULT 0,
+        attention        TEXT,
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL,
+        PRIMARY KEY (store, subscription_key)
+    );
+    CREATE INDEX subscriptions_by_user ON subscriptions (app_user_id);
+
+    -- State fetched from a store's API after the fact (Google Play), folded
+    -- into a subscription's history by its as-of time like a notification.
+    CREATE TABLE state_snapshots (
+        id               INTEGER PRIMARY KEY,
+        store            TEXT NOT NULL,
+        subscription_key TEXT NOT NULL,
+        as_of            INTEGER NOT NULL,
+        state_json       TEXT NOT NULL,
+        fetched_at       INTEGER NOT NULL
+    );
+    CREATE INDEX state_snapshots_by_subscription ON state_snapshots (store, subscription_key);
+
+    -- Subscriptions whose full state still has to be fetched.
+    CREATE TABLE pending_state_fetches (
+        store            TEXT NOT NULL,
+        subscription_key TEXT NOT NULL,
+        since            INTEGER NOT NULL,
+        PRIMARY KEY (store, subscription_key)
+    );
+
+    CREATE TABLE store_stats (
+        store                  TEXT PRIMARY KEY,
+        last_received          INTEGER,
+        last_verified          INTEGER,
+        last_rejected          INTEGER,
+        last_rejection_reason  TEXT,
+        last_rejection_message TEXT,
+        accepted               INTEGER NOT NULL DEFAULT 0,
+        untracked              INTEGER NOT NULL DEFAULT 0,
+        duplicates             INTEGER NOT NULL DEFAULT 0,
+        rejected               INTEGER NOT NULL DEFAULT 0
+    );
+    "#,
+];
+
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), DbError> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_info (version INTEGER NOT NULL)")?;
+    let current: i64 = conn.query_row(
+        "SELECT coalesce(max(version), 0) FROM schema_info",
+        [],
+        |r| r.get(0),
+    )?;
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        return Err(DbError::Corrupt(format!(
+            "the database is at schema version {current}, newer than this build knows ({known}); \
+             run a newer storehook"
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = index as i64 + 1;
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute("DELETE FROM schema_info", [])?;
+        tx.execute("INSERT INTO schema_info (version) VALUES (?1)", [version])?;
+        tx.commit()?;
+        tracing::info!(version, "database migrated");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrating_twice_is_a_no_op() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn
+            .query_row("SELECT version FROM schema_info", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        conn.execute("UPDATE schema_info SET version = 99", [])
+            .unwrap();
+        assert!(matches!(migrate(&mut conn), Err(DbError::Corrupt(_))));
+    }
+}

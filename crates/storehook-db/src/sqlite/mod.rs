@@ -1,0 +1,385 @@
+//! The SQLite backend: WAL, one writer thread with group commit, a small pool
+//! of reader connections used from `spawn_blocking`.
+
+mod migrations;
+mod read;
+mod write;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    DbError, NewNotification, NotificationFilter, Recorded, RejectedNotification, Storage,
+    StoreStats, StoredNotification, Subscription, Tracked,
+};
+use storehook_core::StateUpdate;
+
+/// SQLite's `synchronous` setting. `Full` is the default: a 200 means the
+/// notification survives power loss. `Normal`/`Off` exist for benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Synchronous {
+    Full,
+    Normal,
+    Off,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Off => "OFF",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    pub path: PathBuf,
+    pub synchronous: Synchronous,
+    /// How long a statement waits on a lock held by another process.
+    pub busy_timeout_ms: u64,
+    /// The most writes one transaction commits together.
+    pub max_batch: usize,
+}
+
+impl SqliteOptions {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            synchronous: Synchronous::Full,
+            busy_timeout_ms: 2_000,
+            max_batch: 512,
+        }
+    }
+}
+
+/// A write job: runs inside the batch's transaction and returns whether it
+/// succeeded plus how to answer its caller once the batch's fate is known.
+type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// `None` means the batch's transaction could not begin: the job must not
+/// write, only hand back its completion.
+type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Completion) + Send>;
+
+/// Commit statistics, for metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CommitStats {
+    pub commits: u64,
+    pub writes: u64,
+    pub failed_commits: u64,
+    pub last_batch: usize,
+    pub last_commit_micros: u64,
+}
+
+pub struct SqliteStorage {
+    jobs: mpsc::Sender<Job>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    options: SqliteOptions,
+    stats: Arc<Mutex<CommitStats>>,
+}
+
+impl SqliteStorage {
+    /// Opens (creating the file and its folder if needed) and migrates the
+    /// database, then starts the writer thread.
+    pub fn open(options: SqliteOptions) -> Result<Self, DbError> {
+        if let Some(dir) = options.path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    DbError::Unavailable(format!("cannot create folder {}: {e}", dir.display()))
+                })?;
+            }
+        }
+        let mut writer = open_connection(&options, false)?;
+        migrations::migrate(&mut writer)?;
+        let (jobs, rx) = mpsc::channel::<Job>(options.max_batch * 4);
+        let stats = Arc::new(Mutex::new(CommitStats::default()));
+        let writer_stats = stats.clone();
+        let max_batch = options.max_batch;
+        std::thread::Builder::new()
+            .name("storehook-db-writer".into())
+            .spawn(move || run_writer(writer, rx, max_batch, writer_stats))
+            .map_err(|e| DbError::Unavailable(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self {
+            jobs,
+            readers: Arc::new(Mutex::new(Vec::new())),
+            options,
+            stats,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.options.path
+    }
+
+    pub fn commit_stats(&self) -> CommitStats {
+        self.stats.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    /// Runs `f` in the writer's current batch; resolves after the commit.
+    async fn write<R, F>(&self, f: F) -> Result<R, DbError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, DbError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<R, DbError>>();
+        let job: Job = Box::new(move |conn| {
+            let result = match conn {
+                Some(conn) => f(conn),
+                None => Err(DbError::Unavailable("no transaction".into())),
+            };
+            let ok = result.is_ok();
+            let completion: Completion = Box::new(move |commit| {
+                let answer = match commit {
+                    Ok(()) => result,
+                    Err(e) => Err(DbError::Unavailable(e)),
+                };
+                let _ = tx.send(answer);
+            });
+            (ok, completion)
+        });
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| DbError::Unavailable("the database writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| DbError::Unavailable("the database writer dropped a write".into()))?
+    }
+
+    /// Runs a read on a pooled reader connection off the executor.
+    async fn read<R, F>(&self, f: F) -> Result<R, DbError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, DbError> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let options = self.options.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().ok().and_then(|mut p| p.pop());
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_connection(&options, true)?,
+            };
+            let result = f(&conn);
+            if let Ok(mut pool) = readers.lock() {
+                if pool.len() < 8 {
+                    pool.push(conn);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(|e| DbError::Unavailable(format!("read task failed: {e}")))?
+    }
+}
+
+fn open_connection(options: &SqliteOptions, read_only: bool) -> Result<Connection, DbError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(&options.path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_millis(options.busy_timeout_ms))?;
+    if !read_only {
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(DbError::Unavailable(format!(
+                "cannot switch to WAL (journal_mode={mode})"
+            )));
+        }
+        conn.pragma_update(None, "synchronous", options.synchronous.pragma())?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+    }
+    Ok(conn)
+}
+
+/// The writer loop: take every job waiting (up to `max_batch`), run them in
+/// one transaction, each inside a savepoint so one failing write does not
+/// undo its neighbours, commit once, then answer every caller.
+fn run_writer(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Job>,
+    max_batch: usize,
+    stats: Arc<Mutex<CommitStats>>,
+) {
+    let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let size = batch.len();
+        let mut completions: Vec<Completion> = Vec::with_capacity(size);
+        let begun = conn.execute_batch("BEGIN IMMEDIATE");
+        if let Err(e) = begun {
+            let message = e.to_string();
+            tracing::error!(error = %message, "database write transaction could not start");
+            for job in batch.drain(..) {
+                let (_, completion) = job(None);
+                completion(Err(message.clone()));
+            }
+            bump_failed(&stats);
+            continue;
+        }
+        for job in batch.drain(..) {
+            let savepoint = conn.execute_batch("SAVEPOINT job");
+            let (ok, completion) = job(Some(&conn));
+            if savepoint.is_ok() {
+                let end = if ok {
+                    "RELEASE job"
+                } else {
+                    "ROLLBACK TO job; RELEASE job"
+                };
+                if let Err(e) = conn.execute_batch(end) {
+                    tracing::error!(error = %e, "savepoint could not be closed");
+                }
+            }
+            completions.push(completion);
+        }
+        let committed = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if let Err(e) = &committed {
+            tracing::error!(error = %e, batch = size, "database commit failed; answering 503");
+            let _ = conn.execute_batch("ROLLBACK");
+            bump_failed(&stats);
+        } else if let Ok(mut s) = stats.lock() {
+            s.commits += 1;
+            s.writes += size as u64;
+            s.last_batch = size;
+            s.last_commit_micros = started.elapsed().as_micros() as u64;
+        }
+        for completion in completions {
+            completion(committed.clone());
+        }
+    }
+}
+
+fn bump_failed(stats: &Arc<Mutex<CommitStats>>) {
+    if let Ok(mut s) = stats.lock() {
+        s.failed_commits += 1;
+    }
+}
+
+#[async_trait::async_trait]
+impl Storage for SqliteStorage {
+    async fn record_notification(&self, new: NewNotification) -> Result<Recorded, DbError> {
+        self.write(move |conn| write::record_notification(conn, &new))
+            .await
+    }
+
+    async fn record_rejected_notification(
+        &self,
+        rejected: RejectedNotification,
+    ) -> Result<Recorded, DbError> {
+        self.write(move |conn| write::record_rejected_notification(conn, &rejected))
+            .await
+    }
+
+    async fn record_rejection(
+        &self,
+        store: &str,
+        code: &str,
+        message: &str,
+        at_ms: i64,
+    ) -> Result<(), DbError> {
+        let (store, code, message) = (store.to_owned(), code.to_owned(), message.to_owned());
+        self.write(move |conn| write::record_rejection(conn, &store, &code, &message, at_ms))
+            .await
+    }
+
+    async fn track(
+        &self,
+        store: &str,
+        subscription_id: &str,
+        app_user_id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Tracked, DbError> {
+        let (store, key) = (store.to_owned(), subscription_id.to_owned());
+        let user = app_user_id.map(str::to_owned);
+        self.write(move |conn| write::track(conn, &store, &key, user.as_deref(), now_ms))
+            .await
+    }
+
+    async fn apply_state_update(
+        &self,
+        store: &str,
+        subscription_id: &str,
+        update: StateUpdate,
+        now_ms: i64,
+    ) -> Result<(), DbError> {
+        let (store, key) = (store.to_owned(), subscription_id.to_owned());
+        self.write(move |conn| write::apply_state_update(conn, &store, &key, &update, now_ms))
+            .await
+    }
+
+    async fn pending_state_fetches(&self) -> Result<Vec<(String, String)>, DbError> {
+        self.read(read::pending_state_fetches).await
+    }
+
+    async fn store_stats(&self) -> Result<Vec<StoreStats>, DbError> {
+        self.read(read::store_stats).await
+    }
+
+    async fn subscription(
+        &self,
+        store: &str,
+        subscription_id: &str,
+    ) -> Result<Option<Subscription>, DbError> {
+        let (store, key) = (store.to_owned(), subscription_id.to_owned());
+        self.read(move |conn| read::subscription(conn, &store, &key))
+            .await
+    }
+
+    async fn subscription_notifications(
+        &self,
+        store: &str,
+        subscription_id: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredNotification>, DbError> {
+        let (store, key) = (store.to_owned(), subscription_id.to_owned());
+        self.read(move |conn| read::subscription_notifications(conn, &store, &key, limit))
+            .await
+    }
+
+    async fn subscriptions_of_user(&self, app_user_id: &str) -> Result<Vec<Subscription>, DbError> {
+        let user = app_user_id.to_owned();
+        self.read(move |conn| read::subscriptions_of_user(conn, &user))
+            .await
+    }
+
+    async fn recent_notifications(
+        &self,
+        filter: NotificationFilter,
+    ) -> Result<Vec<StoredNotification>, DbError> {
+        self.read(move |conn| read::recent_notifications(conn, &filter))
+            .await
+    }
+
+    async fn notification_decoded(
+        &self,
+        id: i64,
+    ) -> Result<Option<(StoredNotification, serde_json::Value)>, DbError> {
+        self.read(move |conn| read::notification_decoded(conn, id))
+            .await
+    }
+
+    async fn ping(&self) -> Result<(), DbError> {
+        self.read(|conn| {
+            conn.query_row("SELECT count(*) FROM schema_info", [], |r| {
+                r.get::<_, i64>(0)
+            })?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,87 @@
+//! Background state fetches: some stores (Google Play) send a thin signal and
+//! expect the server to fetch the full state. The notification is committed
+//! and acknowledged first; the fetch runs here and is retried with backoff,
+//! across restarts (pending fetches are stored), until it succeeds.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::{now_ms, AppState};
+
+pub(crate) struct StateFetcher {
+    in_flight: Mutex<HashSet<(String, String)>>,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl StateFetcher {
+    pub(crate) fn new() -> Self {
+        Self {
+            in_flight: Mutex::new(HashSet::new()),
+            permits: Arc::new(tokio::sync::Semaphore::new(4)),
+        }
+    }
+}
+
+/// Re-schedules the fetches a previous run left pending.
+pub(crate) async fn resume_pending(state: Arc<AppState>) {
+    match state.storage.pending_state_fetches().await {
+        Ok(pending) => {
+            for (store, key) in pending {
+                schedule(state.clone(), store, key);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot list pending state fetches"),
+    }
+}
+
+/// Fetches one subscription's state in the background, retrying until done.
+pub(crate) fn schedule(state: Arc<AppState>, store: String, key: String) {
+    let Some(adapter) = state.registry.get(&store).and_then(|e| e.adapter.clone()) else {
+        return;
+    };
+    {
+        let Ok(mut in_flight) = state.fetcher.in_flight.lock() else {
+            return;
+        };
+        if !in_flight.insert((store.clone(), key.clone())) {
+            return;
+        }
+    }
+    tokio::spawn(async move {
+        let mut delay = Duration::from_secs(1);
+        loop {
+            let permit = state.fetcher.permits.clone().acquire_owned().await;
+            let fetched = adapter.fetch_state(&key).await;
+            drop(permit);
+            let outcome = match fetched {
+                Ok(update) => {
+                    let update = update.unwrap_or_else(|| storehook_core::StateUpdate {
+                        as_of_ms: now_ms(),
+                        ..Default::default()
+                    });
+                    state
+                        .storage
+                        .apply_state_update(&store, &key, update, now_ms())
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                Err(e) => Err(format!("{}: {}", e.code(), e.message())),
+            };
+            match outcome {
+                Ok(()) => {
+                    tracing::info!(store, "subscription state fetched");
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(store, %error, retry_in_s = delay.as_secs(), "state fetch failed; will retry");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(600));
+                }
+            }
+        }
+        if let Ok(mut in_flight) = state.fetcher.in_flight.lock() {
+            in_flight.remove(&(store, key));
+        }
+    });
+}

@@ -1,0 +1,89 @@
+//! The route table. Handlers live in `handlers.rs`; errors become responses
+//! in `error.rs`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Buf;
+use futures_util::{Stream, TryStreamExt};
+use warp::http::HeaderMap;
+use warp::{Filter, Reply};
+
+use crate::error::recover;
+use crate::handlers;
+use crate::AppState;
+
+pub fn routes(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
+    let with_state = {
+        let state = state.clone();
+        warp::any().map(move || state.clone())
+    };
+    let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    let body = warp::body::stream().map(|s| Box::pin(into_bytes_stream(s)) as handlers::BodyStream);
+
+    let notifications = warp::path!("v1" / "notifications" / String)
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(warp::header::headers_cloned())
+        .and(raw_query)
+        .and(body)
+        .then(handlers::receive_notification);
+
+    let stores = warp::path!("v1" / "stores")
+        .and(warp::get())
+        .and(with_state.clone())
+        .then(handlers::list_stores);
+
+    let healthz = warp::path!("healthz")
+        .and(warp::get())
+        .and(with_state.clone())
+        .then(handlers::healthz);
+
+    let auth = warp::header::optional::<String>("authorization");
+
+    let track = warp::path!("v1" / "subscriptions")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(auth)
+        .and(warp::body::content_length_limit(64 * 1024))
+        .and(warp::body::bytes())
+        .then(handlers::track_subscription);
+
+    let subscription = warp::path!("v1" / "subscriptions" / String / String)
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(auth)
+        .then(handlers::get_subscription);
+
+    let subscriber = warp::path!("v1" / "subscribers" / String)
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(auth)
+        .then(handlers::get_subscriber);
+
+    notifications
+        .or(stores)
+        .unify()
+        .or(healthz)
+        .unify()
+        .or(track)
+        .unify()
+        .or(subscription)
+        .unify()
+        .or(subscriber)
+        .unify()
+        .recover(recover)
+        .unify()
+        .map(|r: warp::reply::Response| r.into_response())
+}
+
+fn into_bytes_stream(
+    s: impl Stream<Item = Result<impl Buf, warp::Error>> + Send + 'static,
+) -> impl Stream<Item = Result<bytes::Bytes, String>> + Send + 'static {
+    s.map_ok(|mut buf| buf.copy_to_bytes(buf.remaining()))
+        .map_err(|e| e.to_string())
+}
+
+pub(crate) type Headers = HeaderMap;

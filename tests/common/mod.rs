@@ -1,0 +1,237 @@
+//! Test harness: starts the real storehook server on a loopback port with a
+//! temporary SQLite file and talks HTTP to it.
+//!
+//! Two ways to run it:
+//! - [`TestServer`]: in this test process, through `storehook_server::start`
+//!   (the same code the binary runs). Every plugin linked into the test
+//!   binary is registered, the example plugin included; restarts are cheap.
+//! - [`BinaryServer`]: the compiled `storehook` binary as a child process,
+//!   for what only a process can show (the CLI, kill -9).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// Makes sure every bundled plugin (and the example plugin) is linked into
+/// the test binary, so `inventory` finds them.
+pub fn link_plugins() {
+    storehook_amazon::link();
+    storehook_apple::link();
+    storehook_google::link();
+    storehook_stripe::link();
+    storehook_plugin_example::link();
+}
+
+/// The config a test passes, plus the server, database and admin sections
+/// the harness fills in.
+fn full_config(dir: &Path, extra: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"{ADMIN_TOKEN}\"\n\n[database]\npath = \"{}\"\n\n{extra}\n",
+        dir.join("storehook.db").display()
+    )
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+    config_text: String,
+    running: Option<storehook_server::Running>,
+}
+
+impl TestServer {
+    /// Starts a server with `stores_config` (TOML: `[stores.x]` tables,
+    /// `[tracking]`…) and a fresh temporary database.
+    pub async fn start(stores_config: &str) -> Self {
+        Self::start_with(|dir| full_config(dir, stores_config)).await
+    }
+
+    /// Starts a server with a whole config of the test's own, given the
+    /// temporary folder (put the database in it).
+    pub async fn start_with(config: impl FnOnce(&Path) -> String) -> Self {
+        link_plugins();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_text = config(dir.path());
+        let mut server = TestServer {
+            base: String::new(),
+            dir,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            config_text,
+            running: None,
+        };
+        server.boot().await;
+        server
+    }
+
+    async fn boot(&mut self) {
+        let path = self.dir.path().join("config.toml");
+        std::fs::write(&path, &self.config_text).expect("write config");
+        let config = storehook_server::Config::load(&path).expect("config");
+        let running = storehook_server::start(config, &|_| None)
+            .await
+            .expect("server starts");
+        self.base = format!("http://{}", running.addr);
+        self.running = Some(running);
+    }
+
+    /// Stops the server (gracefully) and starts it again on the same database.
+    pub async fn restart(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+        self.boot().await;
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("storehook.db")
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        let mut req = self.client.post(format!("{}{path}", self.base)).body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        into_json(req.send().await.expect("request")).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        into_json(
+            self.client
+                .get(format!("{}{path}", self.base))
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
+    }
+
+    pub async fn get_admin(&self, path: &str) -> (u16, Value) {
+        let req = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(ADMIN_TOKEN);
+        into_json(req.send().await.expect("request")).await
+    }
+
+    /// Starts tracking a subscription through the management API.
+    pub async fn track(
+        &self,
+        store: &str,
+        subscription_id: &str,
+        app_user_id: &str,
+    ) -> (u16, Value) {
+        let body = serde_json::json!({ "store": store, "subscription_id": subscription_id, "app_user_id": app_user_id });
+        let req = self
+            .client
+            .post(format!("{}/v1/subscriptions", self.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body);
+        into_json(req.send().await.expect("request")).await
+    }
+
+    /// The `GET /v1/stores` entry of one store.
+    pub async fn store_status(&self, store: &str) -> Value {
+        let (status, body) = self.get("/v1/stores").await;
+        assert_eq!(status, 200, "{body}");
+        body["stores"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["store"] == store))
+            .cloned()
+            .unwrap_or_else(|| panic!("store {store} not listed: {body}"))
+    }
+
+    pub async fn subscription(&self, store: &str, id: &str) -> (u16, Value) {
+        self.get_admin(&format!("/v1/subscriptions/{store}/{id}"))
+            .await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            drop(r);
+        }
+    }
+}
+
+pub async fn into_json(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+/// The `storehook` binary as a child process.
+pub struct BinaryServer {
+    pub base: String,
+    pub child: Child,
+    pub dir: PathBuf,
+}
+
+impl BinaryServer {
+    /// Starts the binary with `config.toml` written into `dir` (port 0).
+    pub fn start(dir: &Path, stores_config: &str) -> Self {
+        let config = dir.join("config.toml");
+        std::fs::write(&config, full_config(dir, stores_config)).expect("write config");
+        Self::start_with_config(dir, &config, &[])
+    }
+
+    pub fn start_with_config(dir: &Path, config: &Path, env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_storehook"));
+        cmd.arg("--config")
+            .arg(config)
+            .arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .env_remove("STOREHOOK_ADMIN_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn storehook");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("storehook listening on ") {
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server printed its address");
+        BinaryServer {
+            base,
+            child,
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// SIGKILL: no chance to flush or finish anything.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for BinaryServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
