@@ -11,11 +11,11 @@ use serde::Deserialize;
 use serde_json::json;
 use storehook_core::{percent_decode, AdapterError, IncomingRequest, Outcome};
 use storehook_db::{NewNotification, RejectedNotification, Subscription};
-use subtle::ConstantTimeEq;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Reply;
 
+use crate::auth::{self, Credentials};
 use crate::error::ApiError;
 use crate::routes::Headers;
 use crate::time_fmt::{rfc3339, rfc3339_opt};
@@ -304,33 +304,6 @@ pub(crate) async fn healthz(state: Arc<AppState>) -> Response {
     }
 }
 
-/// Checks `Authorization: Bearer <admin token>` in constant time.
-pub(crate) fn require_admin(state: &AppState, authorization: Option<&str>) -> Result<(), ApiError> {
-    let Some(expected) = &state.admin_token else {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "admin_disabled",
-            "no admin token is configured; set [server] admin_token or STOREHOOK_ADMIN_TOKEN",
-        ));
-    };
-    let given = authorization
-        .and_then(|h| {
-            h.strip_prefix("Bearer ")
-                .or_else(|| h.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .unwrap_or("");
-    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong admin token (Authorization: Bearer <token>)",
-        ))
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TrackRequest {
@@ -343,18 +316,18 @@ struct TrackRequest {
 /// `POST /v1/subscriptions`.
 pub(crate) async fn track_subscription(
     state: Arc<AppState>,
-    authorization: Option<String>,
+    credentials: Credentials,
     body: bytes::Bytes,
 ) -> Response {
-    respond(track(&state, authorization.as_deref(), &body).await)
+    respond(track(&state, &credentials, &body).await)
 }
 
 async fn track(
     state: &AppState,
-    authorization: Option<&str>,
+    credentials: &Credentials,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    require_admin(state, authorization)?;
+    require_admin(state, credentials)?;
     let req: TrackRequest = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(
             "invalid_json",
@@ -435,12 +408,12 @@ pub(crate) async fn get_subscription(
     store: String,
     key: String,
     state: Arc<AppState>,
-    authorization: Option<String>,
+    credentials: Credentials,
 ) -> Response {
     respond(
         subscription_view(
             &state,
-            authorization.as_deref(),
+            &credentials,
             &path_segment(&store),
             &path_segment(&key),
         )
@@ -450,11 +423,11 @@ pub(crate) async fn get_subscription(
 
 async fn subscription_view(
     state: &AppState,
-    authorization: Option<&str>,
+    credentials: &Credentials,
     store: &str,
     key: &str,
 ) -> Result<Response, ApiError> {
-    require_admin(state, authorization)?;
+    require_admin(state, credentials)?;
     let sub = state
         .storage
         .subscription(store, key)
@@ -493,6 +466,11 @@ async fn subscription_view(
     Ok(json_response(StatusCode::OK, body))
 }
 
+/// Admin routes: the bearer token or the dashboard session.
+pub(crate) fn require_admin(state: &AppState, credentials: &Credentials) -> Result<(), ApiError> {
+    auth::require_admin(state.admin_token.as_deref(), credentials)
+}
+
 /// Decodes a URL path segment (`+` is a literal plus in a path).
 fn path_segment(raw: &str) -> String {
     percent_decode(&raw.replace('+', "%2B"))
@@ -502,12 +480,12 @@ fn path_segment(raw: &str) -> String {
 pub(crate) async fn get_subscriber(
     user: String,
     state: Arc<AppState>,
-    authorization: Option<String>,
+    credentials: Credentials,
 ) -> Response {
     let user = path_segment(&user);
     respond(
         async {
-            require_admin(&state, authorization.as_deref())?;
+            require_admin(&state, &credentials)?;
             let subs = state
                 .storage
                 .subscriptions_of_user(&user)

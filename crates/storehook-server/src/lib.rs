@@ -6,7 +6,9 @@
 //! (verify, decode, map) → `storehook-db` (de-duplicate, store, apply, all in
 //! one transaction, group-committed) → 200 only after the commit.
 
+pub mod auth;
 pub mod config;
+mod dashboard;
 mod error;
 mod fetch;
 mod handlers;

@@ -41,12 +41,12 @@ pub fn routes(
         .and(with_state.clone())
         .then(handlers::healthz);
 
-    let auth = warp::header::optional::<String>("authorization");
+    let auth = crate::auth::credentials();
 
     let track = warp::path!("v1" / "subscriptions")
         .and(warp::post())
         .and(with_state.clone())
-        .and(auth)
+        .and(auth.clone())
         .and(warp::body::content_length_limit(64 * 1024))
         .and(warp::body::bytes())
         .then(handlers::track_subscription);
@@ -54,13 +54,13 @@ pub fn routes(
     let subscription = warp::path!("v1" / "subscriptions" / String / String)
         .and(warp::get())
         .and(with_state.clone())
-        .and(auth)
+        .and(auth.clone())
         .then(handlers::get_subscription);
 
     let subscriber = warp::path!("v1" / "subscribers" / String)
         .and(warp::get())
         .and(with_state.clone())
-        .and(auth)
+        .and(auth.clone())
         .then(handlers::get_subscriber);
 
     notifications
@@ -73,6 +73,8 @@ pub fn routes(
         .or(subscription)
         .unify()
         .or(subscriber)
+        .unify()
+        .or(crate::dashboard::routes(state.clone()))
         .unify()
         .recover(recover)
         .unify()
