@@ -1,1 +1,158 @@
-//! placeholder
+//! Google Play Real-Time Developer Notifications, pushed by Cloud Pub/Sub to
+//! `POST /v1/notifications/google`.
+//!
+//! Path of one request: `verify` (OIDC push token and/or `?token=` secret) →
+//! `decode` (push envelope, then `message.data` as a DeveloperNotification)
+//! → `map` (normalized notification). Pub/Sub redelivers anything not
+//! answered 2xx for days, so once a request is authenticated every message
+//! is acknowledged: unusable data becomes `Outcome::AcknowledgedRejection`.
+//! With `[stores.google.play_api]`, `fetch_state` reads the subscription's
+//! full state from `purchases.subscriptionsv2.get`.
+
+pub mod config;
+pub mod decode;
+pub mod jwks;
+pub mod map;
+pub mod play_api;
+pub mod verify;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use storehook_core::{
+    AdapterError, ConfigError, FactoryContext, IncomingRequest, Outcome, StateUpdate, StoreAdapter,
+};
+
+use crate::config::{Settings, STORE_ID};
+use crate::decode::{parse_developer_notification, parse_push_envelope};
+use crate::play_api::PlayApiClient;
+use crate::verify::PushAuthenticator;
+
+/// Called by the binary so that the linker keeps this crate's registration.
+pub fn link() {}
+
+storehook_core::inventory::submit! {
+    storehook_core::StoreRegistration {
+        id: STORE_ID,
+        name: "Google Play",
+        store_label: "PLAY_STORE",
+        supported: true,
+        build: build_adapter,
+    }
+}
+
+/// The registered constructor: `[stores.google]` → adapter.
+pub fn build_adapter(
+    table: &toml::Table,
+    ctx: &FactoryContext<'_>,
+) -> Result<Box<dyn StoreAdapter>, ConfigError> {
+    let settings = Settings::from_table(table, ctx)?;
+    Ok(Box::new(GoogleAdapter::new(settings)?))
+}
+
+pub struct GoogleAdapter {
+    settings: Settings,
+    auth: PushAuthenticator,
+    play_api: Option<PlayApiClient>,
+}
+
+impl GoogleAdapter {
+    pub fn new(settings: Settings) -> Result<Self, ConfigError> {
+        let auth = PushAuthenticator::new(&settings).map_err(|e| {
+            let key = match settings.oidc.as_ref().map(|o| &o.key_source) {
+                Some(config::KeySource::File(_)) => "jwks_file",
+                _ => "jwks_url",
+            };
+            ConfigError::key(STORE_ID, key, e)
+        })?;
+        let play_api = settings
+            .play_api
+            .as_ref()
+            .map(PlayApiClient::new)
+            .transpose()
+            .map_err(|e| ConfigError::key(STORE_ID, "play_api.service_account_key_file", e))?;
+        Ok(GoogleAdapter {
+            settings,
+            auth,
+            play_api,
+        })
+    }
+
+    fn acknowledged_rejection(notification_id: String, code: &str, message: String) -> Outcome {
+        Outcome::AcknowledgedRejection {
+            notification_id: Some(notification_id),
+            code: code.to_string(),
+            message,
+        }
+    }
+}
+
+#[storehook_core::async_trait]
+impl StoreAdapter for GoogleAdapter {
+    async fn verify_and_decode(&self, request: &IncomingRequest) -> Result<Outcome, AdapterError> {
+        self.auth.authenticate(request).await?;
+
+        let envelope = parse_push_envelope(&request.body)
+            .map_err(|e| AdapterError::malformed("not_a_push_envelope", e.to_string()))?;
+        let notification_id = map::notification_id(&envelope);
+
+        let decoded = match parse_developer_notification(&envelope.data) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                return Ok(Self::acknowledged_rejection(
+                    notification_id,
+                    "malformed_data",
+                    e.to_string(),
+                ))
+            }
+        };
+        let package = &decoded.notification.package_name;
+        if !self.settings.package_names.iter().any(|p| p == package) {
+            let shown: String = package.chars().take(200).collect();
+            return Ok(Self::acknowledged_rejection(
+                notification_id,
+                "wrong_package",
+                format!("package {shown:?} is not in package_names"),
+            ));
+        }
+        let kind = match decoded.notification.kind(&decoded.json) {
+            Ok(kind) => kind,
+            Err(e) => {
+                return Ok(Self::acknowledged_rejection(
+                    notification_id,
+                    "malformed_data",
+                    e.to_string(),
+                ))
+            }
+        };
+        let notification =
+            map::verified_notification(&envelope, &decoded, kind, self.play_api.is_some());
+        Ok(Outcome::Notification(Box::new(notification)))
+    }
+
+    async fn fetch_state(
+        &self,
+        subscription_key: &str,
+    ) -> Result<Option<StateUpdate>, AdapterError> {
+        let Some(client) = &self.play_api else {
+            return Ok(None);
+        };
+        let purchase = client.get_subscription(subscription_key).await?;
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        Ok(Some(map::state_update(&purchase, now_ms)))
+    }
+
+    fn startup_warnings(&self) -> Vec<String> {
+        if self.settings.is_unauthenticated() {
+            vec![format!(
+                "[stores.{STORE_ID}] allow_unauthenticated = true: anyone who can reach \
+                 POST /v1/notifications/{STORE_ID} can submit notifications; configure OIDC push \
+                 authentication (audience, push_service_account) or push_token"
+            )]
+        } else {
+            Vec::new()
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! Google's push-token signing keys: fetched from a JWKS URL (cached per
+//! `Cache-Control: max-age`) or read from a local JWKS file, and reloaded when
+//! a token names a key id not seen yet (Google rotates its keys), at most
+//! once a minute so that forged key ids cannot make us hammer the source.
+//!
+//! Time is the request's `received_at_ms`, like every other check of the
+//! adapter, so that tests can pin it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use jsonwebtoken::DecodingKey;
+use serde::Deserialize;
+
+use crate::config::KeySource;
+
+/// Minimum time between two loads of the key set (after the first).
+pub const MIN_REFRESH_INTERVAL_MS: i64 = 60_000;
+/// Cache lifetime when the JWKS response has no usable `max-age`.
+const DEFAULT_MAX_AGE_MS: i64 = 3_600_000;
+/// Fetching keys happens inside a push request, whose deadline Pub/Sub sets
+/// to the ack deadline (10 s by default).
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    #[error("no signing key has key id {0:?}")]
+    UnknownKey(String),
+    #[error("the signing keys could not be loaded: {0}")]
+    Unavailable(String),
+}
+
+/// One parsed key set.
+#[derive(Clone, Default)]
+struct KeySet {
+    keys: HashMap<String, DecodingKey>,
+    /// Keys without a `kid`, tried only for tokens without one.
+    anonymous: Vec<DecodingKey>,
+    /// When a URL key set goes stale (`None`: never, for files).
+    expires_at_ms: Option<i64>,
+}
+
+impl KeySet {
+    fn lookup(&self, kid: Option<&str>) -> Vec<DecodingKey> {
+        match kid {
+            Some(kid) => self.keys.get(kid).cloned().into_iter().collect(),
+            // google-auth tries every key for a token without a kid.
+            None => self
+                .keys
+                .values()
+                .chain(self.anonymous.iter())
+                .cloned()
+                .collect(),
+        }
+    }
+
+    fn is_stale(&self, now_ms: i64) -> bool {
+        self.expires_at_ms.is_some_and(|at| now_ms >= at)
+    }
+}
+
+#[derive(Default)]
+struct RefreshState {
+    /// `received_at_ms` of the last load attempt that this store made after
+    /// start-up (a file read at start-up does not count).
+    last_attempt_ms: Option<i64>,
+}
+
+pub struct KeyStore {
+    source: Source,
+    current: RwLock<Option<KeySet>>,
+    /// Serializes loads: concurrent requests with a new kid wait for one load.
+    refresh: tokio::sync::Mutex<RefreshState>,
+}
+
+enum Source {
+    Url {
+        url: String,
+        client: reqwest::Client,
+    },
+    File(PathBuf),
+}
+
+impl KeyStore {
+    /// A store for `source`. A file is read now, so that a missing or broken
+    /// file stops the start-up; a URL is fetched at the first request.
+    pub fn new(source: &KeySource) -> Result<Self, String> {
+        let (source, initial) = match source {
+            KeySource::Url(url) => {
+                let client = reqwest::Client::builder()
+                    .timeout(FETCH_TIMEOUT)
+                    .build()
+                    .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+                (
+                    Source::Url {
+                        url: url.clone(),
+                        client,
+                    },
+                    None,
+                )
+            }
+            KeySource::File(path) => (Source::File(path.clone()), Some(read_file(path)?)),
+        };
+        Ok(KeyStore {
+            source,
+            current: RwLock::new(initial),
+            refresh: tokio::sync::Mutex::new(RefreshState::default()),
+        })
+    }
+
+    /// The keys a token with `kid` may be signed with (every key when the
+    /// token has no kid). Never empty on `Ok`.
+    pub async fn keys_for(
+        &self,
+        kid: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Vec<DecodingKey>, KeyError> {
+        if let Some(keys) = self.fresh_hit(kid, now_ms) {
+            return Ok(keys);
+        }
+
+        let mut refresh = self.refresh.lock().await;
+        // Another request may have loaded the keys while this one waited.
+        if let Some(keys) = self.fresh_hit(kid, now_ms) {
+            return Ok(keys);
+        }
+
+        let loaded = self.snapshot();
+        let rate_limited = loaded.is_some()
+            && refresh
+                .last_attempt_ms
+                .is_some_and(|last| now_ms.saturating_sub(last) < MIN_REFRESH_INTERVAL_MS);
+        if rate_limited {
+            return found_or_unknown(loaded.as_ref(), kid);
+        }
+
+        refresh.last_attempt_ms = Some(now_ms);
+        match self.load(now_ms).await {
+            Ok(set) => {
+                let keys = set.lookup(kid);
+                self.store(set);
+                if keys.is_empty() {
+                    Err(KeyError::UnknownKey(kid.unwrap_or("").to_string()))
+                } else {
+                    Ok(keys)
+                }
+            }
+            Err(problem) => {
+                // Stale keys still verify a token signed with a key Google
+                // has not retired yet; only a key we do not have needs the
+                // source, and then the sender must retry (503).
+                let stale = loaded.as_ref().map(|s| s.lookup(kid)).unwrap_or_default();
+                if stale.is_empty() {
+                    Err(KeyError::Unavailable(problem))
+                } else {
+                    tracing::warn!(store = "google", "using cached signing keys: {problem}");
+                    Ok(stale)
+                }
+            }
+        }
+    }
+
+    fn fresh_hit(&self, kid: Option<&str>, now_ms: i64) -> Option<Vec<DecodingKey>> {
+        let guard = self.current.read().ok()?;
+        let set = guard.as_ref()?;
+        if set.is_stale(now_ms) {
+            return None;
+        }
+        let keys = set.lookup(kid);
+        (!keys.is_empty()).then_some(keys)
+    }
+
+    fn snapshot(&self) -> Option<KeySet> {
+        self.current.read().ok().and_then(|g| g.clone())
+    }
+
+    fn store(&self, set: KeySet) {
+        if let Ok(mut guard) = self.current.write() {
+            *guard = Some(set);
+        }
+    }
+
+    async fn load(&self, now_ms: i64) -> Result<KeySet, String> {
+        match &self.source {
+            Source::File(path) => read_file(path),
+            Source::Url { url, client } => fetch_url(client, url, now_ms).await,
+        }
+    }
+}
+
+fn found_or_unknown(set: Option<&KeySet>, kid: Option<&str>) -> Result<Vec<DecodingKey>, KeyError> {
+    let keys = set.map(|s| s.lookup(kid)).unwrap_or_default();
+    if keys.is_empty() {
+        Err(KeyError::UnknownKey(kid.unwrap_or("").to_string()))
+    } else {
+        Ok(keys)
+    }
+}
+
+fn read_file(path: &PathBuf) -> Result<KeySet, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    parse_jwks(&bytes, None).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+async fn fetch_url(client: &reqwest::Client, url: &str, now_ms: i64) -> Result<KeySet, String> {
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("GET {url}: HTTP {status}"));
+    }
+    let max_age_ms = response
+        .headers()
+        .get_all(reqwest::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(max_age_seconds)
+        .map(|s| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX))
+        .unwrap_or(DEFAULT_MAX_AGE_MS);
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let expires_at = now_ms.saturating_add(max_age_ms);
+    parse_jwks(&body, Some(expires_at)).map_err(|e| format!("GET {url}: {e}"))
+}
+
+/// `max-age` from one `Cache-Control` header value.
+pub fn max_age_seconds(header: &str) -> Option<u64> {
+    header.split(',').find_map(|directive| {
+        let (name, value) = directive.trim().split_once('=')?;
+        if name.trim().eq_ignore_ascii_case("max-age") {
+            value.trim().trim_matches('"').parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
+#[derive(Deserialize)]
+struct JwksDocument {
+    keys: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct RsaJwk {
+    kty: String,
+    kid: Option<String>,
+    alg: Option<String>,
+    #[serde(rename = "use")]
+    use_: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
+}
+
+/// Parses a JWKS document, keeping the RSA signature keys usable for RS256
+/// and skipping any other entry (a future key type must not break Google
+/// verification).
+fn parse_jwks(bytes: &[u8], expires_at_ms: Option<i64>) -> Result<KeySet, String> {
+    let doc: JwksDocument =
+        serde_json::from_slice(bytes).map_err(|e| format!("not a JWKS document: {e}"))?;
+    let mut set = KeySet {
+        expires_at_ms,
+        ..KeySet::default()
+    };
+    for value in doc.keys {
+        let Ok(jwk) = serde_json::from_value::<RsaJwk>(value) else {
+            continue;
+        };
+        let usable = jwk.kty == "RSA"
+            && matches!(jwk.use_.as_deref(), None | Some("sig"))
+            && matches!(jwk.alg.as_deref(), None | Some("RS256"));
+        let (true, Some(n), Some(e)) = (usable, jwk.n.as_deref(), jwk.e.as_deref()) else {
+            continue;
+        };
+        let Ok(key) = DecodingKey::from_rsa_components(n, e) else {
+            continue;
+        };
+        match jwk.kid {
+            Some(kid) => {
+                set.keys.insert(kid, key);
+            }
+            None => set.anonymous.push(key),
+        }
+    }
+    if set.keys.is_empty() && set.anonymous.is_empty() {
+        return Err("no RSA signing key in the key set".into());
+    }
+    Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_age_is_read_from_cache_control() {
+        assert_eq!(
+            max_age_seconds("public, max-age=19258, must-revalidate, no-transform"),
+            Some(19258)
+        );
+        assert_eq!(max_age_seconds("MAX-AGE = 5"), Some(5));
+        assert_eq!(max_age_seconds("no-store"), None);
+        assert_eq!(max_age_seconds("max-age=abc"), None);
+    }
+
+    #[test]
+    fn jwks_parsing_skips_unusable_keys() {
+        let doc = br#"{"keys":[
+            {"kty":"EC","kid":"ec","crv":"P-256","x":"AA","y":"AA"},
+            {"kty":"RSA","kid":"enc","use":"enc","n":"AQAB","e":"AQAB"},
+            {"kty":"RSA","kid":"ps","alg":"PS256","n":"AQAB","e":"AQAB"},
+            {"kty":"RSA","kid":"ok","alg":"RS256","n":"AQAB","e":"AQAB"},
+            {"kty":"RSA","n":"AQAB","e":"AQAB"},
+            "junk"
+        ]}"#;
+        let set = parse_jwks(doc, None).unwrap();
+        assert_eq!(set.keys.keys().collect::<Vec<_>>(), vec!["ok"]);
+        assert_eq!(set.anonymous.len(), 1);
+        assert_eq!(set.lookup(Some("ok")).len(), 1);
+        assert_eq!(set.lookup(Some("ec")).len(), 0);
+        assert_eq!(set.lookup(None).len(), 2);
+        assert!(parse_jwks(br#"{"keys":[]}"#, None).is_err());
+        assert!(parse_jwks(b"[]", None).is_err());
+    }
+}

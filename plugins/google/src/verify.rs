@@ -1,0 +1,421 @@
+//! Push authentication, checked before the body is trusted: Pub/Sub's OIDC
+//! token (`Authorization: Bearer <JWT>` signed by Google) and/or the shared
+//! secret in the push URL (`?token=`). When both are configured, both must
+//! pass (Google's own push sample checks both).
+
+use base64::Engine;
+use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, Validation};
+use ring::digest;
+use serde::Deserialize;
+use storehook_core::{AdapterError, IncomingRequest};
+use subtle::ConstantTimeEq;
+
+use crate::config::{OidcSettings, Settings};
+use crate::decode::LENIENT_URL_SAFE;
+use crate::jwks::{KeyError, KeyStore};
+
+/// The issuers google-auth's `verify_oauth2_token` accepts.
+pub const GOOGLE_ISSUERS: [&str; 2] = ["accounts.google.com", "https://accounts.google.com"];
+
+/// Why a push request failed authentication. `code()` is the stable reason
+/// the host records; messages never contain the token or the secret.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error(
+        "no `Authorization: Bearer` token (the push subscription must have authentication enabled)"
+    )]
+    MissingToken,
+    #[error("the bearer token is not a well-formed JWT: {0}")]
+    MalformedToken(String),
+    #[error("the token is signed with {0:?}; only RS256 is accepted")]
+    BadAlgorithm(String),
+    #[error("no Google signing key has the token's key id {0:?}")]
+    UnknownKey(String),
+    #[error("the token's signature does not verify with Google's key")]
+    BadSignature,
+    #[error("the token's issuer {0:?} is not accounts.google.com")]
+    WrongIssuer(String),
+    #[error("the token's audience {0:?} is not the configured audience")]
+    WrongAudience(String),
+    #[error("the token expired at {exp} (now {now}, leeway {leeway_s} s)")]
+    Expired { exp: i64, now: i64, leeway_s: u64 },
+    #[error("the token is issued at {iat}, in the future (now {now}, leeway {leeway_s} s)")]
+    NotYetValid { iat: i64, now: i64, leeway_s: u64 },
+    #[error("the token's email {0:?} is not the configured push service account")]
+    WrongEmail(String),
+    #[error("the token's email is not verified (email_verified is not true)")]
+    EmailNotVerified,
+    #[error("no `token` query parameter in the push URL")]
+    MissingPushToken,
+    #[error("the push URL's `token` does not match the configured push token")]
+    BadPushToken,
+    #[error("Google's signing keys could not be fetched: {0}")]
+    KeysUnavailable(String),
+}
+
+impl AuthError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthError::MissingToken => "missing_token",
+            AuthError::MalformedToken(_) => "malformed_token",
+            AuthError::BadAlgorithm(_) => "bad_algorithm",
+            AuthError::UnknownKey(_) => "unknown_key",
+            AuthError::BadSignature => "bad_signature",
+            AuthError::WrongIssuer(_) => "wrong_issuer",
+            AuthError::WrongAudience(_) => "wrong_audience",
+            AuthError::Expired { .. } => "expired",
+            AuthError::NotYetValid { .. } => "not_yet_valid",
+            AuthError::WrongEmail(_) => "wrong_email",
+            AuthError::EmailNotVerified => "email_not_verified",
+            AuthError::MissingPushToken => "missing_push_token",
+            AuthError::BadPushToken => "bad_push_token",
+            AuthError::KeysUnavailable(_) => "jwks_unavailable",
+        }
+    }
+}
+
+impl From<AuthError> for AdapterError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            // Pub/Sub retries a 503, and the keys may be reachable then.
+            AuthError::KeysUnavailable(_) => AdapterError::unavailable(e.code(), e.to_string()),
+            _ => AdapterError::unauthorized(e.code(), e.to_string()),
+        }
+    }
+}
+
+/// Every authentication method the config enables.
+pub struct PushAuthenticator {
+    oidc: Option<OidcVerifier>,
+    /// SHA-256 of the push token: comparing digests in constant time hides
+    /// the token's length as well as its bytes.
+    push_token_digest: Option<[u8; 32]>,
+}
+
+impl PushAuthenticator {
+    pub fn new(settings: &Settings) -> Result<Self, String> {
+        let oidc = settings.oidc.as_ref().map(OidcVerifier::new).transpose()?;
+        Ok(PushAuthenticator {
+            oidc,
+            push_token_digest: settings.push_token.as_deref().map(sha256),
+        })
+    }
+
+    pub async fn authenticate(&self, request: &IncomingRequest) -> Result<(), AuthError> {
+        if let Some(expected) = &self.push_token_digest {
+            verify_push_token(request, expected)?;
+        }
+        if let Some(oidc) = &self.oidc {
+            oidc.verify_request(request).await?;
+        }
+        Ok(())
+    }
+}
+
+fn sha256(value: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest::digest(&digest::SHA256, value.as_bytes()).as_ref());
+    out
+}
+
+/// Checks `?token=` against the configured secret.
+pub fn verify_push_token(request: &IncomingRequest, expected: &[u8; 32]) -> Result<(), AuthError> {
+    let given = request
+        .query_param("token")
+        .ok_or(AuthError::MissingPushToken)?;
+    if bool::from(sha256(&given).ct_eq(expected)) {
+        Ok(())
+    } else {
+        Err(AuthError::BadPushToken)
+    }
+}
+
+/// Verifies Pub/Sub's OIDC push tokens: RS256 over Google's keys, then the
+/// claims google-auth checks, plus `email`/`email_verified`, which it leaves
+/// to the caller.
+pub struct OidcVerifier {
+    audience: String,
+    service_account_email: String,
+    clock_skew_seconds: u64,
+    keys: KeyStore,
+    validation: Validation,
+}
+
+#[derive(Deserialize)]
+struct JoseHeader {
+    alg: Option<String>,
+    kid: Option<String>,
+}
+
+/// The claims of a Pub/Sub push token that are checked. Types are loose
+/// (`Value`) so that an odd claim is reported as what it is rather than as a
+/// parse failure.
+#[derive(Deserialize, Default)]
+struct PushClaims {
+    iss: Option<serde_json::Value>,
+    aud: Option<serde_json::Value>,
+    exp: Option<serde_json::Value>,
+    iat: Option<serde_json::Value>,
+    email: Option<serde_json::Value>,
+    email_verified: Option<serde_json::Value>,
+}
+
+impl OidcVerifier {
+    pub fn new(settings: &OidcSettings) -> Result<Self, String> {
+        // The library checks the signature only: time claims are checked
+        // below against the request's clock, not the system's.
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        validation.leeway = 0;
+        Ok(OidcVerifier {
+            audience: settings.audience.clone(),
+            service_account_email: settings.service_account_email.clone(),
+            clock_skew_seconds: settings.clock_skew_seconds,
+            keys: KeyStore::new(&settings.key_source)?,
+            validation,
+        })
+    }
+
+    pub async fn verify_request(&self, request: &IncomingRequest) -> Result<(), AuthError> {
+        let token = bearer_token(request.header("authorization")).ok_or(AuthError::MissingToken)?;
+        self.verify_token(token, request.received_at_ms).await
+    }
+
+    /// Verifies one push token as of `now_ms`.
+    pub async fn verify_token(&self, token: &str, now_ms: i64) -> Result<(), AuthError> {
+        let header = jose_header(token)?;
+        match header.alg.as_deref() {
+            Some("RS256") => {}
+            other => return Err(AuthError::BadAlgorithm(other.unwrap_or("").to_string())),
+        }
+        let keys = self
+            .keys
+            .keys_for(header.kid.as_deref(), now_ms)
+            .await
+            .map_err(|e| match e {
+                KeyError::UnknownKey(kid) => AuthError::UnknownKey(kid),
+                KeyError::Unavailable(problem) => AuthError::KeysUnavailable(problem),
+            })?;
+        let claims = self.verify_signature(token, &keys)?;
+        self.check_claims(&claims, now_ms)
+    }
+
+    fn verify_signature(&self, token: &str, keys: &[DecodingKey]) -> Result<PushClaims, AuthError> {
+        let mut failure = AuthError::BadSignature;
+        for key in keys {
+            match jsonwebtoken::decode::<PushClaims>(token, key, &self.validation) {
+                Ok(data) => return Ok(data.claims),
+                Err(e) => match e.kind() {
+                    ErrorKind::InvalidSignature | ErrorKind::InvalidRsaKey(_) => {}
+                    ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                        failure = AuthError::BadAlgorithm("RS256".into())
+                    }
+                    // The signature verified, but the claims are not a JSON
+                    // object; or the token's segments are not base64url.
+                    _ => failure = AuthError::MalformedToken(e.to_string()),
+                },
+            }
+        }
+        Err(failure)
+    }
+
+    fn check_claims(&self, claims: &PushClaims, now_ms: i64) -> Result<(), AuthError> {
+        // google-auth requires both iat and exp.
+        let exp =
+            claims.exp.as_ref().and_then(numeric_date).ok_or_else(|| {
+                AuthError::MalformedToken("`exp` is missing or not a number".into())
+            })?;
+        let iat =
+            claims.iat.as_ref().and_then(numeric_date).ok_or_else(|| {
+                AuthError::MalformedToken("`iat` is missing or not a number".into())
+            })?;
+
+        let iss = claims.iss.as_ref().and_then(|v| v.as_str()).unwrap_or("");
+        if !GOOGLE_ISSUERS.contains(&iss) {
+            return Err(AuthError::WrongIssuer(excerpt(iss)));
+        }
+
+        let audience_matches = match &claims.aud {
+            Some(serde_json::Value::String(aud)) => aud == &self.audience,
+            Some(serde_json::Value::Array(auds)) => auds
+                .iter()
+                .any(|a| a.as_str() == Some(self.audience.as_str())),
+            _ => false,
+        };
+        if !audience_matches {
+            let shown = claims
+                .aud
+                .as_ref()
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            return Err(AuthError::WrongAudience(excerpt(&shown)));
+        }
+
+        // Same comparisons as google-auth: `exp + skew < now` is expired,
+        // `now < iat - skew` is too early; in milliseconds so that the
+        // request's clock is not rounded.
+        let skew_ms =
+            i64::try_from(self.clock_skew_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let now_s = now_ms.div_euclid(1000);
+        if exp.saturating_mul(1000).saturating_add(skew_ms) < now_ms {
+            return Err(AuthError::Expired {
+                exp,
+                now: now_s,
+                leeway_s: self.clock_skew_seconds,
+            });
+        }
+        if now_ms < iat.saturating_mul(1000).saturating_sub(skew_ms) {
+            return Err(AuthError::NotYetValid {
+                iat,
+                now: now_s,
+                leeway_s: self.clock_skew_seconds,
+            });
+        }
+
+        // Without these two, a push subscription in anyone's project, signed
+        // by Google for their own service account, could target our URL.
+        let email = claims.email.as_ref().and_then(|v| v.as_str()).unwrap_or("");
+        if email != self.service_account_email {
+            return Err(AuthError::WrongEmail(excerpt(email)));
+        }
+        let verified = match &claims.email_verified {
+            Some(serde_json::Value::Bool(b)) => *b,
+            // Some Google tokens have carried it as a string.
+            Some(serde_json::Value::String(s)) => s == "true",
+            _ => false,
+        };
+        if !verified {
+            return Err(AuthError::EmailNotVerified);
+        }
+        Ok(())
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (scheme names are
+/// case-insensitive, RFC 7235).
+pub fn bearer_token(authorization: Option<&str>) -> Option<&str> {
+    let (scheme, token) = authorization?.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Reads the JOSE header before any key is chosen, to refuse any algorithm
+/// but RS256 (`none`, and HS256 keyed with the public key) up front.
+fn jose_header(token: &str) -> Result<JoseHeader, AuthError> {
+    let mut segments = token.split('.');
+    let (Some(header), Some(_), Some(_), None) = (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) else {
+        return Err(AuthError::MalformedToken("a JWT has three segments".into()));
+    };
+    let bytes = LENIENT_URL_SAFE
+        .decode(header)
+        .map_err(|_| AuthError::MalformedToken("the header is not base64url".into()))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|_| AuthError::MalformedToken("the header is not a JSON object".into()))
+}
+
+/// A JWT NumericDate (seconds; fractions are truncated as google-auth does).
+fn numeric_date(value: &serde_json::Value) -> Option<i64> {
+    match value {
+        serde_json::Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite() && f.abs() < 1e15)
+                .map(|f| f as i64)
+        }),
+        _ => None,
+    }
+}
+
+/// A claim value shown in an error message, cut to a readable length.
+fn excerpt(value: &str) -> String {
+    const MAX: usize = 120;
+    if value.chars().count() <= MAX {
+        value.to_string()
+    } else {
+        let cut: String = value.chars().take(MAX).collect();
+        format!("{cut}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token(Some("Bearer abc")), Some("abc"));
+        assert_eq!(bearer_token(Some("bearer  abc ")), Some("abc"));
+        assert_eq!(bearer_token(Some("BEARER abc")), Some("abc"));
+        assert_eq!(bearer_token(Some("Basic dXNlcjpwYXNz")), None);
+        assert_eq!(bearer_token(Some("Bearer ")), None);
+        assert_eq!(bearer_token(Some("Bearer")), None);
+        assert_eq!(bearer_token(None), None);
+    }
+
+    #[test]
+    fn header_must_be_three_base64url_segments() {
+        assert!(matches!(
+            jose_header("abc.def"),
+            Err(AuthError::MalformedToken(_))
+        ));
+        assert!(matches!(
+            jose_header("a.b.c.d"),
+            Err(AuthError::MalformedToken(_))
+        ));
+        assert!(matches!(
+            jose_header("!!.b.c"),
+            Err(AuthError::MalformedToken(_))
+        ));
+        // {"alg":"none"}
+        let h = jose_header("eyJhbGciOiJub25lIn0.e30.").unwrap();
+        assert_eq!(h.alg.as_deref(), Some("none"));
+    }
+
+    #[test]
+    fn numeric_dates_accept_integers_and_floats() {
+        assert_eq!(
+            numeric_date(&serde_json::json!(1_550_185_935)),
+            Some(1_550_185_935)
+        );
+        assert_eq!(
+            numeric_date(&serde_json::json!(1_550_185_935.7)),
+            Some(1_550_185_935)
+        );
+        assert_eq!(numeric_date(&serde_json::json!("1550185935")), None);
+        assert_eq!(numeric_date(&serde_json::json!(1e300)), None);
+    }
+
+    #[test]
+    fn push_token_comparison() {
+        let expected = sha256("s3cret");
+        let req = |q: &str| IncomingRequest::new("{}", 0).with_query(q);
+        assert_eq!(verify_push_token(&req("token=s3cret"), &expected), Ok(()));
+        assert_eq!(
+            verify_push_token(&req("token=s3cre"), &expected),
+            Err(AuthError::BadPushToken)
+        );
+        assert_eq!(
+            verify_push_token(&req("other=1"), &expected),
+            Err(AuthError::MissingPushToken)
+        );
+        assert_eq!(
+            verify_push_token(&IncomingRequest::new("{}", 0), &expected),
+            Err(AuthError::MissingPushToken)
+        );
+    }
+
+    #[test]
+    fn key_outage_is_a_503_and_the_rest_401() {
+        let e: AdapterError = AuthError::KeysUnavailable("down".into()).into();
+        assert_eq!(e.http_status(), 503);
+        let e: AdapterError = AuthError::BadSignature.into();
+        assert_eq!((e.http_status(), e.code()), (401, "bad_signature"));
+    }
+}

@@ -1,0 +1,396 @@
+//! Shared test support: fixtures, token minting, adapters built from TOML,
+//! push bodies, and local HTTP stand-ins (loopback, port 0) for Google's
+//! JWKS endpoint, token endpoint and Play Developer API.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde_json::{json, Value};
+use storehook_core::{
+    FactoryContext, IncomingRequest, Outcome, StoreAdapter, VerifiedNotification,
+};
+use warp::http::StatusCode;
+use warp::Filter;
+
+pub const AUDIENCE: &str = "https://hooks.example.com/v1/notifications/google";
+pub const PUSH_ACCOUNT: &str = "rtdn-push@storehook-test.iam.gserviceaccount.com";
+pub const PUSH_TOKEN: &str = "push-secret-0123456789";
+pub const PACKAGE: &str = "com.example.subscriptions";
+/// 2026-01-01T00:00:00Z, the corpus vectors' clock.
+pub const NOW_S: i64 = 1_767_225_600;
+pub const NOW_MS: i64 = NOW_S * 1000;
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures")).join(name)
+}
+
+pub fn corpus(name: &str) -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/corpus/google"
+    ))
+    .join(name)
+}
+
+pub fn read_json(path: PathBuf) -> Value {
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Builds the adapter through its registration, as the host does.
+pub fn build(toml_text: &str) -> Box<dyn StoreAdapter> {
+    try_build(toml_text).unwrap_or_else(|e| panic!("config refused: {e}"))
+}
+
+pub fn try_build(toml_text: &str) -> Result<Box<dyn StoreAdapter>, storehook_core::ConfigError> {
+    storehook_google::link();
+    let table: toml::Table = toml::from_str(toml_text).expect("test TOML parses");
+    let registration = storehook_core::find_registration("google").expect("google is registered");
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+    let ctx = FactoryContext {
+        config_dir: fixture(""),
+        env: &no_env,
+    };
+    (registration.build)(&table, &ctx)
+}
+
+/// Config with OIDC against a local JWKS file and the given leeway.
+pub fn oidc_config(jwks_file: &str, leeway: u64) -> String {
+    format!(
+        "package_names = ['{PACKAGE}']\naudience = '{AUDIENCE}'\npush_service_account = '{PUSH_ACCOUNT}'\n\
+         jwks_file = '{jwks_file}'\nclock_skew_seconds = {leeway}\n"
+    )
+}
+
+pub fn push_token_config(packages: &[&str]) -> String {
+    let list: Vec<String> = packages.iter().map(|p| format!("'{p}'")).collect();
+    format!(
+        "package_names = [{}]\npush_token = '{PUSH_TOKEN}'\n",
+        list.join(", ")
+    )
+}
+
+/// Valid push-token claims as Pub/Sub mints them (iat = now, exp = now + 1 h).
+pub fn push_claims(now_s: i64) -> Value {
+    json!({
+        "aud": AUDIENCE,
+        "azp": "113774264463038321964",
+        "email": PUSH_ACCOUNT,
+        "email_verified": true,
+        "exp": now_s + 3600,
+        "iat": now_s,
+        "iss": "https://accounts.google.com",
+        "sub": "113774264463038321964",
+    })
+}
+
+/// Signs `claims` with a fixture key (`oidc_key_1.pem`…) under `kid`.
+pub fn mint(key_file: &str, kid: Option<&str>, claims: &Value) -> String {
+    let pem = std::fs::read(fixture(key_file)).expect("fixture key");
+    let key = EncodingKey::from_rsa_pem(&pem).expect("RSA key");
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = kid.map(str::to_string);
+    jsonwebtoken::encode(&header, claims, &key).expect("signs")
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A wrapped push body as Pub/Sub sends it.
+pub fn push_body(data: &[u8], message_id: Option<&str>) -> Vec<u8> {
+    let mut message = json!({
+        "data": b64(data),
+        "publishTime": "2026-01-01T00:00:00.123Z",
+        "publish_time": "2026-01-01T00:00:00.123Z",
+    });
+    if let Some(id) = message_id {
+        message["messageId"] = json!(id);
+        message["message_id"] = json!(id);
+    }
+    serde_json::to_vec(&json!({"message": message, "subscription": "projects/p/subscriptions/s"}))
+        .expect("serializes")
+}
+
+pub fn developer_notification(branch: &str, body: Value) -> Value {
+    let mut n =
+        json!({"version": "1.0", "packageName": PACKAGE, "eventTimeMillis": "1767225660000"});
+    n[branch] = body;
+    n
+}
+
+pub fn subscription_data(notification_type: i64) -> Vec<u8> {
+    serde_json::to_vec(&developer_notification(
+        "subscriptionNotification",
+        json!({"version": "1.0", "notificationType": notification_type,
+               "purchaseToken": "test-purchase-token.AO-J1Ox", "subscriptionId": "premium_monthly"}),
+    ))
+    .expect("serializes")
+}
+
+pub fn with_push_token(body: Vec<u8>) -> IncomingRequest {
+    IncomingRequest::new(body, NOW_MS).with_query(format!("token={PUSH_TOKEN}"))
+}
+
+pub fn with_bearer(body: Vec<u8>, token: &str, now_ms: i64) -> IncomingRequest {
+    IncomingRequest::new(body, now_ms).with_header("Authorization", format!("Bearer {token}"))
+}
+
+pub async fn expect_notification(
+    adapter: &dyn StoreAdapter,
+    req: &IncomingRequest,
+) -> VerifiedNotification {
+    match adapter.verify_and_decode(req).await {
+        Ok(Outcome::Notification(n)) => *n,
+        other => panic!("expected a notification, got {other:?}"),
+    }
+}
+
+/// Asserts an acknowledged rejection with `code`; returns its notification id.
+pub async fn expect_ack_rejection(
+    adapter: &dyn StoreAdapter,
+    req: &IncomingRequest,
+    code: &str,
+) -> Option<String> {
+    match adapter.verify_and_decode(req).await {
+        Ok(Outcome::AcknowledgedRejection {
+            notification_id,
+            code: got,
+            message,
+        }) => {
+            assert_eq!(got, code, "{message}");
+            assert!(!message.is_empty());
+            notification_id
+        }
+        other => panic!("expected an acknowledged rejection {code}, got {other:?}"),
+    }
+}
+
+pub async fn expect_error(
+    adapter: &dyn StoreAdapter,
+    req: &IncomingRequest,
+    status: u16,
+    code: &str,
+) {
+    storehook_core::conformance::expect_error(adapter, req, status, Some(code), code).await;
+}
+
+/// A loopback port that was just free: nothing listens there.
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds loopback");
+    listener.local_addr().expect("local addr").port()
+}
+
+async fn serve<F>(routes: F) -> SocketAddr
+where
+    F: Filter + Clone + Send + Sync + 'static,
+    F::Extract: warp::Reply,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds loopback");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(warp::serve(routes).incoming(listener).run());
+    addr
+}
+
+/// A JWKS endpoint whose document and `Cache-Control` the test changes.
+pub struct JwksServer {
+    pub url: String,
+    pub state: Arc<Mutex<JwksState>>,
+}
+
+pub struct JwksState {
+    pub document: Value,
+    pub cache_control: Option<String>,
+    pub status: u16,
+    pub hits: usize,
+}
+
+impl JwksServer {
+    pub async fn start(document: Value, cache_control: Option<&str>) -> Self {
+        let state = Arc::new(Mutex::new(JwksState {
+            document,
+            cache_control: cache_control.map(str::to_string),
+            status: 200,
+            hits: 0,
+        }));
+        let shared = state.clone();
+        let route = warp::get()
+            .and(warp::path!("oauth2" / "v3" / "certs"))
+            .map(move || {
+                let mut s = shared.lock().expect("lock");
+                s.hits += 1;
+                let mut response = warp::http::Response::builder()
+                    .status(s.status)
+                    .header("content-type", "application/json");
+                if let Some(cc) = &s.cache_control {
+                    response = response.header("cache-control", cc.as_str());
+                }
+                response.body(s.document.to_string()).expect("response")
+            });
+        let addr = serve(route).await;
+        JwksServer {
+            url: format!("http://{addr}/oauth2/v3/certs"),
+            state,
+        }
+    }
+
+    pub fn hits(&self) -> usize {
+        self.state.lock().expect("lock").hits
+    }
+
+    pub fn set_document(&self, document: Value) {
+        self.state.lock().expect("lock").document = document;
+    }
+}
+
+/// The Play Developer API and Google's OAuth2 token endpoint, played from
+/// recorded responses.
+pub struct PlayApiServer {
+    pub base_url: String,
+    pub token_url: String,
+    pub state: Arc<Mutex<PlayState>>,
+}
+
+#[derive(Default)]
+pub struct PlayState {
+    /// Per purchase token, the (status, body) answers still to give; the last
+    /// one is repeated.
+    pub responses: HashMap<String, VecDeque<(u16, Value)>>,
+    pub issued_tokens: Vec<String>,
+    pub token_requests: usize,
+    pub api_requests: Vec<(String, String)>,
+    /// Problems the stand-in saw in the client's requests.
+    pub complaints: Vec<String>,
+}
+
+impl PlayApiServer {
+    pub async fn start() -> Self {
+        let state = Arc::new(Mutex::new(PlayState::default()));
+        let addr_cell: Arc<Mutex<String>> = Arc::new(Mutex::new(String::new()));
+
+        let token_state = state.clone();
+        let token_addr = addr_cell.clone();
+        let token = warp::post()
+            .and(warp::path("token"))
+            .and(warp::path::end())
+            .and(warp::body::form::<HashMap<String, String>>())
+            .map(move |form: HashMap<String, String>| {
+                let mut s = token_state.lock().expect("lock");
+                s.token_requests += 1;
+                let expected_aud = format!("{}/token", token_addr.lock().expect("lock"));
+                if let Err(problem) = check_assertion(&form, &expected_aud) {
+                    s.complaints.push(problem.clone());
+                    return warp::reply::with_status(
+                        warp::reply::json(&json!({"error": "invalid_grant", "error_description": problem})),
+                        StatusCode::BAD_REQUEST,
+                    );
+                }
+                let access = format!("test-access-token-{}", s.token_requests);
+                s.issued_tokens.push(access.clone());
+                warp::reply::with_status(
+                    warp::reply::json(&json!({"access_token": access, "expires_in": 3599, "token_type": "Bearer"})),
+                    StatusCode::OK,
+                )
+            });
+
+        let api_state = state.clone();
+        let api = warp::get()
+            .and(warp::path!(
+                "androidpublisher"
+                    / "v3"
+                    / "applications"
+                    / String
+                    / "purchases"
+                    / "subscriptionsv2"
+                    / "tokens"
+                    / String
+            ))
+            .and(warp::header::optional::<String>("authorization"))
+            .map(
+                move |package: String, token: String, auth: Option<String>| {
+                    let mut s = api_state.lock().expect("lock");
+                    s.api_requests.push((package, token.clone()));
+                    let authorized = auth
+                        .as_deref()
+                        .and_then(|a| a.strip_prefix("Bearer "))
+                        .is_some_and(|t| s.issued_tokens.iter().any(|i| i == t));
+                    if !authorized {
+                        s.complaints
+                            .push("API call without an issued access token".into());
+                        return warp::reply::with_status(
+                            warp::reply::json(&json!({"error": {"code": 401}})),
+                            StatusCode::UNAUTHORIZED,
+                        );
+                    }
+                    let (status, body) = match s.responses.get_mut(&token) {
+                        Some(queue) if queue.len() > 1 => queue.pop_front().expect("non-empty"),
+                        Some(queue) => queue.front().cloned().expect("non-empty"),
+                        None => (404, json!({"error": {"code": 404, "message": "not found"}})),
+                    };
+                    warp::reply::with_status(
+                        warp::reply::json(&body),
+                        StatusCode::from_u16(status).expect("status"),
+                    )
+                },
+            );
+
+        let addr = serve(token.or(api)).await;
+        let base_url = format!("http://{addr}");
+        *addr_cell.lock().expect("lock") = base_url.clone();
+        PlayApiServer {
+            token_url: format!("{base_url}/token"),
+            base_url,
+            state,
+        }
+    }
+
+    pub fn respond(&self, purchase_token: &str, answers: Vec<(u16, Value)>) {
+        self.state
+            .lock()
+            .expect("lock")
+            .responses
+            .insert(purchase_token.to_string(), answers.into());
+    }
+
+    pub fn config(&self, package: &str) -> String {
+        format!(
+            "package_names = ['{package}']\npush_token = '{PUSH_TOKEN}'\n[play_api]\n\
+             service_account_key_file = 'service_account.json'\nbase_url = '{}'\ntoken_url = '{}'\n",
+            self.base_url, self.token_url
+        )
+    }
+}
+
+/// Checks a JWT-bearer grant the way Google's token endpoint does.
+fn check_assertion(form: &HashMap<String, String>, expected_aud: &str) -> Result<(), String> {
+    if form.get("grant_type").map(String::as_str)
+        != Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+    {
+        return Err("wrong grant_type".into());
+    }
+    let assertion = form.get("assertion").ok_or("no assertion")?;
+    let pem = std::fs::read(fixture("service_account_public.pem")).map_err(|e| e.to_string())?;
+    let key = DecodingKey::from_rsa_pem(&pem).map_err(|e| e.to_string())?;
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_audience(&[expected_aud]);
+    validation.set_issuer(&["play-api@storehook-test.iam.gserviceaccount.com"]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+    let data =
+        jsonwebtoken::decode::<Value>(assertion, &key, &validation).map_err(|e| e.to_string())?;
+    if data.claims["scope"] != "https://www.googleapis.com/auth/androidpublisher" {
+        return Err("wrong scope".into());
+    }
+    if data.header.kid.as_deref() != Some("test-sa-key-1") {
+        return Err("assertion without the key id".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! `fetch_state` against a local stand-in of the Play Developer API and
+//! Google's token endpoint: the real client, over loopback HTTP.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use storehook_core::SubscriptionStatus;
+
+fn active_with_link() -> serde_json::Value {
+    json!({
+        "kind": "androidpublisher#subscriptionPurchaseV2",
+        "startTime": "2026-01-01T00:00:00.000Z",
+        "regionCode": "DE",
+        "subscriptionState": "SUBSCRIPTION_STATE_ACTIVE",
+        "linkedPurchaseToken": "old-purchase-token.AO-J1Ox",
+        "acknowledgementState": "ACKNOWLEDGEMENT_STATE_ACKNOWLEDGED",
+        "externalAccountIdentifiers": {"obfuscatedExternalAccountId": "user-42"},
+        "lineItems": [
+            {"productId": "premium_monthly", "expiryTime": "2026-02-01T00:00:00Z",
+             "autoRenewingPlan": {"autoRenewEnabled": true,
+                                  "recurringPrice": {"currencyCode": "EUR", "units": "6", "nanos": 990000000}}},
+            {"productId": "addon_storage", "expiryTime": "2026-01-15T00:00:00.5Z",
+             "autoRenewingPlan": {"autoRenewEnabled": false}}
+        ]
+    })
+}
+
+#[tokio::test]
+async fn a_failing_fetch_then_success() {
+    let server = PlayApiServer::start().await;
+    server.respond(
+        "new-purchase-token.AO-J1Ox",
+        vec![
+            (
+                503,
+                json!({"error": {"code": 503, "message": "backend error"}}),
+            ),
+            (200, active_with_link()),
+        ],
+    );
+    let adapter = build(&server.config(PACKAGE));
+
+    let e = adapter
+        .fetch_state("new-purchase-token.AO-J1Ox")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.http_status(), e.code()),
+        (503, "play_api_unavailable"),
+        "{}",
+        e.message()
+    );
+
+    let update = adapter
+        .fetch_state("new-purchase-token.AO-J1Ox")
+        .await
+        .unwrap()
+        .expect("state");
+    assert_eq!(update.state.status, Some(SubscriptionStatus::Active));
+    // The latest line item decides expiry and product; any item renewing
+    // means auto-renew is on.
+    assert_eq!(update.state.expires_at_ms, Some(1_769_904_000_000));
+    assert_eq!(update.state.product_id.as_deref(), Some("premium_monthly"));
+    assert_eq!(update.state.auto_renew, Some(true));
+    assert_eq!(
+        update.continues_subscription_key.as_deref(),
+        Some("old-purchase-token.AO-J1Ox")
+    );
+    assert_eq!(update.app_user_id_hint.as_deref(), Some("user-42"));
+
+    let state = server.state.lock().unwrap();
+    assert!(state.complaints.is_empty(), "{:?}", state.complaints);
+    assert_eq!(state.token_requests, 1, "one access token for both calls");
+    assert_eq!(
+        state.api_requests,
+        vec![
+            (
+                PACKAGE.to_string(),
+                "new-purchase-token.AO-J1Ox".to_string()
+            ),
+            (
+                PACKAGE.to_string(),
+                "new-purchase-token.AO-J1Ox".to_string()
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn subscription_notifications_ask_for_the_fetch() {
+    let server = PlayApiServer::start().await;
+    let adapter = build(&server.config(PACKAGE));
+    let req = with_push_token(push_body(&subscription_data(4), Some("f1")));
+    let n = expect_notification(adapter.as_ref(), &req).await;
+    assert!(n.state_fetch_pending);
+    assert_eq!(
+        server.state.lock().unwrap().api_requests.len(),
+        0,
+        "never during the push"
+    );
+}
+
+#[tokio::test]
+async fn api_refusals_are_typed() {
+    let server = PlayApiServer::start().await;
+    server.respond("forbidden", vec![(403, json!({"error": {"code": 403}}))]);
+    server.respond("gone", vec![(410, json!({"error": {"code": 410}}))]);
+    server.respond("bad", vec![(400, json!({"error": {"code": 400}}))]);
+    server.respond("limited", vec![(429, json!({"error": {"code": 429}}))]);
+    server.respond("garbage", vec![(200, json!(["not", "an", "object"]))]);
+    let adapter = build(&server.config(PACKAGE));
+    for (token, status, code) in [
+        ("forbidden", 401, "play_api_forbidden"),
+        ("unknown-token", 400, "purchase_token_not_found"),
+        ("gone", 400, "purchase_token_not_found"),
+        ("bad", 400, "play_api_rejected"),
+        ("limited", 503, "play_api_unavailable"),
+        ("garbage", 400, "play_api_bad_response"),
+    ] {
+        let e = adapter.fetch_state(token).await.unwrap_err();
+        assert_eq!(
+            (e.http_status(), e.code()),
+            (status, code),
+            "{token}: {}",
+            e.message()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_access_token_is_replaced() {
+    let server = PlayApiServer::start().await;
+    server.respond("t1", vec![(200, active_with_link())]);
+    let adapter = build(&server.config(PACKAGE));
+    adapter.fetch_state("t1").await.unwrap();
+    // The stand-in forgets the token it issued: the API answers 401.
+    server.state.lock().unwrap().issued_tokens.clear();
+    let e = adapter.fetch_state("t1").await.unwrap_err();
+    assert_eq!(e.code(), "play_api_forbidden");
+    // The next attempt mints a new access token and succeeds.
+    adapter.fetch_state("t1").await.unwrap().expect("state");
+    assert_eq!(server.state.lock().unwrap().token_requests, 2);
+}
+
+#[tokio::test]
+async fn rejected_credentials() {
+    let server = PlayApiServer::start().await;
+    // A key file signed with a key the token endpoint does not know.
+    let dir = tempfile::tempdir().unwrap();
+    let mut key = read_json(fixture("service_account.json"));
+    key["private_key"] = json!(std::fs::read_to_string(fixture("oidc_key_1.pem")).unwrap());
+    let path = dir.path().join("sa.json");
+    std::fs::write(&path, key.to_string()).unwrap();
+    let adapter = build(&format!(
+        "package_names = ['{PACKAGE}']\npush_token = 'x'\n[play_api]\nservice_account_key_file = '{}'\n\
+         base_url = '{}'\ntoken_url = '{}'\n",
+        path.display(),
+        server.base_url,
+        server.token_url
+    ));
+    let e = adapter.fetch_state("t1").await.unwrap_err();
+    assert_eq!(
+        (e.http_status(), e.code()),
+        (401, "play_api_credentials_rejected")
+    );
+    assert!(e.message().contains("invalid_grant"), "{}", e.message());
+    assert!(!e.message().contains("PRIVATE KEY"));
+}
+
+#[tokio::test]
+async fn unreachable_api_is_retryable() {
+    let port = closed_port();
+    let adapter = build(&format!(
+        "package_names = ['{PACKAGE}']\npush_token = 'x'\n[play_api]\n\
+         service_account_key_file = 'service_account.json'\nbase_url = 'http://127.0.0.1:{port}'\n\
+         token_url = 'http://127.0.0.1:{port}/token'\n"
+    ));
+    let e = adapter.fetch_state("t1").await.unwrap_err();
+    assert_eq!((e.http_status(), e.code()), (503, "play_api_unavailable"));
+}
+
+#[tokio::test]
+async fn without_play_api_there_is_nothing_to_fetch() {
+    let adapter = build(&push_token_config(&[PACKAGE]));
+    assert_eq!(adapter.fetch_state("t1").await.unwrap(), None);
+    let req = with_push_token(push_body(&subscription_data(4), Some("f1")));
+    assert!(
+        !expect_notification(adapter.as_ref(), &req)
+            .await
+            .state_fetch_pending
+    );
+}
+
+#[tokio::test]
+async fn play_api_config_errors() {
+    let err = try_build(
+        "package_names = ['a', 'b']\npush_token = 'x'\n[play_api]\nservice_account_key_file = 'service_account.json'\n",
+    )
+    .err()
+    .expect("refused");
+    assert!(err.0.contains("play_api"), "{err}");
+    let err = try_build(
+        "package_names = ['a']\npush_token = 'x'\n[play_api]\nservice_account_key_file = 'jwks_key_1.json'\n",
+    )
+    .err()
+    .expect("refused");
+    assert!(err.0.contains("service_account_key_file"), "{err}");
+    let err = try_build(
+        "package_names = ['a']\npush_token = 'x'\n[play_api]\nservice_account_key_file = 'service_account.json'\nbase_url = 'nope'\n",
+    )
+    .err()
+    .expect("refused");
+    assert!(err.0.contains("base_url"), "{err}");
+}
