@@ -46,6 +46,9 @@ const SUPPORTED_CRITICAL: &[&str] = &[
     "2.5.29.54",             // inhibit any policy
 ];
 
+/// basicConstraints, keyUsage, subjectKeyIdentifier, authorityKeyIdentifier.
+const PATH_EXTENSIONS: &[&str] = &["2.5.29.19", "2.5.29.15", "2.5.29.14", "2.5.29.35"];
+
 /// Why a chain was refused. `Unparsable` is Apple's `INVALID_CERTIFICATE`;
 /// `Invalid` is its `VERIFICATION_FAILURE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +99,13 @@ impl VerifiedChain {
         let described = self
             .windows
             .iter()
-            .map(|w| format!("{} to {}", format_time(w.not_before), format_time(w.not_after)))
+            .map(|w| {
+                format!(
+                    "{} to {}",
+                    format_time(w.not_before),
+                    format_time(w.not_after)
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ");
         Err(ChainError::Invalid(format!(
@@ -280,19 +289,12 @@ fn read_facts<'a>(cert: &'a X509Certificate<'a>, what: &str) -> Result<CertFacts
                 facts.authority_key_id = aki.key_identifier.as_ref().map(|k| k.0);
                 facts.authority_serial = aki.authority_cert_serial;
             }
-            ParsedExtension::ParseError { error } => {
-                if [
-                    "2.5.29.19",
-                    "2.5.29.15",
-                    "2.5.29.14",
-                    "2.5.29.35",
-                ]
-                .contains(&oid.as_str())
-                {
-                    return Err(ChainError::Invalid(format!(
-                        "the {what} certificate has a malformed extension {oid}: {error}"
-                    )));
-                }
+            // A malformed extension that path validation reads makes OpenSSL
+            // refuse the certificate.
+            ParsedExtension::ParseError { error } if PATH_EXTENSIONS.contains(&oid.as_str()) => {
+                return Err(ChainError::Invalid(format!(
+                    "the {what} certificate has a malformed extension {oid}: {error}"
+                )));
             }
             _ => {}
         }
@@ -364,7 +366,9 @@ fn window_of(cert: &X509Certificate<'_>) -> Window {
 }
 
 fn has_extension(cert: &X509Certificate<'_>, oid: &str) -> bool {
-    cert.extensions().iter().any(|e| e.oid.to_id_string() == oid)
+    cert.extensions()
+        .iter()
+        .any(|e| e.oid.to_id_string() == oid)
 }
 
 /// Path validation without dates (they are checked per payload).

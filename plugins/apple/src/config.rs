@@ -224,7 +224,11 @@ fn load_roots(paths: &[String], ctx: &FactoryContext<'_>) -> Result<Vec<Vec<u8>>
     for path in paths {
         let resolved = ctx.resolve_path(path);
         let problem = |what: String| {
-            ConfigError::key(STORE_ID, "root_certificates", format!("{}: {what}", resolved.display()))
+            ConfigError::key(
+                STORE_ID,
+                "root_certificates",
+                format!("{}: {what}", resolved.display()),
+            )
         };
         let bytes = std::fs::read(&resolved).map_err(|e| problem(e.to_string()))?;
         let ders = if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
@@ -253,8 +257,8 @@ fn load_roots(paths: &[String], ctx: &FactoryContext<'_>) -> Result<Vec<Vec<u8>>
 /// A pinned root must parse and be self-issued: OpenSSL, which Apple's
 /// library uses, only anchors a chain at a self-signed certificate.
 pub fn check_root(der: &[u8]) -> Result<(), String> {
-    let (_, cert) = X509Certificate::from_der(der)
-        .map_err(|e| format!("not a DER or PEM certificate: {e}"))?;
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| format!("not a DER or PEM certificate: {e}"))?;
     if cert.subject().as_raw() != cert.issuer().as_raw() {
         return Err(format!(
             "\"{}\" is not a self-signed root certificate (it was issued by \"{}\")",
@@ -287,32 +291,49 @@ mod tests {
     #[test]
     fn defaults_trust_apple_g3_and_both_environments() {
         let s = parse("apps = [{ bundle_id = 'a', app_apple_id = 1 }]").unwrap();
-        assert_eq!(s.environments, vec![AppleEnvironment::Production, AppleEnvironment::Sandbox]);
+        assert_eq!(
+            s.environments,
+            vec![AppleEnvironment::Production, AppleEnvironment::Sandbox]
+        );
         assert_eq!(s.root_certificates, vec![APPLE_ROOT_CA_G3.to_vec()]);
         assert!(s.warnings.is_empty());
     }
 
     #[test]
     fn errors_name_the_key() {
-        let e = parse("apps = [{ bundle_id = 'a', app_apple_id = 1 }]\nenviroments = []").unwrap_err();
+        let e =
+            parse("apps = [{ bundle_id = 'a', app_apple_id = 1 }]\nenviroments = []").unwrap_err();
         assert!(e.0.contains("enviroments"), "{e}");
         let e = parse("apps = []").unwrap_err();
         assert!(e.0.contains("stores.apple.apps"), "{e}");
-        let e = parse("apps = [{ bundle_id = 'a', app_apple_id = 1 }]\nenvironments = ['Xcode']").unwrap_err();
-        assert!(e.0.contains("environments") && e.0.contains("skips signature verification"), "{e}");
-        let e = parse("apps = [{ bundle_id = 'a', app_apple_id = 1 }]\nenvironments = ['sandbox']").unwrap_err();
+        let e = parse("apps = [{ bundle_id = 'a', app_apple_id = 1 }]\nenvironments = ['Xcode']")
+            .unwrap_err();
+        assert!(
+            e.0.contains("environments") && e.0.contains("skips signature verification"),
+            "{e}"
+        );
+        let e = parse("apps = [{ bundle_id = 'a', app_apple_id = 1 }]\nenvironments = ['sandbox']")
+            .unwrap_err();
         assert!(e.0.contains("unknown environment"), "{e}");
         let e = parse("apps = [{ bundle_id = 'a' }]\nenvironments = ['Production']").unwrap_err();
         assert!(e.0.contains("app_apple_id"), "{e}");
-        let e = parse("apps = [{ bundle_id = 'a', app_apple_id = 1, bundleid = 'x' }]").unwrap_err();
+        let e =
+            parse("apps = [{ bundle_id = 'a', app_apple_id = 1, bundleid = 'x' }]").unwrap_err();
         assert!(e.0.contains("bundleid"), "{e}");
-        let e = parse("apps = [{ bundle_id = 'a', app_apple_id = 1 }]\nroot_certificates = ['missing.der']").unwrap_err();
-        assert!(e.0.contains("root_certificates") && e.0.contains("missing.der"), "{e}");
+        let e = parse(
+            "apps = [{ bundle_id = 'a', app_apple_id = 1 }]\nroot_certificates = ['missing.der']",
+        )
+        .unwrap_err();
+        assert!(
+            e.0.contains("root_certificates") && e.0.contains("missing.der"),
+            "{e}"
+        );
     }
 
     #[test]
     fn an_app_without_apple_id_is_sandbox_only_with_a_warning() {
-        let s = parse("apps = [{ bundle_id = 'a' }, { bundle_id = 'b', app_apple_id = 2 }]").unwrap();
+        let s =
+            parse("apps = [{ bundle_id = 'a' }, { bundle_id = 'b', app_apple_id = 2 }]").unwrap();
         assert_eq!(s.warnings.len(), 1);
         assert!(s.warnings[0].contains('a'));
         let s = parse("apps = [{ bundle_id = 'a' }]\nenvironments = ['Sandbox']").unwrap();

@@ -440,7 +440,8 @@ mod tests {
         .unwrap();
         assert_eq!(p.identity().environment, Some("Production"));
 
-        let p: NotificationPayload = structure(&obj(json!({"appData": {"bundleId": "a"}}))).unwrap();
+        let p: NotificationPayload =
+            structure(&obj(json!({"appData": {"bundleId": "a"}}))).unwrap();
         assert_eq!(p.identity().bundle_id, Some("a"));
         let p: NotificationPayload = structure(&obj(json!({}))).unwrap();
         assert_eq!(p.identity(), AppIdentity::default());
@@ -448,7 +449,9 @@ mod tests {
 
     #[test]
     fn envelope_spots_v1() {
-        let e: Envelope = serde_json::from_str(r#"{"notification_type":"RENEWAL","unified_receipt":{}}"#).unwrap();
+        let e: Envelope =
+            serde_json::from_str(r#"{"notification_type":"RENEWAL","unified_receipt":{}}"#)
+                .unwrap();
         assert!(e.signed_payload.is_none());
         assert!(e.notification_type.is_some() && e.unified_receipt.is_some());
     }

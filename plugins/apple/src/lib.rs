@@ -23,7 +23,9 @@ use storehook_core::{
 };
 
 pub use config::{App, AppleEnvironment, AppleSettings, APPLE_ROOT_CA_G3};
-use decode::{structure, AppIdentity, AppTransaction, NotificationPayload, RenewalInfo, TransactionInfo};
+use decode::{
+    structure, AppIdentity, AppTransaction, NotificationPayload, RenewalInfo, TransactionInfo,
+};
 pub use verify::{SignedDataVerifier, VerificationError, VerificationStatus};
 
 /// Called by the binary so that the linker keeps this crate's registration.
@@ -43,21 +45,15 @@ fn build_adapter(
     table: &toml::Table,
     ctx: &FactoryContext<'_>,
 ) -> Result<Box<dyn StoreAdapter>, ConfigError> {
-    Ok(Box::new(AppleAdapter::new(AppleSettings::from_table(table, ctx)?)))
+    Ok(Box::new(AppleAdapter::new(AppleSettings::from_table(
+        table, ctx,
+    )?)))
 }
 
 /// The App Store adapter: configuration plus the verifier and its caches.
 pub struct AppleAdapter {
     settings: AppleSettings,
     verifier: SignedDataVerifier,
-}
-
-/// The app and environment a notification was accepted for: the
-/// equivalent of the one official `SignedDataVerifier` that accepted it.
-#[derive(Debug, Clone, Copy)]
-struct Accepted<'a> {
-    app: &'a App,
-    environment: AppleEnvironment,
 }
 
 impl AppleAdapter {
@@ -68,6 +64,34 @@ impl AppleAdapter {
 
     pub fn verifier(&self) -> &SignedDataVerifier {
         &self.verifier
+    }
+
+    /// The official verifier for one configured app and environment, if
+    /// this server has it (Production needs the app's Apple id).
+    pub fn scoped(
+        &self,
+        bundle_id: &str,
+        environment: AppleEnvironment,
+    ) -> Option<ScopedVerifier<'_>> {
+        self.verifiers()
+            .find(|v| v.app.bundle_id == bundle_id && v.environment == environment)
+    }
+
+    /// One official verifier per (app, environment) this server accepts.
+    fn verifiers(&self) -> impl Iterator<Item = ScopedVerifier<'_>> {
+        self.settings.apps.iter().flat_map(move |app| {
+            self.settings
+                .environments
+                .iter()
+                .filter(move |env| {
+                    **env != AppleEnvironment::Production || app.app_apple_id.is_some()
+                })
+                .map(move |&environment| ScopedVerifier {
+                    verifier: &self.verifier,
+                    app,
+                    environment,
+                })
+        })
     }
 
     /// Verifies and decodes one request body; `now_ms` is the receive time.
@@ -84,44 +108,49 @@ impl AppleAdapter {
         let payload: NotificationPayload =
             structure(&payload_json).map_err(|e| refusal("signedPayload", schema_error(e)))?;
         let accepted = self
-            .check_app(&payload.identity())
+            .accepting_verifier(&payload.identity())
             .map_err(|e| refusal("signedPayload", e))?;
 
-        // The nested JWS, each verified on its own and checked against the
-        // same app and environment, as the library's
-        // verify_and_decode_signed_transaction / _renewal_info /
-        // _app_transaction would.
+        // The nested JWS, each verified on its own and checked by the same
+        // official verifier that accepted the notification.
         let data = payload.data.as_ref();
         let transaction = data
             .and_then(|d| d.signed_transaction_info())
-            .map(|jws| self.verify_transaction(jws, accepted, now_ms))
+            .map(|jws| accepted.verify_and_decode_signed_transaction(jws, now_ms))
             .transpose()
             .map_err(|e| refusal("data.signedTransactionInfo", e))?;
         let renewal = data
             .and_then(|d| d.signed_renewal_info())
-            .map(|jws| self.verify_renewal(jws, accepted, now_ms))
+            .map(|jws| accepted.verify_and_decode_renewal_info(jws, now_ms))
             .transpose()
             .map_err(|e| refusal("data.signedRenewalInfo", e))?;
         let app_transaction = payload
             .app_data
             .as_ref()
             .and_then(|a| a.signed_app_transaction_info())
-            .map(|jws| self.verify_app_transaction(jws, accepted, now_ms))
+            .map(|jws| accepted.verify_and_decode_app_transaction(jws, now_ms))
             .transpose()
             .map_err(|e| refusal("appData.signedAppTransactionInfo", e))?;
 
         let (transaction, transaction_json) = transaction.unzip();
         let (renewal, renewal_json) = renewal.unzip();
-        replace_nested(&mut payload_json, "data", "signedTransactionInfo", transaction_json);
+        let app_transaction_json = app_transaction.map(|(_, json)| json);
+        replace_nested(
+            &mut payload_json,
+            "data",
+            "signedTransactionInfo",
+            transaction_json,
+        );
         replace_nested(&mut payload_json, "data", "signedRenewalInfo", renewal_json);
         replace_nested(
             &mut payload_json,
             "appData",
             "signedAppTransactionInfo",
-            app_transaction,
+            app_transaction_json,
         );
 
-        let fallback_notification_id = if payload.notification_uuid().is_some_and(|u| !u.is_empty()) {
+        let fallback_notification_id = if payload.notification_uuid().is_some_and(|u| !u.is_empty())
+        {
             String::new()
         } else {
             let digest = ring::digest::digest(&ring::digest::SHA256, signed_payload.as_bytes());
@@ -140,112 +169,167 @@ impl AppleAdapter {
         }))
     }
 
-    /// Apple's checks after decoding, over every (app, environment) this
-    /// server is configured for — one official verifier each. A verifier
-    /// passes the app check when the bundle id matches and, for Production,
-    /// the app Apple id too; it then passes when the environment matches.
-    /// Refused: INVALID_ENVIRONMENT if some verifier passed the app check,
-    /// else INVALID_APP_IDENTIFIER.
-    fn check_app(&self, identity: &AppIdentity<'_>) -> Result<Accepted<'_>, VerificationError> {
-        let mut app_matched = false;
-        for app in &self.settings.apps {
-            for &environment in &self.settings.environments {
-                let production = environment == AppleEnvironment::Production;
-                if production && app.app_apple_id.is_none() {
-                    continue; // the library cannot build this verifier
+    /// Apple's checks after decoding, as the official verifier for the
+    /// payload's app and environment answers them. When this server has no
+    /// verifier for that environment (not configured, or Production without
+    /// the app's Apple id), the app's other verifiers answer:
+    /// INVALID_ENVIRONMENT if one passed the app check, else
+    /// INVALID_APP_IDENTIFIER. An unknown bundle id is INVALID_APP_IDENTIFIER.
+    fn accepting_verifier(
+        &self,
+        identity: &AppIdentity<'_>,
+    ) -> Result<ScopedVerifier<'_>, VerificationError> {
+        let candidates: Vec<ScopedVerifier<'_>> = self
+            .verifiers()
+            .filter(|v| identity.bundle_id == Some(v.app.bundle_id.as_str()))
+            .collect();
+        if let Some(own) = candidates
+            .iter()
+            .find(|v| identity.environment == Some(v.environment.as_str()))
+        {
+            return own.check_notification(identity).map(|()| *own);
+        }
+        let mut refusal = None;
+        for verifier in &candidates {
+            if let Err(e) = verifier.check_notification(identity) {
+                if refusal.is_none() || e.status == VerificationStatus::InvalidEnvironment {
+                    refusal = Some(e);
                 }
-                if identity.bundle_id != Some(app.bundle_id.as_str())
-                    || (production && identity.app_apple_id != app.app_apple_id)
-                {
-                    continue;
-                }
-                if identity.environment == Some(environment.as_str()) {
-                    return Ok(Accepted { app, environment });
-                }
-                app_matched = true;
             }
         }
-        if app_matched {
-            Err(VerificationError::new(
-                VerificationStatus::InvalidEnvironment,
-                format!(
-                    "environment {} is not one this server accepts for {}",
-                    describe(identity.environment),
-                    describe(identity.bundle_id)
-                ),
-            ))
-        } else {
-            Err(VerificationError::new(
+        Err(refusal.unwrap_or_else(|| {
+            VerificationError::new(
                 VerificationStatus::InvalidAppIdentifier,
                 format!(
-                    "bundle id {} (app Apple id {}, environment {}) is not a configured app",
+                    "bundle id {} is not a configured app",
+                    describe(identity.bundle_id)
+                ),
+            )
+        }))
+    }
+}
+
+/// The equivalent of one official
+/// `SignedDataVerifier(root_certificates, False, environment, bundle_id, app_apple_id)`.
+#[derive(Clone, Copy)]
+pub struct ScopedVerifier<'a> {
+    verifier: &'a SignedDataVerifier,
+    pub app: &'a App,
+    pub environment: AppleEnvironment,
+}
+
+impl ScopedVerifier<'_> {
+    fn production(&self) -> bool {
+        self.environment == AppleEnvironment::Production
+    }
+
+    /// `verify_and_decode_notification`.
+    pub fn verify_and_decode_notification(
+        &self,
+        jws: &str,
+        now_ms: i64,
+    ) -> Result<(NotificationPayload, Map<String, Value>), VerificationError> {
+        let json = self.verifier.verify_signed_object(jws, now_ms)?;
+        let payload: NotificationPayload = structure(&json).map_err(schema_error)?;
+        self.check_notification(&payload.identity())?;
+        Ok((payload, json))
+    }
+
+    /// The library's `_verify_notification`: bundle id (and, for
+    /// Production, app Apple id) first, then the environment.
+    fn check_notification(&self, identity: &AppIdentity<'_>) -> Result<(), VerificationError> {
+        if identity.bundle_id != Some(self.app.bundle_id.as_str())
+            || (self.production() && identity.app_apple_id != self.app.app_apple_id)
+        {
+            return Err(VerificationError::new(
+                VerificationStatus::InvalidAppIdentifier,
+                format!(
+                    "bundle id {} (app Apple id {}) is not a configured app",
                     describe(identity.bundle_id),
                     identity
                         .app_apple_id
                         .map_or_else(|| "none".to_owned(), |i| i.to_string()),
-                    describe(identity.environment)
                 ),
-            ))
+            ));
         }
+        self.check_environment(identity.environment, "notification")
     }
 
-    fn verify_transaction(
+    /// `verify_and_decode_signed_transaction`: bundle id, then environment.
+    pub fn verify_and_decode_signed_transaction(
         &self,
         jws: &str,
-        accepted: Accepted<'_>,
         now_ms: i64,
     ) -> Result<(TransactionInfo, Map<String, Value>), VerificationError> {
         let json = self.verifier.verify_signed_object(jws, now_ms)?;
         let tx: TransactionInfo = structure(&json).map_err(schema_error)?;
-        if tx.bundle_id() != Some(accepted.app.bundle_id.as_str()) {
+        if tx.bundle_id() != Some(self.app.bundle_id.as_str()) {
             return Err(VerificationError::new(
                 VerificationStatus::InvalidAppIdentifier,
                 format!(
                     "the transaction's bundle id {} is not {}",
                     describe(tx.bundle_id()),
-                    accepted.app.bundle_id
+                    self.app.bundle_id
                 ),
             ));
         }
-        check_environment(tx.environment(), accepted, "transaction")?;
+        self.check_environment(tx.environment(), "transaction")?;
         Ok((tx, json))
     }
 
-    fn verify_renewal(
+    /// `verify_and_decode_renewal_info`: environment only.
+    pub fn verify_and_decode_renewal_info(
         &self,
         jws: &str,
-        accepted: Accepted<'_>,
         now_ms: i64,
     ) -> Result<(RenewalInfo, Map<String, Value>), VerificationError> {
         let json = self.verifier.verify_signed_object(jws, now_ms)?;
         let renewal: RenewalInfo = structure(&json).map_err(schema_error)?;
-        check_environment(renewal.environment(), accepted, "renewal info")?;
+        self.check_environment(renewal.environment(), "renewal info")?;
         Ok((renewal, json))
     }
 
-    fn verify_app_transaction(
+    /// `verify_and_decode_app_transaction`: bundle id (and app Apple id in
+    /// Production), then `receiptType` as the environment.
+    pub fn verify_and_decode_app_transaction(
         &self,
         jws: &str,
-        accepted: Accepted<'_>,
         now_ms: i64,
-    ) -> Result<Map<String, Value>, VerificationError> {
+    ) -> Result<(AppTransaction, Map<String, Value>), VerificationError> {
         let json = self.verifier.verify_signed_object(jws, now_ms)?;
         let app_tx: AppTransaction = structure(&json).map_err(schema_error)?;
-        let production = accepted.environment == AppleEnvironment::Production;
-        if app_tx.bundle_id() != Some(accepted.app.bundle_id.as_str())
-            || (production && app_tx.app_apple_id() != accepted.app.app_apple_id)
+        if app_tx.bundle_id() != Some(self.app.bundle_id.as_str())
+            || (self.production() && app_tx.app_apple_id() != self.app.app_apple_id)
         {
             return Err(VerificationError::new(
                 VerificationStatus::InvalidAppIdentifier,
                 format!(
                     "the app transaction's bundle id {} is not {}",
                     describe(app_tx.bundle_id()),
-                    accepted.app.bundle_id
+                    self.app.bundle_id
                 ),
             ));
         }
-        check_environment(app_tx.receipt_type(), accepted, "app transaction")?;
-        Ok(json)
+        self.check_environment(app_tx.receipt_type(), "app transaction")?;
+        Ok((app_tx, json))
+    }
+
+    fn check_environment(
+        &self,
+        environment: Option<&str>,
+        what: &str,
+    ) -> Result<(), VerificationError> {
+        if environment == Some(self.environment.as_str()) {
+            return Ok(());
+        }
+        Err(VerificationError::new(
+            VerificationStatus::InvalidEnvironment,
+            format!(
+                "the {what}'s environment {} is not {}",
+                describe(environment),
+                self.environment.as_str()
+            ),
+        ))
     }
 }
 
@@ -293,25 +377,6 @@ fn signed_payload_of(body: &[u8]) -> Result<std::borrow::Cow<'_, str>, AdapterEr
         "missing_signed_payload",
         "the body has no signedPayload",
     ))
-}
-
-fn check_environment(
-    environment: Option<&str>,
-    accepted: Accepted<'_>,
-    what: &str,
-) -> Result<(), VerificationError> {
-    if environment == Some(accepted.environment.as_str()) {
-        Ok(())
-    } else {
-        Err(VerificationError::new(
-            VerificationStatus::InvalidEnvironment,
-            format!(
-                "the {what}'s environment {} is not the notification's {}",
-                describe(environment),
-                accepted.environment.as_str()
-            ),
-        ))
-    }
 }
 
 fn schema_error(e: String) -> VerificationError {

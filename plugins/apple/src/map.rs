@@ -51,7 +51,9 @@ pub fn event_type(notification_type: Option<&str>, subtype: Option<&str>) -> Eve
 
 /// `TYPE` or `TYPE/SUBTYPE`, as Apple wrote them.
 pub fn raw_type(notification_type: Option<&str>, subtype: Option<&str>) -> String {
-    let t = notification_type.filter(|t| !t.is_empty()).unwrap_or("UNKNOWN");
+    let t = notification_type
+        .filter(|t| !t.is_empty())
+        .unwrap_or("UNKNOWN");
     match subtype.filter(|s| !s.is_empty()) {
         Some(s) => format!("{t}/{s}"),
         None => t.to_owned(),
@@ -89,6 +91,15 @@ fn expiration_intent(code: i64) -> String {
     }
 }
 
+/// Types whose transaction is the purchase refunded or disputed, not
+/// necessarily the subscription's latest.
+fn about_a_past_purchase(notification_type: Option<&str>) -> bool {
+    matches!(
+        notification_type,
+        Some("REFUND" | "REFUND_DECLINED" | "REFUND_REVERSED" | "CONSUMPTION_REQUEST")
+    )
+}
+
 fn non_empty(s: Option<&str>) -> Option<String> {
     s.filter(|s| !s.is_empty()).map(str::to_owned)
 }
@@ -106,16 +117,29 @@ pub fn to_verified_notification(n: DecodedNotification<'_>) -> VerifiedNotificat
         .or_else(|| non_empty(renewal.and_then(RenewalInfo::original_transaction_id)));
     let product_id = non_empty(tx.and_then(TransactionInfo::product_id))
         .or_else(|| non_empty(renewal.and_then(RenewalInfo::product_id)))
-        .or_else(|| non_empty(p.summary.as_ref().and_then(|s| s.product_id.as_ref()).map(|t| t.0.as_str())));
+        .or_else(|| {
+            non_empty(
+                p.summary
+                    .as_ref()
+                    .and_then(|s| s.product_id.as_ref())
+                    .map(|t| t.0.as_str()),
+            )
+        });
+    // A refund or consumption request is about one past purchase, whose
+    // expiry and product say nothing about the subscription now (real-10:
+    // the refunded period ended days before the active one).
+    let current_tx = tx.filter(|_| !about_a_past_purchase(notification_type));
     let state = ImpliedState {
         status: data.and_then(|d| d.status()).and_then(status),
-        expires_at_ms: tx.and_then(TransactionInfo::expires_date),
-        auto_renew: renewal.and_then(RenewalInfo::auto_renew_status).and_then(|s| match s {
-            0 => Some(false),
-            1 => Some(true),
-            _ => None,
-        }),
-        product_id: non_empty(tx.and_then(TransactionInfo::product_id)),
+        expires_at_ms: current_tx.and_then(TransactionInfo::expires_date),
+        auto_renew: renewal
+            .and_then(RenewalInfo::auto_renew_status)
+            .and_then(|s| match s {
+                0 => Some(false),
+                1 => Some(true),
+                _ => None,
+            }),
+        product_id: non_empty(current_tx.and_then(TransactionInfo::product_id)),
     };
 
     let expiration_reason = if event_type == EventType::Expiration && subtype.is_some() {
@@ -129,9 +153,13 @@ pub fn to_verified_notification(n: DecodedNotification<'_>) -> VerifiedNotificat
         transaction_id: non_empty(tx.and_then(TransactionInfo::transaction_id)),
         original_transaction_id: non_empty(tx.and_then(TransactionInfo::original_transaction_id)),
         purchased_at_ms: tx.and_then(TransactionInfo::purchase_date),
-        cancel_reason: tx.and_then(TransactionInfo::revocation_reason).map(revocation_reason),
+        cancel_reason: tx
+            .and_then(TransactionInfo::revocation_reason)
+            .map(revocation_reason),
         expiration_reason,
-        price: tx.and_then(TransactionInfo::price).map(|m| m as f64 / 1000.0),
+        price: tx
+            .and_then(TransactionInfo::price)
+            .map(|m| m as f64 / 1000.0),
         currency: non_empty(tx.and_then(TransactionInfo::currency)),
     };
 
@@ -177,21 +205,49 @@ mod tests {
     #[test]
     fn event_types_follow_the_table() {
         let cases = [
-            ("SUBSCRIBED", Some("INITIAL_BUY"), EventType::InitialPurchase),
+            (
+                "SUBSCRIBED",
+                Some("INITIAL_BUY"),
+                EventType::InitialPurchase,
+            ),
             ("SUBSCRIBED", Some("RESUBSCRIBE"), EventType::Renewal),
             ("DID_RENEW", None, EventType::Renewal),
             ("DID_RENEW", Some("BILLING_RECOVERY"), EventType::Renewal),
-            ("DID_CHANGE_RENEWAL_STATUS", Some("AUTO_RENEW_DISABLED"), EventType::Cancellation),
-            ("DID_CHANGE_RENEWAL_STATUS", Some("AUTO_RENEW_ENABLED"), EventType::Uncancellation),
-            ("DID_CHANGE_RENEWAL_PREF", Some("UPGRADE"), EventType::ProductChange),
-            ("DID_CHANGE_RENEWAL_PREF", Some("DOWNGRADE"), EventType::ProductChange),
+            (
+                "DID_CHANGE_RENEWAL_STATUS",
+                Some("AUTO_RENEW_DISABLED"),
+                EventType::Cancellation,
+            ),
+            (
+                "DID_CHANGE_RENEWAL_STATUS",
+                Some("AUTO_RENEW_ENABLED"),
+                EventType::Uncancellation,
+            ),
+            (
+                "DID_CHANGE_RENEWAL_PREF",
+                Some("UPGRADE"),
+                EventType::ProductChange,
+            ),
+            (
+                "DID_CHANGE_RENEWAL_PREF",
+                Some("DOWNGRADE"),
+                EventType::ProductChange,
+            ),
             ("DID_CHANGE_RENEWAL_PREF", None, EventType::ProductChange),
             ("OFFER_REDEEMED", Some("UPGRADE"), EventType::ProductChange),
-            ("OFFER_REDEEMED", Some("DOWNGRADE"), EventType::ProductChange),
+            (
+                "OFFER_REDEEMED",
+                Some("DOWNGRADE"),
+                EventType::ProductChange,
+            ),
             ("OFFER_REDEEMED", Some("INITIAL_BUY"), EventType::Other),
             ("EXPIRED", Some("VOLUNTARY"), EventType::Expiration),
             ("EXPIRED", None, EventType::Expiration),
-            ("DID_FAIL_TO_RENEW", Some("GRACE_PERIOD"), EventType::BillingIssue),
+            (
+                "DID_FAIL_TO_RENEW",
+                Some("GRACE_PERIOD"),
+                EventType::BillingIssue,
+            ),
             ("DID_FAIL_TO_RENEW", None, EventType::BillingIssue),
             ("GRACE_PERIOD_EXPIRED", None, EventType::GracePeriodExpired),
             ("PRICE_INCREASE", Some("PENDING"), EventType::PriceIncrease),
@@ -204,10 +260,18 @@ mod tests {
             ("CONSUMPTION_REQUEST", None, EventType::Other),
             ("RENEWAL_EXTENSION", Some("SUMMARY"), EventType::Other),
             ("REFUND_DECLINED", None, EventType::Other),
-            ("EXTERNAL_PURCHASE_TOKEN", Some("UNREPORTED"), EventType::Other),
+            (
+                "EXTERNAL_PURCHASE_TOKEN",
+                Some("UNREPORTED"),
+                EventType::Other,
+            ),
             ("RESCIND_CONSENT", None, EventType::Other),
             ("METADATA_UPDATE", None, EventType::Other),
-            ("BRAND_NEW_TYPE", Some("BRAND_NEW_SUBTYPE"), EventType::Other),
+            (
+                "BRAND_NEW_TYPE",
+                Some("BRAND_NEW_SUBTYPE"),
+                EventType::Other,
+            ),
         ];
         for (t, s, expected) in cases {
             assert_eq!(event_type(Some(t), s), expected, "{t}/{s:?}");
@@ -217,7 +281,10 @@ mod tests {
 
     #[test]
     fn raw_types_keep_apples_words() {
-        assert_eq!(raw_type(Some("DID_RENEW"), Some("BILLING_RECOVERY")), "DID_RENEW/BILLING_RECOVERY");
+        assert_eq!(
+            raw_type(Some("DID_RENEW"), Some("BILLING_RECOVERY")),
+            "DID_RENEW/BILLING_RECOVERY"
+        );
         assert_eq!(raw_type(Some("TEST"), None), "TEST");
         assert_eq!(raw_type(None, None), "UNKNOWN");
     }

@@ -79,8 +79,10 @@ impl From<ChainError> for VerificationError {
 
 /// `x5c` entries: standard base64 with padding, as Python's
 /// `b64decode(validate=True)` takes them (which ignores non-zero trailing bits).
-const X5C_BASE64: GeneralPurpose =
-    GeneralPurpose::new(&alphabet::STANDARD, PAD.with_decode_allow_trailing_bits(true));
+const X5C_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    PAD.with_decode_allow_trailing_bits(true),
+);
 
 /// How many JWS headers that led to a verified signature are remembered.
 const HEADER_MEMO_CAPACITY: usize = 16;
@@ -137,7 +139,11 @@ impl SignedDataVerifier {
         let signature = decode_segment(signature_b64, "signature")?;
         let payload = match serde_json::from_slice::<Value>(&payload) {
             Ok(Value::Object(map)) => map,
-            Ok(_) => return Err(VerificationError::failure("the payload is not a JSON object")),
+            Ok(_) => {
+                return Err(VerificationError::failure(
+                    "the payload is not a JSON object",
+                ))
+            }
             Err(e) => {
                 return Err(VerificationError::failure(format!(
                     "the payload is not JSON: {e}"
@@ -183,7 +189,9 @@ impl SignedDataVerifier {
     ) -> Result<Arc<VerifiedChain>, VerificationError> {
         if let Some(kid) = header.get("kid") {
             if !kid.is_string() {
-                return Err(VerificationError::failure("the header's kid is not a string"));
+                return Err(VerificationError::failure(
+                    "the header's kid is not a string",
+                ));
             }
         }
         if header.get("b64") == Some(&Value::Bool(false)) {
@@ -191,36 +199,47 @@ impl SignedDataVerifier {
                 "the header declares a detached payload (b64: false)",
             ));
         }
-        let x5c = header.get("x5c").filter(|v| !v.is_null());
-        let chain_length = match x5c.map(python_len) {
-            None => return Err(VerificationError::failure("the header has no x5c")),
-            Some(None) => return Err(VerificationError::failure("the header's x5c is not a list")),
-            Some(Some(0)) => return Err(VerificationError::failure("the header's x5c is empty")),
-            Some(Some(n)) => n,
+        let Some(x5c) = header.get("x5c").filter(|v| !v.is_null()) else {
+            return Err(VerificationError::failure("the header has no x5c"));
         };
+        match python_len(x5c) {
+            None => return Err(VerificationError::failure("the header's x5c is not a list")),
+            Some(0) => return Err(VerificationError::failure("the header's x5c is empty")),
+            Some(_) => {}
+        }
         if header.get("alg").and_then(Value::as_str) != Some("ES256") {
             return Err(VerificationError::failure("the header's alg is not ES256"));
         }
         let t = effective_date(payload, now_ms)?;
+        self.verify_chain(x5c, t)
+    }
+
+    /// Apple's `_ChainVerifier.verify_chain` (offline): `x5c` must hold
+    /// exactly 3 certificates; the leaf and intermediate (x5c[2] is never
+    /// used) must chain to a pinned root, carry Apple's OIDs and be valid at
+    /// `effective_date` (Unix seconds). Returns the verified chain.
+    pub fn verify_chain(
+        &self,
+        x5c: &Value,
+        effective_date: i64,
+    ) -> Result<Arc<VerifiedChain>, VerificationError> {
+        let chain_length = python_len(x5c).unwrap_or(0);
         if chain_length != 3 {
             return Err(VerificationError::new(
                 VerificationStatus::InvalidChainLength,
                 format!("x5c holds {chain_length} certificates, not 3"),
             ));
         }
-        let certificates = match x5c {
-            Some(Value::Array(certificates)) => certificates,
-            _ => {
-                return Err(VerificationError::new(
-                    VerificationStatus::InvalidCertificate,
-                    "x5c is not a list of certificates",
-                ))
-            }
+        let Value::Array(certificates) = x5c else {
+            return Err(VerificationError::new(
+                VerificationStatus::InvalidCertificate,
+                "x5c is not a list of certificates",
+            ));
         };
         let leaf = decode_x5c_entry(certificates.first(), "leaf")?;
         let intermediate = decode_x5c_entry(certificates.get(1), "intermediate")?;
         let chain = self.chains.verify(&leaf, &intermediate)?;
-        chain.check_valid_at(t)?;
+        chain.check_valid_at(effective_date)?;
         Ok(chain)
     }
 
@@ -259,7 +278,9 @@ fn decode_header(header_b64: &str) -> Result<Map<String, Value>, VerificationErr
     let bytes = decode_segment(header_b64, "header")?;
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(VerificationError::failure("the JWS header is not a JSON object")),
+        Ok(_) => Err(VerificationError::failure(
+            "the JWS header is not a JSON object",
+        )),
         Err(e) => Err(VerificationError::failure(format!(
             "the JWS header is not JSON: {e}"
         ))),
@@ -317,7 +338,11 @@ pub(crate) fn python_int(value: &Value) -> Option<i128> {
             .as_i64()
             .map(i128::from)
             .or_else(|| n.as_u64().map(i128::from))
-            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f.trunc() as i128)),
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.is_finite())
+                    .map(|f| f.trunc() as i128)
+            }),
         Value::String(s) => python_int_str(s),
         Value::Null | Value::Array(_) | Value::Object(_) => None,
     }
@@ -342,7 +367,9 @@ fn python_int_str(s: &str) -> Option<i128> {
     }
     let mut value: i128 = 0;
     for b in digits.bytes().filter(u8::is_ascii_digit) {
-        value = value.saturating_mul(10).saturating_add(i128::from(b - b'0'));
+        value = value
+            .saturating_mul(10)
+            .saturating_add(i128::from(b - b'0'));
     }
     Some(if negative { -value } else { value })
 }
@@ -418,20 +445,28 @@ mod tests {
         let p = |v: Value| v.as_object().cloned().unwrap();
         assert_eq!(effective_date(&p(json!({"signedDate": 1999})), 0), Ok(1));
         assert_eq!(
-            effective_date(&p(json!({"signedDate": null, "receiptCreationDate": 5000})), 0),
+            effective_date(
+                &p(json!({"signedDate": null, "receiptCreationDate": 5000})),
+                0
+            ),
             Ok(5)
         );
         assert_eq!(effective_date(&p(json!({})), 7_999), Ok(7));
         assert_eq!(effective_date(&p(json!({"signedDate": -1})), 0), Ok(-1));
         assert!(effective_date(&p(json!({"signedDate": "soon"})), 0).is_err());
-        assert_eq!(effective_date(&p(json!({"signedDate": 1e300})), 0), Ok(i64::MAX));
+        assert_eq!(
+            effective_date(&p(json!({"signedDate": 1e300})), 0),
+            Ok(i64::MAX)
+        );
     }
 
     #[test]
     fn registered_claims_follow_pyjwt() {
         let p = |v: Value| v.as_object().cloned().unwrap();
         let now = 1000.0;
-        assert!(check_registered_claims(&p(json!({"iat": 999, "exp": 1001, "nbf": 1000})), now).is_ok());
+        assert!(
+            check_registered_claims(&p(json!({"iat": 999, "exp": 1001, "nbf": 1000})), now).is_ok()
+        );
         assert!(check_registered_claims(&p(json!({"iat": 1001})), now).is_err());
         assert!(check_registered_claims(&p(json!({"exp": 1000})), now).is_err());
         assert!(check_registered_claims(&p(json!({"nbf": 1001})), now).is_err());
