@@ -1,1 +1,126 @@
-fn main() {}
+//! Verify + decode of a real SUBSCRIBED/INITIAL_BUY notification (real-2:
+//! 18 KB, Apple's real chain, nested signedTransactionInfo and
+//! signedRenewalInfo), chain cached, against raw P-256 ECDSA verification
+//! measured in the same run. Three P-256 verifications per notification are
+//! the floor; the aim is 80 % of it.
+//!
+//! `cargo bench -p storehook-apple`; throughput lines are per core. A
+//! summary with the ratio is printed at the end.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
+use storehook_apple::{App, AppleAdapter, AppleEnvironment, AppleSettings};
+use x509_parser::prelude::FromDer;
+
+const BODY: &[u8] = include_bytes!("../../../tests/corpus/apple/real-2.json");
+/// 2026-06-01: "now" (real-2 is checked at its own signedDate anyway).
+const NOW_MS: i64 = 1_780_272_000_000;
+
+fn adapter() -> AppleAdapter {
+    AppleAdapter::new(AppleSettings::new(
+        vec![App {
+            bundle_id: "cn.soulmate.elf".into(),
+            app_apple_id: Some(6_473_983_973),
+        }],
+        vec![AppleEnvironment::Production, AppleEnvironment::Sandbox],
+    ))
+}
+
+/// The outer JWS's signing input, signature and leaf key: one raw ES256
+/// verification, exactly what the adapter does three times.
+fn raw_verification() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let body: serde_json::Value = serde_json::from_slice(BODY).expect("real-2 is JSON");
+    let jws = body["signedPayload"].as_str().expect("signedPayload");
+    let (input, sig) = jws.rsplit_once('.').expect("JWS");
+    let header: serde_json::Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(input.split('.').next().expect("header"))
+            .expect("base64url"),
+    )
+    .expect("header JSON");
+    let leaf = STANDARD
+        .decode(header["x5c"][0].as_str().expect("x5c"))
+        .expect("base64");
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&leaf).expect("leaf");
+    let key = cert.public_key().subject_public_key.data.to_vec();
+    (
+        input.as_bytes().to_vec(),
+        URL_SAFE_NO_PAD.decode(sig).expect("signature"),
+        key,
+    )
+}
+
+/// Runs `f` for about `burst`, returns (calls, seconds).
+fn burst(f: &mut impl FnMut(), burst: Duration) -> (u64, f64) {
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < burst {
+        for _ in 0..16 {
+            f();
+        }
+        n += 16;
+    }
+    (n, start.elapsed().as_secs_f64())
+}
+
+/// Rates of `a` and `b` per second, measured in alternating 100 ms bursts
+/// so that both see the same machine load (the machine is shared).
+fn interleaved_rates(mut a: impl FnMut(), mut b: impl FnMut(), total: Duration) -> (f64, f64) {
+    let (mut na, mut ta, mut nb, mut tb) = (0, 0.0, 0, 0.0);
+    let start = Instant::now();
+    while start.elapsed() < total {
+        let (n, t) = burst(&mut a, Duration::from_millis(100));
+        na += n;
+        ta += t;
+        let (n, t) = burst(&mut b, Duration::from_millis(100));
+        nb += n;
+        tb += t;
+    }
+    (na as f64 / ta, nb as f64 / tb)
+}
+
+fn bench(c: &mut Criterion) {
+    let adapter = adapter();
+    let n = adapter.verify_body(BODY, NOW_MS).expect("real-2 verifies");
+    assert_eq!(n.raw_type, "SUBSCRIBED/INITIAL_BUY");
+    assert_eq!(adapter.verifier().chain_verifier().full_verifications(), 1);
+    let (input, sig, key) = raw_verification();
+    let key = UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, key);
+    key.verify(&input, &sig).expect("raw verification");
+
+    let mut group = c.benchmark_group("apple");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("raw_p256_verify", |b| {
+        b.iter(|| key.verify(black_box(&input), black_box(&sig)).is_ok())
+    });
+    group.bench_function("verify_and_decode_subscribed_notification", |b| {
+        b.iter(|| adapter.verify_body(black_box(BODY), NOW_MS).is_ok())
+    });
+    group.finish();
+
+    // The ratio, measured in alternating bursts in this run.
+    let (verifies, notifications) = interleaved_rates(
+        || {
+            black_box(key.verify(black_box(&input), black_box(&sig)).is_ok());
+        },
+        || {
+            black_box(adapter.verify_body(black_box(BODY), NOW_MS).is_ok());
+        },
+        Duration::from_secs(10),
+    );
+    let floor = verifies / 3.0;
+    println!(
+        "\napple summary: raw P-256 verify {verifies:.0}/s; floor (3 verifies per notification) {floor:.0} notifications/s; \
+         verify+decode {notifications:.0} notifications/s = {:.1} % of the floor; chain verified {} time(s)",
+        100.0 * notifications / floor,
+        adapter.verifier().chain_verifier().full_verifications()
+    );
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
