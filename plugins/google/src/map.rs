@@ -398,7 +398,10 @@ mod tests {
             ("SUBSCRIPTION_STATE_ON_HOLD", Some(S::BillingRetry)),
             ("SUBSCRIPTION_STATE_PAUSED", Some(S::Paused)),
             ("SUBSCRIPTION_STATE_EXPIRED", Some(S::Expired)),
-            ("SUBSCRIPTION_STATE_PENDING_PURCHASE_CANCELED", Some(S::Expired)),
+            (
+                "SUBSCRIPTION_STATE_PENDING_PURCHASE_CANCELED",
+                Some(S::Expired),
+            ),
             ("SUBSCRIPTION_STATE_PENDING", None),
             ("SUBSCRIPTION_STATE_UNSPECIFIED", None),
             ("SUBSCRIPTION_STATE_SOMETHING_NEW", None),
