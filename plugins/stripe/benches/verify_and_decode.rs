@@ -126,6 +126,10 @@ fn bench(c: &mut Criterion) {
     group.bench_function("baseline_raw_hmac_sha256", |b| {
         b.iter(|| hmac::sign(&key, black_box(&signed)))
     });
+    // The other floor: parsing the body into JSON, which any decoder does.
+    group.bench_function("reference_json_parse", |b| {
+        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&body)))
+    });
     group.bench_function("verify_signature", |b| {
         b.iter(|| verify_signed_payload(Some(black_box(&header)), black_box(&body), &keys, 300, T))
     });
