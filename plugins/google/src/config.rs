@@ -33,7 +33,8 @@ pub struct GoogleConfig {
     pub jwks_url: Option<String>,
     pub jwks_file: Option<String>,
     pub clock_skew_seconds: Option<u64>,
-    /// Shared secret expected as `?token=` in the push URL.
+    /// Shared secret expected as `?token=` in the push URL. Use URL-safe
+    /// characters (or percent-encode it in the URL): the query is decoded.
     pub push_token: Option<String>,
     #[serde(default)]
     pub allow_unauthenticated: bool,

@@ -401,3 +401,25 @@ async fn jwks_url_answering_garbage_is_503() {
     let token = mint("oidc_key_1.pem", Some("test-key-1"), &push_claims(NOW_S));
     refuses(adapter.as_ref(), &token, NOW_MS, 503, "jwks_unavailable").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_unknown_kids_share_one_fetch() {
+    let server = JwksServer::start(read_json(fixture("jwks_keys_1_2.json")), None).await;
+    let adapter: std::sync::Arc<dyn StoreAdapter> = build(&format!(
+        "package_names = ['{PACKAGE}']\naudience = '{AUDIENCE}'\npush_service_account = '{PUSH_ACCOUNT}'\n\
+         jwks_url = '{}'\n",
+        server.url
+    ))
+    .into();
+    let token = mint("oidc_key_2.pem", Some("test-key-2"), &push_claims(NOW_S));
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (adapter, token) = (adapter.clone(), token.clone());
+            tokio::spawn(async move { accepts(adapter.as_ref(), &token, NOW_MS).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(server.hits(), 1);
+}
