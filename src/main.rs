@@ -104,7 +104,7 @@ fn main() -> Result<()> {
         }
         Command::CheckConfig => {
             let config = load(&cli.config)?;
-            let registry = Registry::build(&config, &env)?;
+            let (registry, endpoints, _outbox) = storehook_server::prepare(&config, &env)?;
             for w in &registry.warnings {
                 println!("warning: {w}");
             }
@@ -114,9 +114,10 @@ fn main() -> Result<()> {
                 .map(|e| e.registration.id)
                 .collect();
             println!(
-                "{}: ok (enabled stores: {})",
+                "{}: ok (enabled stores: {}; {} webhook/forward endpoints)",
                 cli.config.display(),
-                enabled.join(", ")
+                enabled.join(", "),
+                endpoints.len()
             );
             Ok(())
         }

@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub mod receiver;
+
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
 /// Makes sure every bundled plugin (and the example plugin) is linked into

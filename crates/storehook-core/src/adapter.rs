@@ -58,6 +58,10 @@ impl FactoryContext<'_> {
     }
 }
 
+/// A plugin's constructor: its own config table → its adapter.
+pub type AdapterFactory =
+    fn(&toml::Table, &FactoryContext<'_>) -> Result<Box<dyn StoreAdapter>, ConfigError>;
+
 /// One store, as a plugin registers it with `inventory::submit!`.
 ///
 /// ```ignore
@@ -83,7 +87,7 @@ pub struct StoreRegistration {
     pub supported: bool,
     /// Builds the adapter from its own config table (without `enabled`).
     /// Fails with a message naming the bad key.
-    pub build: fn(&toml::Table, &FactoryContext<'_>) -> Result<Box<dyn StoreAdapter>, ConfigError>,
+    pub build: AdapterFactory,
 }
 
 inventory::collect!(StoreRegistration);

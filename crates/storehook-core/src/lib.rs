@@ -19,7 +19,7 @@ mod types;
 pub mod conformance;
 
 pub use adapter::{
-    find_registration, parse_store_config, registrations, FactoryContext, StoreAdapter,
+    find_registration, parse_store_config, AdapterFactory, registrations, FactoryContext, StoreAdapter,
     StoreRegistration,
 };
 pub use error::{AdapterError, ConfigError};

@@ -9,12 +9,17 @@
 //! each commit costs an fsync, and sharing it keeps durability from capping
 //! throughput. A caller's future resolves only after its batch committed.
 
+mod outbox;
 mod sqlite;
 
 use serde::Serialize;
 use storehook_core::{Environment, EventType, ImpliedState, StateUpdate, VerifiedNotification};
 
-pub use sqlite::{SqliteOptions, SqliteStorage, Synchronous};
+pub use outbox::{
+    AttemptOutcome, AttemptResult, DeliveryRecord, DueDelivery, EndpointStats, EventFilter,
+    EventRecord, EventRoute, ForwardRoute, OutboxConfig,
+};
+pub use sqlite::{CommitStats, SqliteOptions, SqliteStorage, Synchronous};
 
 /// Storage failed. The host answers 503 so the store retries.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +65,8 @@ pub struct NewNotification {
     pub received_at_ms: i64,
     /// Start tracking a subscription by itself when this notification starts a purchase.
     pub auto_track: bool,
+    /// The store's request headers, kept for raw forwards (`[[forward]]`).
+    pub forward_headers: Vec<(String, String)>,
 }
 
 /// An authenticated request whose content was unusable (acknowledged, stored as rejected).
@@ -221,4 +228,29 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<Option<(StoredNotification, serde_json::Value)>, DbError>;
     /// Answers when the database does (health check).
     async fn ping(&self) -> Result<(), DbError>;
+
+    // ---- the outbox (outgoing webhooks and forwards) ----
+
+    /// Pending deliveries whose time has come, at most one per endpoint and
+    /// order key (the oldest: a failing delivery holds back its successors
+    /// for that subscription only).
+    async fn due_deliveries(&self, now_ms: i64, limit: u32) -> Result<Vec<DueDelivery>, DbError>;
+    /// When the next pending delivery falls due, if any.
+    async fn next_delivery_due(&self) -> Result<Option<i64>, DbError>;
+    /// Records one attempt and its consequence.
+    async fn record_attempt(&self, result: AttemptResult) -> Result<(), DbError>;
+    /// Makes a delivery pending again, due now. `false` if there is no such delivery.
+    async fn retry_delivery(&self, endpoint: &str, id: i64, now_ms: i64) -> Result<bool, DbError>;
+    /// Queues a TEST event to one endpoint, due now; returns the delivery id.
+    async fn enqueue_test_event(&self, endpoint: &str, now_ms: i64) -> Result<i64, DbError>;
+    async fn events(&self, filter: EventFilter) -> Result<Vec<EventRecord>, DbError>;
+    async fn endpoint_stats(&self) -> Result<Vec<EndpointStats>, DbError>;
+    async fn deliveries(
+        &self,
+        endpoint: &str,
+        status: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, DbError>;
+    /// Pending deliveries, all endpoints.
+    async fn outbox_depth(&self) -> Result<i64, DbError>;
 }

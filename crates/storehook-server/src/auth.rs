@@ -21,14 +21,17 @@ pub struct Credentials {
 
 /// Extracts the credentials a request carries (never rejects: a missing or
 /// unreadable header is simply absent).
-pub fn credentials() -> impl Filter<Extract = (Credentials,), Error = std::convert::Infallible> + Clone {
+pub fn credentials(
+) -> impl Filter<Extract = (Credentials,), Error = std::convert::Infallible> + Clone {
     warp::header::headers_cloned().map(|headers: HeaderMap| Credentials {
         bearer: headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|h| {
                 let (scheme, token) = h.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then(|| token.trim().to_owned())
             }),
         session: headers
             .get_all("cookie")
@@ -69,7 +72,10 @@ pub fn require_admin(admin_token: Option<&str>, credentials: &Credentials) -> Re
             "no admin token is configured; set [server] admin_token or STOREHOOK_ADMIN_TOKEN",
         ));
     };
-    let bearer_ok = credentials.bearer.as_deref().is_some_and(|t| equal(t, expected));
+    let bearer_ok = credentials
+        .bearer
+        .as_deref()
+        .is_some_and(|t| equal(t, expected));
     let session_ok = credentials
         .session
         .as_deref()
@@ -105,7 +111,10 @@ mod tests {
             bearer: Some("secreT".into()),
             session: Some(session_value("other")),
         };
-        assert_eq!(require_admin(Some("secret"), &wrong).unwrap_err().status, 401);
+        assert_eq!(
+            require_admin(Some("secret"), &wrong).unwrap_err().status,
+            401
+        );
         assert_eq!(require_admin(None, &bearer).unwrap_err().status, 403);
         assert_ne!(session_value("secret"), "secret");
     }

@@ -32,6 +32,14 @@ pub struct Config {
     /// `[stores.<id>]` tables, handed (without `enabled`) to each store's factory.
     #[serde(default)]
     pub stores: toml::Table,
+    /// `[[webhooks]]`: the operator's endpoints that receive normalized events.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+    /// `[[forward]]`: endpoints that receive every verified notification as received.
+    #[serde(default)]
+    pub forward: Vec<ForwardConfig>,
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
     /// The folder of the config file; relative paths in it resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -92,6 +100,95 @@ pub struct TrackingConfig {
     /// A verified notification that starts a purchase begins tracking by itself.
     #[serde(default)]
     pub auto_track: bool,
+}
+
+/// One `[[webhooks]]` endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub name: String,
+    pub url: String,
+    /// Standard Webhooks secret (`whsec_` + base64). Env
+    /// `STOREHOOK_WEBHOOK_<NAME>_SECRET` wins.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Older secrets still signed with during a rotation.
+    #[serde(default)]
+    pub previous_secrets: Vec<String>,
+    /// A static `Authorization` header value sent with every request.
+    #[serde(default)]
+    pub authorization: Option<String>,
+    #[serde(default)]
+    pub stores: Vec<String>,
+    #[serde(default)]
+    pub environments: Vec<String>,
+    #[serde(default)]
+    pub event_types: Vec<String>,
+    #[serde(default)]
+    pub apps: Vec<String>,
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u64,
+    /// Attempts before a delivery is dead (default: one more than the retry schedule's length).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+}
+
+/// One `[[forward]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardConfig {
+    /// Name in the delivery API (default `forward-<n>`).
+    #[serde(default)]
+    pub name: Option<String>,
+    pub url: String,
+    #[serde(default)]
+    pub stores: Vec<String>,
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u64,
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Delays between attempts, in seconds (fractions allowed, for tests).
+    #[serde(default = "default_schedule")]
+    pub retry_schedule_seconds: Vec<f64>,
+    /// Attempts in flight at once, all endpoints together.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Allow endpoints on loopback addresses (off by default: SSRF guard).
+    #[serde(default)]
+    pub allow_loopback: bool,
+    /// On shutdown, how long in-flight attempts may take to finish.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            retry_schedule_seconds: default_schedule(),
+            concurrency: default_concurrency(),
+            allow_loopback: false,
+            shutdown_grace_seconds: default_grace(),
+        }
+    }
+}
+
+fn default_timeout() -> u64 {
+    15
+}
+/// 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: about 28 hours of retries.
+fn default_schedule() -> Vec<f64> {
+    vec![5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
+}
+fn default_concurrency() -> usize {
+    8
+}
+fn default_grace() -> u64 {
+    10
 }
 
 fn default_listen() -> SocketAddr {

@@ -43,19 +43,32 @@ pub(crate) async fn receive_notification(
 ) -> Response {
     let started = Instant::now();
     let result = receive(&store, &state, headers, query, body).await;
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let latency = started.elapsed();
+    let latency_ms = latency.as_secs_f64() * 1000.0;
+    // Only registered ids become metric labels: the path is the sender's choice.
+    let store_label = if state.registry.get(&store).is_some() {
+        store.as_str()
+    } else {
+        "unknown"
+    };
     match &result {
         Ok((_, verdict, id)) => {
+            state.metrics.notification(store_label, verdict, latency);
             tracing::info!(store, notification_id = %id, verdict, latency_ms, "notification")
         }
-        Err(e) => tracing::info!(
-            store,
-            verdict = "refused",
-            status = e.status.as_u16(),
-            code = %e.code,
-            latency_ms,
-            "notification"
-        ),
+        Err(e) => {
+            state
+                .metrics
+                .notification_refused(store_label, &e.code, latency);
+            tracing::info!(
+                store,
+                verdict = "refused",
+                status = e.status.as_u16(),
+                code = %e.code,
+                latency_ms,
+                "notification"
+            )
+        }
     }
     respond(result.map(|(r, _, _)| r))
 }
@@ -138,6 +151,11 @@ async fn receive(
                     raw_body: request.body,
                     received_at_ms,
                     auto_track: state.auto_track,
+                    forward_headers: request
+                        .headers
+                        .iter()
+                        .filter_map(|(n, v)| Some((n.clone(), String::from_utf8(v.clone()).ok()?)))
+                        .collect(),
                 })
                 .await
                 .map_err(|e| ApiError::storage(&e))?;
@@ -145,6 +163,9 @@ async fn receive(
                 if recorded.verdict != storehook_db::Verdict::Duplicate {
                     fetch::schedule(state.clone(), store.to_owned(), key);
                 }
+            }
+            if recorded.verdict != storehook_db::Verdict::Duplicate {
+                state.delivery.wake();
             }
             let verdict = recorded.verdict.as_str();
             let body = json!({ "status": "ok", "verdict": verdict, "notification_id": id });
@@ -370,6 +391,10 @@ async fn track(
         )
         .await
         .map_err(|e| ApiError::storage(&e))?;
+    if tracked.created {
+        // Adopted notifications may have produced events.
+        state.delivery.wake();
+    }
     let status = if tracked.created {
         StatusCode::CREATED
     } else {

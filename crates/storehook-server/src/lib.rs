@@ -9,12 +9,15 @@
 pub mod auth;
 pub mod config;
 mod dashboard;
+pub mod delivery;
 mod error;
 mod fetch;
 mod handlers;
+pub mod metrics;
 pub mod registry;
 mod routes;
 mod time_fmt;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,7 +55,10 @@ pub struct AppState {
     pub body_timeout: Duration,
     pub auto_track: bool,
     pub public_url: Option<String>,
+    /// Prometheus metrics (`GET /metrics`); the delivery worker records into it too.
+    pub metrics: Arc<metrics::Metrics>,
     fetcher: fetch::StateFetcher,
+    pub delivery: Arc<delivery::DeliveryWorker>,
 }
 
 /// A running server.
@@ -60,6 +66,8 @@ pub struct Running {
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+    delivery_shutdown: tokio::sync::watch::Sender<bool>,
+    delivery_task: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -69,6 +77,9 @@ impl Running {
             let _ = tx.send(());
         }
         let _ = self.task.await;
+        // Then let in-flight deliveries finish (up to the grace period).
+        let _ = self.delivery_shutdown.send(true);
+        let _ = self.delivery_task.await;
     }
 
     /// Waits until the server stops by itself (it does not, unless shut down).
@@ -82,8 +93,17 @@ impl Running {
 pub fn prepare(
     config: &Config,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
-) -> Result<Registry, StartError> {
-    Ok(Registry::build(config, env)?)
+) -> Result<
+    (
+        Registry,
+        Vec<delivery::Endpoint>,
+        storehook_db::OutboxConfig,
+    ),
+    StartError,
+> {
+    let registry = Registry::build(config, env)?;
+    let (endpoints, outbox) = delivery::build_endpoints(config, &registry, env)?;
+    Ok((registry, endpoints, outbox))
 }
 
 /// Starts the server: opens and migrates the database, builds every enabled
@@ -92,7 +112,7 @@ pub async fn start(
     config: Config,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Result<Running, StartError> {
-    let registry = prepare(&config, env)?;
+    let (registry, endpoints, outbox) = prepare(&config, env)?;
     for warning in &registry.warnings {
         tracing::warn!("{warning}");
     }
@@ -106,6 +126,7 @@ pub async fn start(
     let db_path = config.database_path();
     let mut options = SqliteOptions::new(&db_path);
     options.synchronous = config.database.synchronous;
+    options.outbox = outbox;
     let storage = tokio::task::spawn_blocking(move || SqliteStorage::open(options))
         .await
         .map_err(|e| StartError::Database {
@@ -116,7 +137,22 @@ pub async fn start(
             path: db_path.display().to_string(),
             source,
         })?;
-    let storage: Arc<dyn Storage> = Arc::new(storage);
+    let storage = Arc::new(storage);
+    let metrics = Arc::new(metrics::Metrics::new());
+    {
+        let sqlite = storage.clone();
+        metrics.set_commit_source(move || {
+            let c = sqlite.commit_stats();
+            metrics::CommitSnapshot {
+                commits: c.commits,
+                writes: c.writes,
+                failed_commits: c.failed_commits,
+                last_batch: c.last_batch as u64,
+                last_commit_micros: c.last_commit_micros,
+            }
+        });
+    }
+    let storage: Arc<dyn Storage> = storage;
 
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -130,6 +166,12 @@ pub async fn start(
     })?;
 
     let fetcher = fetch::StateFetcher::new();
+    let delivery = Arc::new(delivery::DeliveryWorker::new(
+        storage.clone(),
+        endpoints,
+        &config.delivery,
+    )?);
+    let (delivery_shutdown, delivery_task) = delivery::spawn(delivery.clone());
     let state = Arc::new(AppState {
         registry,
         storage: storage.clone(),
@@ -138,7 +180,9 @@ pub async fn start(
         body_timeout: Duration::from_secs(config.server.body_timeout_seconds.max(1)),
         auto_track: config.tracking.auto_track,
         public_url: config.server.public_url.clone(),
+        metrics,
         fetcher,
+        delivery,
     });
     fetch::resume_pending(state.clone()).await;
 
@@ -158,6 +202,8 @@ pub async fn start(
         addr,
         shutdown: Some(tx),
         task,
+        delivery_shutdown,
+        delivery_task,
     })
 }
 

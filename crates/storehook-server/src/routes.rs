@@ -10,8 +10,8 @@ use warp::http::HeaderMap;
 use warp::{Filter, Reply};
 
 use crate::error::recover;
-use crate::handlers;
 use crate::AppState;
+use crate::{handlers, webhooks};
 
 pub fn routes(
     state: Arc<AppState>,
@@ -41,6 +41,12 @@ pub fn routes(
         .and(with_state.clone())
         .then(handlers::healthz);
 
+    // Open on the listen address, like most exporters (see metrics.rs).
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(with_state.clone())
+        .map(|state: Arc<AppState>| crate::metrics::response(&state.metrics));
+
     let auth = crate::auth::credentials();
 
     let track = warp::path!("v1" / "subscriptions")
@@ -63,10 +69,43 @@ pub fn routes(
         .and(auth.clone())
         .then(handlers::get_subscriber);
 
+    let query = warp::query::<std::collections::HashMap<String, String>>()
+        .or(warp::any().map(std::collections::HashMap::new))
+        .unify();
+    let events = warp::path!("v1" / "events")
+        .and(warp::get())
+        .and(query.clone())
+        .and(with_state.clone())
+        .and(auth.clone())
+        .then(webhooks::list_events);
+    let list_webhooks = warp::path!("v1" / "webhooks")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(auth.clone())
+        .then(webhooks::list_webhooks);
+    let deliveries = warp::path!("v1" / "webhooks" / String / "deliveries")
+        .and(warp::get())
+        .and(query.clone())
+        .and(with_state.clone())
+        .and(auth.clone())
+        .then(webhooks::list_deliveries);
+    let retry = warp::path!("v1" / "webhooks" / String / "deliveries" / i64 / "retry")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(auth.clone())
+        .then(webhooks::retry_delivery);
+    let test_event = warp::path!("v1" / "webhooks" / String / "test")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(auth.clone())
+        .then(webhooks::send_test);
+
     notifications
         .or(stores)
         .unify()
         .or(healthz)
+        .unify()
+        .or(metrics)
         .unify()
         .or(track)
         .unify()
@@ -74,11 +113,27 @@ pub fn routes(
         .unify()
         .or(subscriber)
         .unify()
+        .or(events)
+        .unify()
+        .or(list_webhooks)
+        .unify()
+        .or(deliveries)
+        .unify()
+        .or(retry)
+        .unify()
+        .or(test_event)
+        .unify()
         .or(crate::dashboard::routes(state.clone()))
         .unify()
         .recover(recover)
         .unify()
         .map(|r: warp::reply::Response| r.into_response())
+        .with(warp::log::custom(move |info| {
+            state
+                .metrics
+                .http_request(info.path(), info.status().as_u16(), info.elapsed())
+        }))
+        .map(|r| Reply::into_response(r))
 }
 
 fn into_bytes_stream(

@@ -91,6 +91,62 @@ const MIGRATIONS: &[&str] = &[
         rejected               INTEGER NOT NULL DEFAULT 0
     );
     "#,
+    // 2: the transactional outbox: normalized events, deliveries to the
+    // operator's endpoints (and raw forwards), and every attempt.
+    r#"
+    ALTER TABLE subscriptions ADD COLUMN event_sequence INTEGER NOT NULL DEFAULT 0;
+
+    CREATE TABLE events (
+        seq              INTEGER PRIMARY KEY,
+        event_id         TEXT NOT NULL UNIQUE,
+        notification_row INTEGER NOT NULL REFERENCES notifications (id),
+        store            TEXT NOT NULL,
+        subscription_key TEXT,
+        event_type       TEXT NOT NULL,
+        environment      TEXT NOT NULL,
+        app_id           TEXT,
+        app_user_id      TEXT,
+        sequence         INTEGER NOT NULL,
+        created_at       INTEGER NOT NULL,
+        body             TEXT NOT NULL
+    );
+    CREATE INDEX events_by_store ON events (store, seq);
+    CREATE INDEX events_by_user ON events (app_user_id, seq);
+
+    CREATE TABLE deliveries (
+        id               INTEGER PRIMARY KEY,
+        endpoint         TEXT NOT NULL,
+        kind             TEXT NOT NULL CHECK (kind IN ('event', 'forward', 'test')),
+        event_seq        INTEGER REFERENCES events (seq),
+        event_id         TEXT NOT NULL,
+        notification_row INTEGER,
+        -- Deliveries of one endpoint with the same key go out in id order.
+        order_key        TEXT,
+        status           TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'dead')),
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at  INTEGER NOT NULL,
+        created_at       INTEGER NOT NULL,
+        last_attempt_at  INTEGER,
+        last_status      INTEGER,
+        last_error       TEXT,
+        delivered_at     INTEGER,
+        headers_json     TEXT,
+        payload          BLOB NOT NULL
+    );
+    CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at);
+    CREATE INDEX deliveries_order ON deliveries (endpoint, order_key, status, id);
+
+    CREATE TABLE delivery_attempts (
+        id           INTEGER PRIMARY KEY,
+        delivery_id  INTEGER NOT NULL REFERENCES deliveries (id),
+        at           INTEGER NOT NULL,
+        status_code  INTEGER,
+        error        TEXT,
+        duration_ms  INTEGER NOT NULL,
+        response     TEXT
+    );
+    CREATE INDEX delivery_attempts_by_delivery ON delivery_attempts (delivery_id);
+    "#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), DbError> {

@@ -1,6 +1,7 @@
 //! The SQLite backend: WAL, one writer thread with group commit, a small pool
 //! of reader connections used from `spawn_blocking`.
 
+mod delivery;
 mod migrations;
 mod read;
 mod write;
@@ -12,9 +13,11 @@ use std::time::Instant;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::outbox::OutboxConfig;
 use crate::{
-    DbError, NewNotification, NotificationFilter, Recorded, RejectedNotification, Storage,
-    StoreStats, StoredNotification, Subscription, Tracked,
+    AttemptResult, DbError, DeliveryRecord, DueDelivery, EndpointStats, EventFilter, EventRecord,
+    NewNotification, NotificationFilter, Recorded, RejectedNotification, Storage, StoreStats,
+    StoredNotification, Subscription, Tracked,
 };
 use storehook_core::StateUpdate;
 
@@ -46,6 +49,8 @@ pub struct SqliteOptions {
     pub busy_timeout_ms: u64,
     /// The most writes one transaction commits together.
     pub max_batch: usize,
+    /// Where events and forwards go.
+    pub outbox: OutboxConfig,
 }
 
 impl SqliteOptions {
@@ -55,6 +60,7 @@ impl SqliteOptions {
             synchronous: Synchronous::Full,
             busy_timeout_ms: 2_000,
             max_batch: 512,
+            outbox: OutboxConfig::default(),
         }
     }
 }
@@ -80,6 +86,7 @@ pub struct SqliteStorage {
     jobs: mpsc::Sender<Job>,
     readers: Arc<Mutex<Vec<Connection>>>,
     options: SqliteOptions,
+    outbox: Arc<OutboxConfig>,
     stats: Arc<Mutex<CommitStats>>,
 }
 
@@ -107,6 +114,7 @@ impl SqliteStorage {
         Ok(Self {
             jobs,
             readers: Arc::new(Mutex::new(Vec::new())),
+            outbox: Arc::new(options.outbox.clone()),
             options,
             stats,
         })
@@ -273,7 +281,8 @@ fn bump_failed(stats: &Arc<Mutex<CommitStats>>) {
 #[async_trait::async_trait]
 impl Storage for SqliteStorage {
     async fn record_notification(&self, new: NewNotification) -> Result<Recorded, DbError> {
-        self.write(move |conn| write::record_notification(conn, &new))
+        let cfg = self.outbox.clone();
+        self.write(move |conn| write::record_notification(conn, &cfg, &new))
             .await
     }
 
@@ -306,7 +315,8 @@ impl Storage for SqliteStorage {
     ) -> Result<Tracked, DbError> {
         let (store, key) = (store.to_owned(), subscription_id.to_owned());
         let user = app_user_id.map(str::to_owned);
-        self.write(move |conn| write::track(conn, &store, &key, user.as_deref(), now_ms))
+        let cfg = self.outbox.clone();
+        self.write(move |conn| write::track(conn, &cfg, &store, &key, user.as_deref(), now_ms))
             .await
     }
 
@@ -318,7 +328,8 @@ impl Storage for SqliteStorage {
         now_ms: i64,
     ) -> Result<(), DbError> {
         let (store, key) = (store.to_owned(), subscription_id.to_owned());
-        self.write(move |conn| write::apply_state_update(conn, &store, &key, &update, now_ms))
+        let cfg = self.outbox.clone();
+        self.write(move |conn| write::apply_state_update(conn, &cfg, &store, &key, &update, now_ms))
             .await
     }
 
@@ -371,6 +382,56 @@ impl Storage for SqliteStorage {
     ) -> Result<Option<(StoredNotification, serde_json::Value)>, DbError> {
         self.read(move |conn| read::notification_decoded(conn, id))
             .await
+    }
+
+    async fn due_deliveries(&self, now_ms: i64, limit: u32) -> Result<Vec<DueDelivery>, DbError> {
+        self.read(move |conn| delivery::due_deliveries(conn, now_ms, limit))
+            .await
+    }
+
+    async fn next_delivery_due(&self) -> Result<Option<i64>, DbError> {
+        self.read(delivery::next_due).await
+    }
+
+    async fn record_attempt(&self, result: AttemptResult) -> Result<(), DbError> {
+        self.write(move |conn| delivery::record_attempt(conn, &result))
+            .await
+    }
+
+    async fn retry_delivery(&self, endpoint: &str, id: i64, now_ms: i64) -> Result<bool, DbError> {
+        let endpoint = endpoint.to_owned();
+        self.write(move |conn| delivery::retry_delivery(conn, &endpoint, id, now_ms))
+            .await
+    }
+
+    async fn enqueue_test_event(&self, endpoint: &str, now_ms: i64) -> Result<i64, DbError> {
+        let endpoint = endpoint.to_owned();
+        self.write(move |conn| delivery::enqueue_test_event(conn, &endpoint, now_ms))
+            .await
+    }
+
+    async fn events(&self, filter: EventFilter) -> Result<Vec<EventRecord>, DbError> {
+        self.read(move |conn| delivery::events(conn, &filter)).await
+    }
+
+    async fn endpoint_stats(&self) -> Result<Vec<EndpointStats>, DbError> {
+        self.read(delivery::endpoint_stats).await
+    }
+
+    async fn deliveries(
+        &self,
+        endpoint: &str,
+        status: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, DbError> {
+        let endpoint = endpoint.to_owned();
+        let status = status.map(str::to_owned);
+        self.read(move |conn| delivery::deliveries(conn, &endpoint, status.as_deref(), limit))
+            .await
+    }
+
+    async fn outbox_depth(&self) -> Result<i64, DbError> {
+        self.read(delivery::outbox_depth).await
     }
 
     async fn ping(&self) -> Result<(), DbError> {

@@ -3,11 +3,13 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use storehook_core::{EventType, ImpliedState, StateUpdate, VerifiedNotification};
 
+use crate::outbox::{self, EventSource, OutboxConfig};
 use crate::sqlite::read;
 use crate::{DbError, NewNotification, Recorded, RejectedNotification, Tracked, Verdict};
 
 pub(crate) fn record_notification(
     conn: &Connection,
+    cfg: &OutboxConfig,
     new: &NewNotification,
 ) -> Result<Recorded, DbError> {
     let n = &new.notification;
@@ -59,11 +61,14 @@ pub(crate) fn record_notification(
         tracked = is_tracked(conn, &n.store, key)?;
         if !tracked {
             if let Some(old) = &n.continues_subscription_key {
-                tracked = carry_over_tracking(conn, &n.store, key, old, at)?;
+                tracked = carry_over_tracking(conn, cfg, &n.store, key, old, at)?;
             }
         }
         if !tracked && new.auto_track && n.event_type.starts_purchase() {
             insert_subscription(conn, &n.store, key, n.app_user_id_hint.as_deref(), None, at)?;
+            // Anything that arrived for it before its purchase (stores do
+            // not guarantee order) is adopted with it.
+            adopt_untracked(conn, cfg, &n.store, key, at)?;
             tracked = true;
         }
         if n.state_fetch_pending {
@@ -86,8 +91,38 @@ pub(crate) fn record_notification(
     } else {
         Verdict::Untracked
     };
+    if verdict == Verdict::Tracked {
+        outbox::emit_event(conn, cfg, &event_source(id, n), at)?;
+    }
+    outbox::emit_forwards(
+        conn,
+        cfg,
+        id,
+        &n.store,
+        &n.notification_id,
+        n.subscription_key.as_deref(),
+        &new.forward_headers,
+        &new.raw_body,
+        at,
+    )?;
     bump_stats(conn, &n.store, verdict, at)?;
     Ok(Recorded { verdict, id })
+}
+
+fn event_source(row: i64, n: &VerifiedNotification) -> EventSource {
+    EventSource {
+        row,
+        store: n.store.clone(),
+        notification_id: n.notification_id.clone(),
+        subscription_key: n.subscription_key.clone(),
+        event_type: n.event_type,
+        raw_type: n.raw_type.clone(),
+        environment: n.environment,
+        occurred_at_ms: n.occurred_at_ms,
+        product_id: n.product_id.clone(),
+        app_id: n.app_id.clone(),
+        details: n.details.clone(),
+    }
 }
 
 pub(crate) fn record_rejected_notification(
@@ -149,6 +184,7 @@ pub(crate) fn record_rejection(
 
 pub(crate) fn track(
     conn: &Connection,
+    cfg: &OutboxConfig,
     store: &str,
     key: &str,
     app_user_id: Option<&str>,
@@ -165,7 +201,7 @@ pub(crate) fn track(
         false
     } else {
         insert_subscription(conn, store, key, app_user_id, None, now)?;
-        adopt_untracked(conn, store, key, now)?;
+        adopt_untracked(conn, cfg, store, key, now)?;
         true
     };
     let subscription = read::subscription(conn, store, key)?.ok_or_else(|| {
@@ -181,6 +217,7 @@ pub(crate) fn track(
 
 pub(crate) fn apply_state_update(
     conn: &Connection,
+    cfg: &OutboxConfig,
     store: &str,
     key: &str,
     update: &StateUpdate,
@@ -198,7 +235,7 @@ pub(crate) fn apply_state_update(
     let mut tracked = is_tracked(conn, store, key)?;
     if !tracked {
         if let Some(old) = &update.continues_subscription_key {
-            tracked = carry_over_tracking(conn, store, key, old, now)?;
+            tracked = carry_over_tracking(conn, cfg, store, key, old, now)?;
         }
     }
     if !tracked {
@@ -409,7 +446,21 @@ pub(crate) fn recompute_subscription(
 
 /// Marks a subscription's stored untracked notifications as tracked and
 /// folds them in, so nothing received before tracking is lost.
-fn adopt_untracked(conn: &Connection, store: &str, key: &str, now: i64) -> Result<(), DbError> {
+fn adopt_untracked(
+    conn: &Connection,
+    cfg: &OutboxConfig,
+    store: &str,
+    key: &str,
+    now: i64,
+) -> Result<(), DbError> {
+    let adopted: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT id FROM notifications
+             WHERE store = ?1 AND subscription_key = ?2 AND verdict = 'untracked'
+             ORDER BY occurred_at, notification_id",
+        )?
+        .query_map(params![store, key], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     conn.execute(
         "UPDATE notifications SET verdict = 'tracked'
          WHERE store = ?1 AND subscription_key = ?2 AND verdict = 'untracked'",
@@ -438,7 +489,14 @@ fn adopt_untracked(conn: &Connection, store: &str, key: &str, now: i64) -> Resul
          WHERE store = ?1 AND subscription_key = ?2",
         params![store, key],
     )?;
-    recompute_subscription(conn, store, key, now)
+    recompute_subscription(conn, store, key, now)?;
+    // Their events go out now, in store order, as if they had just arrived.
+    for row in adopted {
+        if let Some(src) = outbox::source_of_row(conn, row)? {
+            outbox::emit_event(conn, cfg, &src, now)?;
+        }
+    }
+    Ok(())
 }
 
 /// A new subscription key that continues a tracked one (Google's
@@ -446,6 +504,7 @@ fn adopt_untracked(conn: &Connection, store: &str, key: &str, now: i64) -> Resul
 /// the new key is now tracked.
 fn carry_over_tracking(
     conn: &Connection,
+    cfg: &OutboxConfig,
     store: &str,
     key: &str,
     old: &str,
@@ -465,7 +524,7 @@ fn carry_over_tracking(
         return Ok(false);
     };
     insert_subscription(conn, store, key, user.as_deref(), Some(old), now)?;
-    adopt_untracked(conn, store, key, now)?;
+    adopt_untracked(conn, cfg, store, key, now)?;
     Ok(true)
 }
 

@@ -1,18 +1,635 @@
-//! The operator dashboard (`GET /`): embedded HTML/CSS/JS and its JSON calls.
-//! Placeholder until the dashboard lands: it only claims `GET /`.
+//! The operator dashboard: `GET /` and `/dashboard/…`, server-rendered HTML
+//! with its CSS and a little JavaScript embedded in the binary (no CDN;
+//! works offline; readable without scripts — the script only refreshes the
+//! live part of the overview).
+//!
+//! Access needs the admin token, either as `Authorization: Bearer` or as the
+//! session cookie the sign-in form sets (HttpOnly, SameSite=Strict). Without
+//! either, every page shows the sign-in form and no data. The POST forms
+//! also refuse cross-origin requests (Origin / Sec-Fetch-Site), on top of
+//! SameSite=Strict.
+//!
+//! Files: `html.rs` (escaping, times, page frame), `views.rs` (the views),
+//! `help.rs` (per-store setup text and rejection reasons), `mask.rs`
+//! (secrets in decoded payloads), `assets/` (CSS, JS, icon).
 
+mod help;
+mod html;
+mod mask;
+mod views;
+
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use warp::Filter;
+use storehook_core::percent_decode;
+use storehook_db::NotificationFilter;
+use warp::http::{HeaderMap, HeaderValue, StatusCode};
+use warp::reply::Response;
+use warp::{Filter, Reply};
 
-use crate::AppState;
+use crate::auth::{self, Credentials, SESSION_COOKIE};
+use crate::error::ApiError;
+use crate::{now_ms, AppState};
+use html::{esc, Frame};
+use views::StoreView;
+
+const APP_CSS: &str = include_str!("assets/app.css");
+const APP_JS: &str = include_str!("assets/app.js");
+const ICON_SVG: &str = include_str!("assets/icon.svg");
+
+/// How many notifications the overview lists.
+const RECENT_LIMIT: u32 = 50;
+/// Default seconds between refreshes of the overview's live part.
+const DEFAULT_REFRESH_SECONDS: u64 = 5;
 
 pub(crate) fn routes(
     state: Arc<AppState>,
-) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
-    let _ = state;
-    warp::path::end().and(warp::get()).map(|| {
-        use warp::Reply;
-        warp::reply::html("<!doctype html><title>storehook</title><p>storehook is running.</p>").into_response()
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    let with_state = warp::any().map(move || state.clone());
+    let credentials = auth::credentials();
+    let headers = warp::header::headers_cloned();
+    let query = warp::query::<HashMap<String, String>>();
+
+    let overview = warp::path::end()
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(credentials.clone())
+        .and(headers.clone())
+        .and(query.clone())
+        .then(overview_page);
+
+    let live = warp::path!("dashboard" / "live")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(credentials.clone())
+        .and(headers.clone())
+        .then(live_part);
+
+    let detail = warp::path!("dashboard" / "notifications" / i64)
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(credentials.clone())
+        .then(notification_page);
+
+    let lookup = warp::path!("dashboard" / "subscriptions")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(credentials.clone())
+        .and(query)
+        .then(lookup_page);
+
+    let login = warp::path!("dashboard" / "login")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(headers.clone())
+        .and(warp::body::content_length_limit(8 * 1024))
+        .and(warp::body::bytes())
+        .then(sign_in);
+
+    let logout = warp::path!("dashboard" / "logout")
+        .and(warp::post())
+        .and(with_state)
+        .and(headers)
+        .map(sign_out);
+
+    let assets = warp::path!("dashboard" / "assets" / String)
+        .and(warp::get())
+        .map(asset);
+
+    overview
+        .or(live)
+        .unify()
+        .or(detail)
+        .unify()
+        .or(lookup)
+        .unify()
+        .or(login)
+        .unify()
+        .or(logout)
+        .unify()
+        .or(assets)
+        .unify()
+}
+
+// ---- responses ----
+
+/// An HTML response with the dashboard's security headers: scripts, styles
+/// and requests only from this origin; no framing; no caching of data.
+fn html_response(status: StatusCode, body: String) -> Response {
+    let mut r = warp::reply::html(body).into_response();
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    h.insert("cache-control", HeaderValue::from_static("no-store"));
+    r
+}
+
+fn page(status: StatusCode, title: &str, section: &str, signed_in: bool, body: &str) -> Response {
+    html_response(
+        status,
+        html::page(
+            &Frame {
+                title,
+                signed_in,
+                section,
+            },
+            body,
+        ),
+    )
+}
+
+fn error_page(e: &ApiError) -> Response {
+    page(
+        e.status,
+        "Error",
+        "",
+        true,
+        &format!(
+            "<section><h2>Something went wrong</h2><p>{}</p></section>",
+            esc(&e.message)
+        ),
+    )
+}
+
+fn redirect(to: &str) -> Response {
+    let mut r = warp::reply::reply().into_response();
+    *r.status_mut() = StatusCode::SEE_OTHER;
+    if let Ok(v) = HeaderValue::from_str(to) {
+        r.headers_mut().insert("location", v);
+    }
+    r
+}
+
+// ---- access ----
+
+/// `Ok` when the request may see data; otherwise the sign-in page (401), or
+/// a closed page (403) when no admin token is configured.
+fn gate(state: &AppState, credentials: &Credentials, next: &str) -> Result<(), Response> {
+    match crate::handlers::require_admin(state, credentials) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let configured = e.status != StatusCode::FORBIDDEN;
+            let status = if configured {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            let message = credentials
+                .session
+                .as_ref()
+                .map(|_| "Your session has ended (the admin token changed?). Sign in again.");
+            Err(page(
+                status,
+                "Sign in",
+                "",
+                false,
+                &views::login(message, next, configured),
+            ))
+        }
+    }
+}
+
+/// Whether a form POST comes from this dashboard's own pages. SameSite=Strict
+/// already keeps the cookie off cross-site requests; this also refuses them
+/// when the browser says where they came from.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    // Browsers say where a request came from; `none` is the user's own
+    // navigation. (Origin can be `null` on same-origin posts, so it only
+    // decides for clients that do not send Sec-Fetch-Site.)
+    if let Some(site) = header("sec-fetch-site") {
+        return matches!(site, "same-origin" | "none");
+    }
+    if let Some(origin) = header("origin") {
+        let origin_host = origin
+            .split_once("://")
+            .map(|(_, rest)| rest.trim_end_matches('/'));
+        return match (origin_host, header("host")) {
+            (Some(o), Some(h)) => o.eq_ignore_ascii_case(h),
+            _ => false,
+        };
+    }
+    true
+}
+
+/// Whether the browser reaches us over HTTPS (then the cookie is `Secure`).
+fn over_https(state: &AppState, headers: &HeaderMap) -> bool {
+    state
+        .public_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("https://"))
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|p| p.eq_ignore_ascii_case("https"))
+}
+
+/// The value of one `application/x-www-form-urlencoded` field.
+fn form_field(body: &[u8], name: &str) -> Option<String> {
+    std::str::from_utf8(body).ok()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| percent_decode(&v.replace('+', " ")))
     })
+}
+
+/// Where to go after signing in: a local path only (no open redirect).
+fn local_path(next: Option<String>) -> String {
+    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
+        .filter(|n| n.bytes().all(|b| (0x21..0x7f).contains(&b)))
+        .unwrap_or_else(|| "/".to_owned())
+}
+
+/// `POST /dashboard/login`.
+async fn sign_in(state: Arc<AppState>, headers: HeaderMap, body: bytes::Bytes) -> Response {
+    let next = local_path(form_field(&body, "next"));
+    if !same_origin(&headers) {
+        return page(
+            StatusCode::FORBIDDEN,
+            "Sign in",
+            "",
+            false,
+            &views::login(Some("Cross-site sign-in refused."), &next, true),
+        );
+    }
+    let Some(expected) = state.admin_token.as_deref() else {
+        return page(
+            StatusCode::FORBIDDEN,
+            "Sign in",
+            "",
+            false,
+            &views::login(None, &next, false),
+        );
+    };
+    let given = form_field(&body, "token").unwrap_or_default();
+    if !auth::token_matches(expected, given.trim()) {
+        // A pause makes guessing slow without locking the operator out.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        tracing::warn!("dashboard sign-in with a wrong admin token");
+        return page(
+            StatusCode::UNAUTHORIZED,
+            "Sign in",
+            "",
+            false,
+            &views::login(Some("That is not the admin token."), &next, true),
+        );
+    }
+    let mut r = redirect(&next);
+    let cookie = format!(
+        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict{}",
+        auth::session_value(expected),
+        if over_https(&state, &headers) {
+            "; Secure"
+        } else {
+            ""
+        }
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert("set-cookie", v);
+    }
+    r
+}
+
+/// `POST /dashboard/logout`.
+fn sign_out(state: Arc<AppState>, headers: HeaderMap) -> Response {
+    if !same_origin(&headers) {
+        return html_response(StatusCode::FORBIDDEN, "cross-site request refused".into());
+    }
+    let mut r = redirect("/");
+    let cookie = format!(
+        "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        if over_https(&state, &headers) {
+            "; Secure"
+        } else {
+            ""
+        }
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert("set-cookie", v);
+    }
+    r
+}
+
+// ---- data ----
+
+/// The address stores reach this server at: `[server] public_url`, or this
+/// request's own scheme and Host. The flag says which.
+fn public_base(state: &AppState, headers: &HeaderMap) -> (String, bool) {
+    if let Some(url) = state.public_url.as_deref().filter(|u| !u.is_empty()) {
+        return (url.trim_end_matches('/').to_owned(), true);
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let host = header("host")
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        })
+        .unwrap_or("localhost");
+    let scheme = match header("x-forwarded-proto") {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    };
+    (format!("{scheme}://{host}"), false)
+}
+
+fn store_name(state: &AppState, id: &str) -> String {
+    state
+        .registry
+        .get(id)
+        .map(|e| e.registration.name.to_owned())
+        .unwrap_or_else(|| id.to_owned())
+}
+
+/// The overview's live part (store cards and recent notifications).
+async fn render_live(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    let stats = state
+        .storage
+        .store_stats()
+        .await
+        .map_err(|e| ApiError::storage(&e))?;
+    let recent = state
+        .storage
+        .recent_notifications(NotificationFilter {
+            store: None,
+            before_id: None,
+            limit: RECENT_LIMIT,
+        })
+        .await
+        .map_err(|e| ApiError::storage(&e))?;
+    let (base, configured) = public_base(state, headers);
+    let stores: Vec<StoreView<'_>> = state
+        .registry
+        .iter()
+        .map(|entry| {
+            let r = entry.registration;
+            StoreView {
+                id: r.id,
+                name: r.name,
+                enabled: entry.enabled,
+                supported: r.supported,
+                stats: stats
+                    .iter()
+                    .find(|s| s.store == r.id)
+                    .cloned()
+                    .unwrap_or_default(),
+                url: format!("{base}/v1/notifications/{}", r.id),
+                url_configured: configured,
+            }
+        })
+        .collect();
+    Ok(views::overview_live(now_ms(), &stores, &recent, &|id| {
+        store_name(state, id)
+    }))
+}
+
+fn lookup_stores(state: &AppState) -> Vec<(&'static str, &'static str)> {
+    state
+        .registry
+        .iter()
+        .filter(|e| e.registration.supported)
+        .map(|e| (e.registration.id, e.registration.name))
+        .collect()
+}
+
+// ---- pages ----
+
+/// `GET /`.
+async fn overview_page(
+    state: Arc<AppState>,
+    credentials: Credentials,
+    headers: HeaderMap,
+    query: HashMap<String, String>,
+) -> Response {
+    let refresh = query
+        .get("refresh")
+        .and_then(|r| r.parse::<u64>().ok())
+        .map(|r| r.clamp(1, 3_600));
+    let next = refresh.map_or_else(|| "/".to_owned(), |r| format!("/?refresh={r}"));
+    if let Err(denied) = gate(&state, &credentials, &next) {
+        return denied;
+    }
+    let live = match render_live(&state, &headers).await {
+        Ok(live) => live,
+        Err(e) => return error_page(&e),
+    };
+    let refresh = refresh.unwrap_or(DEFAULT_REFRESH_SECONDS);
+    let body = format!(
+        "<div id=\"live\" data-src=\"/dashboard/live\" data-interval=\"{refresh}\" aria-live=\"polite\">{live}</div>\
+         <section id=\"lookup\" aria-labelledby=\"lookup-h\"><h2 id=\"lookup-h\">Subscription lookup</h2>{}</section>",
+        views::lookup_form(&lookup_stores(&state), None, ""),
+    );
+    page(StatusCode::OK, "Stores", "stores", true, &body)
+}
+
+/// `GET /dashboard/live`: the overview's live part alone, for the refresh.
+async fn live_part(state: Arc<AppState>, credentials: Credentials, headers: HeaderMap) -> Response {
+    if crate::handlers::require_admin(&state, &credentials).is_err() {
+        return html_response(StatusCode::UNAUTHORIZED, String::new());
+    }
+    match render_live(&state, &headers).await {
+        Ok(live) => html_response(StatusCode::OK, live),
+        Err(e) => html_response(e.status, String::new()),
+    }
+}
+
+/// `GET /dashboard/notifications/{id}`.
+async fn notification_page(id: i64, state: Arc<AppState>, credentials: Credentials) -> Response {
+    if let Err(denied) = gate(
+        &state,
+        &credentials,
+        &format!("/dashboard/notifications/{id}"),
+    ) {
+        return denied;
+    }
+    let found = match state.storage.notification_decoded(id).await {
+        Ok(found) => found,
+        Err(e) => return error_page(&ApiError::storage(&e)),
+    };
+    let Some((notification, decoded)) = found else {
+        return page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "notifications",
+            true,
+            "<section><h2>No such notification</h2><p><a href=\"/#recent\">Recent notifications</a></p></section>",
+        );
+    };
+    let body = views::notification_detail(
+        now_ms(),
+        &notification,
+        &store_name(&state, &notification.store),
+        &mask::mask(&decoded),
+    );
+    page(StatusCode::OK, "Notification", "notifications", true, &body)
+}
+
+/// `GET /dashboard/subscriptions?store=&q=`: by subscription id (in one
+/// store, or every store) or by app user id.
+async fn lookup_page(
+    state: Arc<AppState>,
+    credentials: Credentials,
+    query: HashMap<String, String>,
+) -> Response {
+    let q = query.get("q").map(|q| q.trim()).unwrap_or("");
+    let store = query
+        .get("store")
+        .map(String::as_str)
+        .filter(|s| state.registry.get(s).is_some());
+    let next = format!(
+        "/dashboard/subscriptions?store={}&q={}",
+        html::url_component(store.unwrap_or("")),
+        html::url_component(q)
+    );
+    if let Err(denied) = gate(&state, &credentials, &next) {
+        return denied;
+    }
+    let stores = lookup_stores(&state);
+    let mut body = format!(
+        "<section><h2>Subscription lookup</h2>{}</section>",
+        views::lookup_form(&stores, store, q)
+    );
+    if !q.is_empty() {
+        match lookup(&state, store, q).await {
+            Ok(found) => body.push_str(&found),
+            Err(e) => return error_page(&e),
+        }
+    }
+    page(StatusCode::OK, "Subscription lookup", "lookup", true, &body)
+}
+
+async fn lookup(state: &AppState, store: Option<&str>, q: &str) -> Result<String, ApiError> {
+    let storage = &state.storage;
+    let mut found = Vec::new();
+    let candidates: Vec<&str> = match store {
+        Some(s) => vec![s],
+        None => lookup_stores(state).into_iter().map(|(id, _)| id).collect(),
+    };
+    for s in candidates {
+        if let Some(sub) = storage
+            .subscription(s, q)
+            .await
+            .map_err(|e| ApiError::storage(&e))?
+        {
+            found.push(sub);
+        }
+    }
+    for sub in storage
+        .subscriptions_of_user(q)
+        .await
+        .map_err(|e| ApiError::storage(&e))?
+    {
+        let same = |f: &storehook_db::Subscription| {
+            f.store == sub.store && f.subscription_id == sub.subscription_id
+        };
+        let in_store = store.is_none() || store == Some(sub.store.as_str());
+        if in_store && !found.iter().any(same) {
+            found.push(sub);
+        }
+    }
+    let now = now_ms();
+    let mut out = format!(
+        "<section id=\"results\"><h2>{} for “{}”</h2>",
+        html::count(found.len() as i64, "subscription", "subscriptions"),
+        esc(q)
+    );
+    if found.is_empty() {
+        out.push_str(
+            "<p class=\"muted\">No tracked subscription has this subscription id or app user id. \
+             Notifications of untracked subscriptions are listed under Recent notifications.</p>",
+        );
+    }
+    for sub in &found {
+        let history = storage
+            .subscription_notifications(&sub.store, &sub.subscription_id, 100)
+            .await
+            .map_err(|e| ApiError::storage(&e))?;
+        out.push_str(&views::subscription_block(
+            now,
+            sub,
+            &store_name(state, &sub.store),
+            &history,
+            &|id| store_name(state, id),
+        ));
+    }
+    out.push_str("</section>");
+    Ok(out)
+}
+
+/// `GET /dashboard/assets/{name}`: embedded, no data, no sign-in needed.
+fn asset(name: String) -> Response {
+    let (body, content_type) = match name.as_str() {
+        "app.css" => (APP_CSS, "text/css; charset=utf-8"),
+        "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
+        "icon.svg" => (ICON_SVG, "image/svg+xml"),
+        _ => {
+            return ApiError::not_found("not_found", "no such asset").into_response();
+        }
+    };
+    let mut r = warp::reply::with_header(body, "content-type", content_type).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        "cache-control",
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed_after_sign_in() {
+        assert_eq!(
+            local_path(Some("/dashboard/notifications/3".into())),
+            "/dashboard/notifications/3"
+        );
+        assert_eq!(local_path(Some("//evil.example".into())), "/");
+        assert_eq!(local_path(Some("https://evil.example".into())), "/");
+        assert_eq!(local_path(Some("/\\evil".into())), "/");
+        assert_eq!(local_path(None), "/");
+    }
+
+    #[test]
+    fn form_fields_are_decoded() {
+        let body = b"next=%2Fdashboard%2Fsubscriptions%3Fq%3Da&token=s%2Bcr+t";
+        assert_eq!(form_field(body, "token").as_deref(), Some("s+cr t"));
+        assert_eq!(
+            form_field(body, "next").as_deref(),
+            Some("/dashboard/subscriptions?q=a")
+        );
+        assert_eq!(form_field(body, "other"), None);
+    }
+
+    #[test]
+    fn cross_origin_posts_are_refused() {
+        let mut h = HeaderMap::new();
+        h.insert("host", HeaderValue::from_static("127.0.0.1:8080"));
+        assert!(same_origin(&h));
+        h.insert("origin", HeaderValue::from_static("http://127.0.0.1:8080"));
+        assert!(same_origin(&h));
+        h.insert("origin", HeaderValue::from_static("https://evil.example"));
+        assert!(!same_origin(&h));
+        h.insert("origin", HeaderValue::from_static("null"));
+        assert!(!same_origin(&h));
+        h.remove("origin");
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(!same_origin(&h));
+    }
 }

@@ -1,0 +1,182 @@
+//! HTML building blocks: escaping, times, the page frame. Every value that
+//! did not come from this module's own literals goes through [`esc`].
+
+use std::fmt::Write;
+
+use time::macros::format_description;
+use time::OffsetDateTime;
+
+/// Escapes text for HTML element content and double- or single-quoted
+/// attribute values.
+pub fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes a value for a URL query component (and then HTML, as the result
+/// only has unreserved characters and `%`).
+pub fn url_component(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// `2026-11-29 06:30:00 UTC`.
+pub fn utc(ms: i64) -> String {
+    let format = format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(format).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// "just now", "3 minutes ago", "in 2 days".
+pub fn relative(now_ms: i64, at_ms: i64) -> String {
+    let delta = now_ms.saturating_sub(at_ms);
+    let (future, secs) = if delta < 0 {
+        (true, delta.unsigned_abs() / 1000)
+    } else {
+        (false, delta.unsigned_abs() / 1000)
+    };
+    if secs < 5 {
+        return "just now".into();
+    }
+    let (n, unit) = match secs {
+        s if s < 60 => (s, "second"),
+        s if s < 3_600 => (s / 60, "minute"),
+        s if s < 48 * 3_600 => (s / 3_600, "hour"),
+        s if s < 60 * 86_400 => (s / 86_400, "day"),
+        s if s < 730 * 86_400 => (s / (30 * 86_400), "month"),
+        s => (s / (365 * 86_400), "year"),
+    };
+    let plural = if n == 1 { "" } else { "s" };
+    if future {
+        format!("in {n} {unit}{plural}")
+    } else {
+        format!("{n} {unit}{plural} ago")
+    }
+}
+
+/// A `<time>` showing the relative time, with the exact UTC time on hover.
+pub fn time_tag(now_ms: i64, at_ms: i64) -> String {
+    let iso = crate::time_fmt::rfc3339(at_ms).unwrap_or_default();
+    format!(
+        "<time datetime=\"{}\" title=\"{}\">{}</time>",
+        esc(&iso),
+        esc(&utc(at_ms)),
+        esc(&relative(now_ms, at_ms))
+    )
+}
+
+/// Like [`time_tag`], or a dash.
+pub fn time_or_dash(now_ms: i64, at_ms: Option<i64>) -> String {
+    at_ms.map_or_else(
+        || "<span class=\"muted\">—</span>".into(),
+        |t| time_tag(now_ms, t),
+    )
+}
+
+/// `1 notification`, `3 notifications`.
+pub fn count(n: i64, singular: &str, plural: &str) -> String {
+    format!("{n} {}", if n == 1 { singular } else { plural })
+}
+
+/// What the frame needs to know about the visitor.
+pub struct Frame<'a> {
+    pub title: &'a str,
+    pub signed_in: bool,
+    /// Which nav entry is current.
+    pub section: &'a str,
+}
+
+/// The whole page around `body`.
+pub fn page(frame: &Frame<'_>, body: &str) -> String {
+    let mut nav = String::new();
+    if frame.signed_in {
+        for (href, label, id) in [
+            ("/", "Stores", "stores"),
+            ("/#recent", "Notifications", "notifications"),
+            ("/dashboard/subscriptions", "Subscription lookup", "lookup"),
+            ("/metrics", "Metrics", "metrics"),
+        ] {
+            let current = if id == frame.section {
+                " aria-current=\"page\""
+            } else {
+                ""
+            };
+            let _ = write!(nav, "<a href=\"{href}\"{current}>{label}</a>");
+        }
+        nav.push_str(
+            "<form method=\"post\" action=\"/dashboard/logout\" class=\"inline\">\
+             <button type=\"submit\" class=\"link\">Sign out</button></form>",
+        );
+    }
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title} · storehook</title>\
+         <link rel=\"icon\" href=\"/dashboard/assets/icon.svg\" type=\"image/svg+xml\">\
+         <link rel=\"stylesheet\" href=\"/dashboard/assets/app.css\">\
+         <script src=\"/dashboard/assets/app.js\" defer></script></head>\
+         <body><header class=\"top\"><a class=\"brand\" href=\"/\">storehook</a>\
+         <nav>{nav}</nav></header><main>{body}</main>\
+         <footer>storehook {version} · this page refreshes by itself; \
+         <a href=\"\">reload</a> if scripts are off</footer></body></html>\n",
+        title = esc(frame.title),
+        version = esc(env!("CARGO_PKG_VERSION")),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_and_quotes() {
+        assert_eq!(
+            esc("<script>alert('x')</script> & \"y\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;y&quot;"
+        );
+        assert_eq!(url_component("a b/é&"), "a%20b%2F%C3%A9%26");
+    }
+
+    #[test]
+    fn relative_times_read_naturally() {
+        let now = 1_000_000_000;
+        assert_eq!(relative(now, now - 2_000), "just now");
+        assert_eq!(relative(now, now - 45_000), "45 seconds ago");
+        assert_eq!(relative(now, now - 60_000), "1 minute ago");
+        assert_eq!(relative(now, now - 3 * 60_000 - 5_000), "3 minutes ago");
+        assert_eq!(relative(now, now - 5 * 3_600_000), "5 hours ago");
+        assert_eq!(relative(now, now - 3 * 86_400_000), "3 days ago");
+        assert_eq!(relative(now, now + 3 * 86_400_000), "in 3 days");
+        assert_eq!(relative(now, now - 90 * 86_400_000), "3 months ago");
+        assert_eq!(relative(now, now - 1_110 * 86_400_000), "3 years ago");
+        assert_eq!(utc(1_796_000_000_123), "2026-11-30 00:53:20 UTC");
+    }
+
+    #[test]
+    fn time_tags_carry_the_exact_time() {
+        let tag = time_tag(1_796_000_180_000, 1_796_000_000_000);
+        assert_eq!(
+            tag,
+            "<time datetime=\"2026-11-30T00:53:20.000Z\" title=\"2026-11-30 00:53:20 UTC\">3 minutes ago</time>"
+        );
+    }
+}

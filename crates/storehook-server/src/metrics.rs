@@ -1,0 +1,428 @@
+//! Prometheus metrics, served as text at `GET /metrics`.
+//!
+//! One [`Metrics`] per server (its own registry, so several servers in one
+//! process — the tests — never share counters). The request path records
+//! notifications and HTTP latencies; the delivery worker calls
+//! [`Metrics::delivery_attempt`] and [`Metrics::set_outbox_depth`]; the
+//! database's commit statistics are read at scrape time from a source the
+//! server installs at start-up.
+//!
+//! `/metrics` is open on the listen address, like most exporters: it carries
+//! counts, store ids and endpoint ids, never a payload, token or URL. Block it
+//! at the reverse proxy if the listen address is public.
+//!
+//! Labels only ever take bounded values: a store label is a registered store
+//! id or `unknown` (the path is the sender's choice), a route label is one of
+//! a fixed list, a code is a short identifier or `other`.
+
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+/// The database's cumulative commit figures at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitSnapshot {
+    pub commits: u64,
+    pub writes: u64,
+    pub failed_commits: u64,
+    pub last_batch: u64,
+    pub last_commit_micros: u64,
+}
+
+type CommitSource = Box<dyn Fn() -> CommitSnapshot + Send + Sync>;
+
+/// Latency buckets in seconds: a notification is a verification plus an
+/// fsync'd group commit, so most land between 1 ms and 100 ms.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    notifications: IntCounterVec,
+    refusals: IntCounterVec,
+    notification_seconds: HistogramVec,
+    http_seconds: HistogramVec,
+    outbox_depth: IntGauge,
+    delivery_attempts: IntCounterVec,
+    db_commits: IntCounter,
+    db_writes: IntCounter,
+    db_failed_commits: IntCounter,
+    db_last_batch: IntGauge,
+    db_last_commit_micros: IntGauge,
+    commit_source: OnceLock<CommitSource>,
+    /// Serialises the scrape-time sync of the database counters.
+    commit_sync: Mutex<()>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        // The definitions below are fixed; a failure here is a programming
+        // error that every test run would show.
+        let notifications = IntCounterVec::new(
+            Opts::new(
+                "storehook_notifications_total",
+                "Notifications received, by store and verdict \
+                 (tracked, untracked, duplicate, rejected = acknowledged but unusable, refused = answered 4xx/5xx)",
+            ),
+            &["store", "verdict"],
+        )
+        .expect("metric definition");
+        let refusals = IntCounterVec::new(
+            Opts::new(
+                "storehook_notification_refusals_total",
+                "Notifications refused (4xx/5xx), by store and error code",
+            ),
+            &["store", "code"],
+        )
+        .expect("metric definition");
+        let notification_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "storehook_notification_duration_seconds",
+                "Time from a notification's arrival to its answer (verify, decode, store, commit)",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["store"],
+        )
+        .expect("metric definition");
+        let http_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "storehook_http_request_duration_seconds",
+                "HTTP request latency, by route and status code",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route", "status"],
+        )
+        .expect("metric definition");
+        let outbox_depth = IntGauge::new(
+            "storehook_outbox_depth",
+            "Deliveries waiting in the outbox (all endpoints)",
+        )
+        .expect("metric definition");
+        let delivery_attempts = IntCounterVec::new(
+            Opts::new(
+                "storehook_delivery_attempts_total",
+                "Outgoing delivery attempts, by endpoint id and result",
+            ),
+            &["endpoint", "result"],
+        )
+        .expect("metric definition");
+        let db_commits = IntCounter::new(
+            "storehook_db_commits_total",
+            "Write transactions committed by the database writer (one per group-commit batch)",
+        )
+        .expect("metric definition");
+        let db_writes = IntCounter::new(
+            "storehook_db_commit_writes_total",
+            "Writes committed; divided by storehook_db_commits_total, the mean batch size",
+        )
+        .expect("metric definition");
+        let db_failed_commits = IntCounter::new(
+            "storehook_db_commit_failures_total",
+            "Write transactions that failed to begin or commit",
+        )
+        .expect("metric definition");
+        let db_last_batch = IntGauge::new(
+            "storehook_db_last_commit_batch_size",
+            "Writes in the most recent committed batch",
+        )
+        .expect("metric definition");
+        let db_last_commit_micros = IntGauge::new(
+            "storehook_db_last_commit_duration_microseconds",
+            "Duration of the most recent committed batch (begin to commit, fsync included)",
+        )
+        .expect("metric definition");
+        let build_info = IntGauge::with_opts(
+            Opts::new("storehook_build_info", "Always 1; the version is a label")
+                .const_label("version", env!("CARGO_PKG_VERSION")),
+        )
+        .expect("metric definition");
+        build_info.set(1);
+
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(notifications.clone()),
+            Box::new(refusals.clone()),
+            Box::new(notification_seconds.clone()),
+            Box::new(http_seconds.clone()),
+            Box::new(outbox_depth.clone()),
+            Box::new(delivery_attempts.clone()),
+            Box::new(db_commits.clone()),
+            Box::new(db_writes.clone()),
+            Box::new(db_failed_commits.clone()),
+            Box::new(db_last_batch.clone()),
+            Box::new(db_last_commit_micros.clone()),
+            Box::new(build_info),
+        ];
+        for c in collectors {
+            registry.register(c).expect("metric names are unique");
+        }
+        Self {
+            registry,
+            notifications,
+            refusals,
+            notification_seconds,
+            http_seconds,
+            outbox_depth,
+            delivery_attempts,
+            db_commits,
+            db_writes,
+            db_failed_commits,
+            db_last_batch,
+            db_last_commit_micros,
+            commit_source: OnceLock::new(),
+            commit_sync: Mutex::new(()),
+        }
+    }
+
+    /// Where the database's commit figures come from (set once, at start-up).
+    pub fn set_commit_source(&self, source: impl Fn() -> CommitSnapshot + Send + Sync + 'static) {
+        let _ = self.commit_source.set(Box::new(source));
+    }
+
+    /// A stored (or de-duplicated, or acknowledged-but-rejected) notification.
+    /// `store` must be a registered store id.
+    pub fn notification(&self, store: &str, verdict: &str, latency: Duration) {
+        self.notifications
+            .with_label_values(&[store, verdict])
+            .inc();
+        self.notification_seconds
+            .with_label_values(&[store])
+            .observe(latency.as_secs_f64());
+    }
+
+    /// A notification answered with an error. `store` must be a registered
+    /// store id or `unknown`.
+    pub fn notification_refused(&self, store: &str, code: &str, latency: Duration) {
+        self.notifications
+            .with_label_values(&[store, "refused"])
+            .inc();
+        self.refusals
+            .with_label_values(&[store, bounded_code(code)])
+            .inc();
+        self.notification_seconds
+            .with_label_values(&[store])
+            .observe(latency.as_secs_f64());
+    }
+
+    /// One HTTP request answered (from the route table's wrapper).
+    pub fn http_request(&self, path: &str, status: u16, latency: Duration) {
+        let status = status_label(status);
+        self.http_seconds
+            .with_label_values(&[route_label(path), status])
+            .observe(latency.as_secs_f64());
+    }
+
+    /// For the delivery worker: one attempt to deliver to `endpoint` (its
+    /// configured id, never its URL) ended with `result` (e.g. `success`,
+    /// `http_error`, `timeout`, `connect_error`, `dead`).
+    pub fn delivery_attempt(&self, endpoint: &str, result: &str) {
+        self.delivery_attempts
+            .with_label_values(&[endpoint, bounded_code(result)])
+            .inc();
+    }
+
+    /// For the delivery worker: deliveries waiting, all endpoints.
+    pub fn set_outbox_depth(&self, n: i64) {
+        self.outbox_depth.set(n);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        self.sync_commit_stats();
+        let mut buf = Vec::new();
+        // Encoding into a Vec only fails on a malformed family, which the
+        // registry's checks rule out; an empty answer is the fallback.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// Brings the database counters up to the source's cumulative figures.
+    fn sync_commit_stats(&self) {
+        let Some(source) = self.commit_source.get() else {
+            return;
+        };
+        let _guard = self.commit_sync.lock();
+        let now = source();
+        let catch_up = |counter: &IntCounter, total: u64| {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        };
+        catch_up(&self.db_commits, now.commits);
+        catch_up(&self.db_writes, now.writes);
+        catch_up(&self.db_failed_commits, now.failed_commits);
+        self.db_last_batch
+            .set(i64::try_from(now.last_batch).unwrap_or(i64::MAX));
+        self.db_last_commit_micros
+            .set(i64::try_from(now.last_commit_micros).unwrap_or(i64::MAX));
+    }
+}
+
+/// The content type of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// `GET /metrics`.
+pub(crate) fn response(metrics: &Metrics) -> warp::reply::Response {
+    use warp::Reply;
+    warp::reply::with_header(metrics.render(), "content-type", CONTENT_TYPE).into_response()
+}
+
+/// A request path reduced to its route, so ids in paths never become labels.
+fn route_label(path: &str) -> &'static str {
+    let mut parts = path.trim_start_matches('/').split('/');
+    match (parts.next(), parts.next()) {
+        (Some("v1"), Some("notifications")) => "notifications",
+        (Some("v1"), Some("subscriptions")) => "subscriptions",
+        (Some("v1"), Some("subscribers")) => "subscribers",
+        (Some("v1"), Some("stores")) => "stores",
+        (Some("v1"), Some(_)) => "api_other",
+        (Some("healthz"), _) => "healthz",
+        (Some("metrics"), _) => "metrics",
+        (Some(""), _) | (Some("dashboard"), _) => "dashboard",
+        _ => "other",
+    }
+}
+
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        303 => "303",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        408 => "408",
+        413 => "413",
+        415 => "415",
+        500 => "500",
+        501 => "501",
+        503 => "503",
+        s if s < 300 => "2xx",
+        s if s < 400 => "3xx",
+        s if s < 500 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// Error codes and results are identifiers; anything else (or anything
+/// long) is `other`, so a plugin's dynamic text cannot grow the label set.
+fn bounded_code(code: &str) -> &str {
+    let ok = !code.is_empty()
+        && code.len() <= 64
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+    if ok {
+        code
+    } else {
+        "other"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value_of(text: &str, line_start: &str) -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(line_start))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    fn counters_and_histograms_render() {
+        let m = Metrics::new();
+        m.notification("apple", "tracked", Duration::from_millis(3));
+        m.notification("apple", "tracked", Duration::from_millis(4));
+        m.notification_refused("stripe", "no_matching_signature", Duration::from_millis(1));
+        m.delivery_attempt("billing", "success");
+        m.set_outbox_depth(7);
+        m.http_request("/v1/subscriptions/apple/123", 404, Duration::from_millis(2));
+        let text = m.render();
+        assert_eq!(
+            value_of(
+                &text,
+                "storehook_notifications_total{store=\"apple\",verdict=\"tracked\"}"
+            ),
+            Some(2.0),
+            "{text}"
+        );
+        assert_eq!(
+            value_of(&text, "storehook_notification_refusals_total{code=\"no_matching_signature\",store=\"stripe\"}"),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(value_of(&text, "storehook_outbox_depth"), Some(7.0));
+        assert!(text.contains("route=\"subscriptions\""), "{text}");
+        assert!(!text.contains("123"), "ids in paths never become labels");
+        assert!(text.contains("storehook_notification_duration_seconds_bucket"));
+    }
+
+    #[test]
+    fn commit_counters_follow_the_source() {
+        let m = Metrics::new();
+        let figures = std::sync::Arc::new(Mutex::new(CommitSnapshot::default()));
+        let source = figures.clone();
+        m.set_commit_source(move || source.lock().map(|s| *s).unwrap_or_default());
+        if let Ok(mut f) = figures.lock() {
+            *f = CommitSnapshot {
+                commits: 3,
+                writes: 10,
+                failed_commits: 0,
+                last_batch: 4,
+                last_commit_micros: 900,
+            };
+        }
+        let text = m.render();
+        assert_eq!(value_of(&text, "storehook_db_commits_total"), Some(3.0));
+        assert_eq!(
+            value_of(&text, "storehook_db_commit_writes_total"),
+            Some(10.0)
+        );
+        assert_eq!(
+            value_of(&text, "storehook_db_last_commit_batch_size"),
+            Some(4.0)
+        );
+        if let Ok(mut f) = figures.lock() {
+            f.commits = 5;
+            f.writes = 12;
+        }
+        let text = m.render();
+        assert_eq!(value_of(&text, "storehook_db_commits_total"), Some(5.0));
+        assert_eq!(
+            value_of(&text, "storehook_db_commit_writes_total"),
+            Some(12.0)
+        );
+    }
+
+    #[test]
+    fn labels_stay_bounded() {
+        assert_eq!(route_label("/"), "dashboard");
+        assert_eq!(route_label("/dashboard/notifications/5"), "dashboard");
+        assert_eq!(route_label("/v1/notifications/whatever"), "notifications");
+        assert_eq!(route_label("/wp-admin/x.php"), "other");
+        assert_eq!(status_label(418), "4xx");
+        assert_eq!(
+            bounded_code("no_matching_signature"),
+            "no_matching_signature"
+        );
+        assert_eq!(bounded_code("a message with spaces"), "other");
+        assert_eq!(bounded_code(&"x".repeat(65)), "other");
+    }
+}
