@@ -364,6 +364,9 @@ impl RenewalInfo {
     pub fn expiration_intent(&self) -> Option<i64> {
         int(&self.expiration_intent)
     }
+    pub fn renewal_date(&self) -> Option<i64> {
+        int(&self.renewal_date)
+    }
 }
 
 impl AppTransaction {

@@ -127,11 +127,22 @@ pub fn to_verified_notification(n: DecodedNotification<'_>) -> VerifiedNotificat
         });
     // A refund or consumption request is about one past purchase, whose
     // expiry and product say nothing about the subscription now (real-10:
-    // the refunded period ended days before the active one).
-    let current_tx = tx.filter(|_| !about_a_past_purchase(notification_type));
+    // the refunded period ended days before the active one); the renewal
+    // info still describes the current period.
+    let (expires_at_ms, state_product) = if about_a_past_purchase(notification_type) {
+        (
+            renewal.and_then(RenewalInfo::renewal_date),
+            non_empty(renewal.and_then(RenewalInfo::product_id)),
+        )
+    } else {
+        (
+            tx.and_then(TransactionInfo::expires_date),
+            non_empty(tx.and_then(TransactionInfo::product_id)),
+        )
+    };
     let state = ImpliedState {
         status: data.and_then(|d| d.status()).and_then(status),
-        expires_at_ms: current_tx.and_then(TransactionInfo::expires_date),
+        expires_at_ms,
         auto_renew: renewal
             .and_then(RenewalInfo::auto_renew_status)
             .and_then(|s| match s {
@@ -139,7 +150,7 @@ pub fn to_verified_notification(n: DecodedNotification<'_>) -> VerifiedNotificat
                 1 => Some(true),
                 _ => None,
             }),
-        product_id: non_empty(current_tx.and_then(TransactionInfo::product_id)),
+        product_id: state_product,
     };
 
     let expiration_reason = if event_type == EventType::Expiration && subtype.is_some() {

@@ -116,7 +116,18 @@ fn check_decoded(e: &Value, n: &VerifiedNotification) {
                 "{file}"
             );
         } else {
-            assert_eq!(n.state.expires_at_ms, None, "{file}");
+            // The current period, from the renewal info (none for a consumable).
+            let renewal = &n.decoded["data"]["signedRenewalInfo"];
+            assert_eq!(
+                n.state.expires_at_ms,
+                renewal["renewalDate"].as_i64(),
+                "{file}"
+            );
+            assert_eq!(
+                n.state.product_id.as_deref(),
+                renewal["productId"].as_str(),
+                "{file}"
+            );
         }
         assert_eq!(
             n.details.cancel_reason.is_some(),
