@@ -277,10 +277,15 @@ fn apply_notification(
     if let Some(user) = &n.app_user_id_hint {
         fill_app_user_id(conn, &n.store, key, user)?;
     }
-    if let Some(attention) = &n.attention {
+    if n.attention.is_some() {
+        // The newest flag in store order, not the last to arrive: an older
+        // request delivered late must not replace a newer one.
         conn.execute(
-            "UPDATE subscriptions SET attention = ?3 WHERE store = ?1 AND subscription_key = ?2",
-            params![n.store, key, attention],
+            "UPDATE subscriptions SET attention = (SELECT attention FROM notifications
+                 WHERE store = ?1 AND subscription_key = ?2 AND attention IS NOT NULL
+                 ORDER BY occurred_at DESC, notification_id DESC LIMIT 1)
+             WHERE store = ?1 AND subscription_key = ?2",
+            params![n.store, key],
         )?;
     }
     if n.state_fetch_pending {
@@ -483,7 +488,7 @@ fn adopt_untracked(
         "UPDATE subscriptions SET
              attention = (SELECT attention FROM notifications
                           WHERE store = ?1 AND subscription_key = ?2 AND attention IS NOT NULL
-                          ORDER BY occurred_at DESC, id DESC LIMIT 1),
+                          ORDER BY occurred_at DESC, notification_id DESC LIMIT 1),
              state_pending = EXISTS (SELECT 1 FROM pending_state_fetches
                                      WHERE store = ?1 AND subscription_key = ?2)
          WHERE store = ?1 AND subscription_key = ?2",
