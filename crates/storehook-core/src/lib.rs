@@ -19,8 +19,8 @@ mod types;
 pub mod conformance;
 
 pub use adapter::{
-    find_registration, parse_store_config, AdapterFactory, registrations, FactoryContext, StoreAdapter,
-    StoreRegistration,
+    find_registration, parse_store_config, registrations, AdapterFactory, FactoryContext,
+    StoreAdapter, StoreRegistration,
 };
 pub use error::{AdapterError, ConfigError};
 pub use request::{percent_decode, IncomingRequest};

@@ -195,18 +195,15 @@ pub(crate) fn emit_event(
     Ok(())
 }
 
-/// Queues raw forwards of one stored notification.
+/// Queues raw forwards of one stored notification (row `row`).
 pub(crate) fn emit_forwards(
     conn: &Connection,
     cfg: &OutboxConfig,
     row: i64,
-    store: &str,
-    notification_id: &str,
-    subscription_key: Option<&str>,
-    headers: &[(String, String)],
-    raw_body: &[u8],
-    now: i64,
+    new: &crate::NewNotification,
 ) -> Result<(), DbError> {
+    let n = &new.notification;
+    let store = n.store.as_str();
     let wanted: Vec<&ForwardRoute> = cfg
         .forwards
         .iter()
@@ -216,8 +213,8 @@ pub(crate) fn emit_forwards(
         return Ok(());
     }
     let headers_json =
-        serde_json::to_string(headers).map_err(|e| DbError::Corrupt(e.to_string()))?;
-    let order_key = subscription_key.map(|k| format!("{store}:{k}"));
+        serde_json::to_string(&new.forward_headers).map_err(|e| DbError::Corrupt(e.to_string()))?;
+    let order_key = n.subscription_key.as_ref().map(|k| format!("{store}:{k}"));
     for f in wanted {
         conn.execute(
             "INSERT INTO deliveries (endpoint, kind, event_id, notification_row, order_key, status,
@@ -225,12 +222,12 @@ pub(crate) fn emit_forwards(
              VALUES (?1, 'forward', ?2, ?3, ?4, 'pending', ?5, ?5, ?6, ?7)",
             params![
                 f.name,
-                notification_id,
+                n.notification_id,
                 row,
                 order_key,
-                now,
+                new.received_at_ms,
                 headers_json,
-                raw_body
+                new.raw_body
             ],
         )?;
     }

@@ -23,6 +23,7 @@ use storehook_db::{
 use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::config::{Config, ConfigError, DeliveryConfig};
+use crate::metrics::Metrics;
 use crate::now_ms;
 use crate::registry::Registry;
 
@@ -377,6 +378,7 @@ pub struct DeliveryWorker {
     permits: Arc<Semaphore>,
     concurrency: usize,
     grace: Duration,
+    metrics: Arc<Metrics>,
 }
 
 impl DeliveryWorker {
@@ -384,6 +386,7 @@ impl DeliveryWorker {
         storage: Arc<dyn Storage>,
         endpoints: Vec<Endpoint>,
         d: &DeliveryConfig,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, ConfigError> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -409,6 +412,7 @@ impl DeliveryWorker {
             permits: Arc::new(Semaphore::new(d.concurrency.max(1))),
             concurrency: d.concurrency.max(1),
             grace: Duration::from_secs(d.shutdown_grace_seconds),
+            metrics,
         })
     }
 
@@ -460,6 +464,9 @@ impl DeliveryWorker {
                 }
                 Err(e) => tracing::error!(error = %e, "cannot read the outbox"),
             }
+            if let Ok(depth) = self.storage.outbox_depth().await {
+                self.metrics.set_outbox_depth(depth);
+            }
             let next = self.storage.next_delivery_due().await.ok().flatten();
             let wait_ms = next
                 .map(|t| (t - now_ms()).clamp(5, 1_000))
@@ -509,6 +516,12 @@ impl DeliveryWorker {
                         at_ms + self.delay_after(attempts, retry_after).as_millis() as i64,
                     )
                 };
+                let result_label = match (outcome, status_code) {
+                    (AttemptOutcome::Delivered, _) => "delivered",
+                    (_, Some(_)) => "http_error",
+                    (_, None) => "network_error",
+                };
+                self.metrics.delivery_attempt(&endpoint.name, result_label);
                 tracing::info!(
                     endpoint = %endpoint.name,
                     delivery = d.id,

@@ -7,6 +7,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use storehook_core::AdapterError;
+
 use crate::{now_ms, AppState};
 
 pub(crate) struct StateFetcher {
@@ -50,6 +52,10 @@ pub(crate) fn schedule(state: Arc<AppState>, store: String, key: String) {
     }
     tokio::spawn(async move {
         let mut delay = Duration::from_secs(1);
+        // A store that is down is retried until it answers; an answer that
+        // says "no" (token unknown, credentials refused) is retried a few
+        // times only, then left pending (and logged) until the next restart.
+        let mut refusals_left = 3u32;
         loop {
             let permit = state.fetcher.permits.clone().acquire_owned().await;
             let fetched = adapter.fetch_state(&key).await;
@@ -64,16 +70,26 @@ pub(crate) fn schedule(state: Arc<AppState>, store: String, key: String) {
                         .storage
                         .apply_state_update(&store, &key, update, now_ms())
                         .await
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| (true, e.to_string()))
                 }
-                Err(e) => Err(format!("{}: {}", e.code(), e.message())),
+                Err(e) => Err((
+                    matches!(e, AdapterError::Unavailable { .. }),
+                    format!("{}: {}", e.code(), e.message()),
+                )),
             };
             match outcome {
                 Ok(()) => {
                     tracing::info!(store, "subscription state fetched");
                     break;
                 }
-                Err(error) => {
+                Err((transient, error)) => {
+                    if !transient {
+                        refusals_left = refusals_left.saturating_sub(1);
+                        if refusals_left == 0 {
+                            tracing::error!(store, %error, "state fetch refused by the store; giving up until restart");
+                            break;
+                        }
+                    }
                     tracing::warn!(store, %error, retry_in_s = delay.as_secs(), "state fetch failed; will retry");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(600));

@@ -74,7 +74,7 @@ pub fn routes(
         .unify();
     let events = warp::path!("v1" / "events")
         .and(warp::get())
-        .and(query.clone())
+        .and(query)
         .and(with_state.clone())
         .and(auth.clone())
         .then(webhooks::list_events);
@@ -85,7 +85,7 @@ pub fn routes(
         .then(webhooks::list_webhooks);
     let deliveries = warp::path!("v1" / "webhooks" / String / "deliveries")
         .and(warp::get())
-        .and(query.clone())
+        .and(query)
         .and(with_state.clone())
         .and(auth.clone())
         .then(webhooks::list_deliveries);

@@ -94,17 +94,7 @@ pub(crate) fn record_notification(
     if verdict == Verdict::Tracked {
         outbox::emit_event(conn, cfg, &event_source(id, n), at)?;
     }
-    outbox::emit_forwards(
-        conn,
-        cfg,
-        id,
-        &n.store,
-        &n.notification_id,
-        n.subscription_key.as_deref(),
-        &new.forward_headers,
-        &new.raw_body,
-        at,
-    )?;
+    outbox::emit_forwards(conn, cfg, id, new)?;
     bump_stats(conn, &n.store, verdict, at)?;
     Ok(Recorded { verdict, id })
 }

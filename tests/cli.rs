@@ -1,0 +1,151 @@
+//! The `storehook` binary: its CLI, the shipped `config.toml`, and a clean
+//! shutdown on SIGTERM.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::BinaryServer;
+
+fn storehook(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_storehook"))
+        .args(args)
+        .env_remove("STOREHOOK_ADMIN_TOKEN")
+        .env_remove("STOREHOOK_CONFIG")
+        .output()
+        .expect("run storehook")
+}
+
+fn shipped_config() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml").to_owned()
+}
+
+#[test]
+fn stores_lists_every_bundled_plugin() {
+    let out = storehook(&["--config", &shipped_config(), "stores"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in ["amazon", "apple", "google", "stripe"] {
+        assert!(
+            text.lines().any(|l| l.starts_with(line)),
+            "{line} missing:\n{text}"
+        );
+    }
+    let amazon = text.lines().find(|l| l.starts_with("amazon")).unwrap();
+    assert!(amazon.contains("not yet"), "{amazon}");
+    let apple = text.lines().find(|l| l.starts_with("apple")).unwrap();
+    assert!(
+        apple.contains("yes"),
+        "the shipped config enables Apple: {apple}"
+    );
+    // The example plugin is a test-only crate: the binary does not link it.
+    assert!(!text.contains("example"), "{text}");
+}
+
+#[test]
+fn the_shipped_config_is_valid() {
+    let out = storehook(&["--config", &shipped_config(), "check-config"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+}
+
+fn check(dir: &Path, text: &str) -> (bool, String) {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = storehook(&["--config", path.to_str().unwrap(), "check-config"]);
+    let msg = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), msg)
+}
+
+#[test]
+fn bad_configs_stop_with_a_message_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, named) in [
+        (
+            "[server]\nlisten = \"127.0.0.1:1\"\nmax_body = 5\n",
+            "max_body",
+        ),
+        ("[stores.nosuchstore]\nenabled = true\n", "nosuchstore"),
+        (
+            "[stores.stripe]\nenabled = true\nsigning_secret = \"whsec_x\"\n",
+            "signing_secret",
+        ),
+        ("[stores.stripe]\nenabled = true\n", "signing_secrets"),
+        ("[stores.apple]\nenabled = true\napps = []\n", "apps"),
+        (
+            "[stores.apple]\nenabled = \"yes\"\n",
+            "stores.apple.enabled",
+        ),
+    ] {
+        let (ok, msg) = check(dir.path(), text);
+        assert!(!ok, "accepted: {text}");
+        assert!(
+            msg.contains(named),
+            "{text}: message does not name `{named}`: {msg}"
+        );
+    }
+    // A disabled store's keys are not checked, an enabled Amazon only warns.
+    let (ok, msg) = check(dir.path(), "[stores.amazon]\nenabled = true\n");
+    assert!(ok, "{msg}");
+    assert!(msg.contains("not support"), "{msg}");
+}
+
+#[test]
+fn serves_with_the_shipped_config_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    // The shipped file, in a folder of its own (the database goes next to it).
+    let config = dir.path().join("config.toml");
+    std::fs::copy(shipped_config(), &config).unwrap();
+    let mut server = BinaryServer::start_with_config(dir.path(), &config, &[]);
+    let body: serde_json::Value = http::get_json(&format!("{}/healthz", server.base));
+    assert_eq!(body["status"], "ok");
+    let stores: serde_json::Value = http::get_json(&format!("{}/v1/stores", server.base));
+    let apple = stores["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["store"] == "apple")
+        .unwrap();
+    assert_eq!(apple["enabled"], true);
+    assert!(
+        dir.path().join("data/storehook.db").exists(),
+        "database created beside the config"
+    );
+
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "graceful exit on SIGTERM: {status}");
+}
+
+/// A tiny blocking GET for tests that have no runtime.
+mod http {
+    pub fn get_json(url: &str) -> serde_json::Value {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let resp = reqwest::get(url).await.expect("GET");
+            resp.json().await.expect("JSON")
+        })
+    }
+}
