@@ -170,6 +170,7 @@ pub async fn start(
         storage.clone(),
         endpoints,
         &config.delivery,
+        metrics.clone(),
     )?);
     let (delivery_shutdown, delivery_task) = delivery::spawn(delivery.clone());
     let state = Arc::new(AppState {
