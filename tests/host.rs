@@ -525,3 +525,35 @@ async fn healthz_answers_when_the_database_does() {
     let (status, body) = server.get("/healthz").await;
     assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
 }
+
+#[tokio::test]
+async fn a_client_trickling_its_headers_is_cut_off_while_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start_with(|dir| {
+        format!(
+            "[database]\npath = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\nheader_timeout_seconds = 1\n{EXAMPLE}",
+            dir.join("db.sqlite").display()
+        )
+    })
+    .await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"POST /v1/notifications/example HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // Others are served meanwhile.
+    let (status, _) = server.get("/healthz").await;
+    assert_eq!(status, 200);
+    // The slow client is disconnected after the header timeout.
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut buf)).await;
+    match read {
+        Ok(Ok(n)) => assert!(
+            n == 0 || String::from_utf8_lossy(&buf[..n]).contains("408"),
+            "unexpected answer: {}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+        Ok(Err(_)) => {}
+        Err(_) => panic!("the server kept a connection with unfinished headers open"),
+    }
+}

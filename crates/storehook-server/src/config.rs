@@ -61,6 +61,13 @@ pub struct ServerConfig {
     /// How long a client may take to send one request's body.
     #[serde(default = "default_body_timeout")]
     pub body_timeout_seconds: u64,
+    /// How long a client may take to send a request's headers (and how long
+    /// an idle keep-alive connection stays open).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_seconds: u64,
+    /// Open connections at most; more wait in the listen backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +78,8 @@ impl Default for ServerConfig {
             admin_token: None,
             public_url: None,
             body_timeout_seconds: default_body_timeout(),
+            header_timeout_seconds: default_header_timeout(),
+            max_connections: default_max_connections(),
         }
     }
 }
@@ -199,6 +208,12 @@ fn default_max_body_bytes() -> u64 {
 }
 fn default_body_timeout() -> u64 {
     30
+}
+fn default_header_timeout() -> u64 {
+    10
+}
+fn default_max_connections() -> usize {
+    4096
 }
 fn default_db_path() -> PathBuf {
     PathBuf::from("data/storehook.db")

@@ -189,15 +189,11 @@ pub async fn start(
 
     let (tx, rx) = oneshot::channel::<()>();
     let routes = routes::routes(state.clone());
-    let task = tokio::spawn(async move {
-        warp::serve(routes)
-            .incoming(listener)
-            .graceful(async {
-                let _ = rx.await;
-            })
-            .run()
-            .await;
-    });
+    let limits = ConnectionLimits {
+        header_read_timeout: Duration::from_secs(config.server.header_timeout_seconds.max(1)),
+        max_connections: config.server.max_connections.max(1),
+    };
+    let task = tokio::spawn(serve_connections(listener, routes, rx, limits));
     tracing::info!(%addr, "storehook is listening");
     Ok(Running {
         addr,
@@ -206,6 +202,74 @@ pub async fn start(
         delivery_shutdown,
         delivery_task,
     })
+}
+
+struct ConnectionLimits {
+    header_read_timeout: Duration,
+    max_connections: usize,
+}
+
+/// The accept loop. warp's own server sets no header-read timeout, so a
+/// client trickling its headers (slowloris) or idling on keep-alive would
+/// hold a connection forever; here hyper gets a timer and a header-read
+/// timeout (which also bounds idle keep-alive), and the number of open
+/// connections is capped. Shutdown is graceful: stop accepting, let
+/// requests in flight finish.
+async fn serve_connections<F>(
+    listener: tokio::net::TcpListener,
+    routes: F,
+    shutdown: oneshot::Receiver<()>,
+    limits: ConnectionLimits,
+) where
+    F: warp::Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    F::Future: Send,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto;
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(warp::service(routes.clone()));
+        let watcher = graceful.watcher();
+        let header_read_timeout = limits.header_read_timeout;
+        tokio::spawn(async move {
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout);
+            builder.http2().timer(TokioTimer::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 pub(crate) fn now_ms() -> i64 {

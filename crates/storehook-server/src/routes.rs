@@ -133,7 +133,7 @@ pub fn routes(
                 .metrics
                 .http_request(info.path(), info.status().as_u16(), info.elapsed())
         }))
-        .map(|r| Reply::into_response(r))
+        .map(Reply::into_response)
 }
 
 fn into_bytes_stream(
