@@ -286,6 +286,8 @@ fn route_label(path: &str) -> &'static str {
         (Some("v1"), Some("subscriptions")) => "subscriptions",
         (Some("v1"), Some("subscribers")) => "subscribers",
         (Some("v1"), Some("stores")) => "stores",
+        (Some("v1"), Some("webhooks")) => "webhooks",
+        (Some("v1"), Some("events")) => "events",
         (Some("v1"), Some(_)) => "api_other",
         (Some("healthz"), _) => "healthz",
         (Some("metrics"), _) => "metrics",

@@ -54,15 +54,15 @@ pub(crate) fn routes(
         .and(warp::get())
         .and(with_state.clone())
         .and(credentials.clone())
-        .and(headers.clone())
-        .and(query.clone())
+        .and(headers)
+        .and(query)
         .then(overview_page);
 
     let live = warp::path!("dashboard" / "live")
         .and(warp::get())
         .and(with_state.clone())
         .and(credentials.clone())
-        .and(headers.clone())
+        .and(headers)
         .then(live_part);
 
     let detail = warp::path!("dashboard" / "notifications" / i64)
@@ -81,16 +81,30 @@ pub(crate) fn routes(
     let login = warp::path!("dashboard" / "login")
         .and(warp::post())
         .and(with_state.clone())
-        .and(headers.clone())
+        .and(headers)
         .and(warp::body::content_length_limit(8 * 1024))
         .and(warp::body::bytes())
         .then(sign_in);
 
     let logout = warp::path!("dashboard" / "logout")
         .and(warp::post())
-        .and(with_state)
+        .and(with_state.clone())
         .and(headers)
         .map(sign_out);
+
+    let retry = warp::path!("dashboard" / "webhooks" / String / "deliveries" / i64 / "retry")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(credentials.clone())
+        .and(headers)
+        .then(retry_delivery);
+
+    let test_event = warp::path!("dashboard" / "webhooks" / String / "test")
+        .and(warp::post())
+        .and(with_state)
+        .and(credentials)
+        .and(headers)
+        .then(send_test_event);
 
     let assets = warp::path!("dashboard" / "assets" / String)
         .and(warp::get())
@@ -106,6 +120,10 @@ pub(crate) fn routes(
         .or(login)
         .unify()
         .or(logout)
+        .unify()
+        .or(retry)
+        .unify()
+        .or(test_event)
         .unify()
         .or(assets)
         .unify()
@@ -174,11 +192,11 @@ fn redirect(to: &str) -> Response {
 
 // ---- access ----
 
-/// `Ok` when the request may see data; otherwise the sign-in page (401), or
-/// a closed page (403) when no admin token is configured.
-fn gate(state: &AppState, credentials: &Credentials, next: &str) -> Result<(), Response> {
+/// `None` when the request may see data; otherwise the sign-in page (401),
+/// or a closed page (403) when no admin token is configured.
+fn denied(state: &AppState, credentials: &Credentials, next: &str) -> Option<Response> {
     match crate::handlers::require_admin(state, credentials) {
-        Ok(()) => Ok(()),
+        Ok(()) => None,
         Err(e) => {
             let configured = e.status != StatusCode::FORBIDDEN;
             let status = if configured {
@@ -190,7 +208,7 @@ fn gate(state: &AppState, credentials: &Credentials, next: &str) -> Result<(), R
                 .session
                 .as_ref()
                 .map(|_| "Your session has ended (the admin token changed?). Sign in again.");
-            Err(page(
+            Some(page(
                 status,
                 "Sign in",
                 "",
@@ -368,6 +386,7 @@ async fn render_live(state: &AppState, headers: &HeaderMap) -> Result<String, Ap
         })
         .await
         .map_err(|e| ApiError::storage(&e))?;
+    let endpoints = endpoint_views(state).await?;
     let (base, configured) = public_base(state, headers);
     let stores: Vec<StoreView<'_>> = state
         .registry
@@ -389,9 +408,51 @@ async fn render_live(state: &AppState, headers: &HeaderMap) -> Result<String, Ap
             }
         })
         .collect();
-    Ok(views::overview_live(now_ms(), &stores, &recent, &|id| {
-        store_name(state, id)
-    }))
+    Ok(views::overview_live(
+        now_ms(),
+        &stores,
+        &recent,
+        &endpoints,
+        &|id| store_name(state, id),
+    ))
+}
+
+/// Dead deliveries listed (with a retry button) per endpoint.
+const DEAD_LISTED: u32 = 5;
+
+async fn endpoint_views(state: &AppState) -> Result<Vec<views::EndpointView>, ApiError> {
+    let stats = state
+        .storage
+        .endpoint_stats()
+        .await
+        .map_err(|e| ApiError::storage(&e))?;
+    let mut endpoints: Vec<_> = state.delivery.endpoints().collect();
+    endpoints.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut views = Vec::with_capacity(endpoints.len());
+    for ep in endpoints {
+        let stats = stats
+            .iter()
+            .find(|s| s.endpoint == ep.name)
+            .cloned()
+            .unwrap_or_default();
+        let dead = if stats.dead > 0 {
+            state
+                .storage
+                .deliveries(&ep.name, Some("dead"), DEAD_LISTED)
+                .await
+                .map_err(|e| ApiError::storage(&e))?
+        } else {
+            Vec::new()
+        };
+        views.push(views::EndpointView {
+            name: ep.name.clone(),
+            kind: ep.kind.as_str(),
+            url: crate::delivery::redacted_url(&ep.url),
+            stats,
+            dead,
+        });
+    }
+    Ok(views)
 }
 
 fn lookup_stores(state: &AppState) -> Vec<(&'static str, &'static str)> {
@@ -417,7 +478,7 @@ async fn overview_page(
         .and_then(|r| r.parse::<u64>().ok())
         .map(|r| r.clamp(1, 3_600));
     let next = refresh.map_or_else(|| "/".to_owned(), |r| format!("/?refresh={r}"));
-    if let Err(denied) = gate(&state, &credentials, &next) {
+    if let Some(denied) = denied(&state, &credentials, &next) {
         return denied;
     }
     let live = match render_live(&state, &headers).await {
@@ -446,7 +507,7 @@ async fn live_part(state: Arc<AppState>, credentials: Credentials, headers: Head
 
 /// `GET /dashboard/notifications/{id}`.
 async fn notification_page(id: i64, state: Arc<AppState>, credentials: Credentials) -> Response {
-    if let Err(denied) = gate(
+    if let Some(denied) = denied(
         &state,
         &credentials,
         &format!("/dashboard/notifications/{id}"),
@@ -492,7 +553,7 @@ async fn lookup_page(
         html::url_component(store.unwrap_or("")),
         html::url_component(q)
     );
-    if let Err(denied) = gate(&state, &credentials, &next) {
+    if let Some(denied) = denied(&state, &credentials, &next) {
         return denied;
     }
     let stores = lookup_stores(&state);
@@ -565,6 +626,80 @@ async fn lookup(state: &AppState, store: Option<&str>, q: &str) -> Result<String
     }
     out.push_str("</section>");
     Ok(out)
+}
+
+/// Checks a dashboard button's POST: same origin, signed in, a known
+/// endpoint. `Ok` carries the endpoint's name, `Err` the page to answer.
+fn button_post(
+    state: &AppState,
+    credentials: &Credentials,
+    headers: &HeaderMap,
+    endpoint: &str,
+) -> Result<String, Box<Response>> {
+    if !same_origin(headers) {
+        return Err(Box::new(html_response(
+            StatusCode::FORBIDDEN,
+            "cross-site request refused".into(),
+        )));
+    }
+    if let Some(page) = denied(state, credentials, "/#webhooks") {
+        return Err(Box::new(page));
+    }
+    let name = percent_decode(endpoint);
+    if state.delivery.endpoint(&name).is_none() {
+        return Err(Box::new(page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "",
+            true,
+            &format!(
+                "<section><h2>No endpoint named “{}”</h2><p><a href=\"/#webhooks\">Webhook endpoints</a></p></section>",
+                esc(&name)
+            ),
+        )));
+    }
+    Ok(name)
+}
+
+/// `POST /dashboard/webhooks/{name}/deliveries/{id}/retry`: the Retry button.
+async fn retry_delivery(
+    endpoint: String,
+    id: i64,
+    state: Arc<AppState>,
+    credentials: Credentials,
+    headers: HeaderMap,
+) -> Response {
+    let name = match button_post(&state, &credentials, &headers, &endpoint) {
+        Ok(name) => name,
+        Err(r) => return *r,
+    };
+    match state.storage.retry_delivery(&name, id, now_ms()).await {
+        Ok(_) => {
+            state.delivery.wake();
+            redirect("/#webhooks")
+        }
+        Err(e) => error_page(&ApiError::storage(&e)),
+    }
+}
+
+/// `POST /dashboard/webhooks/{name}/test`: the Send test event button.
+async fn send_test_event(
+    endpoint: String,
+    state: Arc<AppState>,
+    credentials: Credentials,
+    headers: HeaderMap,
+) -> Response {
+    let name = match button_post(&state, &credentials, &headers, &endpoint) {
+        Ok(name) => name,
+        Err(r) => return *r,
+    };
+    match state.storage.enqueue_test_event(&name, now_ms()).await {
+        Ok(_) => {
+            state.delivery.wake();
+            redirect("/#webhooks")
+        }
+        Err(e) => error_page(&ApiError::storage(&e)),
+    }
 }
 
 /// `GET /dashboard/assets/{name}`: embedded, no data, no sign-in needed.

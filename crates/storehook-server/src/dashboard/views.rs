@@ -3,7 +3,9 @@
 
 use std::fmt::Write;
 
-use storehook_db::{StoreStats, StoredNotification, Subscription, Verdict};
+use storehook_db::{
+    DeliveryRecord, EndpointStats, StoreStats, StoredNotification, Subscription, Verdict,
+};
 
 use super::help;
 use super::html::{count, esc, time_or_dash, time_tag, url_component};
@@ -114,6 +116,7 @@ pub fn overview_live(
     now_ms: i64,
     stores: &[StoreView<'_>],
     recent: &[StoredNotification],
+    endpoints: &[EndpointView],
     store_names: &dyn Fn(&str) -> String,
 ) -> String {
     let mut out = String::new();
@@ -145,6 +148,7 @@ pub fn overview_live(
     }
     out.push_str("</div></section>");
     out.push_str(&recent_table(now_ms, recent, store_names));
+    out.push_str(&webhooks_section(now_ms, endpoints));
     out
 }
 
@@ -200,12 +204,22 @@ fn store_card(now_ms: i64, store: &StoreView<'_>) -> String {
             "<dl class=\"facts\">\
              <dt>Last received</dt><dd class=\"last-received\">{}</dd>\
              <dt>Last verified delivery</dt><dd class=\"last-verified\">{}</dd>\
-             <dt>Last rejection</dt><dd class=\"last-rejection\">{}</dd>\
-             <dt>Counts</dt><dd class=\"counts\">{} accepted · {} untracked · {} · {} rejected</dd></dl>",
+             <dt>Last rejection</dt><dd class=\"last-rejection\">{}</dd></dl>\
+             <ul class=\"counts\"><li><b>{}</b> accepted</li><li><b>{}</b> untracked</li>\
+             <li><b>{}</b> {}</li><li><b>{}</b> rejected</li></ul>",
             time_or_dash(now_ms, s.last_received_ms),
             time_or_dash(now_ms, s.last_verified_ms),
             match s.last_rejected_ms {
                 None => "<span class=\"muted\">—</span>".to_owned(),
+                // While rejecting, the reason is already the card's headline.
+                Some(at) if state == StoreState::Rejecting => format!(
+                    "{}{}",
+                    time_tag(now_ms, at),
+                    s.last_rejection_reason
+                        .as_deref()
+                        .map(|c| format!(" <code class=\"code\">{}</code>", esc(c)))
+                        .unwrap_or_default()
+                ),
                 Some(at) => format!(
                     "{} — <span class=\"reason\">{}</span>{}",
                     time_tag(now_ms, at),
@@ -222,7 +236,12 @@ fn store_card(now_ms: i64, store: &StoreView<'_>) -> String {
             },
             s.accepted,
             s.untracked,
-            count(s.duplicates, "duplicate", "duplicates"),
+            s.duplicates,
+            if s.duplicates == 1 {
+                "duplicate"
+            } else {
+                "duplicates"
+            },
             s.rejected,
         );
     }
@@ -362,6 +381,100 @@ fn recent_table(
          <th>Type</th><th>Subscription</th><th>Verdict</th><th>Environment</th></tr></thead><tbody>",
     );
     out.push_str(&notification_rows(now_ms, recent, store_names, true));
+    out.push_str("</tbody></table></div></section>");
+    out
+}
+
+/// One outgoing endpoint (webhook or forward) as the overview shows it.
+pub struct EndpointView {
+    pub name: String,
+    /// `webhook` or `forward`.
+    pub kind: &'static str,
+    /// Without credentials or query string.
+    pub url: String,
+    pub stats: EndpointStats,
+    /// The most recent dead deliveries (each with a retry button).
+    pub dead: Vec<DeliveryRecord>,
+}
+
+/// The outgoing endpoints with their queues and retry buttons.
+pub fn webhooks_section(now_ms: i64, endpoints: &[EndpointView]) -> String {
+    let mut out = String::from(
+        "<section id=\"webhooks\" aria-labelledby=\"webhooks-h\"><h2 id=\"webhooks-h\">Webhook endpoints</h2>",
+    );
+    if endpoints.is_empty() {
+        out.push_str(
+            "<p class=\"muted\">None configured: add <code>[[webhooks]]</code> (normalized events) or \
+             <code>[[forward]]</code> (notifications as received) to config.toml.</p></section>",
+        );
+        return out;
+    }
+    out.push_str(
+        "<div class=\"scroll\"><table class=\"list\"><thead><tr><th>Endpoint</th><th>Pending</th>\
+         <th>Dead</th><th>Delivered</th><th>Last success</th><th>Last failure</th><th></th></tr></thead><tbody>",
+    );
+    for ep in endpoints {
+        let s = &ep.stats;
+        let name = url_component(&ep.name);
+        let failure = match s.last_failure_ms {
+            None => "<span class=\"muted\">—</span>".to_owned(),
+            Some(at) => format!(
+                "{} {}",
+                time_tag(now_ms, at),
+                esc(
+                    &match (s.last_failure_status, s.last_failure_error.as_deref()) {
+                        (Some(status), _) => format!("HTTP {status}"),
+                        (None, Some(e)) => e.to_owned(),
+                        (None, None) => String::new(),
+                    }
+                )
+            ),
+        };
+        let _ = write!(
+            out,
+            "<tr data-endpoint=\"{attr}\"><td><b>{label}</b> <small class=\"muted\">{kind}</small><br>\
+             <small class=\"mono wrap\">{url}</small></td><td class=\"pending\">{pending}</td>\
+             <td class=\"dead\">{dead}</td><td>{delivered}</td><td>{success}</td><td>{failure}</td><td>{test}</td></tr>",
+            attr = esc(&ep.name),
+            label = esc(&ep.name),
+            kind = esc(ep.kind),
+            url = esc(&ep.url),
+            pending = s.pending,
+            dead = if s.dead > 0 {
+                format!("<strong class=\"bad\">{}</strong>", s.dead)
+            } else {
+                "0".to_owned()
+            },
+            delivered = s.delivered,
+            success = time_or_dash(now_ms, s.last_success_ms),
+            test = if ep.kind == "webhook" {
+                format!(
+                    "<form method=\"post\" action=\"/dashboard/webhooks/{name}/test\" class=\"inline\">\
+                     <button type=\"submit\" class=\"small\">Send test event</button></form>"
+                )
+            } else {
+                String::new()
+            },
+        );
+        for d in &ep.dead {
+            let _ = write!(
+                out,
+                "<tr class=\"dead-delivery\" data-delivery=\"{id}\"><td colspan=\"6\"><span class=\"badge v-rejected\">dead</span> \
+                 {kind} <span class=\"mono\">{event}</span> after {attempts}, last {last}</td>\
+                 <td><form method=\"post\" action=\"/dashboard/webhooks/{name}/deliveries/{id}/retry\" class=\"inline\">\
+                 <button type=\"submit\" class=\"small\">Retry</button></form></td></tr>",
+                id = d.id,
+                kind = esc(&d.kind),
+                event = esc(&d.event_id),
+                attempts = count(d.attempts, "attempt", "attempts"),
+                last = esc(&match (d.last_status, d.last_error.as_deref()) {
+                    (Some(status), _) => format!("HTTP {status}"),
+                    (None, Some(e)) => e.to_owned(),
+                    (None, None) => "no answer".to_owned(),
+                }),
+            );
+        }
+    }
     out.push_str("</tbody></table></div></section>");
     out
 }
