@@ -188,7 +188,10 @@ pub async fn start(
     fetch::resume_pending(state.clone()).await;
 
     let (tx, rx) = oneshot::channel::<()>();
-    let routes = routes::routes(state.clone());
+    // Boxed: the nested filter types are otherwise too deep for release
+    // builds to monomorphize (E0275, recursion limit) once served through
+    // hyper-util.
+    let routes = warp::Filter::boxed(routes::routes(state.clone()));
     let limits = ConnectionLimits {
         header_read_timeout: Duration::from_secs(config.server.header_timeout_seconds.max(1)),
         max_connections: config.server.max_connections.max(1),
@@ -215,19 +218,12 @@ struct ConnectionLimits {
 /// timeout (which also bounds idle keep-alive), and the number of open
 /// connections is capped. Shutdown is graceful: stop accepting, let
 /// requests in flight finish.
-async fn serve_connections<F>(
+async fn serve_connections(
     listener: tokio::net::TcpListener,
-    routes: F,
+    routes: warp::filters::BoxedFilter<(warp::reply::Response,)>,
     shutdown: oneshot::Receiver<()>,
     limits: ConnectionLimits,
-) where
-    F: warp::Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    F::Future: Send,
-{
+) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto;
 
