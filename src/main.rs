@@ -86,10 +86,7 @@ fn main() -> Result<()> {
         Command::Stores => {
             let config = load(&cli.config)?;
             let registry = Registry::build(&config, &env)?;
-            println!(
-                "{:<10} {:<18} {:<8} {}",
-                "STORE", "NAME", "ENABLED", "SUPPORTED"
-            );
+            println!("{:<10} {:<18} {:<8} SUPPORTED", "STORE", "NAME", "ENABLED");
             for entry in registry.iter() {
                 let r = entry.registration;
                 println!(

@@ -12,13 +12,7 @@ use serde_json::{json, Value};
 const EXAMPLE: &str = "[stores.example]\nenabled = true\nkey = \"k\"\n";
 
 async fn send(server: &TestServer, body: Value) -> (u16, Value) {
-    server
-        .post(
-            "/v1/notifications/example",
-            &[("x-example-key", "k")],
-            body.to_string(),
-        )
-        .await
+    server.send_example("k", &body).await
 }
 
 fn renewal(id: &str, sub: &str, at: i64, status: &str) -> Value {

@@ -22,13 +22,7 @@ fn webhook(name: &str, url: &str, extra: &str) -> String {
 }
 
 async fn send(server: &TestServer, body: Value) -> (u16, Value) {
-    server
-        .post(
-            "/v1/notifications/example",
-            &[("x-example-key", "k")],
-            body.to_string(),
-        )
-        .await
+    server.send_example("k", &body).await
 }
 
 fn note(id: &str, kind: &str, sub: &str, at: i64) -> Value {

@@ -110,6 +110,17 @@ impl TestServer {
         into_json(req.send().await.expect("request")).await
     }
 
+    /// Posts a notification to the example plugin, authenticated with `key`
+    /// (the test configs use `k`).
+    pub async fn send_example(&self, key: &str, body: &Value) -> (u16, Value) {
+        self.post(
+            "/v1/notifications/example",
+            &[("x-example-key", key)],
+            body.to_string(),
+        )
+        .await
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         into_json(
             self.client

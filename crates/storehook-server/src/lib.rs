@@ -251,12 +251,35 @@ async fn serve_connections(
         let watcher = graceful.watcher();
         let header_read_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
-            let mut builder = auto::Builder::new(TokioExecutor::new());
+            // hyper's header-read timer starts only once the HTTP/1 parser
+            // runs, and auto-detection waits for the first bytes without a
+            // deadline: a client that connects and sends nothing would hold
+            // a connection slot forever. Tell the versions apart ourselves,
+            // within the same timeout, and hand hyper a fixed version.
+            let version = tokio::time::timeout(header_read_timeout, sniff_http_version(&stream))
+                .await
+                .ok()
+                .flatten();
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let mut builder = match version {
+                Some(HttpVersion::H1) => builder.http1_only(),
+                Some(HttpVersion::H2) => builder.http2_only(),
+                None => {
+                    drop(permit);
+                    return;
+                }
+            };
             builder
                 .http1()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_read_timeout);
-            builder.http2().timer(TokioTimer::new());
+            // HTTP/2 has no header timeout: ping instead, and close a
+            // connection whose peer does not answer within the same bound.
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Some(header_read_timeout / 2))
+                .keep_alive_timeout(header_read_timeout / 2);
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, "connection ended with an error");
@@ -266,6 +289,34 @@ async fn serve_connections(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+enum HttpVersion {
+    H1,
+    H2,
+}
+
+/// Peeks at a new connection's first bytes until they either match the
+/// HTTP/2 prior-knowledge preface in full or stop matching it. `None` when
+/// the client closes first.
+async fn sniff_http_version(stream: &tokio::net::TcpStream) -> Option<HttpVersion> {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut buf = [0u8; 24];
+    loop {
+        let n = stream.peek(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        if buf[..n] != PREFACE[..n] {
+            return Some(HttpVersion::H1);
+        }
+        if n == PREFACE.len() {
+            return Some(HttpVersion::H2);
+        }
+        // A partial preface: peek returns the same bytes at once until more
+        // arrive, so wait a little before looking again.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 pub(crate) fn now_ms() -> i64 {

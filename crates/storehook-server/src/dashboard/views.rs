@@ -282,6 +282,10 @@ fn store_card(now_ms: i64, store: &StoreView<'_>) -> String {
 }
 
 fn verdict_badge(n: &StoredNotification) -> String {
+    // A store's test applies to no subscription, whatever its row says.
+    if n.event_type == Some(storehook_core::EventType::Test) {
+        return "<span class=\"badge v-tracked\">store test</span>".to_owned();
+    }
     match n.verdict {
         Verdict::Tracked => "<span class=\"badge v-tracked\">tracked</span>".to_owned(),
         Verdict::Untracked => "<span class=\"badge v-untracked\">untracked</span>".to_owned(),
