@@ -724,8 +724,8 @@ async fn a_full_disk_answers_503_and_recovers_when_space_is_freed() {
         ))
     .then(|| Mounted(disk.clone()));
     if mounted.is_none() && !have_prlimit() {
-        eprintln!("SKIPPED: neither mount nor prlimit is available here");
-        return;
+        // A skipped fault test would pass without testing anything.
+        panic!("neither mount nor prlimit (util-linux) is available: install util-linux");
     }
     eprintln!(
         "disk full by: {}",
@@ -823,8 +823,8 @@ async fn a_read_only_database_answers_503_and_recovers() {
     std::fs::write(&probe, b"x").expect("probe");
     let chattr = !forced_injection() && immutable(&probe, true) && immutable(&probe, false);
     if !chattr && !have_prlimit() {
-        eprintln!("SKIPPED: neither chattr nor prlimit is available here");
-        return;
+        // A skipped fault test would pass without testing anything.
+        panic!("neither chattr nor prlimit (util-linux) is available: install util-linux");
     }
     eprintln!(
         "read-only by: {}",

@@ -558,6 +558,21 @@ async fn metrics_parse_and_move_as_notifications_arrive() {
     assert!(value(&after, "storehook_db_commits_total", &[]) >= 1.0);
     assert!(value(&after, "storehook_db_commit_writes_total", &[]) >= 4.0);
     assert!(value(&after, "storehook_db_last_commit_batch_size", &[]) >= 1.0);
+    // Every committed batch is in the latency and batch-size histograms.
+    let commits = value(&after, "storehook_db_commits_total", &[]);
+    assert_eq!(
+        value(&after, "storehook_db_commit_duration_seconds_count", &[]),
+        commits
+    );
+    assert!(value(&after, "storehook_db_commit_duration_seconds_sum", &[]) > 0.0);
+    assert_eq!(
+        value(&after, "storehook_db_commit_batch_size_count", &[]),
+        commits
+    );
+    assert_eq!(
+        value(&after, "storehook_db_commit_batch_size_sum", &[]),
+        value(&after, "storehook_db_commit_writes_total", &[])
+    );
     assert!(after
         .samples
         .iter()

@@ -19,8 +19,17 @@ pub const NOW_MS: i64 = 1_780_272_000_000;
 pub const STRIPE_SECRET: &str = "whsec_fuzz";
 pub const PUSH_TOKEN: &str = "fuzz-push-token";
 
+/// A path in the repository. This file is the fuzz crate's library (in
+/// `fuzz/`) and is also compiled into the workspace's `tests/fuzz.rs`
+/// (manifest at the repository root), which replays the seeds in CI.
 pub fn repo(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = if here.join("tests/corpus").is_dir() {
+        here
+    } else {
+        here.join("..")
+    };
+    root.join(rel)
 }
 
 fn runtime() -> &'static tokio::runtime::Runtime {
@@ -62,7 +71,11 @@ pub fn check(adapter: &dyn StoreAdapter, request: &IncomingRequest) -> Option<Ou
 
 pub fn assert_error_shape(e: &AdapterError) {
     assert!(!e.code().is_empty(), "empty error code");
-    assert!(!e.message().is_empty(), "empty error message ({})", e.code());
+    assert!(
+        !e.message().is_empty(),
+        "empty error message ({})",
+        e.code()
+    );
     assert!(
         matches!(e.http_status(), 400 | 401 | 501 | 503),
         "unexpected status {} ({})",
@@ -74,9 +87,13 @@ pub fn assert_error_shape(e: &AdapterError) {
 /// The DER inside a PEM file of the corpus.
 pub fn pem_der(rel: &str) -> Vec<u8> {
     let text = std::fs::read_to_string(repo(rel)).expect("PEM file");
+    // Some of Apple's test files carry an `openssl x509 -text` dump before
+    // the PEM block: keep only what is between BEGIN and END.
     let b64: String = text
         .lines()
-        .filter(|l| !l.starts_with("-----"))
+        .skip_while(|l| !l.starts_with("-----BEGIN"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
         .collect::<Vec<_>>()
         .concat();
     STANDARD.decode(b64).expect("PEM base64")
@@ -120,3 +137,121 @@ impl AppleTestChain {
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
     }
 }
+
+// ------------------------------------------------------------ the targets
+
+/// App Store Server Notifications V2: the request body.
+/// - first byte even: the body as it comes (JSON, `signedPayload`, JWS
+///   segments, header, `x5c` certificates, chain) against Apple's real root;
+/// - odd: the rest is the JWS payload, signed with Apple's test chain, which
+///   the adapter trusts: arbitrary payloads reach decode and map.
+pub fn fuzz_apple(data: &[u8]) {
+    struct Setup {
+        real_roots: Box<dyn StoreAdapter>,
+        test_root: Box<dyn StoreAdapter>,
+        chain: AppleTestChain,
+    }
+    static SETUP: OnceLock<Setup> = OnceLock::new();
+    let s = SETUP.get_or_init(|| Setup {
+        real_roots: adapter(
+            "apple",
+            r#"apps = [{ bundle_id = "com.loki-project.loki-messenger", app_apple_id = 1470168868 }]"#,
+        ),
+        test_root: adapter(
+            "apple",
+            r#"apps = [{ bundle_id = "com.example", app_apple_id = 1234 }]
+               root_certificates = ["tests/corpus/apple/official-vectors/certs/testCA.der"]"#,
+        ),
+        chain: AppleTestChain::load(),
+    });
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    if mode % 2 == 0 {
+        check(s.real_roots.as_ref(), &IncomingRequest::new(rest, NOW_MS));
+    } else {
+        let body = format!(r#"{{"signedPayload":"{}"}}"#, s.chain.sign(rest));
+        check(s.test_root.as_ref(), &IncomingRequest::new(body, NOW_MS));
+    }
+}
+
+/// Google Play RTDN (Pub/Sub push).
+/// - first byte even: the rest is the push body, authenticated by the push
+///   token: the envelope, the base64 `data`, the DeveloperNotification and
+///   its mapping;
+/// - odd: the rest is the `Authorization` header of an OIDC-authenticated
+///   push (JWT header, claims, RS256 against a JWKS file), with a real body.
+pub fn fuzz_google(data: &[u8]) {
+    struct Setup {
+        token: Box<dyn StoreAdapter>,
+        oidc: Box<dyn StoreAdapter>,
+        body: Vec<u8>,
+    }
+    static SETUP: OnceLock<Setup> = OnceLock::new();
+    let s = SETUP.get_or_init(|| Setup {
+        token: adapter(
+            "google",
+            &format!("package_names = [\"com.okmusician.android\"]\npush_token = \"{PUSH_TOKEN}\""),
+        ),
+        oidc: adapter(
+            "google",
+            r#"package_names = ["com.okmusician.android"]
+               audience = "https://storehook.test/v1/notifications/google"
+               push_service_account = "rtdn-push@storehook-test.iam.gserviceaccount.com"
+               jwks_file = "plugins/google/tests/fixtures/jwks_key_1.json""#,
+        ),
+        body: std::fs::read(repo(
+            "tests/corpus/google/push_bodies/okmusician_2019_subscription_purchased.json",
+        ))
+        .expect("push body"),
+    });
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    if mode % 2 == 0 {
+        let request = IncomingRequest::new(rest, NOW_MS).with_query(format!("token={PUSH_TOKEN}"));
+        check(s.token.as_ref(), &request);
+    } else {
+        let request =
+            IncomingRequest::new(s.body.clone(), NOW_MS).with_header("authorization", rest);
+        check(s.oidc.as_ref(), &request);
+    }
+}
+
+/// Stripe webhooks.
+/// - first byte even: the rest is the body, signed correctly for the
+///   configured secret: arbitrary bytes reach event decoding and mapping
+///   (both API shapes, every object type);
+/// - odd: the rest is `<Stripe-Signature header>\n<body>` as it comes: the
+///   header parser, timestamps, every `v1`, constant-time comparison.
+pub fn fuzz_stripe(data: &[u8]) {
+    static SETUP: OnceLock<Box<dyn StoreAdapter>> = OnceLock::new();
+    let adapter = SETUP.get_or_init(|| {
+        adapter(
+            "stripe",
+            &format!("signing_secrets = [\"{STRIPE_SECRET}\"]\nlivemode = \"both\""),
+        )
+    });
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let request = if mode % 2 == 0 {
+        let header = storehook_stripe::signature_header([STRIPE_SECRET], NOW_MS / 1000, rest);
+        IncomingRequest::new(rest, NOW_MS).with_header("stripe-signature", header)
+    } else {
+        let split = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        let (header, body) = rest.split_at(split);
+        IncomingRequest::new(body.get(1..).unwrap_or_default(), NOW_MS)
+            .with_header("stripe-signature", header)
+    };
+    check(adapter.as_ref(), &request);
+}
+
+pub type Target = fn(&[u8]);
+
+/// The targets by name, as `fuzz/fuzz_targets/` and `fuzz/seeds/` name them.
+pub const TARGETS: [(&str, Target); 3] = [
+    ("apple", fuzz_apple),
+    ("google", fuzz_google),
+    ("stripe", fuzz_stripe),
+];

@@ -4,6 +4,7 @@
 //! can never lose its events; a crash can never send an event for a
 //! notification that was not stored.
 
+use crate::sqlite::Cached;
 use std::collections::BTreeMap;
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -103,7 +104,7 @@ pub(crate) fn emit_event(
     // The subscription as it stands now (after this notification).
     let sub = match &src.subscription_key {
         Some(key) => {
-            conn.execute(
+            conn.exec(
                 "UPDATE subscriptions SET event_sequence = event_sequence + 1 WHERE store = ?1 AND subscription_key = ?2",
                 params![src.store, key],
             )?;
@@ -161,7 +162,7 @@ pub(crate) fn emit_event(
         }
     });
     let body_text = body.to_string();
-    conn.execute(
+    conn.exec(
         "INSERT INTO events (event_id, notification_row, store, subscription_key, event_type, environment,
              app_id, app_user_id, sequence, created_at, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -185,7 +186,7 @@ pub(crate) fn emit_event(
         .as_ref()
         .map(|k| format!("{}:{k}", src.store));
     for route in routes {
-        conn.execute(
+        conn.exec(
             "INSERT INTO deliveries (endpoint, kind, event_seq, event_id, notification_row, order_key, status,
                  next_attempt_at, created_at, payload)
              VALUES (?1, 'event', ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?7)",
@@ -216,7 +217,7 @@ pub(crate) fn emit_forwards(
         serde_json::to_string(&new.forward_headers).map_err(|e| DbError::Corrupt(e.to_string()))?;
     let order_key = n.subscription_key.as_ref().map(|k| format!("{store}:{k}"));
     for f in wanted {
-        conn.execute(
+        conn.exec(
             "INSERT INTO deliveries (endpoint, kind, event_id, notification_row, order_key, status,
                  next_attempt_at, created_at, headers_json, payload)
              VALUES (?1, 'forward', ?2, ?3, ?4, 'pending', ?5, ?5, ?6, ?7)",

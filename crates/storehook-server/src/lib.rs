@@ -152,6 +152,10 @@ pub async fn start(
             }
         });
     }
+    {
+        let metrics = metrics.clone();
+        storage.observe_commits(move |took, batch| metrics.commit(took, batch));
+    }
     let storage: Arc<dyn Storage> = storage;
 
     let listener = tokio::net::TcpListener::bind(config.server.listen)

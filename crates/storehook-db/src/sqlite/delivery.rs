@@ -1,5 +1,6 @@
 //! Outbox queries: due deliveries, attempts, the event log, endpoint stats.
 
+use crate::sqlite::Cached;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::outbox::{
@@ -58,7 +59,7 @@ pub(crate) fn next_due(conn: &Connection) -> Result<Option<i64>, DbError> {
 }
 
 pub(crate) fn record_attempt(conn: &Connection, a: &AttemptResult) -> Result<(), DbError> {
-    conn.execute(
+    conn.exec(
         "INSERT INTO delivery_attempts (delivery_id, at, status_code, error, duration_ms, response)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
@@ -75,7 +76,7 @@ pub(crate) fn record_attempt(conn: &Connection, a: &AttemptResult) -> Result<(),
         AttemptOutcome::RetryAt(t) => ("pending", Some(t), None),
         AttemptOutcome::Dead => ("dead", None, None),
     };
-    conn.execute(
+    conn.exec(
         "UPDATE deliveries SET status = ?2, attempts = attempts + 1,
              next_attempt_at = coalesce(?3, next_attempt_at), last_attempt_at = ?4, last_status = ?5,
              last_error = ?6, delivered_at = coalesce(?7, delivered_at)
@@ -91,7 +92,7 @@ pub(crate) fn retry_delivery(
     id: i64,
     now: i64,
 ) -> Result<bool, DbError> {
-    let changed = conn.execute(
+    let changed = conn.exec(
         "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?3
          WHERE id = ?1 AND endpoint = ?2 AND status IN ('dead', 'pending')",
         params![id, endpoint, now],
@@ -104,7 +105,7 @@ pub(crate) fn enqueue_test_event(
     endpoint: &str,
     now: i64,
 ) -> Result<i64, DbError> {
-    conn.execute(
+    conn.exec(
         "INSERT INTO deliveries (endpoint, kind, event_id, status, next_attempt_at, created_at, payload)
          VALUES (?1, 'test', '', 'pending', ?2, ?2, x'')",
         params![endpoint, now],
@@ -123,7 +124,7 @@ pub(crate) fn enqueue_test_event(
         }
     })
     .to_string();
-    conn.execute(
+    conn.exec(
         "UPDATE deliveries SET event_id = ?2, payload = ?3 WHERE id = ?1",
         params![id, event_id, body.as_bytes()],
     )?;

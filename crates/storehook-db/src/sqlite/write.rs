@@ -1,5 +1,6 @@
 //! Every write, each run inside the writer's batch transaction.
 
+use crate::sqlite::Cached;
 use rusqlite::{params, Connection, OptionalExtension};
 use storehook_core::{EventType, ImpliedState, StateUpdate, VerifiedNotification};
 
@@ -14,7 +15,7 @@ pub(crate) fn record_notification(
 ) -> Result<Recorded, DbError> {
     let n = &new.notification;
     let at = new.received_at_ms;
-    let inserted = conn.execute(
+    let inserted = conn.exec(
         "INSERT INTO notifications (store, notification_id, received_at, verdict, subscription_key,
              event_type, raw_type, environment, occurred_at, product_id, app_id, app_user_id_hint,
              continues_key, attention, state_json, details_json, decoded_json, raw_body)
@@ -43,7 +44,7 @@ pub(crate) fn record_notification(
     if inserted == 0 {
         // A store retry: already stored, applied once. Still proof the
         // connection works.
-        let id: i64 = conn.query_row(
+        let id: i64 = conn.row(
             "SELECT id FROM notifications WHERE store = ?1 AND notification_id = ?2",
             params![n.store, n.notification_id],
             |r| r.get(0),
@@ -72,14 +73,14 @@ pub(crate) fn record_notification(
             tracked = true;
         }
         if n.state_fetch_pending {
-            conn.execute(
+            conn.exec(
                 "INSERT INTO pending_state_fetches (store, subscription_key, since) VALUES (?1, ?2, ?3)
                  ON CONFLICT DO NOTHING",
                 params![n.store, key, at],
             )?;
         }
         if tracked {
-            conn.execute(
+            conn.exec(
                 "UPDATE notifications SET verdict = 'tracked' WHERE id = ?1",
                 [id],
             )?;
@@ -119,7 +120,7 @@ pub(crate) fn record_rejected_notification(
     conn: &Connection,
     r: &RejectedNotification,
 ) -> Result<Recorded, DbError> {
-    let inserted = conn.execute(
+    let inserted = conn.exec(
         "INSERT INTO notifications (store, notification_id, received_at, verdict, rejection_code,
              rejection_message, raw_body)
          VALUES (?1, ?2, ?3, 'rejected', ?4, ?5, ?6)
@@ -133,7 +134,7 @@ pub(crate) fn record_rejected_notification(
             r.raw_body
         ],
     )?;
-    let id: i64 = conn.query_row(
+    let id: i64 = conn.row(
         "SELECT id FROM notifications WHERE store = ?1 AND notification_id = ?2",
         params![r.store, r.notification_id],
         |row| row.get(0),
@@ -159,7 +160,7 @@ pub(crate) fn record_rejection(
     message: &str,
     at: i64,
 ) -> Result<(), DbError> {
-    conn.execute(
+    conn.exec(
         "INSERT INTO store_stats (store, last_rejected, last_rejection_reason, last_rejection_message, rejected)
          VALUES (?1, ?2, ?3, ?4, 1)
          ON CONFLICT (store) DO UPDATE SET
@@ -182,7 +183,7 @@ pub(crate) fn track(
 ) -> Result<Tracked, DbError> {
     let created = if is_tracked(conn, store, key)? {
         if let Some(user) = app_user_id {
-            conn.execute(
+            conn.exec(
                 "UPDATE subscriptions SET app_user_id = ?3, updated_at = ?4
                  WHERE store = ?1 AND subscription_key = ?2 AND app_user_id IS NOT ?3",
                 params![store, key, user, now],
@@ -213,12 +214,12 @@ pub(crate) fn apply_state_update(
     update: &StateUpdate,
     now: i64,
 ) -> Result<(), DbError> {
-    conn.execute(
+    conn.exec(
         "INSERT INTO state_snapshots (store, subscription_key, as_of, state_json, fetched_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
         params![store, key, update.as_of_ms, to_json(&update.state)?, now],
     )?;
-    conn.execute(
+    conn.exec(
         "DELETE FROM pending_state_fetches WHERE store = ?1 AND subscription_key = ?2",
         params![store, key],
     )?;
@@ -232,7 +233,7 @@ pub(crate) fn apply_state_update(
         return Ok(());
     }
     if let Some(old) = &update.continues_subscription_key {
-        conn.execute(
+        conn.exec(
             "UPDATE subscriptions SET continues_key = ?3 WHERE store = ?1 AND subscription_key = ?2 AND continues_key IS NULL",
             params![store, key, old],
         )?;
@@ -240,7 +241,7 @@ pub(crate) fn apply_state_update(
     if let Some(user) = &update.app_user_id_hint {
         fill_app_user_id(conn, store, key, user)?;
     }
-    conn.execute(
+    conn.exec(
         "UPDATE subscriptions SET state_pending = 0, updated_at = ?3 WHERE store = ?1 AND subscription_key = ?2",
         params![store, key, now],
     )?;
@@ -270,7 +271,7 @@ fn apply_notification(
     if n.attention.is_some() {
         // The newest flag in store order, not the last to arrive: an older
         // request delivered late must not replace a newer one.
-        conn.execute(
+        conn.exec(
             "UPDATE subscriptions SET attention = (SELECT attention FROM notifications
                  WHERE store = ?1 AND subscription_key = ?2 AND attention IS NOT NULL
                  ORDER BY occurred_at DESC, notification_id DESC LIMIT 1)
@@ -279,7 +280,7 @@ fn apply_notification(
         )?;
     }
     if n.state_fetch_pending {
-        conn.execute(
+        conn.exec(
             "UPDATE subscriptions SET state_pending = 1 WHERE store = ?1 AND subscription_key = ?2",
             params![n.store, key],
         )?;
@@ -306,7 +307,7 @@ fn merge_into_subscription(
     event: Option<(EventType, &str)>,
     now: i64,
 ) -> Result<(), DbError> {
-    conn.execute(
+    conn.exec(
         "UPDATE subscriptions SET
              status = coalesce(?3, status),
              expires_at = coalesce(?4, expires_at),
@@ -414,7 +415,7 @@ pub(crate) fn recompute_subscription(
         }
         as_of = Some(entry.at);
     }
-    conn.execute(
+    conn.exec(
         "UPDATE subscriptions SET status = ?3, expires_at = ?4, auto_renew = ?5, product_id = ?6,
              last_event_type = ?7, last_event_at = ?8, environment = coalesce(?9, environment),
              state_as_of = ?10, updated_at = ?11
@@ -456,14 +457,14 @@ fn adopt_untracked(
         )?
         .query_map(params![store, key], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    conn.execute(
+    conn.exec(
         "UPDATE notifications SET verdict = 'tracked'
          WHERE store = ?1 AND subscription_key = ?2 AND verdict = 'untracked'",
         params![store, key],
     )?;
     // The latest hint and attention flag among them, if any.
     let hint: Option<String> = conn
-        .query_row(
+        .row(
             "SELECT app_user_id_hint FROM notifications
              WHERE store = ?1 AND subscription_key = ?2 AND app_user_id_hint IS NOT NULL
              ORDER BY occurred_at DESC, id DESC LIMIT 1",
@@ -474,7 +475,7 @@ fn adopt_untracked(
     if let Some(hint) = hint {
         fill_app_user_id(conn, store, key, &hint)?;
     }
-    conn.execute(
+    conn.exec(
         "UPDATE subscriptions SET
              attention = (SELECT attention FROM notifications
                           WHERE store = ?1 AND subscription_key = ?2 AND attention IS NOT NULL
@@ -509,7 +510,7 @@ fn carry_over_tracking(
         return Ok(false);
     }
     let user: Option<Option<String>> = conn
-        .query_row(
+        .row(
             "SELECT app_user_id FROM subscriptions WHERE store = ?1 AND subscription_key = ?2",
             params![store, old],
             |r| r.get(0),
@@ -531,7 +532,7 @@ fn insert_subscription(
     continues: Option<&str>,
     now: i64,
 ) -> Result<(), DbError> {
-    conn.execute(
+    conn.exec(
         "INSERT INTO subscriptions (store, subscription_key, app_user_id, continues_key, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT DO NOTHING",
         params![store, key, app_user_id, continues, now],
@@ -540,7 +541,7 @@ fn insert_subscription(
 }
 
 fn fill_app_user_id(conn: &Connection, store: &str, key: &str, user: &str) -> Result<(), DbError> {
-    conn.execute(
+    conn.exec(
         "UPDATE subscriptions SET app_user_id = ?3
          WHERE store = ?1 AND subscription_key = ?2 AND app_user_id IS NULL",
         params![store, key, user],
@@ -572,7 +573,7 @@ fn bump_stats(conn: &Connection, store: &str, verdict: Verdict, at: i64) -> Resu
         Verdict::Rejected => (0, 0, 0),
     };
     let received = (verdict == Verdict::Tracked).then_some(at);
-    conn.execute(
+    conn.exec(
         "INSERT INTO store_stats (store, last_received, last_verified, accepted, untracked, duplicates)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (store) DO UPDATE SET

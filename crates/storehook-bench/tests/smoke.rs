@@ -1,0 +1,117 @@
+//! The load generator works from a fresh clone: a small mixed run against
+//! the real `storehook` binary, and a FULL-vs-OFF comparison, both ending
+//! with the database check. Figures are not asserted (they are benchmarks,
+//! see the README); the promises are: every 200 stored once, every forged
+//! request refused and absent.
+//!
+//! The server binary is the workspace's `storehook`, which `cargo test
+//! --workspace` builds beside this package's binary.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn server_bin() -> PathBuf {
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_storehook-bench"));
+    let server = bench.with_file_name(format!("storehook{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        server.is_file(),
+        "{} is missing: run the workspace's tests (`cargo test --workspace`), which build it",
+        server.display()
+    );
+    server
+}
+
+/// Runs `storehook-bench <args>` with a fresh work folder and the
+/// workspace's server, and returns its JSON result.
+fn bench(args: &[&str]) -> Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("result.json");
+    let server = server_bin();
+    let server_flag = if args[0] == "compare" {
+        "--a-bin"
+    } else {
+        "--server"
+    };
+    let status = Command::new(env!("CARGO_BIN_EXE_storehook-bench"))
+        .args(args)
+        .args(["--no-progress", "--workdir"])
+        .arg(dir.path())
+        .arg(server_flag)
+        .arg(server)
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .expect("run storehook-bench");
+    assert!(
+        status.success(),
+        "storehook-bench {args:?} failed: {status}"
+    );
+    serde_json::from_slice(&std::fs::read(&out).expect("result file")).expect("JSON")
+}
+
+fn assert_promises_kept(run: &Value) {
+    let check = &run["db_check"];
+    assert_eq!(check["ok"], true, "{check}");
+    assert!(check["acknowledged"].as_u64().unwrap_or(0) > 100, "{check}");
+    assert!(check["forged"].as_u64().unwrap_or(0) > 5, "{check}");
+    assert_eq!(check["forged_stored"], 0, "{check}");
+    assert_eq!(check["acknowledged_missing"], 0, "{check}");
+    assert!(run["throughput_rps"].as_f64().unwrap_or(0.0) > 0.0, "{run}");
+    assert!(run["latency"]["p99_ms"].as_f64().is_some(), "{run}");
+}
+
+#[test]
+fn a_mixed_run_stores_every_acknowledged_notification_once_and_no_forged_one() {
+    let result = bench(&[
+        "run",
+        "--stores",
+        "apple=1,google=1,stripe=1",
+        "--requests",
+        "600",
+        "--concurrency",
+        "8",
+        "--subscriptions",
+        "50",
+        "--duplicates",
+        "0.1",
+        "--invalid",
+        "0.1",
+    ]);
+    assert_promises_kept(&result["result"]);
+    assert!(result["machine"].is_object(), "{result}");
+}
+
+#[test]
+fn compare_runs_both_configs_alternately_and_reports_the_ratio() {
+    let result = bench(&[
+        "compare",
+        "--stores",
+        "stripe",
+        "--requests",
+        "300",
+        "--concurrency",
+        "8",
+        "--subscriptions",
+        "20",
+        "--a-sync",
+        "FULL",
+        "--b-sync",
+        "OFF",
+        "--rounds",
+        "2",
+    ]);
+    let rounds = result["rounds"].as_array().expect("rounds");
+    assert_eq!(rounds.len(), 2, "{result}");
+    for round in rounds {
+        assert_promises_kept(&round["a"]);
+        assert_promises_kept(&round["b"]);
+        assert_eq!(round["a"]["synchronous"], "FULL", "{round}");
+        assert_eq!(round["b"]["synchronous"], "OFF", "{round}");
+    }
+    let ratio = result["median_ratio_b_over_a"]["throughput"]
+        .as_f64()
+        .expect("a ratio");
+    assert!(ratio.is_finite() && ratio > 0.0, "{result}");
+}
