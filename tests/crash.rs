@@ -371,6 +371,28 @@ async fn retry_until_acked(base: &str, sent: &Sent, ledger: &Mutex<Ledger>, secs
     }
 }
 
+/// Waits (up to 30 s) until the outbox has no delivery left to make.
+async fn wait_until_delivered(db: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let pending: i64 = open_read_only(db)
+            .query_row(
+                "SELECT count(*) FROM deliveries WHERE status != 'delivered'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("deliveries");
+        if pending == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pending} deliveries still not delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 // ------------------------------------------------------------------ kill -9
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -430,6 +452,40 @@ async fn kill_9_under_load_loses_nothing_acknowledged_and_applies_nothing_twice(
             l.no_answer
         );
     }
+
+    // Before any store retry, the outbox delivers exactly what was
+    // committed: every acknowledged notification's event, plus those of
+    // notifications committed just before a kill whose answer was lost
+    // (stored, so rightly delivered; the store's retry will be a
+    // duplicate) — and nothing for a notification that is not stored.
+    wait_until_delivered(&db).await;
+    let stored = stored_ids(&db);
+    let delivered_for: HashSet<String> = receiver
+        .delivered()
+        .iter()
+        .filter_map(|r| {
+            r.json()["event"]["store_notification_id"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    {
+        let l = ledger.lock().expect("ledger");
+        for id in &l.acked {
+            assert!(
+                delivered_for.contains(id),
+                "acknowledged {id} was never delivered"
+            );
+        }
+    }
+    for id in &delivered_for {
+        assert!(stored.contains_key(id), "delivered {id} is not stored");
+    }
+    assert_eq!(
+        delivered_for.len(),
+        stored.len(),
+        "every stored notification's event delivered"
+    );
 
     // The store retries everything it has no 200 for.
     let unacked = ledger.lock().expect("ledger").unacked();
@@ -530,24 +586,7 @@ async fn kill_9_under_load_loses_nothing_acknowledged_and_applies_nothing_twice(
     // Deliveries resume after every restart: every event reaches the
     // receiver (at least once), and per subscription their first arrivals
     // are in sequence order.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let pending: i64 = open_read_only(&db)
-            .query_row(
-                "SELECT count(*) FROM deliveries WHERE status != 'delivered'",
-                [],
-                |r| r.get(0),
-            )
-            .expect("deliveries");
-        if pending == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{pending} deliveries still not delivered"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_delivered(&db).await;
     let delivered = receiver.delivered();
     let mut first_seen: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     let mut ids = HashSet::new();
