@@ -189,11 +189,15 @@ async fn a_linked_purchase_token_hands_tracking_over() {
         ),
     ])
     .await;
-    let server = TestServer::start(&push_token_config(&format!(
-        "[stores.google.play_api]\nservice_account_key_file = \"{FIXTURES}/service_account.json\"\n\
+    // Two apps under one Play account: the fetch must ask about the package
+    // the notification named.
+    let server = TestServer::start(&format!(
+        "[stores.google]\nenabled = true\npackage_names = [\"com.example.another.app\", \"{PACKAGE}\"]\n\
+         push_token = \"{PUSH_TOKEN}\"\n\
+         [stores.google.play_api]\nservice_account_key_file = \"{FIXTURES}/service_account.json\"\n\
          base_url = \"{base}\"\ntoken_url = \"{base}/token\"\n",
         base = api.base
-    )))
+    ))
     .await;
     let (status, body) = server.track("google", OLD_TOKEN, "user-1").await;
     assert_eq!(status, 201, "{body}");

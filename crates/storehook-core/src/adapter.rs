@@ -4,6 +4,23 @@ use serde::de::DeserializeOwned;
 
 use crate::{AdapterError, ConfigError, IncomingRequest, Outcome, StateUpdate};
 
+/// Which subscription a state fetch is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriptionRef<'a> {
+    /// The key the adapter mapped (`VerifiedNotification::subscription_key`).
+    pub key: &'a str,
+    /// The app the newest stored notification of this subscription named
+    /// (`VerifiedNotification::app_id`: bundle id, package name), so that an
+    /// adapter serving several apps knows which one to ask about.
+    pub app_id: Option<&'a str>,
+}
+
+impl<'a> SubscriptionRef<'a> {
+    pub fn new(key: &'a str, app_id: Option<&'a str>) -> Self {
+        Self { key, app_id }
+    }
+}
+
 /// A store adapter: verifies and decodes one request. It holds its own
 /// configuration and nothing else of the host's; it must never panic,
 /// whatever the bytes.
@@ -20,9 +37,9 @@ pub trait StoreAdapter: Send + Sync + 'static {
     /// default.
     async fn fetch_state(
         &self,
-        subscription_key: &str,
+        subscription: SubscriptionRef<'_>,
     ) -> Result<Option<StateUpdate>, AdapterError> {
-        let _ = subscription_key;
+        let _ = subscription;
         Ok(None)
     }
 

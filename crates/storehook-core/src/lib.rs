@@ -20,7 +20,7 @@ pub mod conformance;
 
 pub use adapter::{
     find_registration, parse_store_config, registrations, AdapterFactory, FactoryContext,
-    StoreAdapter, StoreRegistration,
+    StoreAdapter, StoreRegistration, SubscriptionRef,
 };
 pub use error::{AdapterError, ConfigError};
 pub use request::{percent_decode, IncomingRequest};

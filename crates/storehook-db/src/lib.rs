@@ -81,6 +81,15 @@ pub struct RejectedNotification {
 }
 
 /// The outcome of storing one notification.
+/// A state fetch still outstanding (resumed at start-up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingFetch {
+    pub store: String,
+    pub subscription_key: String,
+    /// The app named by the subscription's newest notification.
+    pub app_id: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recorded {
     pub verdict: Verdict,
@@ -201,7 +210,7 @@ pub trait Storage: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<(), DbError>;
     /// Subscriptions whose state fetch is still outstanding (resumed at start-up).
-    async fn pending_state_fetches(&self) -> Result<Vec<(String, String)>, DbError>;
+    async fn pending_state_fetches(&self) -> Result<Vec<PendingFetch>, DbError>;
 
     async fn store_stats(&self) -> Result<Vec<StoreStats>, DbError>;
     async fn subscription(

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use storehook_core::AdapterError;
+use storehook_core::{AdapterError, SubscriptionRef};
 
 use crate::{now_ms, AppState};
 
@@ -29,8 +29,8 @@ impl StateFetcher {
 pub(crate) async fn resume_pending(state: Arc<AppState>) {
     match state.storage.pending_state_fetches().await {
         Ok(pending) => {
-            for (store, key) in pending {
-                schedule(state.clone(), store, key);
+            for p in pending {
+                schedule(state.clone(), p.store, p.subscription_key, p.app_id);
             }
         }
         Err(e) => tracing::error!(error = %e, "cannot list pending state fetches"),
@@ -38,7 +38,7 @@ pub(crate) async fn resume_pending(state: Arc<AppState>) {
 }
 
 /// Fetches one subscription's state in the background, retrying until done.
-pub(crate) fn schedule(state: Arc<AppState>, store: String, key: String) {
+pub(crate) fn schedule(state: Arc<AppState>, store: String, key: String, app_id: Option<String>) {
     let Some(adapter) = state.registry.get(&store).and_then(|e| e.adapter.clone()) else {
         return;
     };
@@ -58,7 +58,9 @@ pub(crate) fn schedule(state: Arc<AppState>, store: String, key: String) {
         let mut refusals_left = 3u32;
         loop {
             let permit = state.fetcher.permits.clone().acquire_owned().await;
-            let fetched = adapter.fetch_state(&key).await;
+            let fetched = adapter
+                .fetch_state(SubscriptionRef::new(&key, app_id.as_deref()))
+                .await;
             drop(permit);
             let outcome = match fetched {
                 Ok(update) => {

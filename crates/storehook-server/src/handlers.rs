@@ -139,10 +139,11 @@ async fn receive(
         Ok(Outcome::Notification(mut notification)) => {
             // The route decides the store, whatever the adapter wrote.
             notification.store = store.to_owned();
-            let fetch_key = notification
+            let fetch = notification
                 .state_fetch_pending
                 .then(|| notification.subscription_key.clone())
-                .flatten();
+                .flatten()
+                .map(|key| (key, notification.app_id.clone()));
             let id = notification.notification_id.clone();
             let recorded = state
                 .storage
@@ -159,9 +160,9 @@ async fn receive(
                 })
                 .await
                 .map_err(|e| ApiError::storage(&e))?;
-            if let Some(key) = fetch_key {
+            if let Some((key, app_id)) = fetch {
                 if recorded.verdict != storehook_db::Verdict::Duplicate {
-                    fetch::schedule(state.clone(), store.to_owned(), key);
+                    fetch::schedule(state.clone(), store.to_owned(), key, app_id);
                 }
             }
             if recorded.verdict != storehook_db::Verdict::Duplicate {

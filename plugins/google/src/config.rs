@@ -86,9 +86,6 @@ impl std::fmt::Debug for ServiceAccountKey {
 
 #[derive(Debug, Clone)]
 pub struct PlayApiSettings {
-    /// The one configured package: `fetch_state` only receives the purchase
-    /// token, and the API URL needs the package name.
-    pub package_name: String,
     pub key: ServiceAccountKey,
     pub base_url: String,
     pub token_url: String,
@@ -141,7 +138,7 @@ impl Settings {
 
         let play_api = match config.play_api {
             None => None,
-            Some(api) => Some(play_api_settings(api, &config.package_names, ctx)?),
+            Some(api) => Some(play_api_settings(api, ctx)?),
         };
 
         Ok(Settings {
@@ -233,20 +230,9 @@ fn oidc_settings(
 
 fn play_api_settings(
     api: PlayApiConfig,
-    package_names: &[String],
     ctx: &FactoryContext<'_>,
 ) -> Result<PlayApiSettings, ConfigError> {
     let key_err = |key: &str, problem: &str| ConfigError::key(STORE_ID, key, problem);
-    let package_name = match package_names {
-        [one] => one.clone(),
-        _ => {
-            return Err(key_err(
-                "play_api",
-                "needs exactly one entry in `package_names`: the state fetch only knows the purchase token, \
-                 and the Play API URL names the package",
-            ))
-        }
-    };
 
     let path = ctx.resolve_path(&api.service_account_key_file);
     let text = std::fs::read_to_string(&path).map_err(|e| {
@@ -274,7 +260,6 @@ fn play_api_settings(
     check_http_url(&token_url).map_err(|p| key_err("play_api.token_url", &p))?;
 
     Ok(PlayApiSettings {
-        package_name,
         key,
         base_url,
         token_url,
@@ -365,10 +350,6 @@ mod tests {
                 "clock_skew_seconds",
             ),
             ("package_names = ['a']\npush_token = 't'\npush_tokn = 'x'", "push_tokn"),
-            (
-                "package_names = ['a', 'b']\npush_token = 't'\n[play_api]\nservice_account_key_file = 'k.json'",
-                "play_api",
-            ),
             (
                 "package_names = ['a']\npush_token = 't'\n[play_api]\nservice_account_key_file = '/nonexistent/k.json'",
                 "play_api.service_account_key_file",

@@ -20,6 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use storehook_core::{
     AdapterError, ConfigError, FactoryContext, IncomingRequest, Outcome, StateUpdate, StoreAdapter,
+    SubscriptionRef,
 };
 
 use crate::config::{Settings, STORE_ID};
@@ -77,6 +78,32 @@ impl GoogleAdapter {
         })
     }
 
+    /// The package to ask the Play API about: the one the notification
+    /// named (always one of `package_names`, which verification enforces),
+    /// or, for a row stored without it, the only configured package.
+    fn package_for(&self, app_id: Option<&str>) -> Result<&str, AdapterError> {
+        let configured = &self.settings.package_names;
+        match app_id {
+            Some(app) => configured
+                .iter()
+                .find(|p| p.as_str() == app)
+                .map(String::as_str)
+                .ok_or_else(|| {
+                    AdapterError::malformed(
+                        "unknown_package",
+                        format!("package {app:?} is not in package_names"),
+                    )
+                }),
+            None => match configured.as_slice() {
+                [only] => Ok(only.as_str()),
+                _ => Err(AdapterError::malformed(
+                    "unknown_package",
+                    "the subscription's package is not known and several package_names are configured",
+                )),
+            },
+        }
+    }
+
     fn acknowledged_rejection(notification_id: String, code: &str, message: String) -> Outcome {
         Outcome::AcknowledgedRejection {
             notification_id: Some(notification_id),
@@ -131,12 +158,13 @@ impl StoreAdapter for GoogleAdapter {
 
     async fn fetch_state(
         &self,
-        subscription_key: &str,
+        subscription: SubscriptionRef<'_>,
     ) -> Result<Option<StateUpdate>, AdapterError> {
         let Some(client) = &self.play_api else {
             return Ok(None);
         };
-        let purchase = client.get_subscription(subscription_key).await?;
+        let package = self.package_for(subscription.app_id)?;
+        let purchase = client.get_subscription(package, subscription.key).await?;
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

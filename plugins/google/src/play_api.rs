@@ -74,7 +74,6 @@ pub struct PlayApiClient {
     http: reqwest::Client,
     base_url: reqwest::Url,
     token_url: String,
-    package_name: String,
     client_email: String,
     key_id: Option<String>,
     signing_key: EncodingKey,
@@ -111,7 +110,6 @@ impl PlayApiClient {
             http,
             base_url,
             token_url: settings.token_url.clone(),
-            package_name: settings.package_name.clone(),
             client_email: settings.key.client_email.clone(),
             key_id: settings.key.private_key_id.clone(),
             signing_key,
@@ -122,11 +120,12 @@ impl PlayApiClient {
     /// `GET …/applications/{package}/purchases/subscriptionsv2/tokens/{token}`.
     pub async fn get_subscription(
         &self,
+        package_name: &str,
         purchase_token: &str,
     ) -> Result<SubscriptionPurchaseV2, PlayApiError> {
         const WHAT: &str = "purchases.subscriptionsv2.get";
         let access_token = self.access_token().await?;
-        let url = self.subscription_url(purchase_token)?;
+        let url = self.subscription_url(package_name, purchase_token)?;
         let response = self
             .http
             .get(url)
@@ -155,7 +154,11 @@ impl PlayApiClient {
         serde_json::from_slice(&body).map_err(|e| PlayApiError::BadResponse(WHAT, e.to_string()))
     }
 
-    fn subscription_url(&self, purchase_token: &str) -> Result<reqwest::Url, PlayApiError> {
+    fn subscription_url(
+        &self,
+        package_name: &str,
+        purchase_token: &str,
+    ) -> Result<reqwest::Url, PlayApiError> {
         let mut url = self.base_url.clone();
         url.path_segments_mut()
             .map_err(|_| PlayApiError::BadResponse("base_url", "cannot hold a path".into()))?
@@ -164,7 +167,7 @@ impl PlayApiClient {
                 "androidpublisher",
                 "v3",
                 "applications",
-                self.package_name.as_str(),
+                package_name,
                 "purchases",
                 "subscriptionsv2",
                 "tokens",

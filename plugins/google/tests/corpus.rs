@@ -5,7 +5,9 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use storehook_core::{EventType, IncomingRequest, Outcome, StoreAdapter, SubscriptionStatus};
+use storehook_core::{
+    EventType, IncomingRequest, Outcome, StoreAdapter, SubscriptionRef, SubscriptionStatus,
+};
 use storehook_google::decode::rfc3339_to_ms;
 
 /// Every package name that appears in the corpus.
@@ -428,7 +430,10 @@ async fn recorded_subscriptionsv2_responses() {
     ];
     for (i, (status, expires, auto_renew, product)) in expected.into_iter().enumerate() {
         let update = adapter
-            .fetch_state(&format!("recorded-token-{i}"))
+            .fetch_state(SubscriptionRef::new(
+                &format!("recorded-token-{i}"),
+                Some("com.example.subscriptions"),
+            ))
             .await
             .unwrap_or_else(|e| panic!("{i}: {} {}", e.code(), e.message()))
             .expect("a state update");

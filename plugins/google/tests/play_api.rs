@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use storehook_core::SubscriptionStatus;
+use storehook_core::{SubscriptionRef, SubscriptionStatus};
 
 fn active_with_link() -> serde_json::Value {
     json!({
@@ -42,7 +42,10 @@ async fn a_failing_fetch_then_success() {
     let adapter = build(&server.config(PACKAGE));
 
     let e = adapter
-        .fetch_state("new-purchase-token.AO-J1Ox")
+        .fetch_state(SubscriptionRef::new(
+            "new-purchase-token.AO-J1Ox",
+            Some(PACKAGE),
+        ))
         .await
         .unwrap_err();
     assert_eq!(
@@ -53,7 +56,10 @@ async fn a_failing_fetch_then_success() {
     );
 
     let update = adapter
-        .fetch_state("new-purchase-token.AO-J1Ox")
+        .fetch_state(SubscriptionRef::new(
+            "new-purchase-token.AO-J1Ox",
+            Some(PACKAGE),
+        ))
         .await
         .unwrap()
         .expect("state");
@@ -118,7 +124,10 @@ async fn api_refusals_are_typed() {
         ("limited", 503, "play_api_unavailable"),
         ("garbage", 400, "play_api_bad_response"),
     ] {
-        let e = adapter.fetch_state(token).await.unwrap_err();
+        let e = adapter
+            .fetch_state(SubscriptionRef::new(token, Some(PACKAGE)))
+            .await
+            .unwrap_err();
         assert_eq!(
             (e.http_status(), e.code()),
             (status, code),
@@ -133,13 +142,23 @@ async fn a_revoked_access_token_is_replaced() {
     let server = PlayApiServer::start().await;
     server.respond("t1", vec![(200, active_with_link())]);
     let adapter = build(&server.config(PACKAGE));
-    adapter.fetch_state("t1").await.unwrap();
+    adapter
+        .fetch_state(SubscriptionRef::new("t1", Some(PACKAGE)))
+        .await
+        .unwrap();
     // The stand-in forgets the token it issued: the API answers 401.
     server.state.lock().unwrap().issued_tokens.clear();
-    let e = adapter.fetch_state("t1").await.unwrap_err();
+    let e = adapter
+        .fetch_state(SubscriptionRef::new("t1", Some(PACKAGE)))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), "play_api_forbidden");
     // The next attempt mints a new access token and succeeds.
-    adapter.fetch_state("t1").await.unwrap().expect("state");
+    adapter
+        .fetch_state(SubscriptionRef::new("t1", Some(PACKAGE)))
+        .await
+        .unwrap()
+        .expect("state");
     assert_eq!(server.state.lock().unwrap().token_requests, 2);
 }
 
@@ -159,7 +178,10 @@ async fn rejected_credentials() {
         server.base_url,
         server.token_url
     ));
-    let e = adapter.fetch_state("t1").await.unwrap_err();
+    let e = adapter
+        .fetch_state(SubscriptionRef::new("t1", Some(PACKAGE)))
+        .await
+        .unwrap_err();
     assert_eq!(
         (e.http_status(), e.code()),
         (401, "play_api_credentials_rejected")
@@ -176,14 +198,23 @@ async fn unreachable_api_is_retryable() {
          service_account_key_file = 'service_account.json'\nbase_url = 'http://127.0.0.1:{port}'\n\
          token_url = 'http://127.0.0.1:{port}/token'\n"
     ));
-    let e = adapter.fetch_state("t1").await.unwrap_err();
+    let e = adapter
+        .fetch_state(SubscriptionRef::new("t1", Some(PACKAGE)))
+        .await
+        .unwrap_err();
     assert_eq!((e.http_status(), e.code()), (503, "play_api_unavailable"));
 }
 
 #[tokio::test]
 async fn without_play_api_there_is_nothing_to_fetch() {
     let adapter = build(&push_token_config(&[PACKAGE]));
-    assert_eq!(adapter.fetch_state("t1").await.unwrap(), None);
+    assert_eq!(
+        adapter
+            .fetch_state(SubscriptionRef::new("t1", Some(PACKAGE)))
+            .await
+            .unwrap(),
+        None
+    );
     let req = with_push_token(push_body(&subscription_data(4), Some("f1")));
     assert!(
         !expect_notification(adapter.as_ref(), &req)
@@ -194,12 +225,6 @@ async fn without_play_api_there_is_nothing_to_fetch() {
 
 #[tokio::test]
 async fn play_api_config_errors() {
-    let err = try_build(
-        "package_names = ['a', 'b']\npush_token = 'x'\n[play_api]\nservice_account_key_file = 'service_account.json'\n",
-    )
-    .err()
-    .expect("refused");
-    assert!(err.0.contains("play_api"), "{err}");
     let err = try_build(
         "package_names = ['a']\npush_token = 'x'\n[play_api]\nservice_account_key_file = 'jwks_key_1.json'\n",
     )
@@ -212,4 +237,63 @@ async fn play_api_config_errors() {
     .err()
     .expect("refused");
     assert!(err.0.contains("base_url"), "{err}");
+}
+
+/// Several apps under one Play account: each fetch asks about the package
+/// its notification named; a package that is not configured, or an unknown
+/// one with several configured, is refused without calling the API.
+#[tokio::test]
+async fn each_package_is_asked_about_its_own_subscriptions() {
+    let server = PlayApiServer::start().await;
+    server.respond("token-a", vec![(200, active_with_link())]);
+    server.respond("token-b", vec![(200, active_with_link())]);
+    let adapter = build(&format!(
+        "package_names = ['com.example.a', 'com.example.b']\npush_token = 'x'\n[play_api]\n\
+         service_account_key_file = 'service_account.json'\nbase_url = '{}'\ntoken_url = '{}'\n",
+        server.base_url, server.token_url
+    ));
+    for (token, package) in [("token-a", "com.example.a"), ("token-b", "com.example.b")] {
+        adapter
+            .fetch_state(SubscriptionRef::new(token, Some(package)))
+            .await
+            .unwrap_or_else(|e| panic!("{token}: {} {}", e.code(), e.message()))
+            .expect("state");
+    }
+    for app in [Some("com.other.app"), None] {
+        let e = adapter
+            .fetch_state(SubscriptionRef::new("token-a", app))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.http_status(), e.code()),
+            (400, "unknown_package"),
+            "{app:?}"
+        );
+    }
+    let s = server.state.lock().unwrap();
+    assert_eq!(
+        s.api_requests,
+        vec![
+            ("com.example.a".to_owned(), "token-a".to_owned()),
+            ("com.example.b".to_owned(), "token-b".to_owned()),
+        ]
+    );
+    assert!(s.complaints.is_empty(), "{:?}", s.complaints);
+}
+
+/// A row stored without its package, with one package configured: that one.
+#[tokio::test]
+async fn without_a_package_the_only_configured_one_is_used() {
+    let server = PlayApiServer::start().await;
+    server.respond("t1", vec![(200, active_with_link())]);
+    let adapter = build(&server.config(PACKAGE));
+    adapter
+        .fetch_state(SubscriptionRef::new("t1", None))
+        .await
+        .unwrap()
+        .expect("state");
+    assert_eq!(
+        server.state.lock().unwrap().api_requests,
+        vec![(PACKAGE.to_owned(), "t1".to_owned())]
+    );
 }

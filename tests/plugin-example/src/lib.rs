@@ -184,7 +184,7 @@ impl StoreAdapter for ExampleAdapter {
 
     async fn fetch_state(
         &self,
-        _subscription_key: &str,
+        _subscription: storehook_core::SubscriptionRef<'_>,
     ) -> Result<Option<StateUpdate>, AdapterError> {
         let call = self.fetch_calls.fetch_add(1, Ordering::SeqCst);
         if call < self.fetch_failures {

@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::outbox::OutboxConfig;
 use crate::{
     AttemptResult, DbError, DeliveryRecord, DueDelivery, EndpointStats, EventFilter, EventRecord,
-    NewNotification, NotificationFilter, Recorded, RejectedNotification, Storage, StoreStats,
-    StoredNotification, Subscription, Tracked,
+    NewNotification, NotificationFilter, PendingFetch, Recorded, RejectedNotification, Storage,
+    StoreStats, StoredNotification, Subscription, Tracked,
 };
 use storehook_core::StateUpdate;
 
@@ -385,7 +385,7 @@ impl Storage for SqliteStorage {
             .await
     }
 
-    async fn pending_state_fetches(&self) -> Result<Vec<(String, String)>, DbError> {
+    async fn pending_state_fetches(&self) -> Result<Vec<PendingFetch>, DbError> {
         self.read(read::pending_state_fetches).await
     }
 

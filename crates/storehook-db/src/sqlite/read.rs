@@ -4,7 +4,10 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use storehook_core::{Environment, EventType, SubscriptionStatus};
 
 use crate::sqlite::write::from_json_opt;
-use crate::{DbError, NotificationFilter, StoreStats, StoredNotification, Subscription, Verdict};
+use crate::{
+    DbError, NotificationFilter, PendingFetch, StoreStats, StoredNotification, Subscription,
+    Verdict,
+};
 
 const SUBSCRIPTION_COLUMNS: &str =
     "store, subscription_key, app_user_id, environment, product_id, status,
@@ -201,10 +204,23 @@ pub(crate) fn notification_decoded(
     Ok(Some((with_state(row)?, decoded)))
 }
 
-pub(crate) fn pending_state_fetches(conn: &Connection) -> Result<Vec<(String, String)>, DbError> {
+pub(crate) fn pending_state_fetches(conn: &Connection) -> Result<Vec<PendingFetch>, DbError> {
+    // The app comes from the subscription's newest notification: what the
+    // store said last about which app it belongs to.
     let mut stmt = conn.prepare_cached(
-        "SELECT store, subscription_key FROM pending_state_fetches ORDER BY since",
+        "SELECT p.store, p.subscription_key,
+                (SELECT n.app_id FROM notifications n
+                  WHERE n.store = p.store AND n.subscription_key = p.subscription_key
+                    AND n.app_id IS NOT NULL
+                  ORDER BY n.occurred_at DESC, n.id DESC LIMIT 1)
+           FROM pending_state_fetches p ORDER BY p.since",
     )?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let rows = stmt.query_map([], |r| {
+        Ok(PendingFetch {
+            store: r.get(0)?,
+            subscription_key: r.get(1)?,
+            app_id: r.get(2)?,
+        })
+    })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -1,0 +1,66 @@
+//! Outstanding state fetches survive a restart and say which app the
+//! subscription belongs to (the newest notification's), so that an adapter
+//! serving several apps (Google Play packages) asks about the right one.
+
+use storehook_core::{Environment, EventDetails, EventType, ImpliedState, VerifiedNotification};
+use storehook_db::{NewNotification, PendingFetch, SqliteOptions, SqliteStorage, Storage};
+
+fn notification(id: &str, key: &str, app: Option<&str>, at: i64) -> NewNotification {
+    NewNotification {
+        notification: VerifiedNotification {
+            store: "google".into(),
+            environment: Environment::Production,
+            notification_id: id.into(),
+            subscription_key: Some(key.into()),
+            event_type: EventType::Renewal,
+            raw_type: "SUBSCRIPTION_RENEWED".into(),
+            occurred_at_ms: at,
+            product_id: None,
+            app_id: app.map(Into::into),
+            state: ImpliedState::default(),
+            app_user_id_hint: None,
+            continues_subscription_key: None,
+            attention: None,
+            state_fetch_pending: true,
+            details: EventDetails::default(),
+            decoded: serde_json::json!({}),
+        },
+        raw_body: id.as_bytes().to_vec(),
+        received_at_ms: at,
+        auto_track: false,
+        forward_headers: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn pending_fetches_carry_the_newest_notifications_app() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("storehook.db");
+    {
+        let db = SqliteStorage::open(SqliteOptions::new(&path)).expect("open");
+        for n in [
+            notification("n1", "token-a", Some("com.example.old"), 1_000),
+            notification("n2", "token-a", Some("com.example.a"), 2_000),
+            notification("n3", "token-b", Some("com.example.b"), 3_000),
+            notification("n4", "token-c", None, 4_000),
+        ] {
+            db.record_notification(n).await.expect("record");
+        }
+    }
+    // A restart: a new storage on the same file.
+    let db = SqliteStorage::open(SqliteOptions::new(&path)).expect("reopen");
+    let pending = db.pending_state_fetches().await.expect("pending");
+    let expect = |key: &str, app: Option<&str>| PendingFetch {
+        store: "google".into(),
+        subscription_key: key.into(),
+        app_id: app.map(Into::into),
+    };
+    assert_eq!(
+        pending,
+        vec![
+            expect("token-a", Some("com.example.a")),
+            expect("token-b", Some("com.example.b")),
+            expect("token-c", None),
+        ]
+    );
+}
