@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::receiver::Receiver;
-use common::{BinaryServer, ADMIN_TOKEN};
+use common::{BinaryServer, Rng, ADMIN_TOKEN};
 use serde_json::{json, Value};
 
 const PATH: &str = "/v1/notifications/stripe";
@@ -123,6 +123,16 @@ async fn post(client: &reqwest::Client, base: &str, sent: &Sent) -> Result<(u16,
     Ok(common::into_json(resp).await)
 }
 
+/// The status of `GET <base><path>`.
+async fn get_status(base: &str, path: &str) -> u16 {
+    let resp = client()
+        .get(format!("{base}{path}"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    resp.status().as_u16()
+}
+
 /// Everything sent so far and what came back.
 #[derive(Default)]
 struct Ledger {
@@ -161,40 +171,6 @@ impl Ledger {
             .filter(|s| !self.acked.contains(&s.id))
             .cloned()
             .collect()
-    }
-}
-
-/// A deterministic generator for kill times (xorshift), seeded from the
-/// clock unless `CRASH_SEED` replays a run.
-struct Rng(u64);
-
-impl Rng {
-    fn from_env() -> Self {
-        let seed = std::env::var("CRASH_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(1)
-            })
-            | 1;
-        eprintln!("kill schedule seed: CRASH_SEED={seed}");
-        Rng(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn between(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo)
     }
 }
 
@@ -417,7 +393,8 @@ async fn kill_9_under_load_loses_nothing_acknowledged_and_applies_nothing_twice(
     let traffic = Arc::new(Traffic::new());
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let next = Arc::new(AtomicU64::new(0));
-    let mut rng = Rng::from_env();
+    let mut rng = Rng::from_env("CRASH_SEED");
+    eprintln!("kill schedule seed: CRASH_SEED={}", rng.seed());
     let started = Instant::now();
 
     let mut server = start(dir.path(), &config, false);
@@ -718,15 +695,7 @@ async fn assert_recovers(base: &str, db: &Path, ledger: &Mutex<Ledger>) {
         assert!(l.refused.is_empty());
     }
     integrity_ok(db);
-    let (status, _) = common::into_json(
-        client()
-            .get(format!("{base}/healthz"))
-            .send()
-            .await
-            .expect("healthz"),
-    )
-    .await;
-    assert_eq!(status, 200);
+    assert_eq!(get_status(base, "/healthz").await, 200);
 }
 
 /// Unmounts on drop (before the temporary folder is removed).
@@ -805,15 +774,7 @@ async fn a_full_disk_answers_503_and_recovers_when_space_is_freed() {
     let refused = send_until_refused(&server.base, &traffic, &next, &ledger, 2_000).await;
     assert!(refused > 0, "the full disk was never noticed");
     // Reads still work while writes fail.
-    let (status, _) = common::into_json(
-        client()
-            .get(format!("{}/v1/stores", server.base))
-            .send()
-            .await
-            .expect("stores"),
-    )
-    .await;
-    assert_eq!(status, 200);
+    assert_eq!(get_status(&server.base, "/v1/stores").await, 200);
 
     if mounted.is_some() {
         std::fs::remove_file(&filler).expect("free the space");
@@ -943,15 +904,7 @@ async fn a_database_locked_by_another_process_answers_503_under_load_and_recover
     );
     // Reads are not blocked by the writer's lock (WAL).
     let health = Instant::now();
-    let (status, _) = common::into_json(
-        client()
-            .get(format!("{}/v1/stores", server.base))
-            .send()
-            .await
-            .expect("stores"),
-    )
-    .await;
-    assert_eq!(status, 200);
+    assert_eq!(get_status(&server.base, "/v1/stores").await, 200);
     assert!(health.elapsed() < Duration::from_secs(2));
     tokio::time::sleep(Duration::from_secs(4)).await;
     stop.store(true, Ordering::Relaxed);

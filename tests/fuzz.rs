@@ -14,13 +14,17 @@
 //! `target/fuzz-crashes/` to be added to `fuzz/regressions/<target>/`.
 //! `FUZZ_SEED=<n>` replays a run's mutations.
 
+mod common;
+
 #[path = "../fuzz/src/lib.rs"]
 #[allow(dead_code)]
 mod harness;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use common::Rng;
 
 fn inputs_in(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -80,26 +84,6 @@ fn replay(name: &str) -> Vec<Vec<u8>> {
         run_one(name, f, input, &path.display().to_string());
     }
     seeds.into_iter().map(|(_, b)| b).collect()
-}
-
-/// xorshift64*: reproducible from `FUZZ_SEED`.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
 }
 
 /// Tokens that steer parsers into their less-travelled branches.
@@ -190,17 +174,8 @@ fn fuzz_for_a_while(name: &str) {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(15);
-    let seed = std::env::var("FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        })
-        | 1;
-    let mut rng = Rng(seed);
+    let mut rng = Rng::from_env("FUZZ_SEED");
+    let seed = rng.seed();
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut runs = 0u64;
     while Instant::now() < deadline {

@@ -268,10 +268,8 @@ async fn serve_connections(
             let mut builder = match version {
                 Some(HttpVersion::H1) => builder.http1_only(),
                 Some(HttpVersion::H2) => builder.http2_only(),
-                None => {
-                    drop(permit);
-                    return;
-                }
+                // Nothing sent in time, or closed: the permit goes with the task.
+                None => return,
             };
             builder
                 .http1()

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::json;
-use storehook_db::EventFilter;
+use storehook_db::{EndpointStats, EventFilter};
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Reply;
 
 use crate::auth::Credentials;
-use crate::delivery::redacted_url;
+use crate::delivery::{redacted_url, Endpoint};
 use crate::error::ApiError;
 use crate::handlers::require_admin;
 use crate::time_fmt::rfc3339_opt;
@@ -79,26 +79,42 @@ pub(crate) async fn list_events(
     )
 }
 
+/// Every configured endpoint (webhook or forward) by name, with its
+/// delivery counts (zero for one that has none yet): what both `GET
+/// /v1/webhooks` and the dashboard's endpoint list show.
+pub(crate) async fn endpoints_with_stats(
+    state: &AppState,
+) -> Result<Vec<(&Endpoint, EndpointStats)>, ApiError> {
+    let stats = state
+        .storage
+        .endpoint_stats()
+        .await
+        .map_err(|e| ApiError::storage(&e))?;
+    let mut endpoints: Vec<_> = state
+        .delivery
+        .endpoints()
+        .map(|ep| {
+            let s = stats
+                .iter()
+                .find(|s| s.endpoint == ep.name)
+                .cloned()
+                .unwrap_or_default();
+            (ep, s)
+        })
+        .collect();
+    endpoints.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    Ok(endpoints)
+}
+
 /// `GET /v1/webhooks`.
 pub(crate) async fn list_webhooks(state: Arc<AppState>, credentials: Credentials) -> Response {
     finish(
         async {
             require_admin(&state, &credentials)?;
-            let stats = state
-                .storage
-                .endpoint_stats()
-                .await
-                .map_err(|e| ApiError::storage(&e))?;
-            let mut endpoints: Vec<_> = state.delivery.endpoints().collect();
-            endpoints.sort_by(|a, b| a.name.cmp(&b.name));
-            let list: Vec<_> = endpoints
-                .iter()
-                .map(|ep| {
-                    let s = stats
-                        .iter()
-                        .find(|s| s.endpoint == ep.name)
-                        .cloned()
-                        .unwrap_or_default();
+            let list: Vec<_> = endpoints_with_stats(&state)
+                .await?
+                .into_iter()
+                .map(|(ep, s)| {
                     json!({
                         "name": ep.name,
                         "kind": ep.kind.as_str(),

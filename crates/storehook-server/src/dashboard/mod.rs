@@ -421,20 +421,9 @@ async fn render_live(state: &AppState, headers: &HeaderMap) -> Result<String, Ap
 const DEAD_LISTED: u32 = 5;
 
 async fn endpoint_views(state: &AppState) -> Result<Vec<views::EndpointView>, ApiError> {
-    let stats = state
-        .storage
-        .endpoint_stats()
-        .await
-        .map_err(|e| ApiError::storage(&e))?;
-    let mut endpoints: Vec<_> = state.delivery.endpoints().collect();
-    endpoints.sort_by(|a, b| a.name.cmp(&b.name));
+    let endpoints = crate::webhooks::endpoints_with_stats(state).await?;
     let mut views = Vec::with_capacity(endpoints.len());
-    for ep in endpoints {
-        let stats = stats
-            .iter()
-            .find(|s| s.endpoint == ep.name)
-            .cloned()
-            .unwrap_or_default();
+    for (ep, stats) in endpoints {
         let dead = if stats.dead > 0 {
             state
                 .storage
@@ -673,13 +662,8 @@ async fn retry_delivery(
         Ok(name) => name,
         Err(r) => return *r,
     };
-    match state.storage.retry_delivery(&name, id, now_ms()).await {
-        Ok(_) => {
-            state.delivery.wake();
-            redirect("/#webhooks")
-        }
-        Err(e) => error_page(&ApiError::storage(&e)),
-    }
+    let queued = state.storage.retry_delivery(&name, id, now_ms()).await;
+    after_delivery_button(&state, queued.map(drop))
 }
 
 /// `POST /dashboard/webhooks/{name}/test`: the Send test event button.
@@ -693,8 +677,14 @@ async fn send_test_event(
         Ok(name) => name,
         Err(r) => return *r,
     };
-    match state.storage.enqueue_test_event(&name, now_ms()).await {
-        Ok(_) => {
+    let queued = state.storage.enqueue_test_event(&name, now_ms()).await;
+    after_delivery_button(&state, queued.map(drop))
+}
+
+/// A button queued a delivery: wake the worker and go back to the list.
+fn after_delivery_button(state: &AppState, queued: Result<(), storehook_db::DbError>) -> Response {
+    match queued {
+        Ok(()) => {
             state.delivery.wake();
             redirect("/#webhooks")
         }
