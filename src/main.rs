@@ -136,6 +136,9 @@ async fn serve(config: Config, env: &(dyn Fn(&str) -> Option<String> + Sync)) ->
     let running = storehook_server::start(config, env).await?;
     // Scripts and tests read the address from this line (port 0 → a free port).
     println!("storehook listening on http://{}", running.addr);
+    if let Some(admin) = running.admin_addr {
+        println!("storehook admin on http://{admin}");
+    }
     use std::io::Write;
     std::io::stdout().flush().ok();
     shutdown_signal().await;

@@ -228,7 +228,9 @@ async fn store_cards_follow_the_notifications() {
         "{received}"
     );
 
-    // A delivery with a bad key: rejecting, with the adapter's message.
+    // A delivery with a bad key right after genuine ones: a warning with the
+    // adapter's message, not red (anonymous traffic must not be able to
+    // turn a delivering store's card red; issue 12).
     let (status, _) = server
         .post(
             "/v1/notifications/example",
@@ -238,9 +240,10 @@ async fn store_cards_follow_the_notifications() {
         .await;
     assert_eq!(status, 401);
     let html = page(&server, "/").await;
-    assert_eq!(card_state(&html, "example"), "rejecting");
+    assert_eq!(card_state(&html, "example"), "refusing-some");
     let c = card(&html, "example");
-    assert!(c.contains("rejecting deliveries"), "{c}");
+    assert!(c.contains("delivering; some requests refused"), "{c}");
+    assert!(c.contains("probing this URL"), "{c}");
     assert!(
         c.contains("x-example-key does not match the configured key"),
         "{c}"

@@ -231,7 +231,10 @@ async fn trickled_bodies_get_408_at_the_body_timeout() {
 }
 
 async fn stripe_status(server: &BinaryServer) -> serde_json::Value {
-    let stores: serde_json::Value = reqwest::get(format!("{}/v1/stores", server.base))
+    let stores: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/v1/stores", server.base))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .send()
         .await
         .expect("stores")
         .json()

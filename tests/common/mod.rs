@@ -156,9 +156,10 @@ impl TestServer {
         into_json(req.send().await.expect("request")).await
     }
 
-    /// The `GET /v1/stores` entry of one store.
+    /// The `GET /v1/stores` entry of one store, as the admin sees it
+    /// (without the token it lists only ids and whether each is enabled).
     pub async fn store_status(&self, store: &str) -> Value {
-        let (status, body) = self.get("/v1/stores").await;
+        let (status, body) = self.get_admin("/v1/stores").await;
         assert_eq!(status, 200, "{body}");
         body["stores"]
             .as_array()

@@ -130,8 +130,12 @@ pub fn parse_store_config<T: DeserializeOwned>(
     store: &str,
     table: &toml::Table,
 ) -> Result<T, ConfigError> {
-    T::deserialize(toml::Value::Table(table.clone()))
-        .map_err(|e| ConfigError::new(format!("[stores.{store}]: {}", e.to_string().trim())))
+    T::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
+        ConfigError::new(format!(
+            "[stores.{store}]: {}",
+            crate::secret::redact_config_error(e.to_string().trim())
+        ))
+    })
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 mod adapter;
 mod error;
 mod request;
+mod secret;
 mod types;
 
 #[cfg(any(test, feature = "testkit"))]
@@ -24,6 +25,7 @@ pub use adapter::{
 };
 pub use error::{AdapterError, ConfigError};
 pub use request::{percent_decode, IncomingRequest};
+pub use secret::{redact_config_error, LogSafe, Secret};
 pub use types::{
     mask_secrets, Environment, EventDetails, EventType, ImpliedState, Outcome, StateUpdate,
     SubscriptionStatus, VerifiedNotification,

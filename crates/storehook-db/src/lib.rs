@@ -112,6 +112,17 @@ pub struct StoreStats {
     pub rejected: i64,
 }
 
+/// Refused requests of one store since the last flush.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusalTally {
+    pub store: String,
+    pub count: u64,
+    /// The latest refusal's code, message and time.
+    pub code: String,
+    pub message: String,
+    pub at_ms: i64,
+}
+
 /// A tracked subscription's current state.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Subscription {
@@ -184,14 +195,11 @@ pub trait Storage: Send + Sync + 'static {
         &self,
         rejected: RejectedNotification,
     ) -> Result<Recorded, DbError>;
-    /// Counts a refused request (4xx) on its store and keeps its reason.
-    async fn record_rejection(
-        &self,
-        store: &str,
-        code: &str,
-        message: &str,
-        at_ms: i64,
-    ) -> Result<(), DbError>;
+    /// Adds refused requests (4xx: failed verification, malformed…) to their
+    /// stores' counts and keeps each store's latest reason, all in one
+    /// transaction. The host tallies refusals in memory and calls this
+    /// periodically, so anonymous traffic does not cost a commit a request.
+    async fn record_refusals(&self, tallies: Vec<RefusalTally>) -> Result<(), DbError>;
     /// Starts tracking a subscription (idempotent) and applies the
     /// notifications stored for it while untracked, in store order.
     async fn track(

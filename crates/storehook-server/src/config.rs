@@ -1,11 +1,16 @@
 //! `config.toml`: loading, defaults, validation. Unknown keys stop start-up
 //! with a message naming them; secrets may come from the environment.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use storehook_core::Secret;
 use storehook_db::Synchronous;
+
+/// Admin tokens shorter than this are refused: the token is the only thing
+/// between the internet and every subscription.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -20,7 +25,7 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -54,7 +59,26 @@ pub struct ServerConfig {
     pub max_body_bytes: u64,
     /// Bearer token for the management API (env `STOREHOOK_ADMIN_TOKEN` wins).
     #[serde(default)]
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
+    /// When set, the dashboard, the admin API and `/metrics` are served on
+    /// this address only (a private interface, say), and `listen` serves the
+    /// store endpoints and `/healthz` alone.
+    #[serde(default)]
+    pub admin_listen: Option<SocketAddr>,
+    /// Request bodies held in memory at once, all connections together;
+    /// beyond it new bodies wait briefly, then get 503 (the stores retry).
+    #[serde(default = "default_max_body_bytes_in_flight")]
+    pub max_body_bytes_in_flight: u64,
+    /// A dashboard session ends after this long without a request…
+    #[serde(default = "default_session_idle_minutes")]
+    pub session_idle_minutes: u64,
+    /// …and this long after sign-in, whatever happens.
+    #[serde(default = "default_session_max_hours")]
+    pub session_max_hours: u64,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (for the
+    /// per-address sign-in throttle); the header is ignored from anyone else.
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpAddr>,
     /// The URL stores reach this server at, for the setup instructions.
     #[serde(default)]
     pub public_url: Option<String>,
@@ -76,6 +100,11 @@ impl Default for ServerConfig {
             listen: default_listen(),
             max_body_bytes: default_max_body_bytes(),
             admin_token: None,
+            admin_listen: None,
+            max_body_bytes_in_flight: default_max_body_bytes_in_flight(),
+            session_idle_minutes: default_session_idle_minutes(),
+            session_max_hours: default_session_max_hours(),
+            trusted_proxies: Vec::new(),
             public_url: None,
             body_timeout_seconds: default_body_timeout(),
             header_timeout_seconds: default_header_timeout(),
@@ -112,7 +141,7 @@ pub struct TrackingConfig {
 }
 
 /// One `[[webhooks]]` endpoint.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     pub name: String,
@@ -143,7 +172,7 @@ pub struct WebhookConfig {
 }
 
 /// One `[[forward]]` entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardConfig {
     /// Name in the delivery API (default `forward-<n>`).
@@ -173,6 +202,12 @@ pub struct DeliveryConfig {
     /// On shutdown, how long in-flight attempts may take to finish.
     #[serde(default = "default_grace")]
     pub shutdown_grace_seconds: u64,
+    /// The incoming headers kept with each notification and replayed by
+    /// `[[forward]]`s (case-insensitive). Anything else — `Authorization`
+    /// (Google's push token), cookies, proxy headers — is neither stored nor
+    /// forwarded.
+    #[serde(default = "default_forward_headers")]
+    pub forward_headers: Vec<String>,
 }
 
 impl Default for DeliveryConfig {
@@ -182,7 +217,86 @@ impl Default for DeliveryConfig {
             concurrency: default_concurrency(),
             allow_loopback: false,
             shutdown_grace_seconds: default_grace(),
+            forward_headers: default_forward_headers(),
         }
+    }
+}
+
+/// What a forward's receiver needs to verify and decode a notification
+/// itself (Stripe's signature covers the body), and no credential.
+fn default_forward_headers() -> Vec<String> {
+    [
+        "content-type",
+        "content-encoding",
+        "user-agent",
+        "stripe-signature",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+fn default_max_body_bytes_in_flight() -> u64 {
+    64 * 1024 * 1024
+}
+fn default_session_idle_minutes() -> u64 {
+    12 * 60
+}
+fn default_session_max_hours() -> u64 {
+    7 * 24
+}
+
+// Hand-written `Debug`s: store tables hold the stores' secrets, webhook
+// entries their signing secrets, and any URL may carry a password.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("server", &self.server)
+            .field("database", &self.database)
+            .field("tracking", &self.tracking)
+            .field("stores", &self.stores.keys().collect::<Vec<_>>())
+            .field("webhooks", &self.webhooks)
+            .field("forward", &self.forward)
+            .field("delivery", &self.delivery)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("name", &self.name)
+            .field("url", &display_url(&self.url))
+            .field("stores", &self.stores)
+            .field("environments", &self.environments)
+            .field("event_types", &self.event_types)
+            .field("apps", &self.apps)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ForwardConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForwardConfig")
+            .field("name", &self.name)
+            .field("url", &display_url(&self.url))
+            .field("stores", &self.stores)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A configured URL for messages: scheme, host, port and path, without a
+/// user, password or query (which may hold tokens).
+pub fn display_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            if u.query().is_some() {
+                u.set_query(Some("…"));
+            }
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => "(not a valid URL)".to_owned(),
     }
 }
 
@@ -242,8 +356,10 @@ impl Config {
     }
 
     pub fn parse(text: &str, base_dir: PathBuf) -> Result<Self, String> {
-        let mut config: Config =
-            toml::from_str(text).map_err(|e| e.to_string().trim().to_owned())?;
+        // The parser quotes the offending line and value, which may be a
+        // secret: keep the position and the key, drop the value.
+        let mut config: Config = toml::from_str(text)
+            .map_err(|e| storehook_core::redact_config_error(e.to_string().trim()))?;
         config.base_dir = base_dir;
         Ok(config)
     }
@@ -258,10 +374,30 @@ impl Config {
     }
 
     /// The admin token: env `STOREHOOK_ADMIN_TOKEN` first, then the file.
-    pub fn admin_token(&self, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    pub fn admin_token(&self, env: &dyn Fn(&str) -> Option<String>) -> Option<Secret> {
         env("STOREHOOK_ADMIN_TOKEN")
+            .map(Secret::new)
             .or_else(|| self.server.admin_token.clone())
             .filter(|t| !t.is_empty())
+    }
+
+    /// The admin token, refused when it is too short to resist guessing.
+    pub fn checked_admin_token(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<Secret>, ConfigError> {
+        let token = self.admin_token(env);
+        if let Some(t) = &token {
+            let chars = t.expose().trim().chars().count();
+            if chars < MIN_ADMIN_TOKEN_CHARS {
+                return Err(ConfigError::Invalid(format!(
+                    "[server] admin_token (or STOREHOOK_ADMIN_TOKEN) is {chars} characters long; \
+                     use at least {MIN_ADMIN_TOKEN_CHARS} random characters \
+                     (for example the output of `openssl rand -hex 24`)"
+                )));
+            }
+        }
+        Ok(token)
     }
 }
 
@@ -296,10 +432,49 @@ mod tests {
     #[test]
     fn env_admin_token_wins() {
         let c = Config::parse("[server]\nadmin_token = 'file'\n", PathBuf::new()).unwrap();
-        assert_eq!(c.admin_token(&|_| None).as_deref(), Some("file"));
+        assert_eq!(c.admin_token(&|_| None).unwrap().expose(), "file");
         assert_eq!(
-            c.admin_token(&|_| Some("env".into())).as_deref(),
-            Some("env")
+            c.admin_token(&|_| Some("env".into())).unwrap().expose(),
+            "env"
         );
+    }
+
+    #[test]
+    fn short_admin_tokens_are_refused_without_echoing_them() {
+        let c = Config::parse("[server]\nadmin_token = 'a'\n", PathBuf::new()).unwrap();
+        let err = c.checked_admin_token(&|_| None).unwrap_err().to_string();
+        assert!(err.contains("at least 16"), "{err}");
+        let c = Config::parse(
+            "[server]\nadmin_token = '0123456789abcdef'\n",
+            PathBuf::new(),
+        )
+        .unwrap();
+        assert!(c.checked_admin_token(&|_| None).unwrap().is_some());
+    }
+
+    #[test]
+    fn config_errors_and_debug_never_show_secrets() {
+        let err = Config::parse(
+            "[server]\nadmin_token = 'sup3r-secret-token-value'\nlisten = 'sup3r-secret'\n",
+            PathBuf::new(),
+        )
+        .unwrap_err();
+        assert!(!err.contains("sup3r"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        let c = Config::parse(
+            "[server]\nadmin_token = 'sup3r-secret-token-value'\n",
+            PathBuf::new(),
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("sup3r"));
+        let c = Config::parse(
+            "[stores.stripe]\nsecret = 'whsec_sup3r'\n[[webhooks]]\nname = 'a'\n\
+             url = 'https://user:sup3r@example.com/x?token=sup3r'\nsecret = 'whsec_sup3r'\n",
+            PathBuf::new(),
+        )
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("sup3r"), "{shown}");
+        assert!(shown.contains("example.com"), "{shown}");
     }
 }

@@ -10,11 +10,12 @@
 //! can be retried through the API. Restarts resume pending deliveries.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use ring::hmac;
 use storehook_core::{Environment, EventType};
 use storehook_db::{
@@ -34,7 +35,8 @@ pub struct Endpoint {
     pub kind: EndpointKind,
     /// Standard Webhooks keys (decoded), newest first.
     secrets: Vec<Vec<u8>>,
-    authorization: Option<String>,
+    /// Validated at start-up, marked sensitive.
+    authorization: Option<HeaderValue>,
     pub timeout: Duration,
     pub max_attempts: u32,
 }
@@ -217,6 +219,22 @@ pub fn build_endpoints(
                 None => problems.push(format!("{label}.event_types: `{t}` is not an event type")),
             }
         }
+        let authorization = match &w.authorization {
+            None => None,
+            Some(a) => match HeaderValue::from_str(a) {
+                Ok(mut v) => {
+                    v.set_sensitive(true);
+                    Some(v)
+                }
+                Err(_) => {
+                    // Never print the value: it is a credential.
+                    problems.push(format!(
+                        "{label}.authorization: is not a valid HTTP header value (visible ASCII only, no line breaks)"
+                    ));
+                    None
+                }
+            },
+        };
         if w.max_attempts == Some(0) {
             problems.push(format!("{label}.max_attempts: must be at least 1"));
         }
@@ -226,7 +244,7 @@ pub fn build_endpoints(
                 url,
                 kind: EndpointKind::Webhook,
                 secrets,
-                authorization: w.authorization.clone(),
+                authorization,
                 timeout: Duration::from_secs(w.timeout_seconds.max(1)),
                 max_attempts: w.max_attempts.unwrap_or(default_attempts),
             });
@@ -284,29 +302,151 @@ pub fn build_endpoints(
 
 // ---- SSRF guard ----
 
-/// Whether an address may be the target of an outgoing request. Link-local
-/// (cloud metadata services live there), unspecified, multicast and broadcast
-/// addresses never; loopback only when allowed.
+/// Whether an address may be the target of an outgoing request.
+///
+/// Never: link-local (cloud metadata services live there: 169.254.169.254,
+/// fe80::/10) and the other clouds' metadata addresses (Alibaba's
+/// 100.100.100.200 inside CGNAT 100.64.0.0/10, Azure's wireserver
+/// 168.63.129.16, AWS's fd00:ec2::254 inside unique-local fc00::/7),
+/// 0.0.0.0/8 and `::`, multicast, broadcast and reserved space,
+/// documentation and benchmarking ranges, site-local fec0::/10. An IPv6
+/// address carrying an IPv4 one — mapped `::ffff:a.b.c.d`, compatible
+/// `::a.b.c.d`, NAT64 (64:ff9b::/96, local-use 64:ff9b:1::/48), 6to4
+/// (2002::/16), Teredo (2001::/32) — is judged by the IPv4 address it
+/// carries. Loopback (127.0.0.0/8, `::1`, and `::ffff:127.x.y.z`, which a
+/// dual-stack socket connects to the local host) only with `allow_loopback`;
+/// loopback carried through a translator or tunnel is never this host's
+/// loopback and is always refused. Private ranges (10/8, 172.16/12,
+/// 192.168/16) stay allowed: operators run their own endpoints there.
 pub fn address_allowed(ip: IpAddr, allow_loopback: bool) -> bool {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    };
-    if ip.is_loopback() {
+    match ip {
+        IpAddr::V4(v4) => ipv4_allowed(v4, allow_loopback),
+        IpAddr::V6(v6) => ipv6_allowed(v6, allow_loopback),
+    }
+}
+
+fn ipv4_allowed(v4: Ipv4Addr, allow_loopback: bool) -> bool {
+    if v4.is_loopback() {
         return allow_loopback;
     }
-    match ip {
-        IpAddr::V4(v4) => {
-            !(v4.is_link_local() || v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast())
+    !ipv4_refused(v4)
+}
+
+/// IPv4 space an outgoing request never targets (loopback is decided apart).
+fn ipv4_refused(v4: Ipv4Addr) -> bool {
+    let [a, b, c, _] = v4.octets();
+    a == 0 // 0.0.0.0/8 "this network" (0.0.0.0 reaches the local host)
+        || v4.is_link_local() // 169.254.0.0/16: AWS, GCP, Azure, Oracle… metadata
+        || (a == 100 && (b & 0xc0) == 64) // 100.64.0.0/10 CGNAT, Alibaba's 100.100.100.200
+        || v4 == Ipv4Addr::new(168, 63, 129, 16) // Azure wireserver
+        || (a == 192 && b == 0 && c == 0) // 192.0.0.0/24 IETF protocol assignments
+        || (a == 192 && b == 0 && c == 2) // 192.0.2.0/24 TEST-NET-1
+        || (a == 198 && b == 51 && c == 100) // 198.51.100.0/24 TEST-NET-2
+        || (a == 203 && b == 0 && c == 113) // 203.0.113.0/24 TEST-NET-3
+        || (a == 198 && (b & 0xfe) == 18) // 198.18.0.0/15 benchmarking
+        || v4.is_multicast() // 224.0.0.0/4
+        || a >= 240 // 240.0.0.0/4 reserved, 255.255.255.255 broadcast
+}
+
+fn ipv6_allowed(v6: Ipv6Addr, allow_loopback: bool) -> bool {
+    if v6.is_loopback() {
+        return allow_loopback;
+    }
+    if v6.is_unspecified() {
+        return false;
+    }
+    // On a dual-stack socket `::ffff:a.b.c.d` *is* the IPv4 address.
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return ipv4_allowed(v4, allow_loopback);
+    }
+    // The other embeddings reach the IPv4 address through a translator or a
+    // tunnel: the IPv4 rules apply, and loopback there is not ours.
+    if embedded_ipv4(v6)
+        .iter()
+        .any(|v4| v4.is_loopback() || ipv4_refused(*v4))
+    {
+        return false;
+    }
+    let s = v6.segments();
+    let nat64 = s[0] == 0x0064 && s[1] == 0xff9b;
+    let refused = (s[0] & 0xfe00) == 0xfc00 // fc00::/7 unique local (AWS IMDS fd00:ec2::254)
+        || (s[0] & 0xffc0) == 0xfe80 // fe80::/10 link-local
+        || (s[0] & 0xffc0) == 0xfec0 // fec0::/10 site-local (deprecated)
+        || (s[0] & 0xff00) == 0xff00 // ff00::/8 multicast
+        || (s[0] == 0x2001 && s[1] == 0x0db8) // 2001:db8::/32 documentation
+        || (s[0] == 0x3fff && (s[1] & 0xf000) == 0) // 3fff::/20 documentation
+        || (s[0] == 0x0100 && s[1..4] == [0, 0, 0]) // 100::/64 discard-only
+        // 64:ff9b::/32 outside the two NAT64 prefixes decoded above: unassigned.
+        || (nat64 && !is_nat64_wkp(&s) && s[2] != 1)
+        // ::/8 is reserved (the compatible and SIIT forms, decoded above,
+        // are deprecated or translator-only), NAT64 aside.
+        || ((s[0] & 0xff00) == 0 && !nat64);
+    !refused
+}
+
+/// 64:ff9b::/96, the NAT64 well-known prefix (RFC 6052).
+fn is_nat64_wkp(s: &[u16; 8]) -> bool {
+    s[0] == 0x0064 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0]
+}
+
+/// The IPv4 addresses an IPv6 address carries for a translator or a tunnel
+/// (mapped addresses aside): every plausible reading, so that an address is
+/// refused when any of them is.
+fn embedded_ipv4(v6: Ipv6Addr) -> Vec<Ipv4Addr> {
+    let s = v6.segments();
+    let o = v6.octets();
+    let v4 = |b: [u8; 4]| Ipv4Addr::from(b);
+    let last = v4([o[12], o[13], o[14], o[15]]);
+    let mut out = Vec::new();
+    if s[..6] == [0, 0, 0, 0, 0, 0] {
+        // ::a.b.c.d, IPv4-compatible (deprecated).
+        out.push(last);
+    } else if s[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        // ::ffff:0:a.b.c.d, SIIT's IPv4-translated form.
+        out.push(last);
+    } else if is_nat64_wkp(&s) {
+        out.push(last);
+    } else if s[0] == 0x0064 && s[1] == 0xff9b && s[2] == 1 {
+        // 64:ff9b:1::/48, local-use NAT64 (RFC 8215): the translator's prefix
+        // may be /48, /56, /64 or /96 within it (RFC 6052 §2.2). Each shorter
+        // layout skips the "u" octet (bits 64..72) and leaves a zero suffix.
+        let zero = |r: std::ops::Range<usize>| o[r].iter().all(|b| *b == 0);
+        let mut shorter = false;
+        if o[8] == 0 && zero(11..16) {
+            out.push(v4([o[6], o[7], o[9], o[10]])); // /48
+            shorter = true;
         }
+        if o[8] == 0 && zero(12..16) {
+            out.push(v4([o[7], o[9], o[10], o[11]])); // /56
+            shorter = true;
+        }
+        if o[8] == 0 && zero(13..16) {
+            out.push(v4([o[9], o[10], o[11], o[12]])); // /64
+            shorter = true;
+        }
+        // /96: the last 32 bits, unless they are only a shorter layout's
+        // zero suffix.
+        if !(shorter && last.is_unspecified()) {
+            out.push(last);
+        }
+    } else if s[0] == 0x2002 {
+        // 6to4: 2002:aabb:ccdd::/48 carries a.b.c.d in bits 16..48.
+        out.push(v4([o[2], o[3], o[4], o[5]]));
+    } else if s[0] == 0x2001 && s[1] == 0 {
+        // Teredo: the server in bits 32..64, the client's (NAT's) address
+        // in the last 32 bits, inverted.
+        out.push(v4([o[4], o[5], o[6], o[7]]));
+        out.push(v4([!o[12], !o[13], !o[14], !o[15]]));
+    }
+    out
+}
+
+/// Loopback, or the mapped form of an IPv4 loopback address.
+fn is_loopback_form(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
         IpAddr::V6(v6) => {
-            let link_local = (v6.segments()[0] & 0xffc0) == 0xfe80;
-            // fd00:ec2::254 is AWS's IPv6 metadata endpoint.
-            let metadata = v6.segments()[..2] == [0xfd00, 0x0ec2];
-            !(link_local || metadata || v6.is_unspecified() || v6.is_multicast())
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
         }
     }
 }
@@ -326,7 +466,7 @@ fn check_literal_host(url: &reqwest::Url, allow_loopback: bool) -> Result<(), St
     };
     if address_allowed(ip, allow_loopback) {
         Ok(())
-    } else if ip.is_loopback() {
+    } else if is_loopback_form(ip) && !allow_loopback {
         Err(format!(
             "{ip} is loopback, refused unless [delivery] allow_loopback = true"
         ))
@@ -367,6 +507,64 @@ impl reqwest::dns::Resolve for GuardedResolver {
 
 // ---- the worker ----
 
+/// Which deliveries are being attempted, and which were recorded since a
+/// read of the outbox began — so that one delivery is never in flight twice.
+///
+/// A read of due deliveries is a snapshot: while the loop works through it
+/// (waiting for concurrency permits), attempts end and are recorded. A row
+/// whose attempt was recorded after the snapshot began may be stale (already
+/// delivered, or dead after its last attempt, or with a stale attempt
+/// count): it is skipped, and the next read sees it as it now is. One
+/// worker reads the outbox, one snapshot at a time.
+#[derive(Debug, Default)]
+struct InFlight {
+    running: HashSet<i64>,
+    /// Delivery id → the clock when its attempt was recorded, for the ones
+    /// recorded since the current snapshot began.
+    settled: HashMap<i64, u64>,
+    clock: u64,
+}
+
+impl InFlight {
+    /// Call just before reading the outbox: the snapshot's ticket.
+    fn snapshot(&mut self) -> u64 {
+        self.clock += 1;
+        let ticket = self.clock;
+        // Recorded before this read began: the read sees the result.
+        self.settled.retain(|_, at| *at > ticket);
+        ticket
+    }
+
+    /// Whether a row of snapshot `ticket` may be attempted now.
+    fn may_claim(&self, id: i64, ticket: u64) -> bool {
+        !self.running.contains(&id) && !matches!(self.settled.get(&id), Some(at) if *at > ticket)
+    }
+
+    /// Marks the row as being attempted, if it may be.
+    fn claim(&mut self, id: i64, ticket: u64) -> bool {
+        self.may_claim(id, ticket) && self.running.insert(id)
+    }
+
+    /// The attempt was recorded (or failed to be): no longer in flight.
+    fn finish(&mut self, id: i64) {
+        self.running.remove(&id);
+        self.clock += 1;
+        self.settled.insert(id, self.clock);
+    }
+}
+
+/// Ends a claim when the attempt's task ends, however it ends.
+struct Claim {
+    worker: Arc<DeliveryWorker>,
+    id: i64,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.worker.in_flight().finish(self.id);
+    }
+}
+
 pub struct DeliveryWorker {
     storage: Arc<dyn Storage>,
     endpoints: HashMap<String, Endpoint>,
@@ -374,7 +572,7 @@ pub struct DeliveryWorker {
     allow_loopback: bool,
     client: reqwest::Client,
     wake: Notify,
-    in_flight: Mutex<HashSet<i64>>,
+    in_flight: Mutex<InFlight>,
     permits: Arc<Semaphore>,
     concurrency: usize,
     grace: Duration,
@@ -408,12 +606,19 @@ impl DeliveryWorker {
             allow_loopback: d.allow_loopback,
             client,
             wake: Notify::new(),
-            in_flight: Mutex::new(HashSet::new()),
+            in_flight: Mutex::new(InFlight::default()),
             permits: Arc::new(Semaphore::new(d.concurrency.max(1))),
             concurrency: d.concurrency.max(1),
             grace: Duration::from_secs(d.shutdown_grace_seconds),
             metrics,
         })
+    }
+
+    fn in_flight(&self) -> MutexGuard<'_, InFlight> {
+        // Nothing panics while holding it; a poisoned set is still consistent.
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn endpoint(&self, name: &str) -> Option<&Endpoint> {
@@ -440,23 +645,30 @@ impl DeliveryWorker {
                 break;
             }
             let now = now_ms();
+            let ticket = self.in_flight().snapshot();
             match self.storage.due_deliveries(now, 256).await {
                 Ok(due) => {
                     for d in due {
-                        let fresh = self
-                            .in_flight
-                            .lock()
-                            .map(|mut s| s.insert(d.id))
-                            .unwrap_or(false);
-                        if !fresh {
+                        if !self.in_flight().may_claim(d.id, ticket) {
                             continue;
                         }
                         let Ok(permit) = self.permits.clone().acquire_owned().await else {
                             return;
                         };
+                        // Waiting for the permit let other attempts end: the
+                        // row may have been attempted meanwhile. Check again.
+                        if !self.in_flight().claim(d.id, ticket) {
+                            continue;
+                        }
+                        let claim = Claim {
+                            worker: self.clone(),
+                            id: d.id,
+                        };
                         let worker = self.clone();
                         tokio::spawn(async move {
                             worker.attempt(d).await;
+                            // Recorded: release the claim, then the permit.
+                            drop(claim);
                             drop(permit);
                             worker.wake();
                         });
@@ -525,7 +737,8 @@ impl DeliveryWorker {
                 tracing::info!(
                     endpoint = %endpoint.name,
                     delivery = d.id,
-                    event_id = %d.event_id,
+                    // Debug: a store's id is the sender's text (CR/LF…).
+                    event_id = ?d.event_id,
                     status = status_code,
                     error = error.as_deref().unwrap_or(""),
                     attempt = attempts,
@@ -546,9 +759,6 @@ impl DeliveryWorker {
         if let Err(e) = self.storage.record_attempt(result).await {
             // The delivery stays pending and is attempted again: at least once.
             tracing::error!(error = %e, delivery = d.id, "cannot record a delivery attempt");
-        }
-        if let Ok(mut s) = self.in_flight.lock() {
-            s.remove(&d.id);
         }
     }
 
@@ -582,30 +792,74 @@ impl DeliveryWorker {
             .post(endpoint.url.clone())
             .timeout(endpoint.timeout)
             .body(d.payload.clone());
+        // Every header is built here, infallibly: a value that is not valid
+        // HTTP is encoded or dropped, never a reason for the attempt to fail
+        // (it would fail on every retry, then go dead).
+        let mut headers = HeaderMap::new();
         match endpoint.kind {
             EndpointKind::Webhook => {
                 let timestamp = now_ms() / 1000;
-                req = req
-                    .header("content-type", "application/json")
-                    .header("webhook-id", &d.event_id)
-                    .header("webhook-timestamp", timestamp.to_string())
-                    .header(
-                        "webhook-signature",
-                        sign(&endpoint.secrets, &d.event_id, timestamp, &d.payload),
-                    );
+                // Event ids are `evt_…` ASCII; sign what is sent regardless.
+                let (id, _) = encoded_header_value(&d.event_id);
+                let signed_id = String::from_utf8_lossy(id.as_bytes()).into_owned();
+                headers.insert(
+                    reqwest::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                headers.insert(HeaderName::from_static("webhook-id"), id);
+                headers.insert(
+                    HeaderName::from_static("webhook-timestamp"),
+                    HeaderValue::from(timestamp),
+                );
+                let (signature, _) = encoded_header_value(&sign(
+                    &endpoint.secrets,
+                    &signed_id,
+                    timestamp,
+                    &d.payload,
+                ));
+                headers.insert(HeaderName::from_static("webhook-signature"), signature);
                 if let Some(auth) = &endpoint.authorization {
-                    req = req.header("authorization", auth);
+                    headers.insert(reqwest::header::AUTHORIZATION, auth.clone());
                 }
             }
             EndpointKind::Forward => {
                 for (name, value) in &d.headers {
-                    if !is_hop_header(name) {
-                        req = req.header(name.as_str(), value.as_str());
+                    if is_hop_header(name) || name.eq_ignore_ascii_case(NOTIFICATION_ID_HEADER) {
+                        continue;
                     }
+                    let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
+                        tracing::warn!(
+                            endpoint = %endpoint.name,
+                            delivery = d.id,
+                            header = ?name,
+                            "a stored header name is not valid HTTP: not replayed"
+                        );
+                        continue;
+                    };
+                    let (value, encoded) = replayed_header_value(value);
+                    if encoded {
+                        tracing::warn!(
+                            endpoint = %endpoint.name,
+                            delivery = d.id,
+                            header = %header,
+                            "a stored header value is not valid HTTP: replayed percent-encoded"
+                        );
+                    }
+                    headers.append(header, value);
                 }
-                req = req.header("x-storehook-notification-id", &d.event_id);
+                let (id, encoded) = encoded_header_value(&d.event_id);
+                if encoded {
+                    tracing::warn!(
+                        endpoint = %endpoint.name,
+                        delivery = d.id,
+                        notification_id = ?d.event_id,
+                        "the notification id is not a valid HTTP header value: sent percent-encoded"
+                    );
+                }
+                headers.insert(HeaderName::from_static(NOTIFICATION_ID_HEADER), id);
             }
         }
+        req = req.headers(headers);
         let resp = req.send().await.map_err(|e| describe_reqwest_error(&e))?;
         let status = resp.status().as_u16();
         let retry_after = matches!(status, 429 | 503)
@@ -620,6 +874,52 @@ impl DeliveryWorker {
         let excerpt: String = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
         Ok((status, retry_after, excerpt))
     }
+}
+
+/// Carries the store's notification id on a forward.
+const NOTIFICATION_ID_HEADER: &str = "x-storehook-notification-id";
+
+/// `text` as a header value: unchanged when it is visible ASCII (inner
+/// spaces and tabs allowed); otherwise percent-encoded — every byte outside
+/// visible ASCII, and `%` itself so the encoding can be undone, becomes
+/// `%XX`. Leading or trailing whitespace, which a receiver would trim,
+/// counts as not valid. The flag says whether it was encoded.
+fn encoded_header_value(text: &str) -> (HeaderValue, bool) {
+    let bytes = text.as_bytes();
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let plain = bytes.iter().all(|b| (0x21..0x7f).contains(b) || blank(b))
+        && !bytes.first().is_some_and(blank)
+        && !bytes.last().is_some_and(blank);
+    if plain {
+        if let Ok(v) = HeaderValue::from_str(text) {
+            return (v, false);
+        }
+    }
+    (percent_encoded(bytes), true)
+}
+
+/// A stored header value as the store sent it — byte for byte, obs-text
+/// (non-ASCII UTF-8) included — or percent-encoded when it cannot be sent
+/// (control characters, CR/LF). The flag says whether it was encoded.
+fn replayed_header_value(text: &str) -> (HeaderValue, bool) {
+    match HeaderValue::from_bytes(text.as_bytes()) {
+        Ok(v) => (v, false),
+        Err(_) => (percent_encoded(text.as_bytes()), true),
+    }
+}
+
+fn percent_encoded(bytes: &[u8]) -> HeaderValue {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 3);
+    for &b in bytes {
+        if (0x21..0x7f).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    // Only visible ASCII is left, which is always a valid value.
+    HeaderValue::from_str(&out).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 fn is_hop_header(name: &str) -> bool {

@@ -14,6 +14,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: Cow<'static, str>,
     pub message: String,
+    /// Seconds for `Retry-After` (429s; a 503 gets 5 by default).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -26,6 +28,7 @@ impl ApiError {
             status,
             code: code.into(),
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -60,10 +63,13 @@ impl Reply for ApiError {
         let body = serde_json::json!({ "error": self.code, "message": self.message });
         let mut response = warp::reply::json(&body).into_response();
         *response.status_mut() = self.status;
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        let retry_after = self
+            .retry_after
+            .or((self.status == StatusCode::SERVICE_UNAVAILABLE).then_some(5));
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
-                .insert("retry-after", warp::http::HeaderValue::from_static("5"));
+                .insert("retry-after", warp::http::HeaderValue::from(seconds));
         }
         response
     }

@@ -2,26 +2,23 @@
 //! `ApiError` so every error has the same shape.
 
 use std::hash::{Hash, Hasher};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
-use storehook_core::{percent_decode, AdapterError, IncomingRequest, Outcome};
+use storehook_core::{percent_decode, AdapterError, IncomingRequest, LogSafe, Outcome};
 use storehook_db::{NewNotification, RejectedNotification, Subscription};
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Reply;
 
-use crate::auth::{self, Credentials};
+use crate::auth::{Access, Credentials};
+use crate::body::{self, BodyLimits, BodyStream};
 use crate::error::ApiError;
 use crate::routes::Headers;
 use crate::time_fmt::{rfc3339, rfc3339_opt};
 use crate::{fetch, now_ms, AppState};
-
-pub(crate) type BodyStream = Pin<Box<dyn Stream<Item = Result<bytes::Bytes, String>> + Send>>;
 
 fn respond(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(|e| e.into_response())
@@ -54,23 +51,43 @@ pub(crate) async fn receive_notification(
     match &result {
         Ok((_, verdict, id)) => {
             state.metrics.notification(store_label, verdict, latency);
-            tracing::info!(store, notification_id = %id, verdict, latency_ms, "notification")
+            // The id is signed by the store, not safe: it may hold a line break.
+            tracing::info!(store, notification_id = %LogSafe(id), verdict, latency_ms, "notification")
         }
-        Err(e) => {
+        Err(Refused { error: e, log }) => {
             state
                 .metrics
                 .notification_refused(store_label, &e.code, latency);
-            tracing::info!(
-                store,
-                verdict = "refused",
-                status = e.status.as_u16(),
-                code = %e.code,
-                latency_ms,
-                "notification"
-            )
+            // Anonymous traffic decides how often this runs: refusals are
+            // logged once per store and reason per flush interval.
+            if *log {
+                tracing::info!(
+                    store = %LogSafe(store_label),
+                    verdict = "refused",
+                    status = e.status.as_u16(),
+                    code = %e.code,
+                    latency_ms,
+                    "notification"
+                )
+            }
         }
     }
-    respond(result.map(|(r, _, _)| r))
+    respond(result.map(|(r, _, _)| r).map_err(|r| r.error))
+}
+
+/// A refused notification, and whether it still needs its log line.
+struct Refused {
+    error: ApiError,
+    log: bool,
+}
+
+impl From<ApiError> for Refused {
+    fn from(error: ApiError) -> Self {
+        // Unknown and disabled stores are not counted on any store's status;
+        // they are not logged one by one either (the metric counts them).
+        let log = error.status.is_server_error();
+        Self { error, log }
+    }
 }
 
 async fn receive(
@@ -79,7 +96,7 @@ async fn receive(
     headers: Headers,
     query: String,
     body: BodyStream,
-) -> Result<(Response, &'static str, String), ApiError> {
+) -> Result<(Response, &'static str, String), Refused> {
     let entry = state.registry.get(store).ok_or_else(|| {
         ApiError::not_found(
             "unknown_store",
@@ -95,7 +112,8 @@ async fn receive(
                 "{} notifications are not supported yet by this version of storehook; nothing was stored",
                 registration.name
             ),
-        ));
+        )
+        .into());
     }
     let adapter = match (&entry.adapter, entry.enabled) {
         (Some(adapter), true) => adapter.clone(),
@@ -106,17 +124,20 @@ async fn receive(
                     "{} is not enabled on this server; set [stores.{}] enabled = true",
                     registration.name, registration.id
                 ),
-            ))
+            )
+            .into())
         }
     };
 
     let received_at_ms = now_ms();
-    let body = match read_body(&headers, body, state).await {
+    let limits = BodyLimits {
+        max_bytes: state.max_body_bytes,
+        deadline: state.body_timeout,
+    };
+    let held = match body::read(&headers, body, limits, &state.body_budget).await {
         Ok(body) => body,
-        Err(e) => {
-            record_refusal(state, store, &e, received_at_ms).await;
-            return Err(e);
-        }
+        Err(e) if e.status.is_server_error() => return Err(e.into()),
+        Err(e) => return Err(refusal(state, store, e, received_at_ms)),
     };
     let request = IncomingRequest {
         headers: headers
@@ -124,17 +145,19 @@ async fn receive(
             .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
             .collect(),
         query: (!query.is_empty()).then_some(query),
-        body,
+        // The budget stays charged by `held` until the answer is sent.
+        body: held.bytes.clone(),
         received_at_ms,
     };
+    let _charged = held;
 
     match adapter.verify_and_decode(&request).await {
         Err(e) => {
             let error = ApiError::from(&e);
-            if !matches!(e, AdapterError::Unavailable { .. }) {
-                record_refusal(state, store, &error, received_at_ms).await;
+            if matches!(e, AdapterError::Unavailable { .. }) {
+                return Err(error.into());
             }
-            Err(error)
+            Err(refusal(state, store, error, received_at_ms))
         }
         Ok(Outcome::Notification(mut notification)) => {
             // The route decides the store, whatever the adapter wrote.
@@ -152,14 +175,17 @@ async fn receive(
                     raw_body: request.body,
                     received_at_ms,
                     auto_track: state.auto_track,
+                    // Only the allow-listed headers are kept (and so replayed
+                    // by forwards): never a credential such as Google's token.
                     forward_headers: request
                         .headers
                         .iter()
+                        .filter(|(n, _)| state.forward_headers.contains(n.as_str()))
                         .filter_map(|(n, v)| Some((n.clone(), String::from_utf8(v.clone()).ok()?)))
                         .collect(),
                 })
                 .await
-                .map_err(|e| ApiError::storage(&e))?;
+                .map_err(|e| Refused::from(ApiError::storage(&e)))?;
             if let Some((key, app_id)) = fetch {
                 if recorded.verdict != storehook_db::Verdict::Duplicate {
                     fetch::schedule(state.clone(), store.to_owned(), key, app_id);
@@ -189,7 +215,7 @@ async fn receive(
                     received_at_ms,
                 })
                 .await
-                .map_err(|e| ApiError::storage(&e))?;
+                .map_err(|e| Refused::from(ApiError::storage(&e)))?;
             // Acknowledged so the sender stops redelivering; the reason is
             // visible on the store's status.
             let body = json!({ "status": "rejected", "error": code, "message": message, "notification_id": id });
@@ -198,60 +224,12 @@ async fn receive(
     }
 }
 
-/// Reads the body up to the configured limit and within the body timeout.
-async fn read_body(
-    headers: &Headers,
-    mut body: BodyStream,
-    state: &AppState,
-) -> Result<Vec<u8>, ApiError> {
-    let limit = state.max_body_bytes;
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the body exceeds the limit of {limit} bytes ([server] max_body_bytes)"),
-        )
-    };
-    let declared = headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let collect = async {
-        let mut buf = Vec::with_capacity(declared.unwrap_or(4096).min(limit) as usize);
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| {
-                ApiError::bad_request("bad_body", format!("cannot read the body: {e}"))
-            })?;
-            if buf.len() as u64 + chunk.len() as u64 > limit {
-                return Err(too_large());
-            }
-            buf.extend_from_slice(&chunk);
-        }
-        Ok(buf)
-    };
-    tokio::time::timeout(state.body_timeout, collect)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                "the body did not arrive in time",
-            )
-        })?
-}
-
-/// Counts a refused request on its store so the operator sees it.
-async fn record_refusal(state: &AppState, store: &str, e: &ApiError, at: i64) {
-    if let Err(db) = state
-        .storage
-        .record_rejection(store, &e.code, &e.message, at)
-        .await
-    {
-        tracing::error!(error = %db, "cannot record a rejection");
-    }
+/// Counts a refused request on its store (in memory; see `refusals.rs`).
+fn refusal(state: &AppState, store: &str, error: ApiError, at: i64) -> Refused {
+    let log = state
+        .refusals
+        .record(store, &error.code, &error.message, at);
+    Refused { error, log }
 }
 
 /// A stable id for an acknowledged rejection that carries none.
@@ -263,21 +241,53 @@ fn body_fingerprint(body: &[u8]) -> String {
     format!("body-{:016x}-{}", h.finish(), body.len())
 }
 
-/// `GET /v1/stores`.
-pub(crate) async fn list_stores(state: Arc<AppState>) -> Response {
+/// `GET /v1/stores`: with the admin token, every store's statistics;
+/// without it, only what a health check needs (the store ids and whether
+/// each is enabled), since counts reveal sales volume and messages describe
+/// what senders tried.
+pub(crate) async fn list_stores(state: Arc<AppState>, credentials: Credentials) -> Response {
+    let presented = credentials.bearer.is_some() || credentials.session.is_some();
+    if !presented {
+        let stores: Vec<_> = state
+            .registry
+            .iter()
+            .map(|entry| {
+                json!({
+                    "store": entry.registration.id,
+                    "name": entry.registration.name,
+                    "supported": entry.registration.supported,
+                    "enabled": entry.enabled,
+                })
+            })
+            .collect();
+        return json_response(StatusCode::OK, json!({ "stores": stores }));
+    }
     respond(
-        stores_json(&state)
-            .await
-            .map(|v| json_response(StatusCode::OK, v)),
+        async {
+            require_admin(&state, &credentials)?;
+            stores_json(&state)
+                .await
+                .map(|v| json_response(StatusCode::OK, v))
+        }
+        .await,
     )
 }
 
-pub(crate) async fn stores_json(state: &AppState) -> Result<serde_json::Value, ApiError> {
-    let stats = state
+/// Every store's statistics, stored and not yet flushed.
+pub(crate) async fn store_stats(
+    state: &AppState,
+) -> Result<Vec<storehook_db::StoreStats>, ApiError> {
+    let mut stats = state
         .storage
         .store_stats()
         .await
         .map_err(|e| ApiError::storage(&e))?;
+    state.refusals.merge_into(&mut stats);
+    Ok(stats)
+}
+
+pub(crate) async fn stores_json(state: &AppState) -> Result<serde_json::Value, ApiError> {
+    let stats = store_stats(state).await?;
     let stores: Vec<_> = state
         .registry
         .iter()
@@ -339,18 +349,29 @@ struct TrackRequest {
 pub(crate) async fn track_subscription(
     state: Arc<AppState>,
     credentials: Credentials,
-    body: bytes::Bytes,
+    headers: Headers,
+    body: BodyStream,
 ) -> Response {
-    respond(track(&state, &credentials, &body).await)
+    respond(track(&state, &credentials, &headers, body).await)
 }
+
+/// The most a management request's body may hold.
+const MANAGEMENT_BODY_BYTES: u64 = 64 * 1024;
 
 async fn track(
     state: &AppState,
     credentials: &Credentials,
-    body: &[u8],
+    headers: &Headers,
+    body: BodyStream,
 ) -> Result<Response, ApiError> {
-    require_admin(state, credentials)?;
-    let req: TrackRequest = serde_json::from_slice(body).map_err(|e| {
+    // Authenticate first: an anonymous client never gets to send a body.
+    require_admin_change(state, credentials)?;
+    let limits = BodyLimits {
+        max_bytes: MANAGEMENT_BODY_BYTES,
+        deadline: state.body_timeout,
+    };
+    let body = body::read(headers, body, limits, &state.body_budget).await?;
+    let req: TrackRequest = serde_json::from_slice(&body.bytes).map_err(|e| {
         ApiError::bad_request(
             "invalid_json",
             format!("expected {{\"store\", \"subscription_id\", \"app_user_id\"}}: {e}"),
@@ -492,9 +513,28 @@ async fn subscription_view(
     Ok(json_response(StatusCode::OK, body))
 }
 
-/// Admin routes: the bearer token or the dashboard session.
+/// Admin routes that read: the bearer token or a dashboard session.
 pub(crate) fn require_admin(state: &AppState, credentials: &Credentials) -> Result<(), ApiError> {
-    auth::require_admin(state.admin_token.as_deref(), credentials)
+    state.auth.check(credentials, Access::Read)
+}
+
+/// Admin API routes that change state. A dashboard session must also come
+/// from the dashboard's own pages and send JSON, which a cross-origin page
+/// cannot do without a CORS preflight (never granted): a `text/plain`
+/// no-cors POST from another port of the same host is refused.
+pub(crate) fn require_admin_change(
+    state: &AppState,
+    credentials: &Credentials,
+) -> Result<(), ApiError> {
+    state.auth.check(credentials, Access::Change)?;
+    if credentials.bearer.is_none() && !credentials.json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "json_required",
+            "send Content-Type: application/json (or use the Bearer token)",
+        ));
+    }
+    Ok(())
 }
 
 /// Decodes a URL path segment (`+` is a literal plus in a path).

@@ -7,6 +7,7 @@
 //! one transaction, group-committed) → 200 only after the commit.
 
 pub mod auth;
+mod body;
 pub mod config;
 mod dashboard;
 pub mod delivery;
@@ -14,6 +15,7 @@ mod error;
 mod fetch;
 mod handlers;
 pub mod metrics;
+mod refusals;
 pub mod registry;
 mod routes;
 mod time_fmt;
@@ -24,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use storehook_db::{SqliteOptions, SqliteStorage, Storage};
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 
 pub use config::{Config, ConfigError};
 pub use registry::Registry;
@@ -39,6 +41,11 @@ pub enum StartError {
         path: String,
         source: storehook_db::DbError,
     },
+    #[error("cannot create the data folder {path}: {source}")]
+    DataFolder {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -50,8 +57,15 @@ pub enum StartError {
 pub struct AppState {
     pub registry: Registry,
     pub storage: Arc<dyn Storage>,
-    pub admin_token: Option<String>,
+    /// The admin token, the dashboard sessions, the wrong-token throttle.
+    pub auth: Arc<auth::AdminAuth>,
     pub max_body_bytes: u64,
+    /// Request bodies in memory, all connections together.
+    body_budget: body::BodyBudget,
+    /// Refused requests not yet written.
+    refusals: Arc<refusals::Refusals>,
+    /// Incoming headers kept for forwards (lower case).
+    forward_headers: std::collections::HashSet<String>,
     pub body_timeout: Duration,
     pub auto_track: bool,
     pub public_url: Option<String>,
@@ -64,8 +78,12 @@ pub struct AppState {
 /// A running server.
 pub struct Running {
     pub addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
+    /// The admin surface's address, when `[server] admin_listen` is set.
+    pub admin_addr: Option<SocketAddr>,
+    shutdown: Option<watch::Sender<bool>>,
     task: tokio::task::JoinHandle<()>,
+    admin_task: Option<tokio::task::JoinHandle<()>>,
+    refusal_flusher: tokio::task::JoinHandle<()>,
     delivery_shutdown: tokio::sync::watch::Sender<bool>,
     delivery_task: tokio::task::JoinHandle<()>,
 }
@@ -74,12 +92,17 @@ impl Running {
     /// Stops accepting connections, lets in-flight requests finish, returns.
     pub async fn shutdown(mut self) {
         if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+            let _ = tx.send(true);
         }
         let _ = self.task.await;
-        // Then let in-flight deliveries finish (up to the grace period).
+        if let Some(admin) = self.admin_task.take() {
+            let _ = admin.await;
+        }
+        // Then let in-flight deliveries finish (up to the grace period); the
+        // refusal counts are written last.
         let _ = self.delivery_shutdown.send(true);
         let _ = self.delivery_task.await;
+        let _ = self.refusal_flusher.await;
     }
 
     /// Waits until the server stops by itself (it does not, unless shut down).
@@ -116,7 +139,7 @@ pub async fn start(
     for warning in &registry.warnings {
         tracing::warn!("{warning}");
     }
-    let admin_token = config.admin_token(env);
+    let admin_token = config.checked_admin_token(env)?;
     if admin_token.is_none() {
         tracing::warn!(
             "no admin token configured ([server] admin_token or STOREHOOK_ADMIN_TOKEN): \
@@ -124,6 +147,7 @@ pub async fn start(
         );
     }
     let db_path = config.database_path();
+    prepare_data_files(&db_path)?;
     let mut options = SqliteOptions::new(&db_path);
     options.synchronous = config.database.synchronous;
     options.outbox = outbox;
@@ -158,16 +182,11 @@ pub async fn start(
     }
     let storage: Arc<dyn Storage> = storage;
 
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.server.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.server.listen,
-        source,
-    })?;
+    let (listener, addr) = bind(config.server.listen).await?;
+    let admin_listener = match config.server.admin_listen {
+        Some(a) => Some(bind(a).await?),
+        None => None,
+    };
 
     let fetcher = fetch::StateFetcher::new();
     let delivery = Arc::new(delivery::DeliveryWorker::new(
@@ -177,10 +196,34 @@ pub async fn start(
         metrics.clone(),
     )?);
     let (delivery_shutdown, delivery_task) = delivery::spawn(delivery.clone());
+    let auth = Arc::new(auth::AdminAuth::new(
+        admin_token,
+        auth::AuthOptions {
+            session_idle: Duration::from_secs(config.server.session_idle_minutes.max(1) * 60),
+            session_max_age: Duration::from_secs(config.server.session_max_hours.max(1) * 3600),
+            trusted_proxies: config.server.trusted_proxies.clone(),
+            public_url: config.server.public_url.clone(),
+        },
+        metrics.clone(),
+    ));
+    let refusals = Arc::new(refusals::Refusals::default());
+    let refusal_flusher = refusals::spawn_flusher(
+        refusals.clone(),
+        storage.clone(),
+        delivery_shutdown.subscribe(),
+    );
     let state = Arc::new(AppState {
         registry,
         storage: storage.clone(),
-        admin_token,
+        auth,
+        body_budget: body::BodyBudget::new(config.server.max_body_bytes_in_flight),
+        refusals,
+        forward_headers: config
+            .delivery
+            .forward_headers
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .collect(),
         max_body_bytes: config.server.max_body_bytes,
         body_timeout: Duration::from_secs(config.server.body_timeout_seconds.max(1)),
         auto_track: config.tracking.auto_track,
@@ -191,26 +234,103 @@ pub async fn start(
     });
     fetch::resume_pending(state.clone()).await;
 
-    let (tx, rx) = oneshot::channel::<()>();
+    let (tx, rx) = watch::channel(false);
     // Boxed: the nested filter types are otherwise too deep for release
     // builds to monomorphize (E0275, recursion limit) once served through
     // hyper-util.
-    let routes = warp::Filter::boxed(routes::routes(state.clone()));
     let limits = ConnectionLimits {
         header_read_timeout: Duration::from_secs(config.server.header_timeout_seconds.max(1)),
         max_connections: config.server.max_connections.max(1),
     };
+    let (surface, admin_addr, admin_task) = match admin_listener {
+        None => (routes::Surface::All, None, None),
+        Some((admin_listener, admin_addr)) => {
+            let admin_routes = routes::routes(state.clone(), routes::Surface::Admin);
+            let task = tokio::spawn(serve_connections(
+                admin_listener,
+                admin_routes,
+                rx.clone(),
+                limits.clone(),
+            ));
+            tracing::info!(addr = %admin_addr, "dashboard and admin API listening");
+            (routes::Surface::Public, Some(admin_addr), Some(task))
+        }
+    };
+    let routes = routes::routes(state.clone(), surface);
     let task = tokio::spawn(serve_connections(listener, routes, rx, limits));
     tracing::info!(%addr, "storehook is listening");
     Ok(Running {
         addr,
+        admin_addr,
         shutdown: Some(tx),
         task,
+        admin_task,
+        refusal_flusher,
         delivery_shutdown,
         delivery_task,
     })
 }
 
+async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), StartError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
+    Ok((listener, local))
+}
+
+/// Creates the database's folder owner-only (0700) and the database file
+/// owner-only (0600) before SQLite opens it; SQLite gives its `-wal` and
+/// `-shm` files the database file's permissions. Existing files are left
+/// as they are, with a warning when others can read them.
+fn prepare_data_files(db_path: &std::path::Path) -> Result<(), StartError> {
+    let folder_error = |source| StartError::DataFolder {
+        path: db_path.display().to_string(),
+        source,
+    };
+    if let Some(dir) = db_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(dir).map_err(folder_error)?;
+        }
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        match std::fs::metadata(db_path) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => tracing::warn!(
+                path = %db_path.display(),
+                mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                "the database file is readable by other users; consider chmod 600"
+            ),
+            Ok(_) => {}
+            Err(_) => {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(db_path)
+                    .map(drop)
+                    .or_else(|e| {
+                        if e.kind() == std::io::ErrorKind::AlreadyExists {
+                            Ok(())
+                        } else {
+                            Err(e)
+                        }
+                    })
+                    .map_err(folder_error)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone)]
 struct ConnectionLimits {
     header_read_timeout: Duration,
     max_connections: usize,
@@ -225,7 +345,7 @@ struct ConnectionLimits {
 async fn serve_connections(
     listener: tokio::net::TcpListener,
     routes: warp::filters::BoxedFilter<(warp::reply::Response,)>,
-    shutdown: oneshot::Receiver<()>,
+    mut shutdown: watch::Receiver<bool>,
     limits: ConnectionLimits,
 ) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -233,15 +353,14 @@ async fn serve_connections(
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-    let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = &mut shutdown => break,
+            _ = shutdown.changed() => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(pair) => pair,
                 Err(e) => {
                     // Out of file descriptors and the like: back off briefly.
                     tracing::warn!(error = %e, "accept failed");
@@ -249,9 +368,14 @@ async fn serve_connections(
                     continue;
                 }
             },
-            _ = &mut shutdown => break,
+            _ = shutdown.changed() => break,
         };
-        let service = hyper_util::service::TowerToHyperService::new(warp::service(routes.clone()));
+        // The peer address goes into each request, for the admin throttle.
+        let service = WithPeer {
+            inner: warp::service(routes.clone()),
+            peer,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(service);
         let watcher = graceful.watcher();
         let header_read_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
@@ -291,6 +415,34 @@ async fn serve_connections(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Puts the connection's peer address into each of its requests.
+#[derive(Clone)]
+struct WithPeer<S> {
+    inner: S,
+    peer: SocketAddr,
+}
+
+impl<S, B> tower_service::Service<warp::http::Request<B>> for WithPeer<S>
+where
+    S: tower_service::Service<warp::http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: warp::http::Request<B>) -> Self::Future {
+        req.extensions_mut().insert(auth::PeerAddr(self.peer));
+        self.inner.call(req)
+    }
 }
 
 enum HttpVersion {

@@ -58,6 +58,8 @@ pub struct Metrics {
     http_seconds: HistogramVec,
     outbox_depth: IntGauge,
     delivery_attempts: IntCounterVec,
+    admin_auth_failures: IntCounterVec,
+    admin_auth_throttled: IntCounter,
     db_commits: IntCounter,
     db_writes: IntCounter,
     db_failed_commits: IntCounter,
@@ -129,6 +131,19 @@ impl Metrics {
             &["endpoint", "result"],
         )
         .expect("metric definition");
+        let admin_auth_failures = IntCounterVec::new(
+            Opts::new(
+                "storehook_admin_auth_failures_total",
+                "Wrong admin tokens, by how they were presented (bearer, sign_in)",
+            ),
+            &["kind"],
+        )
+        .expect("metric definition");
+        let admin_auth_throttled = IntCounter::new(
+            "storehook_admin_auth_throttled_total",
+            "Admin requests answered 429 because their address made too many wrong attempts",
+        )
+        .expect("metric definition");
         let db_commits = IntCounter::new(
             "storehook_db_commits_total",
             "Write transactions committed by the database writer (one per group-commit batch)",
@@ -184,6 +199,8 @@ impl Metrics {
             Box::new(http_seconds.clone()),
             Box::new(outbox_depth.clone()),
             Box::new(delivery_attempts.clone()),
+            Box::new(admin_auth_failures.clone()),
+            Box::new(admin_auth_throttled.clone()),
             Box::new(db_commits.clone()),
             Box::new(db_writes.clone()),
             Box::new(db_failed_commits.clone()),
@@ -204,6 +221,8 @@ impl Metrics {
             http_seconds,
             outbox_depth,
             delivery_attempts,
+            admin_auth_failures,
+            admin_auth_throttled,
             db_commits,
             db_writes,
             db_failed_commits,
@@ -214,6 +233,16 @@ impl Metrics {
             commit_source: OnceLock::new(),
             commit_sync: Mutex::new(()),
         }
+    }
+
+    /// A wrong admin token (`kind`: `bearer` or `sign_in`).
+    pub fn admin_auth_failure(&self, kind: &'static str) {
+        self.admin_auth_failures.with_label_values(&[kind]).inc();
+    }
+
+    /// An admin request refused unchecked because its address is blocked.
+    pub fn admin_auth_throttled(&self) {
+        self.admin_auth_throttled.inc();
     }
 
     /// Where the database's commit figures come from (set once, at start-up).

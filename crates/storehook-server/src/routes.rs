@@ -1,7 +1,6 @@
 //! The route table. Handlers live in `handlers.rs`; errors become responses
 //! in `error.rs`.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Buf;
@@ -9,37 +8,104 @@ use futures_util::{Stream, TryStreamExt};
 use warp::http::HeaderMap;
 use warp::{Filter, Reply};
 
+use crate::auth::Credentials;
+use crate::body::BodyStream;
 use crate::error::recover;
 use crate::AppState;
 use crate::{handlers, webhooks};
 
-pub fn routes(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
+/// Which routes a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// One listener for everything (no `admin_listen`).
+    All,
+    /// The store endpoints, `/healthz` and the public part of `/v1/stores`.
+    Public,
+    /// The dashboard, the admin API, `/metrics`, `/healthz`.
+    Admin,
+}
+
+type Routes = warp::filters::BoxedFilter<(warp::reply::Response,)>;
+
+pub fn routes(state: Arc<AppState>, surface: Surface) -> Routes {
+    let inner = match surface {
+        Surface::All => public(state.clone(), false)
+            .or(admin(state.clone()))
+            .unify()
+            .boxed(),
+        Surface::Public => public(state.clone(), true),
+        Surface::Admin => admin(state.clone()),
+    };
+    inner
+        .recover(recover)
+        .unify()
+        .map(|r: warp::reply::Response| r.into_response())
+        .with(warp::log::custom(move |info| {
+            state
+                .metrics
+                .http_request(info.path(), info.status().as_u16(), info.elapsed())
+        }))
+        .map(Reply::into_response)
+        .boxed()
+}
+
+fn body() -> impl Filter<Extract = (BodyStream,), Error = warp::Rejection> + Clone {
+    warp::body::stream().map(|s| Box::pin(into_bytes_stream(s)) as BodyStream)
+}
+
+type Partial = warp::filters::BoxedFilter<(warp::reply::Response,)>;
+
+/// What the stores (and health checks) reach. With the admin surface on
+/// its own address, no credential is even looked at here.
+fn public(state: Arc<AppState>, admin_elsewhere: bool) -> Partial {
     let with_state = {
         let state = state.clone();
         warp::any().map(move || state.clone())
     };
     let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
-    let body = warp::body::stream().map(|s| Box::pin(into_bytes_stream(s)) as handlers::BodyStream);
-
     let notifications = warp::path!("v1" / "notifications" / String)
         .and(warp::post())
         .and(with_state.clone())
         .and(warp::header::headers_cloned())
         .and(raw_query)
-        .and(body)
+        .and(body())
         .then(handlers::receive_notification);
 
     let stores = warp::path!("v1" / "stores")
         .and(warp::get())
         .and(with_state.clone())
+        .and(state.auth.credentials().map(move |c| {
+            if admin_elsewhere {
+                Credentials::default()
+            } else {
+                c
+            }
+        }))
         .then(handlers::list_stores);
 
-    let healthz = warp::path!("healthz")
+    notifications
+        .or(stores)
+        .unify()
+        .or(healthz(state))
+        .unify()
+        .boxed()
+}
+
+fn healthz(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    warp::path!("healthz")
         .and(warp::get())
-        .and(with_state.clone())
-        .then(handlers::healthz);
+        .and(warp::any().map(move || state.clone()))
+        .then(handlers::healthz)
+}
+
+/// The operator's: the admin API, the dashboard, `/metrics`.
+fn admin(state: Arc<AppState>) -> Partial {
+    let with_state = {
+        let state = state.clone();
+        warp::any().map(move || state.clone())
+    };
 
     // Open on the listen address, like most exporters (see metrics.rs).
     let metrics = warp::path!("metrics")
@@ -47,14 +113,15 @@ pub fn routes(
         .and(with_state.clone())
         .map(|state: Arc<AppState>| crate::metrics::response(&state.metrics));
 
-    let auth = crate::auth::credentials();
+    let auth = state.auth.credentials();
 
+    // The body is read only after the credentials are checked.
     let track = warp::path!("v1" / "subscriptions")
         .and(warp::post())
         .and(with_state.clone())
         .and(auth.clone())
-        .and(warp::body::content_length_limit(64 * 1024))
-        .and(warp::body::bytes())
+        .and(warp::header::headers_cloned())
+        .and(body())
         .then(handlers::track_subscription);
 
     let subscription = warp::path!("v1" / "subscriptions" / String / String)
@@ -100,12 +167,16 @@ pub fn routes(
         .and(auth.clone())
         .then(webhooks::send_test);
 
-    notifications
+    let stores = warp::path!("v1" / "stores")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(auth.clone())
+        .then(handlers::list_stores);
+
+    metrics
         .or(stores)
         .unify()
-        .or(healthz)
-        .unify()
-        .or(metrics)
+        .or(healthz(state.clone()))
         .unify()
         .or(track)
         .unify()
@@ -125,18 +196,10 @@ pub fn routes(
         .unify()
         .or(crate::dashboard::routes(state.clone()))
         .unify()
-        .recover(recover)
-        .unify()
-        .map(|r: warp::reply::Response| r.into_response())
-        .with(warp::log::custom(move |info| {
-            state
-                .metrics
-                .http_request(info.path(), info.status().as_u16(), info.elapsed())
-        }))
-        .map(Reply::into_response)
+        .boxed()
 }
 
-fn into_bytes_stream(
+pub(crate) fn into_bytes_stream(
     s: impl Stream<Item = Result<impl Buf, warp::Error>> + Send + 'static,
 ) -> impl Stream<Item = Result<bytes::Bytes, String>> + Send + 'static {
     s.map_ok(|mut buf| buf.copy_to_bytes(buf.remaining()))

@@ -13,7 +13,7 @@ use warp::Reply;
 use crate::auth::Credentials;
 use crate::delivery::{redacted_url, Endpoint};
 use crate::error::ApiError;
-use crate::handlers::require_admin;
+use crate::handlers::{require_admin, require_admin_change};
 use crate::time_fmt::rfc3339_opt;
 use crate::{now_ms, AppState};
 
@@ -216,7 +216,7 @@ pub(crate) async fn retry_delivery(
 ) -> Response {
     finish(
         async {
-            require_admin(&state, &credentials)?;
+            require_admin_change(&state, &credentials)?;
             known_endpoint(&state, &name)?;
             let found = state
                 .storage
@@ -247,7 +247,7 @@ pub(crate) async fn send_test(
 ) -> Response {
     finish(
         async {
-            require_admin(&state, &credentials)?;
+            require_admin_change(&state, &credentials)?;
             known_endpoint(&state, &name)?;
             let id = state
                 .storage

@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::outbox::OutboxConfig;
 use crate::{
     AttemptResult, DbError, DeliveryRecord, DueDelivery, EndpointStats, EventFilter, EventRecord,
-    NewNotification, NotificationFilter, PendingFetch, Recorded, RejectedNotification, Storage,
-    StoreStats, StoredNotification, Subscription, Tracked,
+    NewNotification, NotificationFilter, PendingFetch, Recorded, RefusalTally,
+    RejectedNotification, Storage, StoreStats, StoredNotification, Subscription, Tracked,
 };
 use storehook_core::StateUpdate;
 
@@ -346,16 +346,17 @@ impl Storage for SqliteStorage {
             .await
     }
 
-    async fn record_rejection(
-        &self,
-        store: &str,
-        code: &str,
-        message: &str,
-        at_ms: i64,
-    ) -> Result<(), DbError> {
-        let (store, code, message) = (store.to_owned(), code.to_owned(), message.to_owned());
-        self.write(move |conn| write::record_rejection(conn, &store, &code, &message, at_ms))
-            .await
+    async fn record_refusals(&self, tallies: Vec<RefusalTally>) -> Result<(), DbError> {
+        if tallies.is_empty() {
+            return Ok(());
+        }
+        self.write(move |conn| {
+            for t in &tallies {
+                write::record_rejection(conn, &t.store, t.count, &t.code, &t.message, t.at_ms)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn track(

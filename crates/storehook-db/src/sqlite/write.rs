@@ -146,7 +146,7 @@ pub(crate) fn record_rejected_notification(
             id,
         });
     }
-    record_rejection(conn, &r.store, &r.code, &r.message, r.received_at_ms)?;
+    record_rejection(conn, &r.store, 1, &r.code, &r.message, r.received_at_ms)?;
     Ok(Recorded {
         verdict: Verdict::Rejected,
         id,
@@ -156,19 +156,23 @@ pub(crate) fn record_rejected_notification(
 pub(crate) fn record_rejection(
     conn: &Connection,
     store: &str,
+    count: u64,
     code: &str,
     message: &str,
     at: i64,
 ) -> Result<(), DbError> {
+    // The reason follows the latest rejection, whatever order they are written in.
     conn.exec(
         "INSERT INTO store_stats (store, last_rejected, last_rejection_reason, last_rejection_message, rejected)
-         VALUES (?1, ?2, ?3, ?4, 1)
+         VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (store) DO UPDATE SET
+             last_rejection_reason = CASE WHEN excluded.last_rejected >= coalesce(last_rejected, 0)
+                 THEN excluded.last_rejection_reason ELSE last_rejection_reason END,
+             last_rejection_message = CASE WHEN excluded.last_rejected >= coalesce(last_rejected, 0)
+                 THEN excluded.last_rejection_message ELSE last_rejection_message END,
              last_rejected = max(coalesce(last_rejected, 0), excluded.last_rejected),
-             last_rejection_reason = excluded.last_rejection_reason,
-             last_rejection_message = excluded.last_rejection_message,
-             rejected = rejected + 1",
-        params![store, at, code, message],
+             rejected = rejected + excluded.rejected",
+        params![store, at, code, message, count as i64],
     )?;
     Ok(())
 }

@@ -45,8 +45,8 @@ const DEFAULT_REFRESH_SECONDS: u64 = 5;
 pub(crate) fn routes(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    let credentials = state.auth.credentials();
     let with_state = warp::any().map(move || state.clone());
-    let credentials = auth::credentials();
     let headers = warp::header::headers_cloned();
     let query = warp::query::<HashMap<String, String>>();
 
@@ -81,14 +81,18 @@ pub(crate) fn routes(
     let login = warp::path!("dashboard" / "login")
         .and(warp::post())
         .and(with_state.clone())
+        .and(credentials.clone())
         .and(headers)
-        .and(warp::body::content_length_limit(8 * 1024))
-        .and(warp::body::bytes())
+        .and(
+            warp::body::stream()
+                .map(|s| Box::pin(crate::routes::into_bytes_stream(s)) as crate::body::BodyStream),
+        )
         .then(sign_in);
 
     let logout = warp::path!("dashboard" / "logout")
         .and(warp::post())
         .and(with_state.clone())
+        .and(credentials.clone())
         .and(headers)
         .map(sign_out);
 
@@ -96,14 +100,12 @@ pub(crate) fn routes(
         .and(warp::post())
         .and(with_state.clone())
         .and(credentials.clone())
-        .and(headers)
         .then(retry_delivery);
 
     let test_event = warp::path!("dashboard" / "webhooks" / String / "test")
         .and(warp::post())
         .and(with_state)
         .and(credentials)
-        .and(headers)
         .then(send_test_event);
 
     let assets = warp::path!("dashboard" / "assets" / String)
@@ -219,29 +221,6 @@ fn denied(state: &AppState, credentials: &Credentials, next: &str) -> Option<Res
     }
 }
 
-/// Whether a form POST comes from this dashboard's own pages. SameSite=Strict
-/// already keeps the cookie off cross-site requests; this also refuses them
-/// when the browser says where they came from.
-fn same_origin(headers: &HeaderMap) -> bool {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    // Browsers say where a request came from; `none` is the user's own
-    // navigation. (Origin can be `null` on same-origin posts, so it only
-    // decides for clients that do not send Sec-Fetch-Site.)
-    if let Some(site) = header("sec-fetch-site") {
-        return matches!(site, "same-origin" | "none");
-    }
-    if let Some(origin) = header("origin") {
-        let origin_host = origin
-            .split_once("://")
-            .map(|(_, rest)| rest.trim_end_matches('/'));
-        return match (origin_host, header("host")) {
-            (Some(o), Some(h)) => o.eq_ignore_ascii_case(h),
-            _ => false,
-        };
-    }
-    true
-}
-
 /// Whether the browser reaches us over HTTPS (then the cookie is `Secure`).
 fn over_https(state: &AppState, headers: &HeaderMap) -> bool {
     state
@@ -269,10 +248,26 @@ fn local_path(next: Option<String>) -> String {
         .unwrap_or_else(|| "/".to_owned())
 }
 
+/// The most a sign-in form's body may hold.
+const SIGN_IN_BODY_BYTES: u64 = 8 * 1024;
+
 /// `POST /dashboard/login`.
-async fn sign_in(state: Arc<AppState>, headers: HeaderMap, body: bytes::Bytes) -> Response {
+async fn sign_in(
+    state: Arc<AppState>,
+    credentials: Credentials,
+    headers: HeaderMap,
+    body: crate::body::BodyStream,
+) -> Response {
+    let limits = crate::body::BodyLimits {
+        max_bytes: SIGN_IN_BODY_BYTES,
+        deadline: state.body_timeout,
+    };
+    let body = match crate::body::read(&headers, body, limits, &state.body_budget).await {
+        Ok(body) => body.bytes,
+        Err(e) => return e.into_response(),
+    };
     let next = local_path(form_field(&body, "next"));
-    if !same_origin(&headers) {
+    if !credentials.same_origin {
         return page(
             StatusCode::FORBIDDEN,
             "Sign in",
@@ -281,32 +276,54 @@ async fn sign_in(state: Arc<AppState>, headers: HeaderMap, body: bytes::Bytes) -
             &views::login(Some("Cross-site sign-in refused."), &next, true),
         );
     }
-    let Some(expected) = state.admin_token.as_deref() else {
-        return page(
-            StatusCode::FORBIDDEN,
-            "Sign in",
-            "",
-            false,
-            &views::login(None, &next, false),
-        );
-    };
     let given = form_field(&body, "token").unwrap_or_default();
-    if !auth::token_matches(expected, given.trim()) {
-        // A pause makes guessing slow without locking the operator out.
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        tracing::warn!("dashboard sign-in with a wrong admin token");
-        return page(
-            StatusCode::UNAUTHORIZED,
-            "Sign in",
-            "",
-            false,
-            &views::login(Some("That is not the admin token."), &next, true),
-        );
-    }
+    let session = match state.auth.sign_in(credentials.client, &given) {
+        Ok(session) => session,
+        Err(auth::SignInError::Disabled) => {
+            return page(
+                StatusCode::FORBIDDEN,
+                "Sign in",
+                "",
+                false,
+                &views::login(None, &next, false),
+            )
+        }
+        Err(auth::SignInError::Wrong) => {
+            // A pause slows a single guesser; the per-address throttle
+            // stops parallel ones.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            return page(
+                StatusCode::UNAUTHORIZED,
+                "Sign in",
+                "",
+                false,
+                &views::login(Some("That is not the admin token."), &next, true),
+            );
+        }
+        Err(auth::SignInError::Throttled(wait)) => {
+            let seconds = wait.as_secs().max(1);
+            let mut r = page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Sign in",
+                "",
+                false,
+                &views::login(
+                    Some(&format!(
+                        "Too many wrong tokens from this address. Try again in {seconds} s."
+                    )),
+                    &next,
+                    true,
+                ),
+            );
+            r.headers_mut()
+                .insert("retry-after", HeaderValue::from(seconds));
+            return r;
+        }
+    };
     let mut r = redirect(&next);
     let cookie = format!(
-        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict{}",
-        auth::session_value(expected),
+        "{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        state.auth.session_max_age().as_secs(),
         if over_https(&state, &headers) {
             "; Secure"
         } else {
@@ -319,10 +336,13 @@ async fn sign_in(state: Arc<AppState>, headers: HeaderMap, body: bytes::Bytes) -
     r
 }
 
-/// `POST /dashboard/logout`.
-fn sign_out(state: Arc<AppState>, headers: HeaderMap) -> Response {
-    if !same_origin(&headers) {
+/// `POST /dashboard/logout`: the session ends on the server too.
+fn sign_out(state: Arc<AppState>, credentials: Credentials, headers: HeaderMap) -> Response {
+    if !credentials.same_origin {
         return html_response(StatusCode::FORBIDDEN, "cross-site request refused".into());
+    }
+    if let Some(session) = &credentials.session {
+        state.auth.sign_out(session);
     }
     let mut r = redirect("/");
     let cookie = format!(
@@ -372,11 +392,7 @@ fn store_name(state: &AppState, id: &str) -> String {
 
 /// The overview's live part (store cards and recent notifications).
 async fn render_live(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    let stats = state
-        .storage
-        .store_stats()
-        .await
-        .map_err(|e| ApiError::storage(&e))?;
+    let stats = crate::handlers::store_stats(state).await?;
     let recent = state
         .storage
         .recent_notifications(NotificationFilter {
@@ -622,10 +638,9 @@ async fn lookup(state: &AppState, store: Option<&str>, q: &str) -> Result<String
 fn button_post(
     state: &AppState,
     credentials: &Credentials,
-    headers: &HeaderMap,
     endpoint: &str,
 ) -> Result<String, Box<Response>> {
-    if !same_origin(headers) {
+    if !credentials.same_origin {
         return Err(Box::new(html_response(
             StatusCode::FORBIDDEN,
             "cross-site request refused".into(),
@@ -656,9 +671,8 @@ async fn retry_delivery(
     id: i64,
     state: Arc<AppState>,
     credentials: Credentials,
-    headers: HeaderMap,
 ) -> Response {
-    let name = match button_post(&state, &credentials, &headers, &endpoint) {
+    let name = match button_post(&state, &credentials, &endpoint) {
         Ok(name) => name,
         Err(r) => return *r,
     };
@@ -671,9 +685,8 @@ async fn send_test_event(
     endpoint: String,
     state: Arc<AppState>,
     credentials: Credentials,
-    headers: HeaderMap,
 ) -> Response {
-    let name = match button_post(&state, &credentials, &headers, &endpoint) {
+    let name = match button_post(&state, &credentials, &endpoint) {
         Ok(name) => name,
         Err(r) => return *r,
     };
@@ -740,21 +753,5 @@ mod tests {
             Some("/dashboard/subscriptions?q=a")
         );
         assert_eq!(form_field(body, "other"), None);
-    }
-
-    #[test]
-    fn cross_origin_posts_are_refused() {
-        let mut h = HeaderMap::new();
-        h.insert("host", HeaderValue::from_static("127.0.0.1:8080"));
-        assert!(same_origin(&h));
-        h.insert("origin", HeaderValue::from_static("http://127.0.0.1:8080"));
-        assert!(same_origin(&h));
-        h.insert("origin", HeaderValue::from_static("https://evil.example"));
-        assert!(!same_origin(&h));
-        h.insert("origin", HeaderValue::from_static("null"));
-        assert!(!same_origin(&h));
-        h.remove("origin");
-        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
-        assert!(!same_origin(&h));
     }
 }

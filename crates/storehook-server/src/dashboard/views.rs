@@ -29,13 +29,22 @@ pub enum StoreState {
     Connected,
     Waiting,
     UntrackedOnly,
+    /// Genuine notifications still arrive, but requests that failed
+    /// verification came after the last of them (someone probing the URL,
+    /// or a secret that changed minutes ago).
+    RefusingSome,
     Rejecting,
     Disabled,
     Unsupported,
 }
 
+/// How long after its last verified notification a store still counts as
+/// delivering: refusals within it only warn (yellow); anonymous traffic
+/// cannot turn the card red while genuine notifications keep arriving.
+pub const DELIVERING_FOR_MS: i64 = 24 * 3600 * 1000;
+
 impl StoreState {
-    pub fn of(store: &StoreView<'_>) -> Self {
+    pub fn of(store: &StoreView<'_>, now_ms: i64) -> Self {
         let s = &store.stats;
         if !store.supported {
             return StoreState::Unsupported;
@@ -50,7 +59,10 @@ impl StoreState {
                 Some(ok) => rejected > ok,
             };
             if newer {
-                return StoreState::Rejecting;
+                return match last_ok {
+                    Some(ok) if now_ms - ok < DELIVERING_FOR_MS => StoreState::RefusingSome,
+                    _ => StoreState::Rejecting,
+                };
             }
         }
         if s.last_received_ms.is_some() {
@@ -67,6 +79,7 @@ impl StoreState {
             StoreState::Connected => "connected",
             StoreState::Waiting => "waiting for the first notification",
             StoreState::UntrackedOnly => "only untracked notifications so far",
+            StoreState::RefusingSome => "delivering; some requests refused",
             StoreState::Rejecting => "rejecting deliveries",
             StoreState::Disabled => "not enabled",
             StoreState::Unsupported => "not supported yet",
@@ -79,6 +92,7 @@ impl StoreState {
             StoreState::Connected => "connected",
             StoreState::Waiting => "waiting",
             StoreState::UntrackedOnly => "untracked",
+            StoreState::RefusingSome => "refusing-some",
             StoreState::Rejecting => "rejecting",
             StoreState::Disabled => "disabled",
             StoreState::Unsupported => "unsupported",
@@ -90,10 +104,11 @@ impl StoreState {
         match self {
             StoreState::Rejecting => 0,
             StoreState::Waiting => 1,
-            StoreState::UntrackedOnly => 2,
-            StoreState::Connected => 3,
-            StoreState::Disabled => 4,
-            StoreState::Unsupported => 5,
+            StoreState::RefusingSome => 2,
+            StoreState::UntrackedOnly => 3,
+            StoreState::Connected => 4,
+            StoreState::Disabled => 5,
+            StoreState::Unsupported => 6,
         }
     }
 }
@@ -121,15 +136,15 @@ pub fn overview_live(
 ) -> String {
     let mut out = String::new();
     let mut ordered: Vec<&StoreView<'_>> = stores.iter().collect();
-    ordered.sort_by_key(|s| StoreState::of(s).rank());
+    ordered.sort_by_key(|s| StoreState::of(s, now_ms).rank());
     let enabled = stores.iter().filter(|s| s.enabled && s.supported).count();
     let connected = stores
         .iter()
-        .filter(|s| StoreState::of(s) == StoreState::Connected)
+        .filter(|s| StoreState::of(s, now_ms) == StoreState::Connected)
         .count();
     let rejecting = stores
         .iter()
-        .filter(|s| StoreState::of(s) == StoreState::Rejecting)
+        .filter(|s| StoreState::of(s, now_ms) == StoreState::Rejecting)
         .count();
     let _ = write!(
         out,
@@ -153,7 +168,7 @@ pub fn overview_live(
 }
 
 fn store_card(now_ms: i64, store: &StoreView<'_>) -> String {
-    let state = StoreState::of(store);
+    let state = StoreState::of(store, now_ms);
     let s = &store.stats;
     let setup = help::setup(store.id);
     let id = esc(store.id);
@@ -178,6 +193,19 @@ fn store_card(now_ms: i64, store: &StoreView<'_>) -> String {
              so <b>Last received</b> is still waiting: track a subscription \
              (<code>POST /v1/subscriptions</code>) or turn on <code>[tracking] auto_track</code>."
             .to_owned(),
+        StoreState::RefusingSome => format!(
+            "Verified notifications are still arriving (the last {}), but requests that failed \
+             verification came after it: <span class=\"reason\">{}</span>. If you did not just \
+             change a secret, these are most likely someone else probing this URL and are safe to \
+             ignore; nothing was stored for them. The card turns red only if refusals continue \
+             for a day without a verified notification.",
+            time_or_dash(now_ms, s.last_verified_ms.max(s.last_received_ms)),
+            esc(&rejection_text(
+                store.id,
+                s.last_rejection_reason.as_deref(),
+                s.last_rejection_message.as_deref()
+            ))
+        ),
         StoreState::Rejecting => format!(
             "The latest delivery was refused: <span class=\"reason\">{}</span>.",
             esc(&rejection_text(
@@ -796,21 +824,38 @@ mod tests {
 
     #[test]
     fn states_follow_the_latest_event() {
+        let now = 20;
         let mut s = StoreStats::default();
-        assert_eq!(StoreState::of(&view(s.clone())), StoreState::Waiting);
+        assert_eq!(StoreState::of(&view(s.clone()), now), StoreState::Waiting);
+        s.last_rejected_ms = Some(9);
+        // Refusals before anything verified: red.
+        assert_eq!(StoreState::of(&view(s.clone()), now), StoreState::Rejecting);
         s.last_verified_ms = Some(10);
-        assert_eq!(StoreState::of(&view(s.clone())), StoreState::UntrackedOnly);
+        assert_eq!(
+            StoreState::of(&view(s.clone()), now),
+            StoreState::UntrackedOnly
+        );
         s.last_received_ms = Some(10);
-        assert_eq!(StoreState::of(&view(s.clone())), StoreState::Connected);
+        assert_eq!(StoreState::of(&view(s.clone()), now), StoreState::Connected);
+        // A refusal after a verified notification only warns while the store
+        // keeps delivering…
         s.last_rejected_ms = Some(11);
-        assert_eq!(StoreState::of(&view(s.clone())), StoreState::Rejecting);
+        assert_eq!(
+            StoreState::of(&view(s.clone()), now),
+            StoreState::RefusingSome
+        );
+        // …and turns red once nothing verified has come for a day.
+        assert_eq!(
+            StoreState::of(&view(s.clone()), 10 + DELIVERING_FOR_MS),
+            StoreState::Rejecting
+        );
         s.last_verified_ms = Some(12);
-        assert_eq!(StoreState::of(&view(s.clone())), StoreState::Connected);
+        assert_eq!(StoreState::of(&view(s.clone()), now), StoreState::Connected);
         let mut v = view(s);
         v.enabled = false;
-        assert_eq!(StoreState::of(&v), StoreState::Disabled);
+        assert_eq!(StoreState::of(&v, now), StoreState::Disabled);
         v.supported = false;
-        assert_eq!(StoreState::of(&v), StoreState::Unsupported);
+        assert_eq!(StoreState::of(&v, now), StoreState::Unsupported);
     }
 
     #[test]

@@ -1,0 +1,178 @@
+//! Refused requests, counted in memory and written in one transaction every
+//! few seconds.
+//!
+//! A refusal (a forged signature, a malformed body…) is usually anonymous
+//! traffic: committing each one would let anyone make the server fsync at
+//! will, and logging each one would let them fill the disk. So refusals are
+//! tallied per store here, merged into the store's status whenever it is
+//! read (so the counts shown are exact at once), flushed periodically and
+//! at shutdown; logging is aggregated the same way: the first refusal of
+//! each code per interval gets a line, the rest a summary at the flush.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use storehook_db::{RefusalTally, Storage, StoreStats};
+
+/// How often the tallies are written.
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+struct Pending {
+    tallies: BTreeMap<String, RefusalTally>,
+    /// (store, code) already logged in this interval.
+    logged: HashSet<(String, String)>,
+    /// Refusals not logged individually in this interval, per store.
+    unlogged: BTreeMap<String, u64>,
+}
+
+#[derive(Default)]
+pub struct Refusals {
+    pending: Mutex<Pending>,
+    /// Serialises flushes, so a tally taken out is written before the next.
+    flushing: tokio::sync::Mutex<()>,
+}
+
+impl Refusals {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts one refusal. Returns whether it should be logged on its own
+    /// (the first of its store and code in this interval).
+    pub fn record(&self, store: &str, code: &str, message: &str, at_ms: i64) -> bool {
+        let mut p = self.lock();
+        let tally = p
+            .tallies
+            .entry(store.to_owned())
+            .or_insert_with(|| RefusalTally {
+                store: store.to_owned(),
+                count: 0,
+                code: String::new(),
+                message: String::new(),
+                at_ms: 0,
+            });
+        tally.count += 1;
+        if at_ms >= tally.at_ms {
+            tally.at_ms = at_ms;
+            code.clone_into(&mut tally.code);
+            message.clone_into(&mut tally.message);
+        }
+        let first = p.logged.insert((store.to_owned(), code.to_owned()));
+        if !first {
+            *p.unlogged.entry(store.to_owned()).or_default() += 1;
+        }
+        first
+    }
+
+    /// The stored statistics with the refusals not yet written added in.
+    pub fn merge_into(&self, stats: &mut Vec<StoreStats>) {
+        let p = self.lock();
+        for tally in p.tallies.values() {
+            let s = match stats.iter_mut().find(|s| s.store == tally.store) {
+                Some(s) => s,
+                None => {
+                    stats.push(StoreStats {
+                        store: tally.store.clone(),
+                        ..StoreStats::default()
+                    });
+                    let last = stats.len() - 1;
+                    &mut stats[last]
+                }
+            };
+            s.rejected += tally.count as i64;
+            if s.last_rejected_ms.is_none_or(|t| tally.at_ms >= t) {
+                s.last_rejected_ms = Some(tally.at_ms);
+                s.last_rejection_reason = Some(tally.code.clone());
+                s.last_rejection_message = Some(tally.message.clone());
+            }
+        }
+    }
+
+    /// Writes what has been counted; on failure the counts go back, to be
+    /// written with the next flush.
+    pub async fn flush(&self, storage: &dyn Storage) {
+        let _one_at_a_time = self.flushing.lock().await;
+        let (tallies, unlogged) = {
+            let mut p = self.lock();
+            p.logged.clear();
+            (
+                std::mem::take(&mut p.tallies),
+                std::mem::take(&mut p.unlogged),
+            )
+        };
+        for (store, n) in &unlogged {
+            tracing::info!(
+                store,
+                refused = n,
+                "more notifications refused in the last few seconds (each first reason was logged)"
+            );
+        }
+        if tallies.is_empty() {
+            return;
+        }
+        let list: Vec<RefusalTally> = tallies.values().cloned().collect();
+        if let Err(e) = storage.record_refusals(list).await {
+            tracing::error!(error = %e, "cannot record refused requests; will retry");
+            let mut p = self.lock();
+            for (store, old) in tallies {
+                match p.tallies.get_mut(&store) {
+                    Some(newer) => {
+                        newer.count += old.count;
+                        if old.at_ms > newer.at_ms {
+                            newer.at_ms = old.at_ms;
+                            newer.code = old.code;
+                            newer.message = old.message;
+                        }
+                    }
+                    None => {
+                        p.tallies.insert(store, old);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Flushes every [`FLUSH_INTERVAL`] until `shutdown` fires, then once more.
+pub fn spawn_flusher(
+    refusals: Arc<Refusals>,
+    storage: Arc<dyn Storage>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => refusals.flush(storage.as_ref()).await,
+                _ = shutdown.changed() => break,
+            }
+        }
+        refusals.flush(storage.as_ref()).await;
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tallies_merge_into_stored_stats_and_keep_the_latest_reason() {
+        let r = Refusals::default();
+        assert!(r.record("stripe", "bad_signature", "first", 10));
+        assert!(!r.record("stripe", "bad_signature", "second", 30));
+        assert!(r.record("stripe", "bad_json", "older", 20));
+        let mut stats = vec![StoreStats {
+            store: "stripe".into(),
+            rejected: 4,
+            last_rejected_ms: Some(5),
+            ..StoreStats::default()
+        }];
+        r.merge_into(&mut stats);
+        assert_eq!(stats[0].rejected, 7);
+        assert_eq!(stats[0].last_rejected_ms, Some(30));
+        assert_eq!(stats[0].last_rejection_message.as_deref(), Some("second"));
+    }
+}
