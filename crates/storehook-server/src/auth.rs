@@ -190,12 +190,11 @@ impl AdminAuth {
             ));
         };
         if let Some(given) = &c.bearer {
-            self.refuse_if_throttled(c.client)?;
-            if token.matches(given.expose()) {
-                self.throttle_lock().forget(c.client);
-                return Ok(());
-            }
-            return Err(self.failed(c.client, "bearer"));
+            return match self.judge(c.client, token.matches(given.expose()), "bearer") {
+                Verdict::Right => Ok(()),
+                Verdict::Wrong => Err(wrong_token()),
+                Verdict::Throttled(wait) => Err(throttled_error(wait)),
+            };
         }
         if let Some(session) = &c.session {
             if self.session_valid(session, token) {
@@ -226,15 +225,11 @@ impl AdminAuth {
         let Some(token) = self.current_token() else {
             return Err(SignInError::Disabled);
         };
-        if let Some(wait) = self.throttle_lock().blocked(client, Instant::now()) {
-            self.metrics.admin_auth_throttled();
-            return Err(SignInError::Throttled(wait));
+        match self.judge(client, token.matches(given.trim()), "sign_in") {
+            Verdict::Right => {}
+            Verdict::Wrong => return Err(SignInError::Wrong),
+            Verdict::Throttled(wait) => return Err(SignInError::Throttled(wait)),
         }
-        if !token.matches(given.trim()) {
-            let _ = self.failed(client, "sign_in");
-            return Err(SignInError::Wrong);
-        }
-        self.throttle_lock().forget(client);
         let mut raw = [0u8; 32];
         // The system RNG failing is not recoverable by retrying here.
         if self.random.fill(&mut raw).is_err() {
@@ -291,20 +286,25 @@ impl AdminAuth {
         valid
     }
 
-    fn refuse_if_throttled(&self, client: Option<IpAddr>) -> Result<(), ApiError> {
-        match self.throttle_lock().blocked(client, Instant::now()) {
-            None => Ok(()),
-            Some(wait) => {
-                self.metrics.admin_auth_throttled();
-                Err(throttled_error(wait))
-            }
+    /// Decides one attempt: throttled (not even looked at), right or wrong.
+    /// One lock around the block check and the bookkeeping, so parallel
+    /// guesses cannot slip in between.
+    fn judge(&self, client: Option<IpAddr>, matches: bool, kind: &'static str) -> Verdict {
+        let now = Instant::now();
+        let mut throttle = self.throttle_lock();
+        if let Some(wait) = throttle.blocked(client, now) {
+            drop(throttle);
+            self.metrics.admin_auth_throttled();
+            return Verdict::Throttled(wait);
         }
-    }
-
-    /// Counts a wrong token; logs the first, every hundredth, and each block.
-    fn failed(&self, client: Option<IpAddr>, kind: &'static str) -> ApiError {
+        if matches {
+            throttle.forget(client);
+            return Verdict::Right;
+        }
+        let (failures, blocked) = throttle.fail(client, now);
+        drop(throttle);
         self.metrics.admin_auth_failure(kind);
-        let (failures, blocked) = self.throttle_lock().fail(client, Instant::now());
+        // Sampled: the first, every hundredth, and each block.
         let shown = client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
         if let Some(block) = blocked {
             tracing::warn!(
@@ -317,11 +317,7 @@ impl AdminAuth {
         } else if failures == 1 || failures % 100 == 0 {
             tracing::warn!(client = %shown, failures, kind, "wrong admin token");
         }
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "wrong admin token (Authorization: Bearer <token>)",
-        )
+        Verdict::Wrong
     }
 
     /// The request's credentials and origin, from its headers.
@@ -365,6 +361,20 @@ impl AdminAuth {
                 .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")),
         }
     }
+}
+
+enum Verdict {
+    Right,
+    Wrong,
+    Throttled(Duration),
+}
+
+fn wrong_token() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "wrong admin token (Authorization: Bearer <token>)",
+    )
 }
 
 fn session_key(id: &str) -> [u8; 32] {

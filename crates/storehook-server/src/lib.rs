@@ -124,6 +124,7 @@ pub fn prepare(
     ),
     StartError,
 > {
+    config.checked_admin_token(env)?;
     let registry = Registry::build(config, env)?;
     let (endpoints, outbox) = delivery::build_endpoints(config, &registry, env)?;
     Ok((registry, endpoints, outbox))
