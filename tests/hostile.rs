@@ -8,9 +8,9 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use common::{BinaryServer, ADMIN_TOKEN};
+use common::{now_s, open_files_limit, rss_kib, BinaryServer, ADMIN_TOKEN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -44,23 +44,6 @@ fn start(dir: &Path) -> BinaryServer {
 
 fn addr(server: &BinaryServer) -> String {
     server.base.trim_start_matches("http://").to_owned()
-}
-
-fn rss_kib(server: &BinaryServer) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id()))
-        .expect("/proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS")
-}
-
-fn now_s() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// A well-behaved store: one correctly signed event (a fresh id each time)
@@ -254,7 +237,7 @@ async fn oversized_and_endless_bodies_get_413_with_bounded_memory() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = start(dir.path());
     store_is_served(&server, 200).await;
-    let before = rss_kib(&server);
+    let before = rss_kib(server.child.id());
 
     // Declared too large: answered from the headers alone.
     let mut s = TcpStream::connect(addr(&server)).await.expect("connect");
@@ -304,7 +287,7 @@ async fn oversized_and_endless_bodies_get_413_with_bounded_memory() {
         })
         .collect();
     let worst = stores_are_served(&server, 5, 300).await;
-    let peak = rss_kib(&server);
+    let peak = rss_kib(server.child.id());
     let mut max_sent = 0;
     for u in uploads {
         let (status, sent) = u.await.expect("upload");
@@ -323,19 +306,6 @@ async fn oversized_and_endless_bodies_get_413_with_bounded_memory() {
     assert!(worst < Duration::from_secs(2), "others waited {worst:?}");
 }
 
-/// How many files this process may open (`/proc/self/limits`); the server
-/// inherits the same limit.
-fn open_files_limit() -> usize {
-    std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|l| {
-            l.lines()
-                .find(|l| l.starts_with("Max open files"))
-                .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
-        })
-        .unwrap_or(1024)
-}
-
 /// Thousands of connections that never send a byte: the server keeps
 /// answering others, its memory stays bounded, and it closes them at the
 /// header timeout.
@@ -344,7 +314,7 @@ async fn thousands_of_idle_connections_are_bounded_and_closed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = start(dir.path());
     store_is_served(&server, 400).await;
-    let before = rss_kib(&server);
+    let before = rss_kib(server.child.id());
     // Both ends of every connection live in this test's and the server's
     // descriptor tables: stay under the limit.
     let count = 3_000.min(open_files_limit().saturating_sub(200) / 2);
@@ -358,7 +328,7 @@ async fn thousands_of_idle_connections_are_bounded_and_closed() {
     // opening 3,000 takes seconds, so time the deadline from the last one.
     let all_open = Instant::now();
     let worst = stores_are_served(&server, 10, 500).await;
-    let with_idle = rss_kib(&server);
+    let with_idle = rss_kib(server.child.id());
     eprintln!(
         "{count} idle connections (opened in {opening:?}): RSS {:.1} → {:.1} MiB; other stores served in ≤ {worst:?}",
         before as f64 / 1024.0,

@@ -250,6 +250,37 @@ impl Drop for BinaryServer {
     }
 }
 
+/// Unix time in seconds.
+pub fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A process's resident memory in KiB, from `/proc`.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("/proc status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS")
+}
+
+/// How many files this process may open (`/proc/self/limits`); a server it
+/// starts inherits the same limit.
+pub fn open_files_limit() -> usize {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+        })
+        .unwrap_or(1024)
+}
+
 /// A small deterministic generator (xorshift64*) for kill schedules and
 /// fuzz mutations: seeded from the environment variable `var` to replay a
 /// run, else from the clock. [`Rng::seed`] is what to set `var` to.
