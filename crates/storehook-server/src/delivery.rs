@@ -1014,6 +1014,258 @@ mod tests {
         }
     }
 
+    /// Every embedded form of a refused IPv4 address, the other clouds'
+    /// metadata addresses and the special-purpose ranges (issue item 10).
+    #[test]
+    fn the_ssrf_guard_refuses_embedded_and_special_purpose_addresses() {
+        let refused_always = [
+            // IPv4: metadata, CGNAT, this-network, broadcast, multicast,
+            // reserved, documentation, benchmarking, protocol assignments.
+            "169.254.170.2",
+            "100.100.100.200",
+            "100.64.0.1",
+            "100.127.255.254",
+            "168.63.129.16",
+            "0.0.0.0",
+            "0.1.2.3",
+            "255.255.255.255",
+            "240.0.0.1",
+            "224.0.0.1",
+            "239.255.255.250",
+            "192.0.2.10",
+            "198.51.100.10",
+            "203.0.113.10",
+            "198.18.0.1",
+            "198.19.255.1",
+            "192.0.0.170",
+            // IPv4-mapped.
+            "::ffff:169.254.169.254",
+            "::ffff:100.100.100.200",
+            "::ffff:0.0.0.0",
+            "::ffff:224.0.0.1",
+            // IPv4-compatible, SIIT-translated.
+            "::169.254.169.254",
+            "::a9fe:a9fe",
+            "::ffff:0:169.254.169.254",
+            // NAT64 well-known prefix and local-use /48 (the /96, /64, /56
+            // and /48 layouts of RFC 6052).
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::169.254.169.254",
+            "64:ff9b::100.100.100.200",
+            "64:ff9b::a83f:8110",
+            "64:ff9b:1::a9fe:a9fe",
+            "64:ff9b:1:ffff:ffff:ffff:a9fe:a9fe",
+            "64:ff9b:1:0:a9:fea9:fe00:0",
+            "64:ff9b:1:a9:fe:a9fe::",
+            "64:ff9b:1:a9fe:a9:fe00::",
+            "64:ff9b:1::",
+            "64:ff9b:0:1::808:808",
+            // 6to4 (2002:aabb:ccdd::/48).
+            "2002:a9fe:a9fe::1",
+            "2002:6464:64c8::",
+            "2002:7f00:1::1",
+            // Teredo: client = NOT(last 32 bits); server in bits 32..64.
+            "2001:0:4136:e378:8000:63bf:5601:5601",
+            "2001:0:4136:e378::5601:5601",
+            "2001:0:a9fe:a9fe::f7f7:f7f7",
+            // IPv6: AWS IMDS, unique local, link-local, site-local,
+            // multicast, documentation, discard, reserved, unspecified.
+            "fd00:ec2::254",
+            "fc00::1",
+            "fdff:ffff::1",
+            "fe80::1",
+            "febf::1",
+            "fec0::1",
+            "feff::1",
+            "ff02::1",
+            "ff05::1:3",
+            "2001:db8::1",
+            "3fff::1",
+            "3fff:fff::1",
+            "100::1",
+            "::",
+            "::2",
+            "1::1",
+        ];
+        for ip in refused_always {
+            let parsed: IpAddr = ip.parse().unwrap();
+            for loopback_ok in [false, true] {
+                assert!(
+                    !address_allowed(parsed, loopback_ok),
+                    "{ip} must be refused (allow_loopback = {loopback_ok})"
+                );
+            }
+        }
+        // Loopback carried through a translator or tunnel is not ours:
+        // refused even with allow_loopback.
+        for ip in [
+            "::127.0.0.1",
+            "::ffff:0:127.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b:1::7f00:1",
+            "2002:7f00:1::",
+            "2001:0:4136:e378:8000:63bf:80ff:fffe",
+        ] {
+            let parsed: IpAddr = ip.parse().unwrap();
+            assert!(!address_allowed(parsed, true), "{ip}");
+            assert!(!address_allowed(parsed, false), "{ip}");
+        }
+        // Loopback itself, and its mapped form, only with allow_loopback.
+        for ip in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "127.255.255.254",
+            "::1",
+            "::ffff:127.0.0.1",
+            "::ffff:127.9.9.9",
+        ] {
+            let parsed: IpAddr = ip.parse().unwrap();
+            assert!(address_allowed(parsed, true), "{ip} with allow_loopback");
+            assert!(!address_allowed(parsed, false), "{ip} without");
+        }
+        // allow_loopback admits nothing else.
+        for ip in ["169.254.169.254", "0.0.0.0", "::", "fe80::1", "128.0.0.1"] {
+            let parsed: IpAddr = ip.parse().unwrap();
+            assert_eq!(
+                address_allowed(parsed, true),
+                ip == "128.0.0.1",
+                "{ip}: allow_loopback only ever admits loopback"
+            );
+        }
+        // Public and private addresses, and embeddings of public ones, stay
+        // allowed (NAT64 is how IPv6-only hosts reach IPv4 endpoints).
+        for ip in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "10.0.0.5",
+            "172.16.0.1",
+            "192.168.1.1",
+            "100.63.255.255",
+            "100.128.0.0",
+            "168.63.129.17",
+            "198.20.0.1",
+            "::ffff:93.184.216.34",
+            "64:ff9b::808:808",
+            "64:ff9b::93.184.216.34",
+            "64:ff9b:1::808:808",
+            "64:ff9b:1:808:8:800::",
+            "2002:5db8:d822::1",
+            // The IPv4 rules apply: private stays allowed, embedded too.
+            "2002:0a00:0001::1:2",
+            "2001:0:4136:e378:8000:63bf:a247:27dd",
+            "2606:4700::1111",
+            "2a00:1450:4001:80b::200e",
+        ] {
+            let parsed: IpAddr = ip.parse().unwrap();
+            assert!(address_allowed(parsed, false), "{ip} must be allowed");
+        }
+    }
+
+    #[test]
+    fn literal_hosts_are_checked_with_a_reason() {
+        let check = |url: &str, loopback: bool| {
+            check_literal_host(&reqwest::Url::parse(url).unwrap(), loopback)
+        };
+        for url in [
+            "http://[::169.254.169.254]/",
+            "http://[::ffff:a9fe:a9fe]/",
+            "http://[64:ff9b::a9fe:a9fe]/",
+            "http://[2002:a9fe:a9fe::]/",
+            "http://100.100.100.200/",
+            "http://0x7f.1/",
+        ] {
+            assert!(check(url, false).is_err(), "{url}");
+        }
+        let e = check("http://[::ffff:127.0.0.1]:9/", false).unwrap_err();
+        assert!(e.contains("allow_loopback"), "{e}");
+        assert!(check("http://[::ffff:127.0.0.1]:9/", true).is_ok());
+        let e = check("http://[64:ff9b::7f00:1]/", true).unwrap_err();
+        assert!(e.contains("internal"), "{e}");
+        // Names are checked on their resolved addresses.
+        assert!(check("https://hooks.example.com/", false).is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_resolver_drops_refused_addresses() {
+        use reqwest::dns::Resolve;
+        let name = |n: &str| n.parse::<reqwest::dns::Name>().unwrap();
+        let refused = GuardedResolver {
+            allow_loopback: false,
+        };
+        let err = match refused.resolve(name("localhost")).await {
+            Ok(addrs) => panic!("resolved to {:?}", addrs.collect::<Vec<_>>()),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("SSRF guard"), "{err}");
+        let allowed = GuardedResolver {
+            allow_loopback: true,
+        };
+        let addrs: Vec<SocketAddr> = allowed.resolve(name("localhost")).await.unwrap().collect();
+        assert!(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()));
+    }
+
+    /// Item 12: no value can fail the request or inject a header.
+    #[test]
+    fn header_values_are_encoded_not_refused() {
+        let (v, encoded) = encoded_header_value("evt_1Pgc76B7WZ01zgkWwyRHS102");
+        assert_eq!(
+            (v.as_bytes(), encoded),
+            (&b"evt_1Pgc76B7WZ01zgkWwyRHS102"[..], false)
+        );
+        let (v, encoded) = encoded_header_value("a b\tc");
+        assert_eq!((v.as_bytes(), encoded), (&b"a b\tc"[..], false));
+        for (raw, sent) in [
+            ("evt\r\nX-Injected: 1", "evt%0D%0AX-Injected:%201"),
+            ("caf\u{e9}", "caf%C3%A9"),
+            ("100% \u{0}", "100%25%20%00"),
+            (" padded", "%20padded"),
+            ("padded\t", "padded%09"),
+            ("del\u{7f}", "del%7F"),
+        ] {
+            let (v, encoded) = encoded_header_value(raw);
+            assert!(encoded, "{raw:?}");
+            assert_eq!(v.to_str().unwrap(), sent, "{raw:?}");
+        }
+        // Replayed store headers keep obs-text byte for byte; only what
+        // cannot be sent at all (CTLs, CR/LF) is encoded.
+        let (v, encoded) = replayed_header_value("Stripe/1.0 (caf\u{e9})");
+        assert_eq!(v.as_bytes(), "Stripe/1.0 (caf\u{e9})".as_bytes());
+        assert!(!encoded);
+        let (v, encoded) = replayed_header_value("t=1,v1=ab\r\nx-evil: 1");
+        assert_eq!(v.to_str().unwrap(), "t=1,v1=ab%0D%0Ax-evil:%201");
+        assert!(encoded);
+    }
+
+    /// Item 14: a row read before its attempt was recorded is never
+    /// attempted again from that read; a later read may attempt it.
+    #[test]
+    fn a_delivery_is_never_claimed_twice() {
+        let mut f = InFlight::default();
+        let first = f.snapshot();
+        assert!(f.claim(1, first));
+        assert!(!f.claim(1, first), "in flight");
+        let second = f.snapshot();
+        assert!(!f.may_claim(1, second), "still in flight for a newer read");
+        // Attempt 1 is recorded while the loop still works through the
+        // second read (e.g. waiting for a permit): that read is stale for 1.
+        f.finish(1);
+        assert!(!f.may_claim(1, second));
+        assert!(!f.claim(1, second));
+        assert!(!f.claim(1, first));
+        // Others in the stale read are unaffected.
+        assert!(f.claim(2, second));
+        // A read begun after the record sees the result: 1 may go again
+        // (a retry that is due) if the database still hands it out.
+        let third = f.snapshot();
+        assert!(f.claim(1, third));
+        assert!(f.settled.is_empty(), "settled ids are forgotten once seen");
+        f.finish(1);
+        f.finish(2);
+        let fourth = f.snapshot();
+        assert!(f.running.is_empty() && f.settled.is_empty());
+        assert!(f.claim(2, fourth));
+    }
+
     #[test]
     fn secrets_must_be_base64() {
         assert!(decode_secret("whsec_not base64!").is_err());

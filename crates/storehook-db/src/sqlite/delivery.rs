@@ -58,6 +58,10 @@ pub(crate) fn next_due(conn: &Connection) -> Result<Option<i64>, DbError> {
         .query_row([], |r| r.get::<_, Option<i64>>(0))?)
 }
 
+/// Records one attempt: its history row always (it happened), the
+/// delivery's new state only while the delivery is pending. An attempt
+/// result for a delivery already delivered or dead (a duplicate attempt)
+/// cannot bring it back to pending or count against it.
 pub(crate) fn record_attempt(conn: &Connection, a: &AttemptResult) -> Result<(), DbError> {
     conn.exec(
         "INSERT INTO delivery_attempts (delivery_id, at, status_code, error, duration_ms, response)
@@ -80,7 +84,7 @@ pub(crate) fn record_attempt(conn: &Connection, a: &AttemptResult) -> Result<(),
         "UPDATE deliveries SET status = ?2, attempts = attempts + 1,
              next_attempt_at = coalesce(?3, next_attempt_at), last_attempt_at = ?4, last_status = ?5,
              last_error = ?6, delivered_at = coalesce(?7, delivered_at)
-         WHERE id = ?1",
+         WHERE id = ?1 AND status = 'pending'",
         params![a.delivery_id, status, next, a.at_ms, a.status_code, a.error, delivered_at],
     )?;
     Ok(())
@@ -265,4 +269,45 @@ pub(crate) fn outbox_depth(conn: &Connection) -> Result<i64, DbError> {
     Ok(conn
         .prepare_cached("SELECT count(*) FROM deliveries WHERE status = 'pending'")?
         .query_row([], |r| r.get(0))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(id: i64, at_ms: i64, outcome: AttemptOutcome) -> AttemptResult {
+        AttemptResult {
+            delivery_id: id,
+            at_ms,
+            status_code: Some(500),
+            error: Some("HTTP 500".into()),
+            duration_ms: 1,
+            response_excerpt: None,
+            outcome,
+        }
+    }
+
+    #[test]
+    fn a_second_result_for_a_finished_delivery_changes_nothing() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::migrations::migrate(&mut conn).unwrap();
+        let id = enqueue_test_event(&conn, "main", 1).unwrap();
+        let due = due_deliveries(&conn, 1, 10).unwrap();
+        assert_eq!(due.iter().map(|d| d.id).collect::<Vec<_>>(), vec![id]);
+
+        record_attempt(&conn, &attempt(id, 2, AttemptOutcome::Dead)).unwrap();
+        // A stale duplicate of the attempt (what a stale due list produced)
+        // must not bring the dead delivery back or count twice.
+        record_attempt(&conn, &attempt(id, 3, AttemptOutcome::RetryAt(4))).unwrap();
+        assert!(due_deliveries(&conn, 10, 10).unwrap().is_empty());
+        let d = deliveries(&conn, "main", None, 10).unwrap();
+        assert_eq!((d[0].status.as_str(), d[0].attempts), ("dead", 1));
+        assert_eq!(d[0].history.len(), 2, "both attempts are in the history");
+
+        // The retry API still brings it back, and the next result counts.
+        assert!(retry_delivery(&conn, "main", id, 5).unwrap());
+        record_attempt(&conn, &attempt(id, 6, AttemptOutcome::Delivered)).unwrap();
+        let d = deliveries(&conn, "main", None, 10).unwrap();
+        assert_eq!((d[0].status.as_str(), d[0].attempts), ("delivered", 1));
+    }
 }
