@@ -287,15 +287,7 @@ impl std::fmt::Debug for ForwardConfig {
 /// user, password or query (which may hold tokens).
 pub fn display_url(raw: &str) -> String {
     match url::Url::parse(raw) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            if u.query().is_some() {
-                u.set_query(Some("…"));
-            }
-            u.set_fragment(None);
-            u.to_string()
-        }
+        Ok(u) => crate::delivery::redacted_url(&u),
         Err(_) => "(not a valid URL)".to_owned(),
     }
 }

@@ -75,6 +75,7 @@ pub fn redacted_url(url: &reqwest::Url) -> String {
     if u.query().is_some() {
         u.set_query(Some("…"));
     }
+    u.set_fragment(None);
     u.to_string()
 }
 
@@ -159,7 +160,11 @@ pub fn build_endpoints(
                 Some(u)
             }
             _ => {
-                problems.push(format!("{label}.url: `{url}` is not an http(s) URL"));
+                // Shown without user, password or query: they may be secrets.
+                problems.push(format!(
+                    "{label}.url: `{}` is not an http(s) URL",
+                    crate::config::display_url(url)
+                ));
                 None
             }
         }
