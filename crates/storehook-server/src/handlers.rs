@@ -277,13 +277,11 @@ pub(crate) async fn list_stores(state: Arc<AppState>, credentials: Credentials) 
 pub(crate) async fn store_stats(
     state: &AppState,
 ) -> Result<Vec<storehook_db::StoreStats>, ApiError> {
-    let mut stats = state
-        .storage
-        .store_stats()
+    state
+        .refusals
+        .stats(state.storage.as_ref())
         .await
-        .map_err(|e| ApiError::storage(&e))?;
-    state.refusals.merge_into(&mut stats);
-    Ok(stats)
+        .map_err(|e| ApiError::storage(&e))
 }
 
 pub(crate) async fn stores_json(state: &AppState) -> Result<serde_json::Value, ApiError> {

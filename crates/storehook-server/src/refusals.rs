@@ -30,8 +30,11 @@ struct Pending {
 #[derive(Default)]
 pub struct Refusals {
     pending: Mutex<Pending>,
-    /// Serialises flushes, so a tally taken out is written before the next.
-    flushing: tokio::sync::Mutex<()>,
+    /// Held for writing by a flush from taking the tallies out until they
+    /// are committed, and for reading by [`Refusals::stats`] across the
+    /// storage read and the merge: without it a read in between would see
+    /// the counts neither in memory nor in the database.
+    flushing: tokio::sync::RwLock<()>,
 }
 
 impl Refusals {
@@ -66,8 +69,19 @@ impl Refusals {
         first
     }
 
-    /// The stored statistics with the refusals not yet written added in.
-    pub fn merge_into(&self, stats: &mut Vec<StoreStats>) {
+    /// The stored statistics with the refusals not yet written added in,
+    /// never between a flush's taking and its commit.
+    pub async fn stats(
+        &self,
+        storage: &dyn Storage,
+    ) -> Result<Vec<StoreStats>, storehook_db::DbError> {
+        let _no_flush_half_done = self.flushing.read().await;
+        let mut stats = storage.store_stats().await?;
+        self.merge_into(&mut stats);
+        Ok(stats)
+    }
+
+    fn merge_into(&self, stats: &mut Vec<StoreStats>) {
         let p = self.lock();
         for tally in p.tallies.values() {
             let s = match stats.iter_mut().find(|s| s.store == tally.store) {
@@ -93,7 +107,7 @@ impl Refusals {
     /// Writes what has been counted; on failure the counts go back, to be
     /// written with the next flush.
     pub async fn flush(&self, storage: &dyn Storage) {
-        let _one_at_a_time = self.flushing.lock().await;
+        let _one_at_a_time = self.flushing.write().await;
         let (tallies, unlogged) = {
             let mut p = self.lock();
             p.logged.clear();
@@ -174,5 +188,34 @@ mod tests {
         assert_eq!(stats[0].rejected, 7);
         assert_eq!(stats[0].last_rejected_ms, Some(30));
         assert_eq!(stats[0].last_rejection_message.as_deref(), Some("second"));
+    }
+
+    /// Every read during flushes sees each refusal exactly once: neither
+    /// lost between the taking and the commit nor counted twice after it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_during_flushes_count_each_refusal_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(
+            storehook_db::SqliteStorage::open(storehook_db::SqliteOptions::new(
+                dir.path().join("t.sqlite3"),
+            ))
+            .unwrap(),
+        );
+        let refusals = Arc::new(Refusals::default());
+        let mut recorded = 0i64;
+        for round in 0..40 {
+            refusals.record("stripe", "bad_signature", "m", round);
+            recorded += 1;
+            let (r, s) = (refusals.clone(), storage.clone());
+            let flush = tokio::spawn(async move { r.flush(s.as_ref()).await });
+            while !flush.is_finished() {
+                let seen = refusals.stats(storage.as_ref()).await.unwrap();
+                let rejected: i64 = seen.iter().map(|s| s.rejected).sum();
+                assert_eq!(rejected, recorded, "round {round}");
+            }
+            flush.await.unwrap();
+        }
+        let seen = refusals.stats(storage.as_ref()).await.unwrap();
+        assert_eq!(seen.iter().map(|s| s.rejected).sum::<i64>(), recorded);
     }
 }
