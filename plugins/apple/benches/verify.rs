@@ -55,6 +55,21 @@ fn raw_verification() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     )
 }
 
+/// `{"signedPayload": "<real-2's header>.<222 KB payload>.<junk>"}`.
+fn forged_222kb_body() -> Vec<u8> {
+    let body: serde_json::Value = serde_json::from_slice(BODY).expect("real-2 is JSON");
+    let jws = body["signedPayload"].as_str().expect("signedPayload");
+    let header = jws.split('.').next().expect("header");
+    let items: Vec<serde_json::Value> = (0..9_000)
+        .map(|i| serde_json::json!({"k": i, "v": "xxxxxxxx"}))
+        .collect();
+    let payload = serde_json::json!({"signedDate": 1_700_000_000_000_i64, "data": items});
+    let payload = URL_SAFE_NO_PAD.encode(payload.to_string());
+    let forged = format!("{header}.{payload}.{}", URL_SAFE_NO_PAD.encode([7u8; 64]));
+    assert!(forged.len() > 220_000, "{}", forged.len());
+    serde_json::to_vec(&serde_json::json!({ "signedPayload": forged })).expect("JSON")
+}
+
 /// Runs `f` for about `burst`, returns (calls, seconds).
 fn burst(f: &mut impl FnMut(), burst: Duration) -> (u64, f64) {
     let start = Instant::now();
@@ -100,6 +115,15 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("verify_and_decode_subscribed_notification", |b| {
         b.iter(|| adapter.verify_body(black_box(BODY), NOW_MS).is_ok())
+    });
+    // Anyone's request: real-2's genuine header over a 222 KB payload the
+    // attacker wrote (valid base64url of a JSON object), with a junk
+    // signature. Its cost should be one P-256 verify plus hashing, not a
+    // JSON parse of the payload.
+    let forged = forged_222kb_body();
+    assert!(adapter.verify_body(&forged, NOW_MS).is_err());
+    group.bench_function("refuse_forged_222kb_payload", |b| {
+        b.iter(|| adapter.verify_body(black_box(&forged), NOW_MS).is_err())
     });
     group.finish();
 

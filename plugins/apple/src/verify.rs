@@ -115,6 +115,16 @@ impl SignedDataVerifier {
     /// Verifies one JWS and returns its payload. `now_ms` stands for the
     /// current time: certificate validity when the payload has no
     /// `signedDate`, and PyJWT's `exp`/`nbf`/`iat` checks.
+    ///
+    /// Apple's library decodes the payload first (its `signedDate` picks the
+    /// instant the certificates must be valid at). Here the payload stays
+    /// raw bytes until the signature over them verified: the header and its
+    /// chain (small, and remembered once genuine), then ES256 over the
+    /// signing input as sent, and only then base64 (strictly: a re-encoded
+    /// payload is refused even when signed) and JSON, so that a forged body
+    /// costs no parsing. Each failure has Apple's status; only a JWS wrong
+    /// in several ways at once may be refused for another of its faults
+    /// than the one Apple's library would name first.
     pub fn verify_signed_object(
         &self,
         jws: &str,
@@ -131,12 +141,28 @@ impl SignedDataVerifier {
 
         let remembered = self.remembered_header(header_b64);
         let was_remembered = remembered.is_some();
-        let header = match remembered {
-            Some(_) => None,
-            None => Some(decode_header(header_b64)?),
+        let chain = match remembered {
+            Some(chain) => chain,
+            None => {
+                let header = decode_header(header_b64)?;
+                let x5c = check_header(&header)?;
+                self.verify_chain_path(x5c)?
+            }
         };
-        let payload = decode_segment(payload_b64, "payload")?;
+
+        let key = chain.leaf_p256_key().ok_or_else(|| {
+            VerificationError::failure("the leaf certificate's key is not a P-256 key (ES256)")
+        })?;
         let signature = decode_segment(signature_b64, "signature")?;
+        let signing_input = &jws.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, key)
+            .verify(signing_input, &signature)
+            .map_err(|_| {
+                VerificationError::failure("the ES256 signature does not verify with the leaf key")
+            })?;
+
+        // Signed by the leaf: the payload is Apple's from here on.
+        let payload = decode_segment(payload_b64, "payload")?;
         let payload = match serde_json::from_slice::<Value>(&payload) {
             Ok(Value::Object(map)) => map,
             Ok(_) => {
@@ -150,26 +176,7 @@ impl SignedDataVerifier {
                 )))
             }
         };
-
-        let chain = match (remembered, header) {
-            (Some(chain), _) => {
-                let t = effective_date(&payload, now_ms)?;
-                chain.check_valid_at(t)?;
-                chain
-            }
-            (None, Some(header)) => self.verify_header(&header, &payload, now_ms)?,
-            (None, None) => return Err(VerificationError::failure("no JWS header")),
-        };
-
-        let key = chain.leaf_p256_key().ok_or_else(|| {
-            VerificationError::failure("the leaf certificate's key is not a P-256 key (ES256)")
-        })?;
-        let signing_input = &jws.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
-        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, key)
-            .verify(signing_input, &signature)
-            .map_err(|_| {
-                VerificationError::failure("the ES256 signature does not verify with the leaf key")
-            })?;
+        chain.check_valid_at(effective_date(&payload, now_ms)?)?;
         check_registered_claims(&payload, now_ms as f64 / 1000.0)
             .map_err(VerificationError::failure)?;
 
@@ -177,41 +184,6 @@ impl SignedDataVerifier {
             self.remember_header(header_b64, chain);
         }
         Ok(payload)
-    }
-
-    /// The header checks and the chain, in Apple's order; returns the chain
-    /// valid at the payload's date.
-    fn verify_header(
-        &self,
-        header: &Map<String, Value>,
-        payload: &Map<String, Value>,
-        now_ms: i64,
-    ) -> Result<Arc<VerifiedChain>, VerificationError> {
-        if let Some(kid) = header.get("kid") {
-            if !kid.is_string() {
-                return Err(VerificationError::failure(
-                    "the header's kid is not a string",
-                ));
-            }
-        }
-        if header.get("b64") == Some(&Value::Bool(false)) {
-            return Err(VerificationError::failure(
-                "the header declares a detached payload (b64: false)",
-            ));
-        }
-        let Some(x5c) = header.get("x5c").filter(|v| !v.is_null()) else {
-            return Err(VerificationError::failure("the header has no x5c"));
-        };
-        match python_len(x5c) {
-            None => return Err(VerificationError::failure("the header's x5c is not a list")),
-            Some(0) => return Err(VerificationError::failure("the header's x5c is empty")),
-            Some(_) => {}
-        }
-        if header.get("alg").and_then(Value::as_str) != Some("ES256") {
-            return Err(VerificationError::failure("the header's alg is not ES256"));
-        }
-        let t = effective_date(payload, now_ms)?;
-        self.verify_chain(x5c, t)
     }
 
     /// Apple's `_ChainVerifier.verify_chain` (offline): `x5c` must hold
@@ -223,6 +195,13 @@ impl SignedDataVerifier {
         x5c: &Value,
         effective_date: i64,
     ) -> Result<Arc<VerifiedChain>, VerificationError> {
+        let chain = self.verify_chain_path(x5c)?;
+        chain.check_valid_at(effective_date)?;
+        Ok(chain)
+    }
+
+    /// [`Self::verify_chain`] without the dates, which the payload gives.
+    fn verify_chain_path(&self, x5c: &Value) -> Result<Arc<VerifiedChain>, VerificationError> {
         let chain_length = python_len(x5c).unwrap_or(0);
         if chain_length != 3 {
             return Err(VerificationError::new(
@@ -238,9 +217,7 @@ impl SignedDataVerifier {
         };
         let leaf = decode_x5c_entry(certificates.first(), "leaf")?;
         let intermediate = decode_x5c_entry(certificates.get(1), "intermediate")?;
-        let chain = self.chains.verify(&leaf, &intermediate)?;
-        chain.check_valid_at(effective_date)?;
-        Ok(chain)
+        Ok(self.chains.verify(&leaf, &intermediate)?)
     }
 
     fn remembered_header(&self, header_b64: &str) -> Option<Arc<VerifiedChain>> {
@@ -266,6 +243,35 @@ impl SignedDataVerifier {
         }
         memo.push((header_b64.into(), chain));
     }
+}
+
+/// The header checks that need no certificate, in Apple's order; returns
+/// the header's `x5c`.
+fn check_header(header: &Map<String, Value>) -> Result<&Value, VerificationError> {
+    if let Some(kid) = header.get("kid") {
+        if !kid.is_string() {
+            return Err(VerificationError::failure(
+                "the header's kid is not a string",
+            ));
+        }
+    }
+    if header.get("b64") == Some(&Value::Bool(false)) {
+        return Err(VerificationError::failure(
+            "the header declares a detached payload (b64: false)",
+        ));
+    }
+    let Some(x5c) = header.get("x5c").filter(|v| !v.is_null()) else {
+        return Err(VerificationError::failure("the header has no x5c"));
+    };
+    match python_len(x5c) {
+        None => return Err(VerificationError::failure("the header's x5c is not a list")),
+        Some(0) => return Err(VerificationError::failure("the header's x5c is empty")),
+        Some(_) => {}
+    }
+    if header.get("alg").and_then(Value::as_str) != Some("ES256") {
+        return Err(VerificationError::failure("the header's alg is not ES256"));
+    }
+    Ok(x5c)
 }
 
 fn decode_segment(segment: &str, what: &str) -> Result<Vec<u8>, VerificationError> {

@@ -599,3 +599,49 @@ fn a_notification_without_uuid_gets_a_stable_id() {
     assert!(a.notification_id.starts_with("sha256:"));
     assert_eq!(a.notification_id, b.notification_id);
 }
+
+/// A refusal never quotes a certificate's names: until the chain verifies
+/// they are anyone's text (issue 12, item 7).
+#[test]
+fn refusals_do_not_quote_certificate_names() {
+    const MARKER: &str = " MARKER <b>visit evil.example</b>";
+    let forged = TestChain::new(ChainOptions {
+        names_suffix: MARKER,
+        ..Default::default()
+    });
+    let genuine = TestChain::good();
+    let adapter = adapter_trusting(&genuine);
+    let payload = subscribed_notification(&forged, "Sandbox", JUNE_2025_MS);
+    // A chain to a root that is not pinned.
+    let e = assert_refused(
+        verify(&adapter, &forged.sign(&payload)),
+        "VERIFICATION_FAILURE",
+    );
+    assert!(!e.message().contains("MARKER"), "{}", e.message());
+    // A leaf whose issuer is not the intermediate it is sent with.
+    let mut x5c = genuine.x5c();
+    x5c[0] = b64(&forged.leaf);
+    let jws = forged.sign_with_header(&json!({"alg": "ES256", "x5c": x5c}), &payload);
+    let e = assert_refused(verify(&adapter, &jws), "VERIFICATION_FAILURE");
+    assert!(!e.message().contains("MARKER"), "{}", e.message());
+}
+
+/// The payload is not decoded before the signature over it verified: a
+/// forged JWS with a genuine header and an undecodable payload is refused
+/// for its signature, and a signed payload that is not JSON is still named
+/// as such (issue 12, item 9).
+#[test]
+fn the_signature_is_checked_before_the_payload_is_decoded() {
+    let chain = TestChain::good();
+    let adapter = adapter_trusting(&chain);
+    let genuine = chain.sign(&subscribed_notification(&chain, "Sandbox", JUNE_2025_MS));
+    let header = genuine.split('.').next().unwrap();
+    let garbage_payload = "!".repeat(200_000);
+    let forged = format!("{header}.{garbage_payload}.{}", b64url(&[7u8; 64]));
+    let e = assert_refused(verify(&adapter, &forged), "VERIFICATION_FAILURE");
+    assert!(e.message().contains("signature"), "{}", e.message());
+
+    let not_json = sign_raw(&chain.header().to_string(), "not json", &chain.leaf_key);
+    let e = assert_refused(verify(&adapter, &not_json), "VERIFICATION_FAILURE");
+    assert!(e.message().contains("not JSON"), "{}", e.message());
+}

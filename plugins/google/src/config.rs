@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
-use storehook_core::{ConfigError, FactoryContext};
+use storehook_core::{ConfigError, FactoryContext, Secret};
 
 pub const STORE_ID: &str = "google";
 /// Google's published OAuth2 signing keys in JWKS form.
@@ -35,7 +35,7 @@ pub struct GoogleConfig {
     pub clock_skew_seconds: Option<u64>,
     /// Shared secret expected as `?token=` in the push URL. Use URL-safe
     /// characters (or percent-encode it in the URL): the query is decoded.
-    pub push_token: Option<String>,
+    pub push_token: Option<Secret>,
     #[serde(default)]
     pub allow_unauthenticated: bool,
     pub play_api: Option<PlayApiConfig>,
@@ -96,7 +96,7 @@ pub struct PlayApiSettings {
 pub struct Settings {
     pub package_names: Vec<String>,
     pub oidc: Option<OidcSettings>,
-    pub push_token: Option<String>,
+    pub push_token: Option<Secret>,
     pub allow_unauthenticated: bool,
     pub play_api: Option<PlayApiSettings>,
 }
@@ -126,6 +126,7 @@ impl Settings {
         let oidc = oidc_settings(&config, ctx)?;
         let push_token = ctx
             .env_var(PUSH_TOKEN_ENV)
+            .map(Secret::new)
             .or_else(|| config.push_token.clone().filter(|t| !t.is_empty()));
 
         if oidc.is_none() && push_token.is_none() && !config.allow_unauthenticated {
@@ -296,6 +297,16 @@ mod tests {
     }
 
     #[test]
+    fn the_push_token_never_shows_in_debug() {
+        let s = parse("package_names = ['com.example']\npush_token = 'tok-7f3a9c'").unwrap();
+        assert_eq!(
+            s.push_token.as_ref().map(|t| t.expose()),
+            Some("tok-7f3a9c")
+        );
+        assert!(!format!("{s:?}").contains("tok-7f3a9c"), "{s:?}");
+    }
+
+    #[test]
     fn oidc_defaults_to_googles_jwks() {
         let s = parse(
             "package_names = ['com.example']\naudience = 'https://h/v1/notifications/google'\n\
@@ -372,10 +383,10 @@ mod tests {
         let table: toml::Table =
             toml::from_str("package_names = ['a']\npush_token = 'from-file'").unwrap();
         let s = Settings::from_table(&table, &ctx_with(&env)).unwrap();
-        assert_eq!(s.push_token.as_deref(), Some("from-env"));
+        assert_eq!(s.push_token.as_ref().map(|t| t.expose()), Some("from-env"));
         let table: toml::Table = toml::from_str("package_names = ['a']").unwrap();
         let s = Settings::from_table(&table, &ctx_with(&env)).unwrap();
-        assert_eq!(s.push_token.as_deref(), Some("from-env"));
+        assert_eq!(s.push_token.as_ref().map(|t| t.expose()), Some("from-env"));
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Google's push-token signing keys: fetched from a JWKS URL (cached per
 //! `Cache-Control: max-age`) or read from a local JWKS file, and reloaded when
-//! a token names a key id not seen yet (Google rotates its keys), at most
-//! once a minute so that forged key ids cannot make us hammer the source.
+//! a token names a key id not seen yet (Google rotates its keys). Loads are
+//! single-flight and rate-limited in every state, so that forged tokens
+//! cannot make us hammer the source: at most once a minute while keys are
+//! loaded, and after a failed load (or before the first one succeeded) with
+//! a backoff from one second doubling to a minute.
 //!
 //! Time is the request's `received_at_ms`, like every other check of the
 //! adapter, so that tests can pin it.
@@ -18,6 +21,9 @@ use crate::config::KeySource;
 
 /// Minimum time between two loads of the key set (after the first).
 pub const MIN_REFRESH_INTERVAL_MS: i64 = 60_000;
+/// Wait after the first failed load; doubles with each failure in a row up
+/// to [`MIN_REFRESH_INTERVAL_MS`].
+pub const FIRST_RETRY_AFTER_FAILURE_MS: i64 = 1_000;
 /// Cache lifetime when the JWKS response has no usable `max-age`.
 const DEFAULT_MAX_AGE_MS: i64 = 3_600_000;
 /// Fetching keys happens inside a push request, whose deadline Pub/Sub sets
@@ -26,8 +32,9 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
-    #[error("no signing key has key id {0:?}")]
-    UnknownKey(String),
+    /// The key id is not quoted: it comes from the token's unsigned header.
+    #[error("no signing key has the token's key id")]
+    UnknownKey,
     #[error("the signing keys could not be loaded: {0}")]
     Unavailable(String),
 }
@@ -66,6 +73,23 @@ struct RefreshState {
     /// `received_at_ms` of the last load attempt that this store made after
     /// start-up (a file read at start-up does not count).
     last_attempt_ms: Option<i64>,
+    /// Failed loads in a row, and why the last one failed.
+    failures: u32,
+    last_problem: Option<String>,
+}
+
+impl RefreshState {
+    /// The earliest time of the next load.
+    fn next_allowed_ms(&self) -> Option<i64> {
+        let last = self.last_attempt_ms?;
+        let wait = match self.failures {
+            0 => MIN_REFRESH_INTERVAL_MS,
+            n => FIRST_RETRY_AFTER_FAILURE_MS
+                .saturating_mul(1_i64 << (n - 1).min(16))
+                .min(MIN_REFRESH_INTERVAL_MS),
+        };
+        Some(last.saturating_add(wait))
+    }
 }
 
 pub struct KeyStore {
@@ -128,21 +152,36 @@ impl KeyStore {
         }
 
         let loaded = self.snapshot();
-        let rate_limited = loaded.is_some()
-            && refresh
-                .last_attempt_ms
-                .is_some_and(|last| now_ms.saturating_sub(last) < MIN_REFRESH_INTERVAL_MS);
+        let rate_limited = refresh.next_allowed_ms().is_some_and(|at| now_ms < at);
         if rate_limited {
-            return found_or_unknown(loaded.as_ref(), kid);
+            return match (&loaded, &refresh.last_problem) {
+                (None, problem) => Err(KeyError::Unavailable(format!(
+                    "{} (next attempt within a minute)",
+                    problem.as_deref().unwrap_or("not loaded yet")
+                ))),
+                (Some(_), _) => found_or_unknown(loaded.as_ref(), kid),
+            };
         }
 
         refresh.last_attempt_ms = Some(now_ms);
-        match self.load(now_ms).await {
+        let result = self.load(now_ms).await;
+        match &result {
+            Ok(_) => {
+                refresh.failures = 0;
+                refresh.last_problem = None;
+            }
+            Err(problem) => {
+                refresh.failures = refresh.failures.saturating_add(1);
+                refresh.last_problem = Some(problem.clone());
+            }
+        }
+        drop(refresh);
+        match result {
             Ok(set) => {
                 let keys = set.lookup(kid);
                 self.store(set);
                 if keys.is_empty() {
-                    Err(KeyError::UnknownKey(kid.unwrap_or("").to_string()))
+                    Err(KeyError::UnknownKey)
                 } else {
                     Ok(keys)
                 }
@@ -193,7 +232,7 @@ impl KeyStore {
 fn found_or_unknown(set: Option<&KeySet>, kid: Option<&str>) -> Result<Vec<DecodingKey>, KeyError> {
     let keys = set.map(|s| s.lookup(kid)).unwrap_or_default();
     if keys.is_empty() {
-        Err(KeyError::UnknownKey(kid.unwrap_or("").to_string()))
+        Err(KeyError::UnknownKey)
     } else {
         Ok(keys)
     }

@@ -18,7 +18,11 @@ use crate::jwks::{KeyError, KeyStore};
 pub const GOOGLE_ISSUERS: [&str; 2] = ["accounts.google.com", "https://accounts.google.com"];
 
 /// Why a push request failed authentication. `code()` is the stable reason
-/// the host records; messages never contain the token or the secret.
+/// the host records; messages never contain the token or the secret, and
+/// never quote the token's unsigned parts (its header: `alg`, `kid`), which
+/// anyone can write. Claims are quoted only once Google's signature over
+/// them verified, and then only when they look like what they should be (an
+/// issuer, an audience URL, an email address), see [`shown`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {
     #[error(
@@ -26,22 +30,24 @@ pub enum AuthError {
     )]
     MissingToken,
     #[error("the bearer token is not a well-formed JWT: {0}")]
-    MalformedToken(String),
-    #[error("the token is signed with {0:?}; only RS256 is accepted")]
-    BadAlgorithm(String),
-    #[error("no Google signing key has the token's key id {0:?}")]
-    UnknownKey(String),
+    MalformedToken(&'static str),
+    #[error("the token is not signed with RS256, the only algorithm accepted")]
+    BadAlgorithm,
+    #[error(
+        "no Google signing key has the token's key id (keys are reloaded at most once a minute)"
+    )]
+    UnknownKey,
     #[error("the token's signature does not verify with Google's key")]
     BadSignature,
-    #[error("the token's issuer {0:?} is not accounts.google.com")]
+    #[error("the token's issuer {0} is not accounts.google.com")]
     WrongIssuer(String),
-    #[error("the token's audience {0:?} is not the configured audience")]
+    #[error("the token's audience {0} is not the configured audience")]
     WrongAudience(String),
     #[error("the token expired at {exp} (now {now}, leeway {leeway_s} s)")]
     Expired { exp: i64, now: i64, leeway_s: u64 },
     #[error("the token is issued at {iat}, in the future (now {now}, leeway {leeway_s} s)")]
     NotYetValid { iat: i64, now: i64, leeway_s: u64 },
-    #[error("the token's email {0:?} is not the configured push service account")]
+    #[error("the token's email {0} is not the configured push service account")]
     WrongEmail(String),
     #[error("the token's email is not verified (email_verified is not true)")]
     EmailNotVerified,
@@ -58,8 +64,8 @@ impl AuthError {
         match self {
             AuthError::MissingToken => "missing_token",
             AuthError::MalformedToken(_) => "malformed_token",
-            AuthError::BadAlgorithm(_) => "bad_algorithm",
-            AuthError::UnknownKey(_) => "unknown_key",
+            AuthError::BadAlgorithm => "bad_algorithm",
+            AuthError::UnknownKey => "unknown_key",
             AuthError::BadSignature => "bad_signature",
             AuthError::WrongIssuer(_) => "wrong_issuer",
             AuthError::WrongAudience(_) => "wrong_audience",
@@ -97,7 +103,7 @@ impl PushAuthenticator {
         let oidc = settings.oidc.as_ref().map(OidcVerifier::new).transpose()?;
         Ok(PushAuthenticator {
             oidc,
-            push_token_digest: settings.push_token.as_deref().map(sha256),
+            push_token_digest: settings.push_token.as_ref().map(|t| sha256(t.expose())),
         })
     }
 
@@ -189,14 +195,14 @@ impl OidcVerifier {
         let header = jose_header(token)?;
         match header.alg.as_deref() {
             Some("RS256") => {}
-            other => return Err(AuthError::BadAlgorithm(other.unwrap_or("").to_string())),
+            _ => return Err(AuthError::BadAlgorithm),
         }
         let keys = self
             .keys
             .keys_for(header.kid.as_deref(), now_ms)
             .await
             .map_err(|e| match e {
-                KeyError::UnknownKey(kid) => AuthError::UnknownKey(kid),
+                KeyError::UnknownKey => AuthError::UnknownKey,
                 KeyError::Unavailable(problem) => AuthError::KeysUnavailable(problem),
             })?;
         let claims = self.verify_signature(token, &keys)?;
@@ -211,11 +217,15 @@ impl OidcVerifier {
                 Err(e) => match e.kind() {
                     ErrorKind::InvalidSignature | ErrorKind::InvalidRsaKey(_) => {}
                     ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                        failure = AuthError::BadAlgorithm("RS256".into())
+                        failure = AuthError::BadAlgorithm
                     }
                     // The signature verified, but the claims are not a JSON
                     // object; or the token's segments are not base64url.
-                    _ => failure = AuthError::MalformedToken(e.to_string()),
+                    _ => {
+                        failure = AuthError::MalformedToken(
+                            "its claims are not a JSON object or a segment is not base64url",
+                        )
+                    }
                 },
             }
         }
@@ -224,18 +234,24 @@ impl OidcVerifier {
 
     fn check_claims(&self, claims: &PushClaims, now_ms: i64) -> Result<(), AuthError> {
         // google-auth requires both iat and exp.
-        let exp =
-            claims.exp.as_ref().and_then(numeric_date).ok_or_else(|| {
-                AuthError::MalformedToken("`exp` is missing or not a number".into())
-            })?;
-        let iat =
-            claims.iat.as_ref().and_then(numeric_date).ok_or_else(|| {
-                AuthError::MalformedToken("`iat` is missing or not a number".into())
-            })?;
+        let exp = claims
+            .exp
+            .as_ref()
+            .and_then(numeric_date)
+            .ok_or(AuthError::MalformedToken(
+                "`exp` is missing or not a number",
+            ))?;
+        let iat = claims
+            .iat
+            .as_ref()
+            .and_then(numeric_date)
+            .ok_or(AuthError::MalformedToken(
+                "`iat` is missing or not a number",
+            ))?;
 
         let iss = claims.iss.as_ref().and_then(|v| v.as_str()).unwrap_or("");
         if !GOOGLE_ISSUERS.contains(&iss) {
-            return Err(AuthError::WrongIssuer(excerpt(iss)));
+            return Err(AuthError::WrongIssuer(shown(iss)));
         }
 
         let audience_matches = match &claims.aud {
@@ -246,12 +262,15 @@ impl OidcVerifier {
             _ => false,
         };
         if !audience_matches {
-            let shown = claims
+            let given = claims
                 .aud
                 .as_ref()
-                .map(|v| v.to_string())
+                .map(|v| match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
                 .unwrap_or_default();
-            return Err(AuthError::WrongAudience(excerpt(&shown)));
+            return Err(AuthError::WrongAudience(shown(&given)));
         }
 
         // Same comparisons as google-auth: `exp + skew < now` is expired,
@@ -279,7 +298,7 @@ impl OidcVerifier {
         // by Google for their own service account, could target our URL.
         let email = claims.email.as_ref().and_then(|v| v.as_str()).unwrap_or("");
         if email != self.service_account_email {
-            return Err(AuthError::WrongEmail(excerpt(email)));
+            return Err(AuthError::WrongEmail(shown(email)));
         }
         let verified = match &claims.email_verified {
             Some(serde_json::Value::Bool(b)) => *b,
@@ -312,13 +331,13 @@ fn jose_header(token: &str) -> Result<JoseHeader, AuthError> {
         segments.next(),
         segments.next(),
     ) else {
-        return Err(AuthError::MalformedToken("a JWT has three segments".into()));
+        return Err(AuthError::MalformedToken("a JWT has three segments"));
     };
     let bytes = LENIENT_URL_SAFE
         .decode(header)
-        .map_err(|_| AuthError::MalformedToken("the header is not base64url".into()))?;
+        .map_err(|_| AuthError::MalformedToken("the header is not base64url"))?;
     serde_json::from_slice(&bytes)
-        .map_err(|_| AuthError::MalformedToken("the header is not a JSON object".into()))
+        .map_err(|_| AuthError::MalformedToken("the header is not a JSON object"))
 }
 
 /// A JWT NumericDate (seconds; fractions are truncated as google-auth does).
@@ -333,14 +352,21 @@ fn numeric_date(value: &serde_json::Value) -> Option<i64> {
     }
 }
 
-/// A claim value shown in an error message, cut to a readable length.
-fn excerpt(value: &str) -> String {
+/// A signed claim as shown in an error message: quoted when it is made of
+/// the characters issuers, audience URLs and email addresses use, and at
+/// most 120 of them; otherwise only its length. Google signs whatever
+/// audience the token's requester asked for, so a claim is no place for
+/// free text to reach the operator's dashboard.
+fn shown(value: &str) -> String {
     const MAX: usize = 120;
-    if value.chars().count() <= MAX {
-        value.to_string()
-    } else {
-        let cut: String = value.chars().take(MAX).collect();
-        format!("{cut}…")
+    let plain = value.len() <= MAX
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=%".contains(&b));
+    match (value.is_empty(), plain) {
+        (true, _) => "(none)".to_string(),
+        (false, true) => format!("\"{value}\""),
+        (false, false) => format!("(not shown: {} bytes)", value.len()),
     }
 }
 
@@ -376,6 +402,22 @@ mod tests {
         // {"alg":"none"}
         let h = jose_header("eyJhbGciOiJub25lIn0.e30.").unwrap();
         assert_eq!(h.alg.as_deref(), Some("none"));
+    }
+
+    #[test]
+    fn claims_are_quoted_only_when_plain() {
+        assert_eq!(
+            shown("https://accounts.google.com"),
+            "\"https://accounts.google.com\""
+        );
+        assert_eq!(
+            shown("a@b.iam.gserviceaccount.com"),
+            "\"a@b.iam.gserviceaccount.com\""
+        );
+        assert_eq!(shown(""), "(none)");
+        assert_eq!(shown("visit <b>evil</b> now"), "(not shown: 21 bytes)");
+        assert_eq!(shown("line\r\nbreak"), "(not shown: 11 bytes)");
+        assert!(shown(&"a".repeat(121)).starts_with("(not shown"));
     }
 
     #[test]

@@ -423,3 +423,111 @@ async fn concurrent_unknown_kids_share_one_fetch() {
     }
     assert_eq!(server.hits(), 1);
 }
+
+/// Forged tokens cannot turn into fetches while the key set cannot be
+/// loaded: after a failed load the next waits one second, doubling with each
+/// failure in a row up to a minute, however many tokens arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_fetches_are_rate_limited_while_no_key_set_loads() {
+    let server = JwksServer::start(read_json(fixture("jwks_key_1.json")), None).await;
+    server.state.lock().unwrap().status = 500;
+    let adapter: std::sync::Arc<dyn StoreAdapter> = build(&format!(
+        "package_names = ['{PACKAGE}']\naudience = '{AUDIENCE}'\npush_service_account = '{PUSH_ACCOUNT}'\n\
+         jwks_url = '{}'\n",
+        server.url
+    ))
+    .into();
+    let forged = |i: usize| {
+        mint(
+            "oidc_key_2.pem",
+            Some(&format!("forged-{i}")),
+            &push_claims(NOW_S),
+        )
+    };
+
+    // 100 forged pushes at once, while the source fails: one fetch.
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let (adapter, token) = (adapter.clone(), forged(i));
+            tokio::spawn(async move {
+                refuses(adapter.as_ref(), &token, NOW_MS, 503, "jwks_unavailable").await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(server.hits(), 1);
+
+    // Backoff: 1 s, 2 s, 4 s… after each failure; tokens in between wait.
+    let mut t = NOW_MS;
+    let mut expected_hits = 1;
+    for wait_ms in [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000] {
+        refuses(
+            adapter.as_ref(),
+            &forged(0),
+            t + wait_ms - 1,
+            503,
+            "jwks_unavailable",
+        )
+        .await;
+        assert_eq!(server.hits(), expected_hits, "before {wait_ms} ms");
+        t += wait_ms;
+        refuses(adapter.as_ref(), &forged(0), t, 503, "jwks_unavailable").await;
+        expected_hits += 1;
+        assert_eq!(server.hits(), expected_hits, "after {wait_ms} ms");
+    }
+
+    // The source recovers: the next allowed load serves genuine tokens, and
+    // forged key ids then cost at most one fetch a minute.
+    server.state.lock().unwrap().status = 200;
+    t += 60_000;
+    let genuine = mint("oidc_key_1.pem", Some("test-key-1"), &push_claims(t / 1000));
+    accepts(adapter.as_ref(), &genuine, t).await;
+    let after_recovery = server.hits();
+    for i in 0..100 {
+        refuses(
+            adapter.as_ref(),
+            &forged(i),
+            t + i as i64 * 100,
+            401,
+            "unknown_key",
+        )
+        .await;
+    }
+    assert_eq!(server.hits(), after_recovery);
+}
+
+/// A refusal's message never quotes the token's unsigned header: an
+/// attacker's `kid` or `alg` text does not reach the operator's pages.
+#[tokio::test]
+async fn refusals_do_not_quote_the_token_header() {
+    let marker = "MARKER<script>alert(1)</script>";
+    let adapter = oidc_adapter();
+    for token in [mint("oidc_key_2.pem", Some(marker), &push_claims(NOW_S)), {
+        // An `alg` of the attacker's choosing.
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header = b64.encode(json!({"alg": marker, "kid": marker}).to_string());
+        let claims = b64.encode(push_claims(NOW_S).to_string());
+        format!("{header}.{claims}.c2ln")
+    }] {
+        let e = adapter
+            .verify_and_decode(&with_bearer(body(), &token, NOW_MS))
+            .await
+            .map(|_| ())
+            .expect_err("refused");
+        assert!(!e.message().contains("MARKER"), "{}", e.message());
+    }
+    // A Google-signed claim with free text in it is not quoted either.
+    let mut claims = push_claims(NOW_S);
+    claims["aud"] = json!(format!("https://x.example/ {marker}"));
+    let token = mint("oidc_key_1.pem", Some("test-key-1"), &claims);
+    let e = adapter
+        .verify_and_decode(&with_bearer(body(), &token, NOW_MS))
+        .await
+        .map(|_| ())
+        .expect_err("refused");
+    assert_eq!(e.code(), "wrong_audience");
+    assert!(!e.message().contains("MARKER"), "{}", e.message());
+}

@@ -136,6 +136,13 @@ fn bench(c: &mut Criterion) {
     group.bench_function("verify_and_decode", |b| {
         b.iter(|| adapter.verify_and_map(black_box(&request)))
     });
+    // Anyone's request: eight well-formed v1 candidates, none right. One
+    // HMAC per secret, not per candidate: about the cost of one.
+    let forged = format!("t={T}") + &format!(",v1={}", "cd".repeat(32)).repeat(8);
+    assert!(verify_signed_payload(Some(&forged), &body, &keys, 300, T).is_err());
+    group.bench_function("refuse_8_forged_v1_candidates", |b| {
+        b.iter(|| verify_signed_payload(Some(black_box(&forged)), black_box(&body), &keys, 300, T))
+    });
     group.finish();
 }
 

@@ -165,6 +165,8 @@ pub struct ChainOptions {
     pub intermediate_is_ca: bool,
     /// (year, month, day) of the leaf's notBefore and notAfter.
     pub leaf_validity: ((i32, u8, u8), (i32, u8, u8)),
+    /// Appended to every certificate's common name.
+    pub names_suffix: &'static str,
 }
 
 impl Default for ChainOptions {
@@ -174,6 +176,7 @@ impl Default for ChainOptions {
             intermediate_oid: true,
             intermediate_is_ca: true,
             leaf_validity: ((2020, 1, 1), (2030, 1, 1)),
+            names_suffix: "",
         }
     }
 }
@@ -198,7 +201,10 @@ impl TestChain {
     pub fn new(options: ChainOptions) -> Self {
         let root_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
         let mut root_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        name(&mut root_params, "Test Root CA");
+        name(
+            &mut root_params,
+            &format!("Test Root CA{}", options.names_suffix),
+        );
         root_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         root_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         root_params.not_before = rcgen::date_time_ymd(2015, 1, 1);
@@ -208,7 +214,10 @@ impl TestChain {
 
         let intermediate_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
         let mut intermediate_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        name(&mut intermediate_params, "Test WWDR Intermediate");
+        name(
+            &mut intermediate_params,
+            &format!("Test WWDR Intermediate{}", options.names_suffix),
+        );
         intermediate_params.is_ca = if options.intermediate_is_ca {
             IsCa::Ca(BasicConstraints::Unconstrained)
         } else {
@@ -234,7 +243,10 @@ impl TestChain {
 
         let leaf_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
         let mut leaf_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        name(&mut leaf_params, "Test Receipt Signing");
+        name(
+            &mut leaf_params,
+            &format!("Test Receipt Signing{}", options.names_suffix),
+        );
         leaf_params.is_ca = IsCa::ExplicitNoCa;
         leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let ((y0, m0, d0), (y1, m1, d1)) = options.leaf_validity;
