@@ -7,6 +7,8 @@
 
 use std::path::PathBuf;
 
+use std::process::ExitCode;
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use storehook_server::{Config, Registry};
@@ -29,7 +31,7 @@ const BUNDLED_STORES: &[(&str, fn())] = &[
 #[derive(Parser)]
 #[command(
     name = "storehook",
-    version,
+    version = VERSION,
     about = "Receives App Store, Google Play and Stripe server notifications"
 )]
 struct Cli {
@@ -60,7 +62,30 @@ enum Command {
     Stores,
     /// Validate the config file (every store's keys included) and exit.
     CheckConfig,
+    /// Print the admin token kept in the data folder (generated at the
+    /// first start when none is configured), or replace it.
+    AdminToken {
+        /// Replace it with a new one; a running server picks it up within
+        /// seconds (or at SIGHUP) and every dashboard session ends.
+        #[arg(long)]
+        rotate: bool,
+    },
+    /// Copy the database to FILE while the server keeps serving (SQLite's
+    /// online backup), then check the copy with `integrity_check`.
+    Backup { file: PathBuf },
+    /// Replace the database with the backup FILE (checked first). Refuses
+    /// while a server has the database open; the replaced file is kept
+    /// beside it.
+    Restore { file: PathBuf },
 }
+
+/// `0.1.0 (git 1a2b3c4)`: the revision the binary was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("STOREHOOK_GIT_REVISION"),
+    ")"
+);
 
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
@@ -68,9 +93,46 @@ enum LogFormat {
     Json,
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    let cli_config = cli.config.clone();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The message chain, never `Debug`: with RUST_BACKTRACE set,
+            // anyhow's `Debug` would add a stack trace to a typo in a file.
+            let message = format!("{e:#}");
+            if is_config_error(&e) {
+                // Name the file when the message does not already.
+                let file = cli_config.display().to_string();
+                if message.contains(&file) {
+                    eprintln!("error: {message}");
+                } else {
+                    eprintln!("error: {file}: {message}");
+                }
+                ExitCode::from(2)
+            } else {
+                eprintln!("error: {message}");
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+/// A mistake in the configuration (exit status 2), as opposed to a failure
+/// while running (1).
+fn is_config_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause.is::<storehook_server::ConfigError>()
+            || matches!(
+                cause.downcast_ref::<storehook_server::StartError>(),
+                Some(storehook_server::StartError::Config(_))
+            )
+    })
+}
+
+fn run(cli: Cli) -> Result<()> {
     for (id, link) in BUNDLED_STORES {
         link();
         if storehook_core::find_registration(id).is_none() {
@@ -125,6 +187,56 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
+        Command::AdminToken { rotate } => {
+            let config = load(&cli.config)?;
+            if config.checked_admin_token(&env)?.is_some() {
+                bail!(
+                    "the admin token is configured ([server] admin_token in {} or STOREHOOK_ADMIN_TOKEN); \
+                     read or change it there",
+                    cli.config.display()
+                );
+            }
+            let path = storehook_server::admin_token::path(&config);
+            let token = if rotate {
+                storehook_server::admin_token::rotate(&path)?
+            } else {
+                storehook_server::admin_token::load_or_create(&path)?.0
+            };
+            println!("{}", token.expose());
+            if rotate {
+                eprintln!(
+                    "{} replaced; a running server uses the new token within seconds and every dashboard session ends",
+                    path.display()
+                );
+            }
+            Ok(())
+        }
+        Command::Backup { file } => {
+            let config = load(&cli.config)?;
+            let report = storehook_db::backup(&config.database_path(), &file)?;
+            println!(
+                "{}: {} bytes, {} notifications, integrity_check ok",
+                file.display(),
+                report.bytes,
+                report.notifications
+            );
+            Ok(())
+        }
+        Command::Restore { file } => {
+            let config = load(&cli.config)?;
+            let report = storehook_db::restore(&file, &config.database_path())?;
+            println!(
+                "{} restored from {} ({} notifications){}",
+                config.database_path().display(),
+                file.display(),
+                report.notifications,
+                report
+                    .previous
+                    .map(|p| format!("; the replaced database is kept as {}", p.display()))
+                    .unwrap_or_default()
+            );
+            Ok(())
+        }
     }
 }
 
@@ -139,34 +251,54 @@ async fn serve(config: Config, env: &(dyn Fn(&str) -> Option<String> + Sync)) ->
     if let Some(admin) = running.admin_addr {
         println!("storehook admin on http://{admin}");
     }
+    if let Some(link) = &running.sign_in_link {
+        // Once, at the first start: the token was generated just now.
+        println!(
+            "\nFirst run: an admin token was generated and kept in {}.\n\
+             Open the dashboard with this link (it works once, within an hour):\n\n    {link}\n\n\
+             Later, `storehook admin-token` prints the token for the sign-in form.\n",
+            running
+                .admin_token_file
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        );
+    }
     use std::io::Write;
     std::io::stdout().flush().ok();
-    shutdown_signal().await;
+    wait_for_shutdown(&running).await;
     tracing::info!("shutting down");
     running.shutdown().await;
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Until SIGINT or SIGTERM; SIGHUP reloads what can change while running.
+async fn wait_for_shutdown(running: &storehook_server::Running) {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return,
+                _ = term.recv() => return,
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading");
+                    tokio::task::block_in_place(|| running.reload());
                 }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        let _ = running;
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -264,6 +264,7 @@ fn start(dir: &Path, config: &Path, ignore_sigxfsz: bool) -> BinaryServer {
         base,
         child,
         dir: dir.to_owned(),
+        stdout: Default::default(),
     }
 }
 

@@ -114,8 +114,10 @@ async fn without_the_admin_token_every_page_shows_the_sign_in_form_and_no_data()
     assert!(!overview.contains("name=\"token\""), "{overview}");
 }
 
+/// Without a configured token the dashboard asks for the generated one
+/// (issue 13), which signs in.
 #[tokio::test]
-async fn without_an_admin_token_configured_the_dashboard_is_closed() {
+async fn without_a_configured_token_the_dashboard_takes_the_generated_one() {
     let server = TestServer::start_with(|dir| {
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n[database]\npath = \"{}\"\n{EXAMPLE}",
@@ -124,12 +126,22 @@ async fn without_an_admin_token_configured_the_dashboard_is_closed() {
     })
     .await;
     let (status, _, body) = fetch(&server, "/", Some("anything"), &[]).await;
-    assert_eq!(status, 403, "{body}");
-    assert!(body.contains("No admin token is configured"), "{body}");
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("storehook admin-token"), "{body}");
     assert!(!body.contains("Example Store"), "{body}");
     let r = post_form(&server, "/dashboard/login", "token=anything", &[]).await;
-    assert_eq!(r.status(), 403);
+    assert_eq!(r.status(), 401);
     assert!(r.headers().get("set-cookie").is_none());
+    let token = std::fs::read_to_string(server.dir.path().join("admin-token")).unwrap();
+    let r = post_form(
+        &server,
+        "/dashboard/login",
+        &format!("token={}", token.trim()),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    assert!(r.headers().get("set-cookie").is_some());
 }
 
 #[tokio::test]

@@ -345,8 +345,10 @@ async fn admin_routes_require_the_token() {
     assert_eq!(right.status().as_u16(), 404, "authorized, but not tracked");
 }
 
+/// Without a configured token the data folder's generated one is the
+/// admin token (issue 13: a first run lets its operator in).
 #[tokio::test]
-async fn admin_routes_answer_403_without_a_configured_token() {
+async fn without_a_configured_token_admin_routes_take_the_generated_one() {
     let server = TestServer::start_with(|dir| {
         format!(
             "[database]\npath = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n{EXAMPLE}",
@@ -356,9 +358,21 @@ async fn admin_routes_answer_403_without_a_configured_token() {
     .await;
     let (status, body) = server.get_admin("/v1/subscribers/u").await;
     assert_eq!(
-        (status, body["error"].as_str()),
-        (403, Some("admin_disabled")),
-        "{body}"
+        status, 401,
+        "the test token is not the generated one: {body}"
+    );
+    let token = std::fs::read_to_string(server.dir.path().join("admin-token")).unwrap();
+    let r = server
+        .client
+        .get(format!("{}/v1/subscribers/u", server.base))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        200,
+        "authorized (no subscriptions yet)"
     );
 }
 

@@ -20,10 +20,6 @@ const SECRET: &str = "whsec_hostile_tests";
 const HEADER_TIMEOUT_S: u64 = 2;
 const BODY_TIMEOUT_S: u64 = 1;
 const MAX_BODY: usize = 64 * 1024;
-const INVOICE_PAID: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/corpus/stripe/events_openapi/invoice.paid.json"
-);
 
 fn start(dir: &Path) -> BinaryServer {
     let config = dir.join("config.toml");
@@ -49,11 +45,7 @@ fn addr(server: &BinaryServer) -> String {
 /// A well-behaved store: one correctly signed event (a fresh id each time)
 /// must get its 200 quickly. Returns how long it took.
 async fn store_is_served(server: &BinaryServer, n: usize) -> Duration {
-    let mut event: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(INVOICE_PAID).expect("Stripe fixture"))
-            .expect("fixture JSON");
-    event["id"] = serde_json::json!(format!("evt_hostile_{n}"));
-    let body = event.to_string();
+    let body = common::stripe_event(&format!("evt_hostile_{n}"));
     let started = Instant::now();
     let resp = reqwest::Client::new()
         .post(format!("{}{PATH}", server.base))

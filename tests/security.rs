@@ -14,16 +14,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{now_s, open_files_limit, ADMIN_TOKEN};
+use common::{now_s, open_files_limit, stripe_event, ADMIN_TOKEN};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const SECRET: &str = "whsec_security_test_secret";
-const INVOICE_PAID: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/corpus/stripe/events_openapi/invoice.paid.json"
-);
 const BODY_TIMEOUT_S: u64 = 1;
 
 /// The binary, with its stderr (the log) kept in a file.
@@ -153,27 +149,8 @@ impl Server {
     }
 }
 
-fn stripe_event(id: &str) -> String {
-    let mut event: Value =
-        serde_json::from_str(&std::fs::read_to_string(INVOICE_PAID).expect("Stripe fixture"))
-            .expect("fixture JSON");
-    event["id"] = json!(id);
-    event.to_string()
-}
-
 async fn send_signed(client: &reqwest::Client, base: &str, body: String) -> u16 {
-    client
-        .post(format!("{base}/v1/notifications/stripe"))
-        .header(
-            "Stripe-Signature",
-            storehook_stripe::signature_header([SECRET], now_s(), body.as_bytes()),
-        )
-        .body(body)
-        .send()
-        .await
-        .expect("signed request")
-        .status()
-        .as_u16()
+    common::send_stripe(client, base, SECRET, body).await
 }
 
 /// Reads until the server closes or answers; the status, if any.

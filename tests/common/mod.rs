@@ -194,6 +194,8 @@ pub struct BinaryServer {
     pub base: String,
     pub child: Child,
     pub dir: PathBuf,
+    /// Every line the binary printed on stdout so far.
+    pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl BinaryServer {
@@ -220,11 +222,14 @@ impl BinaryServer {
         let mut child = cmd.spawn().expect("spawn storehook");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(addr) = line.strip_prefix("storehook listening on ") {
                     let _ = tx.send(addr.to_owned());
                 }
+                seen.lock().expect("lines").push(line);
             }
         });
         let base = rx
@@ -234,6 +239,7 @@ impl BinaryServer {
             base,
             child,
             dir: dir.to_owned(),
+            stdout: lines,
         }
     }
 
@@ -328,4 +334,33 @@ impl Rng {
     pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.next() % (hi - lo)
     }
+}
+
+/// The Stripe corpus's `invoice.paid` event with its id replaced.
+pub fn stripe_event(id: &str) -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/corpus/stripe/events_openapi/invoice.paid.json"
+    );
+    let mut event: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("Stripe fixture"))
+            .expect("fixture JSON");
+    event["id"] = serde_json::json!(id);
+    event.to_string()
+}
+
+/// POSTs `body` to the Stripe endpoint signed with `secret` as Stripe
+/// would now; the status (0 when the request failed).
+pub async fn send_stripe(client: &reqwest::Client, base: &str, secret: &str, body: String) -> u16 {
+    client
+        .post(format!("{base}/v1/notifications/stripe"))
+        .header(
+            "Stripe-Signature",
+            storehook_stripe::signature_header([secret], now_s(), body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
 }

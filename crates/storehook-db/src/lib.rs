@@ -19,7 +19,10 @@ pub use outbox::{
     AttemptOutcome, AttemptResult, DeliveryRecord, DueDelivery, EndpointStats, EventFilter,
     EventRecord, EventRoute, ForwardRoute, OutboxConfig,
 };
-pub use sqlite::{CommitStats, SqliteOptions, SqliteStorage, Synchronous};
+pub use sqlite::{
+    backup, integrity_check, restore, BackupReport, CommitStats, RestoreReport, SqliteOptions,
+    SqliteStorage, Synchronous,
+};
 
 /// Storage failed. The host answers 503 so the store retries.
 #[derive(Debug, thiserror::Error)]

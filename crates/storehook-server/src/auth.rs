@@ -81,6 +81,9 @@ impl std::fmt::Debug for Credentials {
 pub struct AdminAuth {
     token: RwLock<Option<TokenDigest>>,
     sessions: Mutex<HashMap<[u8; 32], Session>>,
+    /// One-time sign-in codes (the first run's link), by SHA-256, with the
+    /// instant each stops working.
+    sign_in_codes: Mutex<HashMap<[u8; 32], Instant>>,
     throttle: Mutex<Throttle>,
     idle: Duration,
     max_age: Duration,
@@ -141,6 +144,7 @@ impl AdminAuth {
         Self {
             token: RwLock::new(token.map(|t| TokenDigest::of(t.expose().trim()))),
             sessions: Mutex::new(HashMap::new()),
+            sign_in_codes: Mutex::new(HashMap::new()),
             throttle: Mutex::new(Throttle::default()),
             idle: options.session_idle,
             max_age: options.session_max_age,
@@ -170,6 +174,36 @@ impl AdminAuth {
         *self.token.write().unwrap_or_else(|e| e.into_inner()) =
             token.map(|t| TokenDigest::of(t.expose().trim()));
         self.sessions_lock().clear();
+        self.codes_lock().clear();
+    }
+
+    fn codes_lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Instant>> {
+        self.sign_in_codes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A code that signs one browser in once, within `valid_for`: the first
+    /// run's console link carries it instead of the token, so the token
+    /// itself is in no URL, browser history or proxy log.
+    pub fn issue_sign_in_code(&self, valid_for: Duration) -> Option<String> {
+        self.current_token()?;
+        let mut raw = [0u8; 32];
+        self.random.fill(&mut raw).ok()?;
+        let code = hex::encode(raw);
+        let now = Instant::now();
+        let mut codes = self.codes_lock();
+        codes.retain(|_, until| *until > now);
+        codes.insert(session_key(&code), now + valid_for);
+        Some(code)
+    }
+
+    /// Exchanges a sign-in code for a session; a code works once.
+    pub fn redeem_sign_in_code(&self, code: &str) -> Option<String> {
+        let token = self.current_token()?;
+        let until = self.codes_lock().remove(&session_key(code))?;
+        if until <= Instant::now() {
+            return None;
+        }
+        self.new_session(token).ok()
     }
 
     fn sessions_lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Session>> {
@@ -230,6 +264,10 @@ impl AdminAuth {
             Verdict::Wrong => return Err(SignInError::Wrong),
             Verdict::Throttled(wait) => return Err(SignInError::Throttled(wait)),
         }
+        self.new_session(token)
+    }
+
+    fn new_session(&self, token: TokenDigest) -> Result<String, SignInError> {
         let mut raw = [0u8; 32];
         // The system RNG failing is not recoverable by retrying here.
         if self.random.fill(&mut raw).is_err() {
@@ -569,6 +607,27 @@ mod tests {
             client: Some(client.parse().unwrap()),
             ..Credentials::default()
         }
+    }
+
+    #[test]
+    fn a_sign_in_code_works_once_and_not_after_expiry_or_a_token_change() {
+        let a = auth("0123456789abcdef");
+        let code = a.issue_sign_in_code(Duration::from_secs(60)).unwrap();
+        assert!(!code.contains("0123456789abcdef"));
+        let session = a.redeem_sign_in_code(&code).expect("a session");
+        let c = Credentials {
+            session: Some(session),
+            same_origin: true,
+            ..Credentials::default()
+        };
+        assert!(a.check(&c, Access::Change).is_ok());
+        assert!(a.redeem_sign_in_code(&code).is_none(), "used already");
+        assert!(a.redeem_sign_in_code("00").is_none());
+        let expired = a.issue_sign_in_code(Duration::ZERO).unwrap();
+        assert!(a.redeem_sign_in_code(&expired).is_none());
+        let pending = a.issue_sign_in_code(Duration::from_secs(60)).unwrap();
+        a.set_token(Some(Secret::new("fedcba9876543210")));
+        assert!(a.redeem_sign_in_code(&pending).is_none());
     }
 
     #[test]

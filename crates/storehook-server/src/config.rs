@@ -328,6 +328,28 @@ fn default_synchronous() -> Synchronous {
     Synchronous::Full
 }
 
+/// The dotted key of the `key = value` line holding byte `offset` of
+/// `text` (`server.listen`), when that line is one.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('[') || key.starts_with('#') {
+        return None;
+    }
+    let table = before[..line_start].lines().rev().find_map(|l| {
+        let l = l.trim();
+        (l.starts_with('[') && !l.starts_with("[[") && l.ends_with(']'))
+            .then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned())
+    });
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_owned(),
+    })
+}
+
 impl Config {
     /// Reads and parses a config file. Store tables are validated later,
     /// when the registry builds the adapters.
@@ -350,8 +372,15 @@ impl Config {
     pub fn parse(text: &str, base_dir: PathBuf) -> Result<Self, String> {
         // The parser quotes the offending line and value, which may be a
         // secret: keep the position and the key, drop the value.
-        let mut config: Config = toml::from_str(text)
-            .map_err(|e| storehook_core::redact_config_error(e.to_string().trim()))?;
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            let message = storehook_core::redact_config_error(e.to_string().trim());
+            // A wrong value's message ("invalid socket address syntax")
+            // names no key: add the one at the error's position.
+            match e.span().and_then(|span| key_at(text, span.start)) {
+                Some(key) if !message.contains(&key) => format!("key `{key}`, {message}"),
+                _ => message,
+            }
+        })?;
         config.base_dir = base_dir;
         Ok(config)
     }

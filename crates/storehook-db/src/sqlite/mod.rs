@@ -1,6 +1,7 @@
 //! The SQLite backend: WAL, one writer thread with group commit, a small pool
 //! of reader connections used from `spawn_blocking`.
 
+mod backup;
 mod delivery;
 mod migrations;
 mod read;
@@ -93,7 +94,11 @@ pub struct SqliteStorage {
     outbox: Arc<OutboxConfig>,
     stats: Arc<Mutex<CommitStats>>,
     observer: Arc<OnceLock<CommitObserver>>,
+    /// Held shared while open, so that `storehook restore` can tell.
+    _lock: Arc<std::fs::File>,
 }
+
+pub use backup::{backup, check as integrity_check, restore, BackupReport, RestoreReport};
 
 impl SqliteStorage {
     /// Opens (creating the file and its folder if needed) and migrates the
@@ -106,6 +111,7 @@ impl SqliteStorage {
                 })?;
             }
         }
+        let lock = backup::hold_shared(&options.path)?;
         let mut writer = open_connection(&options, false)?;
         migrations::migrate(&mut writer)?;
         let (jobs, rx) = mpsc::channel::<Job>(options.max_batch * 4);
@@ -125,6 +131,7 @@ impl SqliteStorage {
             options,
             stats,
             observer,
+            _lock: Arc::new(lock),
         })
     }
 

@@ -89,6 +89,14 @@ pub(crate) fn routes(
         )
         .then(sign_in);
 
+    // The first run's console link: a one-time code for a session.
+    let login_link = warp::path!("dashboard" / "login")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(headers)
+        .and(query)
+        .map(sign_in_with_code);
+
     let logout = warp::path!("dashboard" / "logout")
         .and(warp::post())
         .and(with_state.clone())
@@ -120,6 +128,8 @@ pub(crate) fn routes(
         .or(lookup)
         .unify()
         .or(login)
+        .unify()
+        .or(login_link)
         .unify()
         .or(logout)
         .unify()
@@ -320,11 +330,16 @@ async fn sign_in(
             return r;
         }
     };
-    let mut r = redirect(&next);
+    signed_in(&state, &headers, &session, &next)
+}
+
+/// A redirect to `next` that sets the session cookie.
+fn signed_in(state: &AppState, headers: &HeaderMap, session: &str, next: &str) -> Response {
+    let mut r = redirect(next);
     let cookie = format!(
         "{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         state.auth.session_max_age().as_secs(),
-        if over_https(&state, &headers) {
+        if over_https(state, headers) {
             "; Secure"
         } else {
             ""
@@ -334,6 +349,33 @@ async fn sign_in(
         r.headers_mut().insert("set-cookie", v);
     }
     r
+}
+
+/// `GET /dashboard/login?code=…`: the first run's one-time link. The page
+/// is a redirect with a cookie; without a usable code, the sign-in form.
+fn sign_in_with_code(
+    state: Arc<AppState>,
+    headers: HeaderMap,
+    query: HashMap<String, String>,
+) -> Response {
+    let code = query.get("code").map(String::as_str).unwrap_or_default();
+    match state.auth.redeem_sign_in_code(code) {
+        Some(session) => signed_in(&state, &headers, &session, "/"),
+        None => page(
+            StatusCode::UNAUTHORIZED,
+            "Sign in",
+            "",
+            false,
+            &views::login(
+                Some(
+                    "This sign-in link has been used or has expired. Sign in with the admin token \
+                     (`storehook admin-token` prints it).",
+                ),
+                "/",
+                state.auth.configured(),
+            ),
+        ),
+    }
 }
 
 /// `POST /dashboard/logout`: the session ends on the server too.

@@ -793,8 +793,9 @@ pub fn login(message: Option<&str>, next: &str, admin_configured: bool) -> Strin
     }
     format!(
         "<section class=\"login\"><h2>Sign in</h2>\
-         <p>The dashboard needs the admin token (<code>[server] admin_token</code> or \
-         <code>STOREHOOK_ADMIN_TOKEN</code>).</p>{}\
+         <p>The dashboard needs the admin token: <code>[server] admin_token</code>, \
+         <code>STOREHOOK_ADMIN_TOKEN</code>, or the one generated at the first start, \
+         which <code>storehook admin-token</code> prints.</p>{}\
          <form method=\"post\" action=\"/dashboard/login\" id=\"login\">\
          <input type=\"hidden\" name=\"next\" value=\"{}\">\
          <label>Admin token <input type=\"password\" name=\"token\" id=\"token\" required autofocus \
