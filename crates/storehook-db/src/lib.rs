@@ -273,4 +273,46 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<Vec<DeliveryRecord>, DbError>;
     /// Pending deliveries, all endpoints.
     async fn outbox_depth(&self) -> Result<i64, DbError>;
+
+    // ---- retention ----
+
+    /// One small batch of pruning (see [`PruneBatch`]); the caller repeats
+    /// it until a batch prunes less than its limit, so the writer is never
+    /// held for long.
+    async fn prune(&self, batch: PruneBatch) -> Result<PruneReport, DbError>;
+    /// Gives up to `max_pages` free pages back to the file system; returns
+    /// how many it did.
+    async fn reclaim_space(&self, max_pages: u32) -> Result<u64, DbError>;
+    /// The database's size on disk.
+    async fn database_size(&self) -> Result<DatabaseSize, DbError>;
+}
+
+/// What one pruning batch may remove: raw request bodies of notifications
+/// received before `raw_body_before_ms` (the normalized row, its decoded
+/// payload, its events and everything folds and charts read stay), and
+/// delivered outbox rows (with their attempts) delivered before
+/// `deliveries_before_ms`. Pending and dead deliveries always stay.
+#[derive(Debug, Clone, Copy)]
+pub struct PruneBatch {
+    pub raw_body_before_ms: Option<i64>,
+    pub deliveries_before_ms: Option<i64>,
+    /// The most rows of each kind in this batch.
+    pub limit: u32,
+}
+
+/// What a pruning batch removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    pub raw_bodies: u64,
+    pub deliveries: u64,
+    pub attempts: u64,
+}
+
+/// The database's size.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DatabaseSize {
+    /// The files on disk (the database and its write-ahead log).
+    pub file_bytes: u64,
+    /// Pages inside the file that are free (reused before the file grows).
+    pub free_bytes: u64,
 }

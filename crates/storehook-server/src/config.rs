@@ -45,6 +45,8 @@ pub struct Config {
     pub forward: Vec<ForwardConfig>,
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
     /// The folder of the config file; relative paths in it resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -138,6 +140,49 @@ pub struct TrackingConfig {
     /// A verified notification that starts a purchase begins tracking by itself.
     #[serde(default)]
     pub auto_track: bool,
+}
+
+/// `[retention]`: what is pruned, and when. 0 keeps forever.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Raw request bodies (the bulk of the database) of notifications
+    /// received longer ago; the normalized rows, decoded payloads, events
+    /// and subscriptions stay.
+    #[serde(default = "default_retention_days")]
+    pub raw_body_days: u32,
+    /// Delivered webhook and forward rows, with their attempts. Pending and
+    /// dead ones stay until delivered or retried.
+    #[serde(default = "default_retention_days")]
+    pub deliveries_days: u32,
+    /// How often pruning runs (it also runs a minute after start).
+    #[serde(default = "default_prune_interval_seconds")]
+    pub prune_interval_seconds: u64,
+    /// Rows per transaction: small, so that notifications arriving meanwhile
+    /// wait for the writer at most a few milliseconds.
+    #[serde(default = "default_prune_batch_rows")]
+    pub batch_rows: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            raw_body_days: default_retention_days(),
+            deliveries_days: default_retention_days(),
+            prune_interval_seconds: default_prune_interval_seconds(),
+            batch_rows: default_prune_batch_rows(),
+        }
+    }
+}
+
+fn default_retention_days() -> u32 {
+    30
+}
+fn default_prune_interval_seconds() -> u64 {
+    3600
+}
+fn default_prune_batch_rows() -> u32 {
+    500
 }
 
 /// One `[[webhooks]]` endpoint.
@@ -256,6 +301,7 @@ impl std::fmt::Debug for Config {
             .field("webhooks", &self.webhooks)
             .field("forward", &self.forward)
             .field("delivery", &self.delivery)
+            .field("retention", &self.retention)
             .finish_non_exhaustive()
     }
 }

@@ -18,6 +18,7 @@ mod handlers;
 pub mod metrics;
 mod refusals;
 pub mod registry;
+pub mod retention;
 mod routes;
 mod time_fmt;
 mod webhooks;
@@ -68,6 +69,8 @@ pub struct AppState {
     body_budget: body::BodyBudget,
     /// Refused requests not yet written.
     refusals: Arc<refusals::Refusals>,
+    /// What `[retention]` keeps (shown on the dashboard).
+    retention: config::RetentionConfig,
     /// Incoming headers kept for forwards (lower case).
     forward_headers: std::collections::HashSet<String>,
     pub body_timeout: Duration,
@@ -94,6 +97,7 @@ pub struct Running {
     task: tokio::task::JoinHandle<()>,
     admin_task: Option<tokio::task::JoinHandle<()>>,
     refusal_flusher: tokio::task::JoinHandle<()>,
+    pruner: tokio::task::JoinHandle<()>,
     delivery_shutdown: tokio::sync::watch::Sender<bool>,
     delivery_task: tokio::task::JoinHandle<()>,
 }
@@ -113,6 +117,7 @@ impl Running {
         let _ = self.delivery_shutdown.send(true);
         let _ = self.delivery_task.await;
         let _ = self.refusal_flusher.await;
+        let _ = self.pruner.await;
     }
 
     /// Re-reads what may change while running (SIGHUP): the admin token
@@ -240,12 +245,22 @@ pub async fn start(
         storage.clone(),
         delivery_shutdown.subscribe(),
     );
+    if let Ok(size) = storage.database_size().await {
+        metrics.set_database_size(size);
+    }
+    let pruner = retention::spawn(
+        storage.clone(),
+        config.retention.clone(),
+        metrics.clone(),
+        delivery_shutdown.subscribe(),
+    );
     let state = Arc::new(AppState {
         registry,
         storage: storage.clone(),
         auth,
         body_budget: body::BodyBudget::new(config.server.max_body_bytes_in_flight),
         refusals,
+        retention: config.retention.clone(),
         forward_headers: config
             .delivery
             .forward_headers
@@ -316,6 +331,7 @@ pub async fn start(
         task,
         admin_task,
         refusal_flusher,
+        pruner,
         delivery_shutdown,
         delivery_task,
     })

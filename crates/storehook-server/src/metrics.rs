@@ -67,6 +67,9 @@ pub struct Metrics {
     db_last_commit_micros: IntGauge,
     db_commit_seconds: Histogram,
     db_batch_size: Histogram,
+    db_size_bytes: IntGauge,
+    db_free_bytes: IntGauge,
+    pruned: IntCounterVec,
     commit_source: OnceLock<CommitSource>,
     /// Serialises the scrape-time sync of the database counters.
     commit_sync: Mutex<()>,
@@ -121,6 +124,24 @@ impl Metrics {
         let outbox_depth = IntGauge::new(
             "storehook_outbox_depth",
             "Deliveries waiting in the outbox (all endpoints)",
+        )
+        .expect("metric definition");
+        let db_size_bytes = IntGauge::new(
+            "storehook_database_size_bytes",
+            "Size of the database files on disk (database and write-ahead log)",
+        )
+        .expect("metric definition");
+        let db_free_bytes = IntGauge::new(
+            "storehook_database_free_bytes",
+            "Free space inside the database file, reused before it grows",
+        )
+        .expect("metric definition");
+        let pruned = IntCounterVec::new(
+            Opts::new(
+                "storehook_retention_pruned_total",
+                "Rows pruned by [retention], by kind (raw_body, delivery, attempt)",
+            ),
+            &["kind"],
         )
         .expect("metric definition");
         let delivery_attempts = IntCounterVec::new(
@@ -208,6 +229,9 @@ impl Metrics {
             Box::new(db_last_commit_micros.clone()),
             Box::new(db_commit_seconds.clone()),
             Box::new(db_batch_size.clone()),
+            Box::new(db_size_bytes.clone()),
+            Box::new(db_free_bytes.clone()),
+            Box::new(pruned.clone()),
             Box::new(build_info),
         ];
         for c in collectors {
@@ -230,6 +254,9 @@ impl Metrics {
             db_last_commit_micros,
             db_commit_seconds,
             db_batch_size,
+            db_size_bytes,
+            db_free_bytes,
+            pruned,
             commit_source: OnceLock::new(),
             commit_sync: Mutex::new(()),
         }
@@ -297,6 +324,29 @@ impl Metrics {
         self.delivery_attempts
             .with_label_values(&[endpoint, bounded_code(result)])
             .inc();
+    }
+
+    /// The database's size, as last measured.
+    pub fn set_database_size(&self, size: storehook_db::DatabaseSize) {
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.db_size_bytes.set(clamp(size.file_bytes));
+        self.db_free_bytes.set(clamp(size.free_bytes));
+    }
+
+    /// The database's size in bytes, as last measured (0 before the first).
+    pub fn database_size_bytes(&self) -> u64 {
+        u64::try_from(self.db_size_bytes.get()).unwrap_or(0)
+    }
+
+    /// Rows a pruning batch removed.
+    pub fn pruned(&self, report: storehook_db::PruneReport) {
+        for (kind, n) in [
+            ("raw_body", report.raw_bodies),
+            ("delivery", report.deliveries),
+            ("attempt", report.attempts),
+        ] {
+            self.pruned.with_label_values(&[kind]).inc_by(n);
+        }
     }
 
     /// For the delivery worker: deliveries waiting, all endpoints.

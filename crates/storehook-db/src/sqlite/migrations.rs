@@ -147,6 +147,12 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX delivery_attempts_by_delivery ON delivery_attempts (delivery_id);
     "#,
+    // 3: retention finds what it may prune without scanning: raw bodies
+    // still kept, oldest first, and delivered rows by delivery time.
+    r#"
+    CREATE INDEX notifications_raw_kept ON notifications (received_at) WHERE length(raw_body) > 0;
+    CREATE INDEX deliveries_delivered ON deliveries (delivered_at) WHERE status = 'delivered';
+    "#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), DbError> {

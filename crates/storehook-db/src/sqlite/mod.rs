@@ -5,6 +5,7 @@ mod backup;
 mod delivery;
 mod migrations;
 mod read;
+mod retention;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -16,9 +17,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::outbox::OutboxConfig;
 use crate::{
-    AttemptResult, DbError, DeliveryRecord, DueDelivery, EndpointStats, EventFilter, EventRecord,
-    NewNotification, NotificationFilter, PendingFetch, Recorded, RefusalTally,
-    RejectedNotification, Storage, StoreStats, StoredNotification, Subscription, Tracked,
+    AttemptResult, DatabaseSize, DbError, DeliveryRecord, DueDelivery, EndpointStats, EventFilter,
+    EventRecord, NewNotification, NotificationFilter, PendingFetch, PruneBatch, PruneReport,
+    Recorded, RefusalTally, RejectedNotification, Storage, StoreStats, StoredNotification,
+    Subscription, Tracked,
 };
 use storehook_core::StateUpdate;
 
@@ -113,6 +115,7 @@ impl SqliteStorage {
         }
         let lock = backup::hold_shared(&options.path)?;
         let mut writer = open_connection(&options, false)?;
+        retention::enable_incremental_vacuum(&writer)?;
         migrations::migrate(&mut writer)?;
         let (jobs, rx) = mpsc::channel::<Job>(options.max_batch * 4);
         let stats = Arc::new(Mutex::new(CommitStats::default()));
@@ -236,6 +239,9 @@ impl Cached for Connection {
 /// Enough for every statement of the write and read paths.
 const STATEMENT_CACHE: usize = 128;
 
+/// What the write-ahead log is cut back to after a checkpoint.
+const WAL_SIZE_LIMIT_BYTES: i64 = 16 * 1024 * 1024;
+
 fn open_connection(options: &SqliteOptions, read_only: bool) -> Result<Connection, DbError> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -255,6 +261,9 @@ fn open_connection(options: &SqliteOptions, read_only: bool) -> Result<Connectio
             )));
         }
         conn.pragma_update(None, "synchronous", options.synchronous.pragma())?;
+        // After a burst the log is cut back to this at the next checkpoint
+        // instead of keeping its largest size for good.
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
     }
     Ok(conn)
@@ -492,6 +501,35 @@ impl Storage for SqliteStorage {
 
     async fn outbox_depth(&self) -> Result<i64, DbError> {
         self.read(delivery::outbox_depth).await
+    }
+
+    async fn prune(&self, batch: PruneBatch) -> Result<PruneReport, DbError> {
+        self.write(move |conn| retention::prune(conn, batch)).await
+    }
+
+    async fn reclaim_space(&self, max_pages: u32) -> Result<u64, DbError> {
+        let freed = self
+            .write(move |conn| retention::reclaim(conn, max_pages))
+            .await?;
+        if freed == 0 {
+            // The pages given back are in the write-ahead log until a
+            // checkpoint, and the log keeps its size: fold it in and empty
+            // it (outside the writer's transaction, on a connection of its
+            // own, waiting for readers as SQLite requires).
+            let options = self.options.clone();
+            tokio::task::spawn_blocking(move || {
+                let conn = open_connection(&options, false)?;
+                retention::checkpoint(&conn)
+            })
+            .await
+            .map_err(|e| DbError::Unavailable(e.to_string()))??;
+        }
+        Ok(freed)
+    }
+
+    async fn database_size(&self) -> Result<DatabaseSize, DbError> {
+        let path = self.options.path.clone();
+        self.read(move |conn| retention::size(conn, &path)).await
     }
 
     async fn ping(&self) -> Result<(), DbError> {

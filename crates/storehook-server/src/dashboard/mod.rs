@@ -466,11 +466,18 @@ async fn render_live(state: &AppState, headers: &HeaderMap) -> Result<String, Ap
             }
         })
         .collect();
+    let size = state.storage.database_size().await.unwrap_or_default();
+    let storage = views::StorageView {
+        file_bytes: size.file_bytes,
+        raw_body_days: state.retention.raw_body_days,
+        deliveries_days: state.retention.deliveries_days,
+    };
     Ok(views::overview_live(
         now_ms(),
         &stores,
         &recent,
         &endpoints,
+        &storage,
         &|id| store_name(state, id),
     ))
 }

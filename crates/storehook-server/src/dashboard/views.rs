@@ -132,6 +132,7 @@ pub fn overview_live(
     stores: &[StoreView<'_>],
     recent: &[StoredNotification],
     endpoints: &[EndpointView],
+    storage: &StorageView,
     store_names: &dyn Fn(&str) -> String,
 ) -> String {
     let mut out = String::new();
@@ -164,7 +165,49 @@ pub fn overview_live(
     out.push_str("</div></section>");
     out.push_str(&recent_table(now_ms, recent, store_names));
     out.push_str(&webhooks_section(now_ms, endpoints));
+    out.push_str(&storage_section(storage));
     out
+}
+
+/// The database's size and what `[retention]` keeps.
+pub struct StorageView {
+    pub file_bytes: u64,
+    pub raw_body_days: u32,
+    pub deliveries_days: u32,
+}
+
+fn storage_section(s: &StorageView) -> String {
+    let kept = |days: u32| {
+        if days == 0 {
+            "forever".to_owned()
+        } else {
+            count(i64::from(days), "day", "days")
+        }
+    };
+    format!(
+        "<section id=\"storage\" aria-labelledby=\"storage-h\"><h2 id=\"storage-h\">Storage</h2>\
+         <p class=\"summary\">Database <strong id=\"database-size\">{}</strong> on disk · raw request bodies kept {} · \
+         delivered webhooks kept {} (<code>[retention]</code>)</p></section>",
+        esc(&human_bytes(s.file_bytes)),
+        kept(s.raw_body_days),
+        kept(s.deliveries_days)
+    )
+}
+
+/// `812 KB`, `12.3 MB`, `4.1 GB` (powers of 1000, as disks are sold).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 || value >= 100.0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 fn store_card(now_ms: i64, store: &StoreView<'_>) -> String {
@@ -810,6 +853,15 @@ pub fn login(message: Option<&str>, next: &str, admin_configured: bool) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(812_000), "812 KB");
+        assert_eq!(human_bytes(12_345_678), "12.3 MB");
+        assert_eq!(human_bytes(4_100_000_000), "4.1 GB");
+    }
 
     fn view(stats: StoreStats) -> StoreView<'static> {
         StoreView {
