@@ -127,7 +127,9 @@ fn is_config_error(e: &anyhow::Error) -> bool {
         cause.is::<storehook_server::ConfigError>()
             || matches!(
                 cause.downcast_ref::<storehook_server::StartError>(),
-                Some(storehook_server::StartError::Config(_))
+                Some(
+                    storehook_server::StartError::Config(_) | storehook_server::StartError::Tls(_)
+                )
             )
     })
 }
@@ -247,9 +249,10 @@ fn load(path: &std::path::Path) -> Result<Config> {
 async fn serve(config: Config, env: &(dyn Fn(&str) -> Option<String> + Sync)) -> Result<()> {
     let running = storehook_server::start(config, env).await?;
     // Scripts and tests read the address from this line (port 0 → a free port).
-    println!("storehook listening on http://{}", running.addr);
+    let scheme = running.scheme();
+    println!("storehook listening on {scheme}://{}", running.addr);
     if let Some(admin) = running.admin_addr {
-        println!("storehook admin on http://{admin}");
+        println!("storehook admin on {scheme}://{admin}");
     }
     if let Some(link) = &running.sign_in_link {
         // Once, at the first start: the token was generated just now.

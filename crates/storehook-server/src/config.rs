@@ -94,6 +94,19 @@ pub struct ServerConfig {
     /// Open connections at most; more wait in the listen backlog.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// `[server.tls]`: serve HTTPS directly (both listeners).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`: a certificate chain and its private key, PEM files
+/// (relative paths resolve against the config's folder). Reloaded when the
+/// files change and on SIGHUP; connections already open keep theirs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -111,6 +124,7 @@ impl Default for ServerConfig {
             body_timeout_seconds: default_body_timeout(),
             header_timeout_seconds: default_header_timeout(),
             max_connections: default_max_connections(),
+            tls: None,
         }
     }
 }
@@ -429,6 +443,14 @@ impl Config {
         })?;
         config.base_dir = base_dir;
         Ok(config)
+    }
+
+    /// `[server.tls]` with its paths resolved against the config's folder.
+    pub fn tls_files(&self) -> Option<TlsConfig> {
+        self.server.tls.as_ref().map(|t| TlsConfig {
+            cert_file: self.base_dir.join(&t.cert_file),
+            key_file: self.base_dir.join(&t.key_file),
+        })
     }
 
     /// The database path, resolved against the config's folder.

@@ -21,6 +21,7 @@ pub mod registry;
 pub mod retention;
 mod routes;
 mod time_fmt;
+pub mod tls;
 mod webhooks;
 
 use std::net::SocketAddr;
@@ -51,6 +52,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     AdminToken(#[from] admin_token::TokenFileError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -93,6 +96,7 @@ pub struct Running {
     /// The data folder's token file, when the token comes from it.
     pub admin_token_file: Option<PathBuf>,
     auth: Arc<auth::AdminAuth>,
+    tls: Option<Arc<tls::Tls>>,
     shutdown: Option<watch::Sender<bool>>,
     task: tokio::task::JoinHandle<()>,
     admin_task: Option<tokio::task::JoinHandle<()>>,
@@ -121,10 +125,22 @@ impl Running {
     }
 
     /// Re-reads what may change while running (SIGHUP): the admin token
-    /// file. A token that cannot be read keeps the current one.
+    /// file and the TLS certificate. What cannot be read keeps the current.
     pub fn reload(&self) {
         if let Some(path) = &self.admin_token_file {
             reload_token_file(&self.auth, path);
+        }
+        if let Some(tls) = &self.tls {
+            tls.reload();
+        }
+    }
+
+    /// `https` when `[server.tls]` is set, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
         }
     }
 
@@ -215,6 +231,11 @@ pub async fn start(
     }
     let storage: Arc<dyn Storage> = storage;
 
+    let tls = match config.tls_files() {
+        Some(files) => Some(Arc::new(tls::Tls::load(files)?)),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let (listener, addr) = bind(config.server.listen).await?;
     let admin_listener = match config.server.admin_listen {
         Some(a) => Some(bind(a).await?),
@@ -294,6 +315,7 @@ pub async fn start(
                 admin_routes,
                 rx.clone(),
                 limits.clone(),
+                tls.clone(),
             ));
             tracing::info!(addr = %admin_addr, "dashboard and admin API listening");
             (routes::Surface::Public, Some(admin_addr), Some(task))
@@ -303,9 +325,9 @@ pub async fn start(
         // The dashboard's own address: `admin_listen` when set (the public
         // URL does not serve it then), else the public URL, else `listen`.
         let origin = match (admin_addr, &config.server.public_url) {
-            (Some(admin), _) => format!("http://{}", reachable(admin)),
+            (Some(admin), _) => format!("{scheme}://{}", reachable(admin)),
             (None, Some(url)) => url.trim_end_matches('/').to_owned(),
-            (None, None) => format!("http://{}", reachable(addr)),
+            (None, None) => format!("{scheme}://{}", reachable(addr)),
         };
         state
             .auth
@@ -319,7 +341,10 @@ pub async fn start(
     }
     let auth = state.auth.clone();
     let routes = routes::routes(state.clone(), surface);
-    let task = tokio::spawn(serve_connections(listener, routes, rx, limits));
+    if let Some(tls) = &tls {
+        tls::spawn_watcher(tls.clone(), rx.clone());
+    }
+    let task = tokio::spawn(serve_connections(listener, routes, rx, limits, tls.clone()));
     tracing::info!(%addr, "storehook is listening");
     Ok(Running {
         addr,
@@ -327,6 +352,7 @@ pub async fn start(
         sign_in_link,
         admin_token_file,
         auth,
+        tls,
         shutdown: Some(tx),
         task,
         admin_task,
@@ -457,6 +483,7 @@ async fn serve_connections(
     routes: warp::filters::BoxedFilter<(warp::reply::Response,)>,
     mut shutdown: watch::Receiver<bool>,
     limits: ConnectionLimits,
+    tls: Option<Arc<tls::Tls>>,
 ) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto;
@@ -488,22 +515,43 @@ async fn serve_connections(
         let service = hyper_util::service::TowerToHyperService::new(service);
         let watcher = graceful.watcher();
         let header_read_timeout = limits.header_read_timeout;
+        let tls = tls.clone();
         tokio::spawn(async move {
-            // hyper's header-read timer starts only once the HTTP/1 parser
-            // runs, and auto-detection waits for the first bytes without a
-            // deadline: a client that connects and sends nothing would hold
-            // a connection slot forever. Tell the versions apart ourselves,
-            // within the same timeout, and hand hyper a fixed version.
-            let version = tokio::time::timeout(header_read_timeout, sniff_http_version(&stream))
-                .await
-                .ok()
-                .flatten();
+            let (io, version): (Box<dyn ConnectionIo>, HttpVersion) = match tls {
+                None => {
+                    // hyper's header-read timer starts only once the HTTP/1
+                    // parser runs, and auto-detection waits for the first
+                    // bytes without a deadline: a client that connects and
+                    // sends nothing would hold a connection slot forever.
+                    // Tell the versions apart ourselves, within the same
+                    // timeout, and hand hyper a fixed version.
+                    let version =
+                        tokio::time::timeout(header_read_timeout, sniff_http_version(&stream))
+                            .await
+                            .ok()
+                            .flatten();
+                    // Nothing sent in time, or closed: the permit goes with the task.
+                    let Some(version) = version else { return };
+                    (Box::new(stream), version)
+                }
+                Some(tls) => {
+                    // The handshake within the header deadline too; ALPN
+                    // says which HTTP the client speaks.
+                    let accepted =
+                        tokio::time::timeout(header_read_timeout, tls.acceptor().accept(stream))
+                            .await;
+                    let Ok(Ok(stream)) = accepted else { return };
+                    let version = match stream.get_ref().1.alpn_protocol() {
+                        Some(b"h2") => HttpVersion::H2,
+                        _ => HttpVersion::H1,
+                    };
+                    (Box::new(stream), version)
+                }
+            };
             let builder = auto::Builder::new(TokioExecutor::new());
             let mut builder = match version {
-                Some(HttpVersion::H1) => builder.http1_only(),
-                Some(HttpVersion::H2) => builder.http2_only(),
-                // Nothing sent in time, or closed: the permit goes with the task.
-                None => return,
+                HttpVersion::H1 => builder.http1_only(),
+                HttpVersion::H2 => builder.http2_only(),
             };
             builder
                 .http1()
@@ -516,7 +564,7 @@ async fn serve_connections(
                 .timer(TokioTimer::new())
                 .keep_alive_interval(Some(header_read_timeout / 2))
                 .keep_alive_timeout(header_read_timeout / 2);
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
@@ -526,6 +574,10 @@ async fn serve_connections(
     drop(listener);
     graceful.shutdown().await;
 }
+
+/// A connection's byte stream: plain TCP or TLS over it.
+trait ConnectionIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ConnectionIo for T {}
 
 /// Puts the connection's peer address into each of its requests.
 #[derive(Clone)]
