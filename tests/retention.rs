@@ -3,6 +3,10 @@
 //! background, nothing else changes (subscriptions, events, what the API
 //! answers), and the database file shrinks.
 //!
+//! A forward of an old notification, dead until retried after its raw body
+//! was pruned, still replays the body as received: forwards keep their own
+//! copy.
+//!
 //! Time is simulated on the stored data: after real notifications and
 //! deliveries, the test moves half of the rows 40 days into the past in the
 //! database (with the server stopped), as time would have.
@@ -28,8 +32,9 @@ fn write_config(dir: &Path, receiver: &str, retention: &str) -> PathBuf {
              [database]\npath = \"{}\"\n\n\
              [stores.example]\nenabled = true\nkey = \"k\"\n\n\
              [delivery]\nallow_loopback = true\nretry_schedule_seconds = [0.1]\n\n\
-             [[webhooks]]\nname = \"main\"\nurl = \"{receiver}\"\n\
+             [[webhooks]]\nname = \"main\"\nurl = \"{receiver}/hook\"\n\
              secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n\n\
+             [[forward]]\nname = \"raw\"\nurl = \"{receiver}/raw\"\nmax_attempts = 1\n\n\
              [retention]\n{retention}\n",
             dir.join("storehook.db").display()
         ),
@@ -93,8 +98,18 @@ fn db_bytes(dir: &Path) -> u64 {
 async fn retention_prunes_old_raw_bodies_and_deliveries_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     let rx = Receiver::start().await;
+    // The forward endpoint is down (every forward goes dead) until retried.
+    let forward_up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let up = forward_up.clone();
+    rx.answer_with(move |r, _| {
+        if r.path == "/raw" && !up.load(std::sync::atomic::Ordering::SeqCst) {
+            500
+        } else {
+            200
+        }
+    });
     let keep_forever = "raw_body_days = 0\ndeliveries_days = 0\n";
-    let config = write_config(dir.path(), &rx.url("/hook"), keep_forever);
+    let config = write_config(dir.path(), &rx.url(""), keep_forever);
 
     // Real traffic: notifications with 8 KB bodies, each an event delivered.
     let (running, base) = start(&config).await;
@@ -125,8 +140,10 @@ async fn retention_prunes_old_raw_bodies_and_deliveries_and_nothing_else() {
             .unwrap();
         assert_eq!(r.status(), 200);
     }
-    rx.wait_for(30, "every event delivered", |l| l.len() >= NOTIFICATIONS)
-        .await;
+    rx.wait_for(30, "every event delivered and every forward tried", |l| {
+        l.len() >= 2 * NOTIFICATIONS
+    })
+    .await;
     let start_wait = Instant::now();
     while metric(&base, "storehook_outbox_depth ").await > 0.0 {
         assert!(
@@ -139,7 +156,7 @@ async fn retention_prunes_old_raw_bodies_and_deliveries_and_nothing_else() {
 
     // 40 days pass for the first half of the rows.
     let half = (NOTIFICATIONS / 2) as i64;
-    let (old_ids, old_deliveries) = {
+    let (old_ids, old_deliveries, deliveries_before) = {
         let conn = rusqlite::Connection::open(dir.path().join("storehook.db")).unwrap();
         conn.execute(
             "UPDATE notifications SET received_at = received_at - ?1 WHERE id <= ?2",
@@ -158,17 +175,27 @@ async fn retention_prunes_old_raw_bodies_and_deliveries_and_nothing_else() {
             .unwrap()
             .map(Result::unwrap)
             .collect();
-        let deliveries: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM deliveries WHERE id <= ?1",
-                [half],
-                |r| r.get(0),
+        let old: Vec<i64> = conn
+            .prepare(
+                "SELECT id FROM deliveries WHERE id <= ?1 AND status = 'delivered' ORDER BY id",
             )
+            .unwrap()
+            .query_map([half], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let total: i64 = conn
+            .query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0))
             .unwrap();
-        (ids, deliveries)
+        (ids, old, total)
     };
     assert_eq!(old_ids.len() as i64, half + 1);
-    assert_eq!(old_deliveries, half);
+    assert!(!old_deliveries.is_empty());
+    assert_eq!(
+        deliveries_before,
+        2 * NOTIFICATIONS as i64,
+        "an event and a forward each"
+    );
 
     // What the API answers, before pruning.
     let (running, base) = start(&config).await;
@@ -179,7 +206,7 @@ async fn retention_prunes_old_raw_bodies_and_deliveries_and_nothing_else() {
     // Retention on: 30 days, pruning every second in batches of 16.
     write_config(
         dir.path(),
-        &rx.url("/hook"),
+        &rx.url(""),
         "raw_body_days = 30\ndeliveries_days = 30\nprune_interval_seconds = 1\nbatch_rows = 16\n",
     );
     let (running, base) = start(&config).await;
@@ -187,7 +214,7 @@ async fn retention_prunes_old_raw_bodies_and_deliveries_and_nothing_else() {
     while metric(&base, "storehook_retention_pruned_total{kind=\"raw_body\"}").await
         < old_ids.len() as f64
         || metric(&base, "storehook_retention_pruned_total{kind=\"delivery\"}").await
-            < old_deliveries as f64
+            < old_deliveries.len() as f64
     {
         assert!(waited.elapsed() < Duration::from_secs(30), "pruning ran");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -200,7 +227,7 @@ async fn retention_prunes_old_raw_bodies_and_deliveries_and_nothing_else() {
     );
     assert_eq!(
         metric(&base, "storehook_retention_pruned_total{kind=\"delivery\"}").await,
-        old_deliveries as f64
+        old_deliveries.len() as f64
     );
     assert!(metric(&base, "storehook_database_size_bytes ").await > 0.0);
     let after = snapshot(&base).await;
@@ -216,6 +243,42 @@ async fn retention_prunes_old_raw_bodies_and_deliveries_and_nothing_else() {
         .unwrap();
     assert!(page.contains("id=\"database-size\""), "{page}");
     assert!(page.contains("raw request bodies kept 30 days"), "{page}");
+
+    // The oldest notification's forward, dead, retried now that its raw body
+    // is gone: the receiver gets the body as the store sent it.
+    let dead_forward: i64 = rusqlite::Connection::open(dir.path().join("storehook.db"))
+        .unwrap()
+        .query_row(
+            "SELECT id FROM deliveries WHERE kind = 'forward' AND status = 'dead'
+             AND notification_row = ?1",
+            [old_ids[0]],
+            |r| r.get(0),
+        )
+        .unwrap();
+    forward_up.store(true, std::sync::atomic::Ordering::SeqCst);
+    let retried = reqwest::Client::new()
+        .post(format!(
+            "{base}/v1/webhooks/raw/deliveries/{dead_forward}/retry"
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(retried.status().is_success(), "{}", retried.status());
+    let log = rx
+        .wait_for(10, "the retried forward", |l| {
+            l.iter().any(|r| r.path == "/raw" && r.answered == 200)
+        })
+        .await;
+    let replayed = log
+        .iter()
+        .find(|r| r.path == "/raw" && r.answered == 200)
+        .expect("replayed");
+    assert_eq!(replayed.json()["id"], "n0");
+    assert_eq!(
+        replayed.json()["padding"].as_str().map(str::len),
+        Some(8_000)
+    );
     running.shutdown().await;
 
     let conn = rusqlite::Connection::open(dir.path().join("storehook.db")).unwrap();
@@ -227,20 +290,24 @@ async fn retention_prunes_old_raw_bodies_and_deliveries_and_nothing_else() {
         .map(Result::unwrap)
         .collect();
     assert_eq!(emptied, old_ids, "only the old raw bodies went");
-    let (deliveries, attempts_of_pruned): (i64, i64) = conn
-        .query_row(
-            "SELECT (SELECT count(*) FROM deliveries),
-                    (SELECT count(*) FROM delivery_attempts WHERE delivery_id <= ?1)",
-            [half],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+    let deliveries: i64 = conn
+        .query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0))
         .unwrap();
     assert_eq!(
         deliveries,
-        NOTIFICATIONS as i64 - half,
-        "only the old deliveries went"
+        deliveries_before - old_deliveries.len() as i64,
+        "only the old delivered rows went"
     );
-    assert_eq!(attempts_of_pruned, 0, "their attempts with them");
+    for id in &old_deliveries {
+        let attempts: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM delivery_attempts WHERE delivery_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(attempts, 0, "their attempts with them");
+    }
     let events: i64 = conn
         .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
         .unwrap();

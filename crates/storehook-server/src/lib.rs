@@ -269,6 +269,13 @@ pub async fn start(
     if let Ok(size) = storage.database_size().await {
         metrics.set_database_size(size);
     }
+    if let Ok(stats) = storage.store_stats().await {
+        for s in stats {
+            if let Some(at) = s.last_verified_ms {
+                metrics.set_last_verified(&s.store, at);
+            }
+        }
+    }
     let pruner = retention::spawn(
         storage.clone(),
         config.retention.clone(),
@@ -322,13 +329,11 @@ pub async fn start(
         }
     };
     let sign_in_link = if token_generated {
-        // The dashboard's own address: `admin_listen` when set (the public
-        // URL does not serve it then), else the public URL, else `listen`.
-        let origin = match (admin_addr, &config.server.public_url) {
-            (Some(admin), _) => format!("{scheme}://{}", reachable(admin)),
-            (None, Some(url)) => url.trim_end_matches('/').to_owned(),
-            (None, None) => format!("{scheme}://{}", reachable(addr)),
-        };
+        // The address this process serves the dashboard on, as a browser on
+        // this machine reaches it (whoever reads the console is here, or
+        // tunnels to it): `public_url` is usually a proxy that keeps the
+        // dashboard private, or does not serve it at all with `admin_listen`.
+        let origin = format!("{scheme}://{}", reachable(admin_addr.unwrap_or(addr)));
         state
             .auth
             .issue_sign_in_code(SIGN_IN_LINK_VALIDITY)

@@ -19,8 +19,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The database's cumulative commit figures at one moment.
@@ -68,6 +68,7 @@ pub struct Metrics {
     db_commit_seconds: Histogram,
     db_batch_size: Histogram,
     db_size_bytes: IntGauge,
+    last_verified: IntGaugeVec,
     db_free_bytes: IntGauge,
     pruned: IntCounterVec,
     commit_source: OnceLock<CommitSource>,
@@ -124,6 +125,14 @@ impl Metrics {
         let outbox_depth = IntGauge::new(
             "storehook_outbox_depth",
             "Deliveries waiting in the outbox (all endpoints)",
+        )
+        .expect("metric definition");
+        let last_verified = IntGaugeVec::new(
+            Opts::new(
+                "storehook_store_last_verified_timestamp_seconds",
+                "When the store's last verified notification arrived (Unix seconds; absent before the first)",
+            ),
+            &["store"],
         )
         .expect("metric definition");
         let db_size_bytes = IntGauge::new(
@@ -230,6 +239,7 @@ impl Metrics {
             Box::new(db_commit_seconds.clone()),
             Box::new(db_batch_size.clone()),
             Box::new(db_size_bytes.clone()),
+            Box::new(last_verified.clone()),
             Box::new(db_free_bytes.clone()),
             Box::new(pruned.clone()),
             Box::new(build_info),
@@ -255,6 +265,7 @@ impl Metrics {
             db_commit_seconds,
             db_batch_size,
             db_size_bytes,
+            last_verified,
             db_free_bytes,
             pruned,
             commit_source: OnceLock::new(),
@@ -290,6 +301,7 @@ impl Metrics {
         self.notifications
             .with_label_values(&[store, verdict])
             .inc();
+        self.set_last_verified(store, crate::now_ms());
         self.notification_seconds
             .with_label_values(&[store])
             .observe(latency.as_secs_f64());
@@ -324,6 +336,16 @@ impl Metrics {
         self.delivery_attempts
             .with_label_values(&[endpoint, bounded_code(result)])
             .inc();
+    }
+
+    /// A verified notification of `store` arrived at `at_ms` (also set at
+    /// start-up from the stored statistics, so the gauge survives restarts).
+    pub fn set_last_verified(&self, store: &str, at_ms: i64) {
+        let gauge = self.last_verified.with_label_values(&[store]);
+        let seconds = at_ms.div_euclid(1000);
+        if seconds > gauge.get() {
+            gauge.set(seconds);
+        }
     }
 
     /// The database's size, as last measured.

@@ -44,7 +44,12 @@ pub(crate) fn prune(conn: &Connection, batch: PruneBatch) -> Result<PruneReport,
 /// end of the file and truncates them off.
 pub(crate) fn reclaim(conn: &Connection, max_pages: u32) -> Result<u64, DbError> {
     let before: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
-    conn.execute_batch(&format!("PRAGMA incremental_vacuum({})", max_pages.max(1)))?;
+    // Each step of this pragma frees one page (as a row without columns):
+    // it must be stepped to the end, not executed once.
+    let mut stmt = conn.prepare(&format!("PRAGMA incremental_vacuum({})", max_pages.max(1)))?;
+    let mut rows = stmt.query([])?;
+    while rows.next()?.is_some() {}
+    drop(rows);
     let after: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
     Ok(before.saturating_sub(after).max(0) as u64)
 }
@@ -96,4 +101,31 @@ pub(crate) fn enable_incremental_vacuum(conn: &Connection) -> Result<(), DbError
         tracing::warn!(error = %e, "VACUUM failed; pruned space is reused but the file will not shrink");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One call gives back up to `max_pages` pages, not one.
+    #[test]
+    fn reclaim_frees_up_to_the_pages_asked_for_in_one_call() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")
+            .unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (b BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200)
+             INSERT INTO t SELECT zeroblob(4000) FROM n;
+             DELETE FROM t;",
+        )
+        .unwrap();
+        let free: i64 = conn
+            .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+            .unwrap();
+        assert!(free >= 150, "{free}");
+        assert_eq!(reclaim(&conn, 100).unwrap(), 100);
+        assert_eq!(reclaim(&conn, 10_000).unwrap(), free as u64 - 100);
+        assert_eq!(reclaim(&conn, 10_000).unwrap(), 0);
+    }
 }
