@@ -330,11 +330,12 @@ impl Metrics {
     }
 
     /// For the delivery worker: one attempt to deliver to `endpoint` (its
-    /// configured id, never its URL) ended with `result` (e.g. `success`,
-    /// `http_error`, `timeout`, `connect_error`, `dead`).
-    pub fn delivery_attempt(&self, endpoint: &str, result: &str) {
+    /// configured id, never its URL) ended as `result` (`delivered`,
+    /// `http_error` or `network_error`: the label is the enum's, so the
+    /// emitted values and these docs cannot drift apart).
+    pub fn delivery_attempt(&self, endpoint: &str, result: crate::delivery::policy::AttemptLabel) {
         self.delivery_attempts
-            .with_label_values(&[endpoint, bounded_code(result)])
+            .with_label_values(&[endpoint, result.as_str()])
             .inc();
     }
 
@@ -492,7 +493,7 @@ mod tests {
         m.notification("apple", "tracked", Duration::from_millis(3));
         m.notification("apple", "tracked", Duration::from_millis(4));
         m.notification_refused("stripe", "no_matching_signature", Duration::from_millis(1));
-        m.delivery_attempt("billing", "success");
+        m.delivery_attempt("billing", crate::delivery::policy::AttemptLabel::Delivered);
         m.set_outbox_depth(7);
         m.http_request("/v1/subscriptions/apple/123", 404, Duration::from_millis(2));
         let text = m.render();
