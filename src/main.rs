@@ -5,6 +5,10 @@
 //! each plugin's `link()` — the only place that lists them — and checks at
 //! start-up that they registered.
 
+// Production code never unwraps: a panic on a request path is a dropped
+// notification. Tests may (they are meant to stop at the first surprise).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use std::path::PathBuf;
 
 use std::process::ExitCode;

@@ -10,6 +10,10 @@
 //! "last received" bookkeeping, outgoing webhooks — belongs to the host.
 //! An adapter is a pure function of its configuration and the request.
 
+// Production code never unwraps: a panic on a request path is a dropped
+// notification. Tests may (they are meant to stop at the first surprise).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod adapter;
 mod error;
 mod request;

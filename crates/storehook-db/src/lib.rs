@@ -9,6 +9,10 @@
 //! each commit costs an fsync, and sharing it keeps durability from capping
 //! throughput. A caller's future resolves only after its batch committed.
 
+// Production code never unwraps: a panic on a request path is a dropped
+// notification. Tests may (they are meant to stop at the first surprise).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod outbox;
 mod sqlite;
 

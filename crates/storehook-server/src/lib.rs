@@ -6,6 +6,10 @@
 //! (verify, decode, map) → `storehook-db` (de-duplicate, store, apply, all in
 //! one transaction, group-committed) → 200 only after the commit.
 
+// Production code never unwraps: a panic on a request path is a dropped
+// notification. Tests may (they are meant to stop at the first surprise).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod admin_token;
 pub mod auth;
 mod body;

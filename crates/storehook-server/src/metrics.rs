@@ -83,6 +83,10 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    #[allow(
+        clippy::expect_used,
+        reason = "the metric definitions are constants: one that does not register is a programming error every test would hit at start-up"
+    )]
     pub fn new() -> Self {
         let registry = Registry::new();
         // The definitions below are fixed; a failure here is a programming

@@ -7,6 +7,10 @@
 //! asked; the adapter below says the same thing, so the answer holds even if
 //! it is called directly.
 
+// Production code never unwraps: a panic on a request path is a dropped
+// notification. Tests may (they are meant to stop at the first surprise).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use storehook_core::{
     async_trait, inventory, AdapterError, ConfigError, FactoryContext, IncomingRequest, Outcome,
     StoreAdapter, StoreRegistration,

@@ -10,6 +10,10 @@
 //! `signedAppTransactionInfo` are verified the same way, each at its own
 //! `signedDate`.
 
+// Production code never unwraps: a panic on a request path is a dropped
+// notification. Tests may (they are meant to stop at the first surprise).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod chain;
 pub mod config;
 pub mod decode;

@@ -9,6 +9,10 @@
 //! With `[stores.google.play_api]`, `fetch_state` reads the subscription's
 //! full state from `purchases.subscriptionsv2.get`.
 
+// Production code never unwraps: a panic on a request path is a dropped
+// notification. Tests may (they are meant to stop at the first surprise).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod config;
 pub mod decode;
 pub mod jwks;

@@ -51,6 +51,10 @@
 //! Stripe does not order deliveries: `occurred_at` is the event's `created`,
 //! and the host keeps an older event from moving the state backwards.
 
+// Production code never unwraps: a panic on a request path is a dropped
+// notification. Tests may (they are meant to stop at the first surprise).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod config;
 pub mod decode;
 pub mod map;

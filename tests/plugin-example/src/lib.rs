@@ -10,6 +10,10 @@
 //! `{"id", "type", "subscription"?, "at", "status"?, "expires_at"?,
 //!   "auto_renew"?, "product"?, "user"?, "continues"?, "sandbox"?, "fetch"?}`.
 
+// Production code never unwraps: a panic on a request path is a dropped
+// notification. Tests may (they are meant to stop at the first surprise).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::Deserialize;
