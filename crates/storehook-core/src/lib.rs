@@ -18,6 +18,7 @@ mod adapter;
 mod error;
 mod request;
 mod secret;
+pub mod time;
 mod types;
 
 #[cfg(any(test, feature = "testkit"))]

@@ -26,6 +26,15 @@ impl Secret {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Whether `given` is this secret, in constant time. Both sides are
+    /// hashed first, so the comparison takes as long whatever the lengths
+    /// and reveals neither the secret's bytes nor its length.
+    pub fn matches(&self, given: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let digest = |v: &str| ring::digest::digest(&ring::digest::SHA256, v.as_bytes());
+        bool::from(digest(&self.0).as_ref().ct_eq(digest(given).as_ref()))
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -139,6 +148,15 @@ impl fmt::Display for LogSafe<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn matches_compares_the_whole_value() {
+        let s = Secret::new("tok-123");
+        assert!(s.matches("tok-123"));
+        assert!(!s.matches("tok-12"));
+        assert!(!s.matches("tok-1234"));
+        assert!(!s.matches(""));
+    }
 
     #[test]
     fn secrets_never_print() {

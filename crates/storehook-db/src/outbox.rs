@@ -76,11 +76,7 @@ fn event_id(store: &str, notification_id: &str) -> String {
     ctx.update(&[0]);
     ctx.update(notification_id.as_bytes());
     let digest = ctx.finish();
-    let hex: String = digest.as_ref()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("evt_{hex}")
+    format!("evt_{}", hex::encode(&digest.as_ref()[..16]))
 }
 
 /// Writes the event for one applied notification and its deliveries.

@@ -644,9 +644,4 @@ async fn sniff_http_version(stream: &tokio::net::TcpStream) -> Option<HttpVersio
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub(crate) use storehook_core::time::now_ms;

@@ -158,8 +158,7 @@ impl AppleAdapter {
             String::new()
         } else {
             let digest = ring::digest::digest(&ring::digest::SHA256, signed_payload.as_bytes());
-            let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-            format!("sha256:{hex}")
+            format!("sha256:{}", hex::encode(digest.as_ref()))
         };
         Ok(map::to_verified_notification(map::DecodedNotification {
             payload: &payload,

@@ -20,8 +20,6 @@ pub mod map;
 pub mod play_api;
 pub mod verify;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use storehook_core::{
     AdapterError, ConfigError, FactoryContext, IncomingRequest, Outcome, StateUpdate, StoreAdapter,
     SubscriptionRef,
@@ -169,11 +167,10 @@ impl StoreAdapter for GoogleAdapter {
         };
         let package = self.package_for(subscription.app_id)?;
         let purchase = client.get_subscription(package, subscription.key).await?;
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
-        Ok(Some(map::state_update(&purchase, now_ms)))
+        Ok(Some(map::state_update(
+            &purchase,
+            storehook_core::time::now_ms(),
+        )))
     }
 
     fn startup_warnings(&self) -> Vec<String> {

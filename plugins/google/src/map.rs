@@ -143,11 +143,7 @@ pub fn notification_id(envelope: &PushEnvelope) -> String {
         Some(id) => id.clone(),
         None => {
             let d = ring::digest::digest(&ring::digest::SHA256, envelope.data.as_bytes());
-            let hex: String = d.as_ref()[..16]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            format!("data-sha256-{hex}")
+            format!("data-sha256-{}", hex::encode(&d.as_ref()[..16]))
         }
     }
 }

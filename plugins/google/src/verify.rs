@@ -5,10 +5,8 @@
 
 use base64::Engine;
 use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, Validation};
-use ring::digest;
 use serde::Deserialize;
-use storehook_core::{AdapterError, IncomingRequest};
-use subtle::ConstantTimeEq;
+use storehook_core::{AdapterError, IncomingRequest, Secret};
 
 use crate::config::{OidcSettings, Settings};
 use crate::decode::LENIENT_URL_SAFE;
@@ -93,9 +91,9 @@ impl From<AuthError> for AdapterError {
 /// Every authentication method the config enables.
 pub struct PushAuthenticator {
     oidc: Option<OidcVerifier>,
-    /// SHA-256 of the push token: comparing digests in constant time hides
-    /// the token's length as well as its bytes.
-    push_token_digest: Option<[u8; 32]>,
+    /// Compared with `Secret::matches`, which hides the token's length as
+    /// well as its bytes.
+    push_token: Option<Secret>,
 }
 
 impl PushAuthenticator {
@@ -103,12 +101,12 @@ impl PushAuthenticator {
         let oidc = settings.oidc.as_ref().map(OidcVerifier::new).transpose()?;
         Ok(PushAuthenticator {
             oidc,
-            push_token_digest: settings.push_token.as_ref().map(|t| sha256(t.expose())),
+            push_token: settings.push_token.clone(),
         })
     }
 
     pub async fn authenticate(&self, request: &IncomingRequest) -> Result<(), AuthError> {
-        if let Some(expected) = &self.push_token_digest {
+        if let Some(expected) = &self.push_token {
             verify_push_token(request, expected)?;
         }
         if let Some(oidc) = &self.oidc {
@@ -118,18 +116,12 @@ impl PushAuthenticator {
     }
 }
 
-fn sha256(value: &str) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest::digest(&digest::SHA256, value.as_bytes()).as_ref());
-    out
-}
-
 /// Checks `?token=` against the configured secret.
-pub fn verify_push_token(request: &IncomingRequest, expected: &[u8; 32]) -> Result<(), AuthError> {
+pub fn verify_push_token(request: &IncomingRequest, expected: &Secret) -> Result<(), AuthError> {
     let given = request
         .query_param("token")
         .ok_or(AuthError::MissingPushToken)?;
-    if bool::from(sha256(&given).ct_eq(expected)) {
+    if expected.matches(&given) {
         Ok(())
     } else {
         Err(AuthError::BadPushToken)
@@ -436,7 +428,7 @@ mod tests {
 
     #[test]
     fn push_token_comparison() {
-        let expected = sha256("s3cret");
+        let expected = Secret::new("s3cret");
         let req = |q: &str| IncomingRequest::new("{}", 0).with_query(q);
         assert_eq!(verify_push_token(&req("token=s3cret"), &expected), Ok(()));
         assert_eq!(

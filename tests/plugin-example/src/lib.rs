@@ -22,7 +22,6 @@ use storehook_core::{
     EventDetails, EventType, FactoryContext, ImpliedState, IncomingRequest, Outcome, StateUpdate,
     StoreAdapter, StoreRegistration, SubscriptionStatus, VerifiedNotification,
 };
-use subtle::ConstantTimeEq;
 
 /// Referenced by whoever links this crate, so the linker keeps it.
 pub fn link() {}
@@ -80,7 +79,7 @@ fn verify_key(request: &IncomingRequest, expected: &str) -> Result<(), AdapterEr
     let given = request.header("x-example-key").ok_or_else(|| {
         AdapterError::unauthorized("missing_key", "the x-example-key header is missing")
     })?;
-    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+    if storehook_core::Secret::new(expected).matches(given) {
         Ok(())
     } else {
         Err(AdapterError::unauthorized(
