@@ -572,4 +572,72 @@ mod tests {
         assert!(c.invoice.as_ref().and_then(Expandable::object).is_none());
         assert!(c.payment_intent.is_none());
     }
+
+    fn read<T: serde::de::DeserializeOwned>(json: Value) -> T {
+        serde_json::from_value(json).expect("wire object")
+    }
+
+    #[test]
+    fn subscription_accessors_in_both_shapes() {
+        // 2025-03-31.basil: periods on the items, the latest wins.
+        let basil: Subscription = read(serde_json::json!({"id": "sub_1", "start_date": 5,
+        "items": {"data": [
+            {"price": {"id": "price_a", "unit_amount": 100, "currency": "eur"}, "quantity": 2,
+             "current_period_start": 10, "current_period_end": 30},
+            {"plan": {"id": "plan_b", "amount": 50}, "current_period_start": 20, "current_period_end": 40}
+        ]}}));
+        assert_eq!(
+            (basil.period_start(), basil.period_end()),
+            (Some(20), Some(40))
+        );
+        assert_eq!(basil.price_id(), Some("price_a"));
+        assert_eq!(basil.recurring_amount(), (Some(250), Some("eur")));
+        let item_ids: Vec<_> = basil.items().map(SubscriptionItem::price_id).collect();
+        assert_eq!(item_ids, [Some("price_a"), Some("plan_b")]);
+        // Before: periods on the subscription; a legacy plan and no items.
+        let legacy: Subscription = read(serde_json::json!({"id": "sub_2",
+            "current_period_start": 1, "current_period_end": 2,
+            "plan": {"id": "plan_old", "amount": 500, "currency": "usd"}}));
+        assert_eq!(
+            (legacy.period_start(), legacy.period_end()),
+            (Some(1), Some(2))
+        );
+        assert_eq!(legacy.price_id(), Some("plan_old"));
+        assert_eq!(legacy.recurring_amount(), (Some(500), Some("usd")));
+        // A tiered price has no unit amount: no total.
+        let tiered: Subscription = read(serde_json::json!({"currency": "usd",
+            "items": {"data": [{"price": {"id": "price_t"}}]}}));
+        assert_eq!(tiered.recurring_amount(), (None, Some("usd")));
+    }
+
+    #[test]
+    fn invoice_accessors_in_both_shapes() {
+        let old: Invoice = read(serde_json::json!({"subscription": "sub_old",
+        "lines": {"data": [
+            {"type": "subscription", "subscription": "sub_old", "plan": {"id": "plan_a"}},
+            {"type": "subscription", "proration": true},
+            {"type": "invoiceitem"}
+        ]}}));
+        assert_eq!(old.subscription_id(), Some("sub_old"));
+        let lines: Vec<_> = old.lines().collect();
+        assert!(lines[0].is_for_subscription("sub_old") && !lines[0].is_proration());
+        assert_eq!(lines[0].price_id(), Some("plan_a"));
+        assert!(lines[1].is_for_subscription("sub_old") && lines[1].is_proration());
+        assert!(!lines[2].is_for_subscription("sub_old"));
+
+        let basil: Invoice = read(serde_json::json!({"subscription": null,
+        "parent": {"subscription_details": {"subscription": {"id": "sub_new"}, "metadata": {"k": "v"}}},
+        "lines": {"data": [
+            {"parent": {"subscription_item_details": {"subscription": "sub_new", "proration": false}},
+             "pricing": {"price_details": {"price": "price_b"}}, "price": {"id": "price_ignored"}},
+            {"parent": {"subscription_item_details": {"subscription": "sub_other", "proration": true}}}
+        ]}}));
+        assert_eq!(basil.subscription_id(), Some("sub_new"));
+        let lines: Vec<_> = basil.lines().collect();
+        assert!(lines[0].is_for_subscription("sub_new") && !lines[0].is_proration());
+        assert_eq!(lines[0].price_id(), Some("price_b"));
+        assert!(!lines[1].is_for_subscription("sub_new") && lines[1].is_proration());
+        let sources = basil.metadata_sources();
+        assert!(sources[0].is_none() && sources[1].is_some_and(|m| m["k"] == "v"));
+    }
 }
