@@ -5,6 +5,13 @@
 //! `invoice.subscription`) and after (`items.data[].current_period_end`,
 //! `invoice.parent.subscription_details.subscription`). The endpoint's API
 //! version decides the shape and is pinned on Stripe's side.
+//!
+//! The accessors on these types hide the differences, so that the mapping
+//! reads one shape: [`Subscription::period_end`] and
+//! [`Subscription::period_start`] (item-level or subscription-level),
+//! [`Invoice::subscription_id`] and [`InvoiceLine::is_for_subscription`]
+//! (`parent` or the older fields), the `price_id` methods (`price`, else the
+//! legacy `plan`) and [`Expandable::id`] (an id or an expanded object).
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -171,6 +178,14 @@ pub struct Plan {
     pub currency: Option<String>,
 }
 
+/// The price's id, else the legacy plan's (objects carry `plan` beside
+/// `price`, or alone before Prices). May be empty: callers filter.
+fn price_or_plan_id<'a>(price: Option<&'a Price>, plan: Option<&'a Plan>) -> Option<&'a str> {
+    price
+        .and_then(|p| p.id.as_deref())
+        .or_else(|| plan.and_then(|p| p.id.as_deref()))
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct CancellationDetails {
     /// `cancellation_requested`, `payment_failed`, `payment_disputed`.
@@ -208,6 +223,67 @@ impl HasId for Subscription {
     }
 }
 
+impl Subscription {
+    /// `items.data` (empty on legacy single-plan objects without `items`).
+    pub fn items(&self) -> impl Iterator<Item = &SubscriptionItem> {
+        self.items.iter().flat_map(|l| &l.data)
+    }
+
+    /// The current period's end: item-level since 2025-03-31.basil (the
+    /// latest, should items differ), subscription-level before.
+    pub fn period_end(&self) -> Option<i64> {
+        self.items()
+            .filter_map(|item| item.current_period_end)
+            .max()
+            .or(self.current_period_end)
+    }
+
+    /// The current period's start, from the same places as
+    /// [`period_end`](Self::period_end).
+    pub fn period_start(&self) -> Option<i64> {
+        self.items()
+            .filter_map(|item| item.current_period_start)
+            .max()
+            .or(self.current_period_start)
+    }
+
+    /// The first item's price id, else the legacy subscription-level plan's;
+    /// never empty.
+    pub fn price_id(&self) -> Option<&str> {
+        self.items()
+            .next()
+            .and_then(SubscriptionItem::price_id)
+            .or_else(|| self.plan.as_ref().and_then(|p| p.id.as_deref()))
+            .filter(|id| !id.is_empty())
+    }
+
+    /// The recurring amount in minor units (Σ unit amount × quantity) and its
+    /// currency. No amount unless every item has a unit amount (tiered and
+    /// metered prices have none); a legacy object without items has its
+    /// plan's.
+    pub fn recurring_amount(&self) -> (Option<i64>, Option<&str>) {
+        let currency = self
+            .items()
+            .find_map(|item| item.price.as_ref().and_then(|p| p.currency.as_deref()))
+            .or(self.currency.as_deref())
+            .or_else(|| self.plan.as_ref().and_then(|p| p.currency.as_deref()));
+        let mut total: Option<i64> = if self.items().next().is_none() {
+            self.plan.as_ref().and_then(|p| p.amount)
+        } else {
+            Some(0)
+        };
+        for item in self.items() {
+            total = match (total, item.unit_amount()) {
+                (Some(t), Some(u)) => u
+                    .checked_mul(item.quantity.unwrap_or(1))
+                    .and_then(|v| t.checked_add(v)),
+                _ => None,
+            };
+        }
+        (total, currency)
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct SubscriptionItem {
     pub id: Option<String>,
@@ -218,6 +294,21 @@ pub struct SubscriptionItem {
     pub current_period_start: Option<i64>,
     /// 2025-03-31.basil and later.
     pub current_period_end: Option<i64>,
+}
+
+impl SubscriptionItem {
+    /// The price id, else the legacy plan id (may be empty).
+    pub fn price_id(&self) -> Option<&str> {
+        price_or_plan_id(self.price.as_ref(), self.plan.as_ref())
+    }
+
+    /// The price's unit amount, else the legacy plan's amount.
+    pub fn unit_amount(&self) -> Option<i64> {
+        self.price
+            .as_ref()
+            .and_then(|p| p.unit_amount)
+            .or_else(|| self.plan.as_ref().and_then(|p| p.amount))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -253,6 +344,50 @@ impl HasId for Invoice {
     }
 }
 
+impl Invoice {
+    /// The invoice's subscription: `invoice.subscription` before basil,
+    /// `invoice.parent.subscription_details.subscription` since.
+    pub fn subscription_id(&self) -> Option<&str> {
+        self.subscription
+            .as_ref()
+            .and_then(Expandable::id)
+            .or_else(|| {
+                self.parent
+                    .as_ref()?
+                    .subscription_details
+                    .as_ref()?
+                    .subscription
+                    .as_ref()?
+                    .id()
+            })
+    }
+
+    /// `lines.data`.
+    pub fn lines(&self) -> impl Iterator<Item = &InvoiceLine> {
+        self.lines.iter().flat_map(|l| &l.data)
+    }
+
+    /// Where metadata may be, in this order: the invoice's own, then the
+    /// subscription's under `parent` (basil), in `subscription_details`
+    /// (2022–2025), and in an expanded `subscription` (before basil).
+    pub fn metadata_sources(&self) -> [Option<&Metadata>; 4] {
+        [
+            self.metadata.as_ref(),
+            self.parent
+                .as_ref()
+                .and_then(|p| p.subscription_details.as_ref())
+                .and_then(|d| d.metadata.as_ref()),
+            self.subscription_details
+                .as_ref()
+                .and_then(|d| d.metadata.as_ref()),
+            self.subscription
+                .as_ref()
+                .and_then(Expandable::object)
+                .and_then(|s| s.metadata.as_ref()),
+        ]
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct InvoiceParent {
     pub subscription_details: Option<SubscriptionDetails>,
@@ -285,6 +420,43 @@ pub struct InvoiceLine {
     pub parent: Option<InvoiceLineParent>,
     /// 2025-03-31.basil and later.
     pub pricing: Option<InvoiceLinePricing>,
+}
+
+impl InvoiceLine {
+    fn item_details(&self) -> Option<&SubscriptionItemDetails> {
+        self.parent.as_ref()?.subscription_item_details.as_ref()
+    }
+
+    /// Whether the line bills `subscription`: by the subscription id it names
+    /// (under `parent` since basil, `subscription` before), else, when it
+    /// names none, by its pre-basil type `subscription`.
+    pub fn is_for_subscription(&self, subscription: &str) -> bool {
+        self.item_details()
+            .and_then(|d| d.subscription.as_deref())
+            .or_else(|| self.subscription.as_ref().and_then(Expandable::id))
+            .map(|s| s == subscription)
+            .unwrap_or(self.line_type.as_deref() == Some("subscription"))
+    }
+
+    /// A proration, in either shape.
+    pub fn is_proration(&self) -> bool {
+        self.proration.unwrap_or(false)
+            || self
+                .item_details()
+                .and_then(|d| d.proration)
+                .unwrap_or(false)
+    }
+
+    /// `pricing.price_details.price` (basil), else the price id, else the
+    /// legacy plan id; never empty.
+    pub fn price_id(&self) -> Option<&str> {
+        self.pricing
+            .as_ref()
+            .and_then(|p| p.price_details.as_ref())
+            .and_then(|d| d.price.as_deref())
+            .or_else(|| price_or_plan_id(self.price.as_ref(), self.plan.as_ref()))
+            .filter(|id| !id.is_empty())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -399,5 +571,73 @@ mod tests {
         assert_eq!(c.invoice.as_ref().and_then(Expandable::id), Some("in_1"));
         assert!(c.invoice.as_ref().and_then(Expandable::object).is_none());
         assert!(c.payment_intent.is_none());
+    }
+
+    fn read<T: serde::de::DeserializeOwned>(json: Value) -> T {
+        serde_json::from_value(json).expect("wire object")
+    }
+
+    #[test]
+    fn subscription_accessors_in_both_shapes() {
+        // 2025-03-31.basil: periods on the items, the latest wins.
+        let basil: Subscription = read(serde_json::json!({"id": "sub_1", "start_date": 5,
+        "items": {"data": [
+            {"price": {"id": "price_a", "unit_amount": 100, "currency": "eur"}, "quantity": 2,
+             "current_period_start": 10, "current_period_end": 30},
+            {"plan": {"id": "plan_b", "amount": 50}, "current_period_start": 20, "current_period_end": 40}
+        ]}}));
+        assert_eq!(
+            (basil.period_start(), basil.period_end()),
+            (Some(20), Some(40))
+        );
+        assert_eq!(basil.price_id(), Some("price_a"));
+        assert_eq!(basil.recurring_amount(), (Some(250), Some("eur")));
+        let item_ids: Vec<_> = basil.items().map(SubscriptionItem::price_id).collect();
+        assert_eq!(item_ids, [Some("price_a"), Some("plan_b")]);
+        // Before: periods on the subscription; a legacy plan and no items.
+        let legacy: Subscription = read(serde_json::json!({"id": "sub_2",
+            "current_period_start": 1, "current_period_end": 2,
+            "plan": {"id": "plan_old", "amount": 500, "currency": "usd"}}));
+        assert_eq!(
+            (legacy.period_start(), legacy.period_end()),
+            (Some(1), Some(2))
+        );
+        assert_eq!(legacy.price_id(), Some("plan_old"));
+        assert_eq!(legacy.recurring_amount(), (Some(500), Some("usd")));
+        // A tiered price has no unit amount: no total.
+        let tiered: Subscription = read(serde_json::json!({"currency": "usd",
+            "items": {"data": [{"price": {"id": "price_t"}}]}}));
+        assert_eq!(tiered.recurring_amount(), (None, Some("usd")));
+    }
+
+    #[test]
+    fn invoice_accessors_in_both_shapes() {
+        let old: Invoice = read(serde_json::json!({"subscription": "sub_old",
+        "lines": {"data": [
+            {"type": "subscription", "subscription": "sub_old", "plan": {"id": "plan_a"}},
+            {"type": "subscription", "proration": true},
+            {"type": "invoiceitem"}
+        ]}}));
+        assert_eq!(old.subscription_id(), Some("sub_old"));
+        let lines: Vec<_> = old.lines().collect();
+        assert!(lines[0].is_for_subscription("sub_old") && !lines[0].is_proration());
+        assert_eq!(lines[0].price_id(), Some("plan_a"));
+        assert!(lines[1].is_for_subscription("sub_old") && lines[1].is_proration());
+        assert!(!lines[2].is_for_subscription("sub_old"));
+
+        let basil: Invoice = read(serde_json::json!({"subscription": null,
+        "parent": {"subscription_details": {"subscription": {"id": "sub_new"}, "metadata": {"k": "v"}}},
+        "lines": {"data": [
+            {"parent": {"subscription_item_details": {"subscription": "sub_new", "proration": false}},
+             "pricing": {"price_details": {"price": "price_b"}}, "price": {"id": "price_ignored"}},
+            {"parent": {"subscription_item_details": {"subscription": "sub_other", "proration": true}}}
+        ]}}));
+        assert_eq!(basil.subscription_id(), Some("sub_new"));
+        let lines: Vec<_> = basil.lines().collect();
+        assert!(lines[0].is_for_subscription("sub_new") && !lines[0].is_proration());
+        assert_eq!(lines[0].price_id(), Some("price_b"));
+        assert!(!lines[1].is_for_subscription("sub_new") && lines[1].is_proration());
+        let sources = basil.metadata_sources();
+        assert!(sources[0].is_none() && sources[1].is_some_and(|m| m["k"] == "v"));
     }
 }
