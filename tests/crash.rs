@@ -23,7 +23,7 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -235,37 +235,14 @@ fn start(dir: &Path, config: &Path, ignore_sigxfsz: bool) -> BinaryServer {
     if !ignore_sigxfsz {
         return BinaryServer::start_with_config(dir, config, &[]);
     }
-    let mut child = Command::new("sh")
-        .arg("-c")
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
         .arg("trap '' XFSZ; exec \"$0\" \"$@\"")
         .arg(env!("CARGO_BIN_EXE_storehook"))
         .arg("--config")
         .arg(config)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env_remove("STOREHOOK_ADMIN_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn storehook");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        match lines.next() {
-            Some(Ok(line)) => {
-                if let Some(addr) = line.strip_prefix("storehook listening on ") {
-                    break addr.to_owned();
-                }
-            }
-            _ => panic!("the server exited before printing its address"),
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    BinaryServer {
-        base,
-        child,
-        dir: dir.to_owned(),
-        stdout: Default::default(),
-    }
+        .args(["serve", "--listen", "127.0.0.1:0"]);
+    BinaryServer::spawn(cmd, dir)
 }
 
 async fn track_all(base: &str) {

@@ -6,7 +6,6 @@ mod common;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use common::TestServer;
 use serde_json::{json, Value};
@@ -206,15 +205,15 @@ async fn a_linked_purchase_token_hands_tracking_over() {
     assert_eq!(status, 200, "{body}");
 
     // The fetch runs in the background (first try fails, retried after 1 s).
-    let mut sub = Value::Null;
-    for _ in 0..100 {
+    let sub = common::eventually(10, "the fetched state", || async {
         let (status, body) = server.subscription("google", NEW_TOKEN).await;
         if status == 200 && body["state_pending"] == false && body["status"] == "active" {
-            sub = body;
-            break;
+            Ok(body)
+        } else {
+            Err(body)
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     assert_eq!(sub["app_user_id"], "user-1", "{sub}");
     assert_eq!(sub["continues_subscription_id"], OLD_TOKEN, "{sub}");
     assert_eq!(sub["auto_renew"], true, "{sub}");

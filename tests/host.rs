@@ -491,16 +491,15 @@ async fn a_failed_state_fetch_is_retried_in_the_background() {
     )
     .await;
     assert_eq!(status, 200, "acknowledged before the fetch");
-    let mut last = Value::Null;
-    for _ in 0..100 {
+    common::eventually(10, "the fetched state", || async {
         let (_, sub) = server.subscription("example", "s1").await;
         if sub["status"] == "paused" && sub["state_pending"] == false {
-            return;
+            Ok(())
+        } else {
+            Err(sub)
         }
-        last = sub;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the fetched state never arrived: {last}");
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -133,17 +133,7 @@ async fn a_receiver_that_fails_twice_gets_the_event_on_the_third_attempt() {
         "the event id is stable across retries"
     );
     // The API shows the history.
-    let mut delivered = Value::Null;
-    for _ in 0..100 {
-        let (_, d) = server
-            .get_admin("/v1/webhooks/main/deliveries?status=delivered")
-            .await;
-        if d["deliveries"].as_array().is_some_and(|a| !a.is_empty()) {
-            delivered = d;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let delivered = server.wait_for_deliveries("main", "delivered").await;
     let d = &delivered["deliveries"][0];
     assert_eq!(d["attempts"], 3, "{delivered}");
     let statuses: Vec<_> = d["history"]
@@ -241,17 +231,7 @@ async fn dead_deliveries_are_listed_and_can_be_retried() {
     .await;
     server.track("example", "s1", "u").await;
     send(&server, note("n1", "RENEWAL", "s1", 10)).await;
-    let mut dead = Value::Null;
-    for _ in 0..200 {
-        let (_, d) = server
-            .get_admin("/v1/webhooks/main/deliveries?status=dead")
-            .await;
-        if d["deliveries"].as_array().is_some_and(|a| !a.is_empty()) {
-            dead = d;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    let dead = server.wait_for_deliveries("main", "dead").await;
     let id = dead["deliveries"][0]["id"]
         .as_i64()
         .expect("a dead delivery");
@@ -262,27 +242,13 @@ async fn dead_deliveries_are_listed_and_can_be_retried() {
 
     rx.answer_with(|_, _| 200);
     let url = format!("{}/v1/webhooks/main/deliveries/{id}/retry", server.base);
-    let resp = server
-        .client
-        .post(&url)
-        .bearer_auth(common::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 202);
+    assert_eq!(server.post_admin_status(&url).await, 202);
     rx.wait_for(10, "the retried delivery", |l| {
         l.iter().any(|r| r.answered == 200)
     })
     .await;
     let missing = format!("{}/v1/webhooks/main/deliveries/999999/retry", server.base);
-    let resp = server
-        .client
-        .post(&missing)
-        .bearer_auth(common::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 404);
+    assert_eq!(server.post_admin_status(&missing).await, 404);
     let unauth = server.client.post(&url).send().await.unwrap();
     assert_eq!(unauth.status().as_u16(), 401);
 }
@@ -297,26 +263,12 @@ async fn a_test_event_can_be_sent_on_demand() {
     ))
     .await;
     let url = format!("{}/v1/webhooks/main/test", server.base);
-    let resp = server
-        .client
-        .post(&url)
-        .bearer_auth(common::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 202);
+    assert_eq!(server.post_admin_status(&url).await, 202);
     let log = rx.wait_for(10, "the test event", |l| !l.is_empty()).await;
     assert_eq!(log[0].json()["event"]["type"], "TEST");
     assert!(signature_valid(SECRET, &log[0]));
     let other = format!("{}/v1/webhooks/nope/test", server.base);
-    let resp = server
-        .client
-        .post(&other)
-        .bearer_auth(common::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 404);
+    assert_eq!(server.post_admin_status(&other).await, 404);
 }
 
 #[tokio::test]

@@ -212,13 +212,19 @@ impl BinaryServer {
             .arg(config)
             .arg("serve")
             .arg("--listen")
-            .arg("127.0.0.1:0")
-            .env_remove("STOREHOOK_ADMIN_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .arg("127.0.0.1:0");
         for (k, v) in env {
             cmd.env(k, v);
         }
+        Self::spawn(cmd, dir)
+    }
+
+    /// Spawns `cmd` (the binary, or a wrapper that execs it) and waits for
+    /// the `storehook listening on` line it prints once it serves.
+    pub fn spawn(mut cmd: Command, dir: &Path) -> Self {
+        cmd.env_remove("STOREHOOK_ADMIN_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
         let mut child = cmd.spawn().expect("spawn storehook");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -363,4 +369,55 @@ pub async fn send_stripe(client: &reqwest::Client, base: &str, secret: &str, bod
         .await
         .map(|r| r.status().as_u16())
         .unwrap_or(0)
+}
+
+/// Polls `probe` every 25 ms until it returns `Some`, for at most `secs`
+/// seconds; then fails naming `what` and the last value seen.
+pub async fn eventually<T, E: std::fmt::Debug, F, Fut>(secs: u64, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(last) if std::time::Instant::now() > deadline => {
+                panic!("timed out waiting for {what}; last seen: {last:?}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+        }
+    }
+}
+
+impl TestServer {
+    /// POSTs nothing to `url` (a whole URL) with the admin token; the status.
+    pub async fn post_admin_status(&self, url: &str) -> u16 {
+        self.client
+            .post(url)
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request")
+            .status()
+            .as_u16()
+    }
+
+    /// The endpoint's deliveries with `status`, once there is at least one.
+    pub async fn wait_for_deliveries(&self, endpoint: &str, status: &str) -> Value {
+        let path = format!("/v1/webhooks/{endpoint}/deliveries?status={status}");
+        eventually(
+            10,
+            &format!("a {status} delivery to {endpoint}"),
+            || async {
+                let (_, d) = self.get_admin(&path).await;
+                if d["deliveries"].as_array().is_some_and(|a| !a.is_empty()) {
+                    Ok(d)
+                } else {
+                    Err(d)
+                }
+            },
+        )
+        .await
+    }
 }
