@@ -208,13 +208,13 @@ pub struct WebhookConfig {
     /// Standard Webhooks secret (`whsec_` + base64). Env
     /// `STOREHOOK_WEBHOOK_<NAME>_SECRET` wins.
     #[serde(default)]
-    pub secret: Option<String>,
+    pub secret: Option<Secret>,
     /// Older secrets still signed with during a rotation.
     #[serde(default)]
-    pub previous_secrets: Vec<String>,
+    pub previous_secrets: Vec<Secret>,
     /// A static `Authorization` header value sent with every request.
     #[serde(default)]
-    pub authorization: Option<String>,
+    pub authorization: Option<Secret>,
     #[serde(default)]
     pub stores: Vec<String>,
     #[serde(default)]

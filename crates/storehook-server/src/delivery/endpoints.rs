@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use reqwest::header::HeaderValue;
-use storehook_core::{Environment, EventType};
+use storehook_core::{Environment, EventType, Secret};
 use storehook_db::{EventRoute, ForwardRoute, OutboxConfig};
 
 use crate::config::{Config, ConfigError};
@@ -136,6 +136,7 @@ pub fn build_endpoints(
         let url = check_url(&label, &w.url, &mut problems);
         let secret = env(&format!("STOREHOOK_WEBHOOK_{}_SECRET", env_name(&w.name)))
             .filter(|s| !s.is_empty())
+            .map(Secret::new)
             .or_else(|| w.secret.clone());
         let mut secrets = Vec::new();
         match secret {
@@ -143,13 +144,13 @@ pub fn build_endpoints(
                 "{label}.secret: required (or env STOREHOOK_WEBHOOK_{}_SECRET)",
                 env_name(&w.name)
             )),
-            Some(s) => match decode_secret(&s) {
+            Some(s) => match decode_secret(s.expose()) {
                 Ok(k) => secrets.push(k),
                 Err(e) => problems.push(format!("{label}.secret: {e}")),
             },
         }
         for (j, s) in w.previous_secrets.iter().enumerate() {
-            match decode_secret(s) {
+            match decode_secret(s.expose()) {
                 Ok(k) => secrets.push(k),
                 Err(e) => problems.push(format!("{label}.previous_secrets[{j}]: {e}")),
             }
@@ -177,7 +178,7 @@ pub fn build_endpoints(
         }
         let authorization = match &w.authorization {
             None => None,
-            Some(a) => match HeaderValue::from_str(a) {
+            Some(a) => match HeaderValue::from_str(a.expose()) {
                 Ok(mut v) => {
                     v.set_sensitive(true);
                     Some(v)
