@@ -15,6 +15,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod adapter;
+pub mod encoding;
 mod error;
 mod request;
 mod secret;

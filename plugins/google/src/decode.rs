@@ -2,19 +2,12 @@
 //! inside its `message.data`, and the `purchases.subscriptionsv2.get`
 //! response. Parsing only; the meaning is in `map.rs`.
 
-use base64::alphabet;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
-
-const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
-    .with_decode_padding_mode(DecodePaddingMode::Indifferent)
-    .with_decode_allow_trailing_bits(true);
-/// Standard base64, padded or not (Pub/Sub sends it padded).
-pub const LENIENT_STANDARD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, LENIENT);
-/// URL-safe base64, padded or not (JWT segments; some relays re-encode data).
-pub const LENIENT_URL_SAFE: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, LENIENT);
+// Pub/Sub sends `message.data` padded standard base64; some relays
+// re-encode it URL-safe.
+use storehook_core::encoding::{LENIENT_STANDARD, LENIENT_URL_SAFE};
 
 /// A request body that is not a Pub/Sub push (400: it is not worth a retry
 /// and cannot be acknowledged as a message).

@@ -6,10 +6,10 @@
 use base64::Engine;
 use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
+use storehook_core::encoding::LENIENT_URL_SAFE;
 use storehook_core::{AdapterError, IncomingRequest, Secret};
 
 use crate::config::{OidcSettings, Settings};
-use crate::decode::LENIENT_URL_SAFE;
 use crate::jwks::{KeyError, KeyStore};
 
 /// The issuers google-auth's `verify_oauth2_token` accepts.
