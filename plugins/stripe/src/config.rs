@@ -2,7 +2,7 @@
 //! accept, and where the operator's user id lives.
 
 use serde::Deserialize;
-use storehook_core::{parse_store_config, ConfigError, Environment, FactoryContext};
+use storehook_core::{parse_store_config, ConfigError, Environment, FactoryContext, Secret};
 
 use crate::verify::DEFAULT_TOLERANCE_SECONDS;
 
@@ -48,7 +48,7 @@ impl AcceptedMode {
 #[serde(deny_unknown_fields)]
 struct RawStripeConfig {
     #[serde(default)]
-    signing_secrets: Vec<String>,
+    signing_secrets: Vec<Secret>,
     #[serde(default = "default_tolerance")]
     tolerance_seconds: u64,
     #[serde(default)]
@@ -66,7 +66,7 @@ fn default_tolerance() -> u64 {
 pub struct StripeConfig {
     /// The endpoint's signing secrets (`whsec_…`), used as literal bytes.
     /// Several while a secret is being rolled.
-    pub signing_secrets: Vec<String>,
+    pub signing_secrets: Vec<Secret>,
     /// Maximum age of the signature timestamp; 0 disables the check.
     pub tolerance_seconds: u64,
     pub livemode: AcceptedMode,
@@ -75,7 +75,7 @@ pub struct StripeConfig {
     pub app_user_id_metadata_key: Option<String>,
 }
 
-// Hand-written so that a secret never reaches a log line through `{:?}`.
+// Hand-written to show how many secrets, not a list of `***`.
 impl std::fmt::Debug for StripeConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StripeConfig")
@@ -94,7 +94,7 @@ impl StripeConfig {
     /// A config with one secret and the defaults (for tests and tools).
     pub fn with_secrets<S: Into<String>>(secrets: impl IntoIterator<Item = S>) -> Self {
         StripeConfig {
-            signing_secrets: secrets.into_iter().map(Into::into).collect(),
+            signing_secrets: secrets.into_iter().map(|s| Secret::new(s.into())).collect(),
             tolerance_seconds: DEFAULT_TOLERANCE_SECONDS,
             livemode: AcceptedMode::Both,
             app_user_id_metadata_key: None,
@@ -111,7 +111,7 @@ impl StripeConfig {
                 list.split(',')
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
+                    .map(Secret::new)
                     .collect(),
                 SIGNING_SECRETS_ENV,
             ),
@@ -151,7 +151,7 @@ impl StripeConfig {
             // Stripe's secrets never contain whitespace; one that does was
             // pasted wrongly and would never match (stripe-node refuses it too).
             // Refuse it rather than trim it.
-            if secret.chars().any(char::is_whitespace) {
+            if secret.expose().chars().any(char::is_whitespace) {
                 return Err(ConfigError::key(
                     STORE_ID,
                     "signing_secrets",
@@ -184,7 +184,7 @@ impl StripeConfig {
         let unprefixed = self
             .signing_secrets
             .iter()
-            .filter(|s| !s.starts_with("whsec_"))
+            .filter(|s| !s.expose().starts_with("whsec_"))
             .count();
         if unprefixed > 0 {
             out.push(format!(
@@ -220,7 +220,13 @@ mod tests {
     fn defaults() {
         let c = StripeConfig::from_table(&table("signing_secrets = ['whsec_a']"), &ctx(&no_env))
             .expect("valid");
-        assert_eq!(c.signing_secrets, vec!["whsec_a"]);
+        assert_eq!(
+            c.signing_secrets
+                .iter()
+                .map(Secret::expose)
+                .collect::<Vec<_>>(),
+            vec!["whsec_a"]
+        );
         assert_eq!(c.tolerance_seconds, 300);
         assert_eq!(c.livemode, AcceptedMode::Both);
         assert_eq!(c.app_user_id_metadata_key, None);
@@ -260,7 +266,13 @@ mod tests {
             |name: &str| (name == SIGNING_SECRETS_ENV).then(|| "whsec_new, whsec_old,".to_string());
         let c = StripeConfig::from_table(&table("signing_secrets = ['whsec_file']"), &ctx(&env))
             .expect("valid");
-        assert_eq!(c.signing_secrets, vec!["whsec_new", "whsec_old"]);
+        assert_eq!(
+            c.signing_secrets
+                .iter()
+                .map(Secret::expose)
+                .collect::<Vec<_>>(),
+            vec!["whsec_new", "whsec_old"]
+        );
         // The env alone is enough.
         let c = StripeConfig::from_table(&table(""), &ctx(&env)).expect("valid");
         assert_eq!(c.signing_secrets.len(), 2);

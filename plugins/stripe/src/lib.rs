@@ -108,7 +108,12 @@ pub struct StripeAdapter {
 impl StripeAdapter {
     pub fn new(config: StripeConfig) -> Result<Self, ConfigError> {
         config.validate("signing_secrets")?;
-        let keys = SigningKeys::new(&config.signing_secrets);
+        let keys = SigningKeys::new(
+            config
+                .signing_secrets
+                .iter()
+                .map(storehook_core::Secret::expose),
+        );
         Ok(StripeAdapter { config, keys })
     }
 
