@@ -16,7 +16,7 @@ use serde::Deserialize;
 use storehook_core::{
     async_trait, inventory, parse_store_config, AdapterError, ConfigError, Environment,
     EventDetails, EventType, FactoryContext, ImpliedState, IncomingRequest, Outcome, StateUpdate,
-    StoreAdapter, StoreRegistration, SubscriptionStatus, VerifiedNotification,
+    StoreAdapter, StoreHelp, StoreRegistration, SubscriptionStatus, VerifiedNotification,
 };
 use subtle::ConstantTimeEq;
 
@@ -204,13 +204,42 @@ impl StoreAdapter for ExampleAdapter {
     }
 }
 
+// ---- registration ----
+
+/// The dashboard card's help: a plugin brings its own, the host names no
+/// store. `wrong_key` is left out on purpose: a code without a meaning shows
+/// the adapter's own message, and the host's tests watch that path.
+pub const HELP: StoreHelp = StoreHelp {
+    console: "the example store's sender",
+    setup: &[
+        "Point the sender at `{url}`: it **POST**s one JSON notification per request.",
+        "Give it the shared key in the `x-example-key` header, and storehook the same key in \
+         `[stores.example] key` (or the environment variable `EXAMPLE_KEY`); restart storehook.",
+    ],
+    test: Some(
+        "Send a notification with `\"type\": \"TEST\"`: this card shows **only untracked \
+         notifications so far** with **Last verified delivery** just now.",
+    ),
+    codes: &[
+        (
+            &["missing_key"],
+            "the request had no x-example-key header (not sent by the example sender?)",
+        ),
+        (
+            &["malformed_notification", "bad_status"],
+            "the body is JSON but not an example notification",
+        ),
+        (
+            &["malformed_data"],
+            "the sender is authenticated, but the notification's content is unusable (kept as rejected)",
+        ),
+    ],
+};
+
 inventory::submit! {
     StoreRegistration {
-        id: "example",
-        name: "Example Store",
-        store_label: "EXAMPLE",
-        supported: true,
-        build,
+        help: HELP,
+        ..StoreRegistration::new("example", "Example Store", "EXAMPLE", build)
     }
 }
 
