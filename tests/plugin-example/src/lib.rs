@@ -8,7 +8,10 @@
 //! Wire format: `POST /v1/notifications/example` with header
 //! `x-example-key: <key>` and a JSON body
 //! `{"id", "type", "subscription"?, "at", "status"?, "expires_at"?,
-//!   "auto_renew"?, "product"?, "user"?, "continues"?, "sandbox"?, "fetch"?}`.
+//!   "auto_renew"?, "product"?, "user"?, "continues"?, "attention"?, "sandbox"?,
+//!   "fetch"?, "garbage"?, "code"?, "message"?}`: with `"garbage": true` the
+//! notification is an acknowledged rejection, with `code` and `message` if
+//! given.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -112,9 +115,16 @@ struct WireNotification {
     sandbox: bool,
     #[serde(default)]
     fetch: bool,
+    #[serde(default)]
+    attention: Option<String>,
     /// Set to simulate an authenticated sender with unusable content.
     #[serde(default)]
     garbage: bool,
+    /// The rejection's code and message (with `garbage`).
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
 }
 
 // ---- map ----
@@ -126,8 +136,10 @@ fn map_notification(
     if wire.garbage {
         return Ok(Outcome::AcknowledgedRejection {
             notification_id: Some(wire.id),
-            code: "malformed_data".into(),
-            message: "the sender is authenticated but the content is unusable".into(),
+            code: wire.code.unwrap_or_else(|| "malformed_data".into()),
+            message: wire.message.unwrap_or_else(|| {
+                "the sender is authenticated but the content is unusable".into()
+            }),
         });
     }
     let event_type = EventType::parse(&wire.kind).unwrap_or(EventType::Other);
@@ -159,7 +171,7 @@ fn map_notification(
         },
         app_user_id_hint: wire.user,
         continues_subscription_key: wire.continues,
-        attention: None,
+        attention: wire.attention,
         state_fetch_pending: wire.fetch,
         details: EventDetails::default(),
         decoded,

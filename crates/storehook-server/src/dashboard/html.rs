@@ -1,7 +1,7 @@
 //! HTML building blocks: times, counts, URL components, the page frame.
 //! Everything is a maud template, which escapes every value it is given;
-//! the dashboard has no raw-markup escape hatch (`PreEscaped` appears
-//! nowhere in it).
+//! the dashboard has no raw-markup escape hatch (maud's pre-escaped
+//! wrapper appears nowhere in it; `tests/seams.rs` checks).
 
 use std::fmt::Write;
 
