@@ -82,14 +82,29 @@ pub type AdapterFactory =
 /// One store, as a plugin registers it with `inventory::submit!`. Start
 /// from [`StoreRegistration::new`] and override what differs:
 ///
-/// ```ignore
+/// ```
+/// use storehook_core::{ConfigError, FactoryContext, StoreAdapter, StoreHelp, StoreRegistration};
+///
+/// fn build_adapter(
+///     table: &toml::Table,
+///     ctx: &FactoryContext<'_>,
+/// ) -> Result<Box<dyn StoreAdapter>, ConfigError> {
+///     # let _ = (table, ctx);
+///     # Err(ConfigError::new("not in this example"))
+/// }
+///
 /// storehook_core::inventory::submit! {
-///     storehook_core::StoreRegistration {
-///         help: HELP, // the dashboard card: setup steps, rejection codes
+///     StoreRegistration {
+///         // The dashboard card: setup steps, rejection codes in plain words.
+///         help: StoreHelp { console: "My Store's console", ..StoreHelp::DEFAULT },
 ///         forward_headers: &["mystore-signature"],
-///         ..storehook_core::StoreRegistration::new("mystore", "My Store", "MY_STORE", build_adapter)
+///         ..StoreRegistration::new("mystore", "My Store", "MY_STORE", build_adapter)
 ///     }
 /// }
+///
+/// let mine = storehook_core::find_registration("mystore").unwrap();
+/// assert!(mine.supported);
+/// assert_eq!(mine.help.console, "My Store's console");
 /// ```
 pub struct StoreRegistration {
     /// The id in URLs and config: `POST /v1/notifications/<id>`, `[stores.<id>]`.
