@@ -126,15 +126,18 @@ fn main() -> ExitCode {
 
 /// A mistake in the configuration (exit status 2), as opposed to a failure
 /// while running (1).
+/// Plugins that disagree (a store id registered twice) are the build's
+/// mistake, not the file's: 1.
 fn is_config_error(e: &anyhow::Error) -> bool {
+    use storehook_server::{ConfigError, StartError};
+    let of_the_file = |c: &ConfigError| !matches!(c, ConfigError::Plugins(_));
     e.chain().any(|cause| {
-        cause.is::<storehook_server::ConfigError>()
-            || matches!(
-                cause.downcast_ref::<storehook_server::StartError>(),
-                Some(
-                    storehook_server::StartError::Config(_) | storehook_server::StartError::Tls(_)
-                )
-            )
+        cause.downcast_ref::<ConfigError>().is_some_and(of_the_file)
+            || match cause.downcast_ref::<StartError>() {
+                Some(StartError::Config(c)) => of_the_file(c),
+                Some(StartError::Tls(_)) => true,
+                _ => false,
+            }
     })
 }
 

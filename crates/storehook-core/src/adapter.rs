@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
 
-use crate::{AdapterError, ConfigError, IncomingRequest, Outcome, StateUpdate};
+use crate::{AdapterError, ConfigError, IncomingRequest, Masking, Outcome, StateUpdate, StoreHelp};
 
 /// Which subscription a state fetch is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,32 +79,78 @@ impl FactoryContext<'_> {
 pub type AdapterFactory =
     fn(&toml::Table, &FactoryContext<'_>) -> Result<Box<dyn StoreAdapter>, ConfigError>;
 
-/// One store, as a plugin registers it with `inventory::submit!`.
+/// One store, as a plugin registers it with `inventory::submit!`. Start
+/// from [`StoreRegistration::new`] and override what differs:
 ///
-/// ```ignore
+/// ```
+/// use storehook_core::{ConfigError, FactoryContext, StoreAdapter, StoreHelp, StoreRegistration};
+///
+/// fn build_adapter(
+///     table: &toml::Table,
+///     ctx: &FactoryContext<'_>,
+/// ) -> Result<Box<dyn StoreAdapter>, ConfigError> {
+///     # let _ = (table, ctx);
+///     # Err(ConfigError::new("not in this example"))
+/// }
+///
 /// storehook_core::inventory::submit! {
-///     storehook_core::StoreRegistration {
-///         id: "stripe",
-///         name: "Stripe",
-///         store_label: "STRIPE",
-///         supported: true,
-///         build: build_adapter,
+///     StoreRegistration {
+///         // The dashboard card: setup steps, rejection codes in plain words.
+///         help: StoreHelp { console: "My Store's console", ..StoreHelp::DEFAULT },
+///         forward_headers: &["mystore-signature"],
+///         ..StoreRegistration::new("mystore", "My Store", "MY_STORE", build_adapter)
 ///     }
 /// }
+///
+/// let mine = storehook_core::find_registration("mystore").unwrap();
+/// assert!(mine.supported);
+/// assert_eq!(mine.help.console, "My Store's console");
 /// ```
 pub struct StoreRegistration {
     /// The id in URLs and config: `POST /v1/notifications/<id>`, `[stores.<id>]`.
+    /// Unique: the host refuses to start when two plugins claim one id.
     pub id: &'static str,
-    /// Display name (`"App Store"`).
+    /// Display name (`"My Store"`).
     pub name: &'static str,
-    /// The label outgoing events carry (`APP_STORE`, `PLAY_STORE`, `STRIPE`).
+    /// The label outgoing events carry (`MY_STORE`).
     pub store_label: &'static str,
     /// `false` for a store that is registered but not implemented yet: the
-    /// host answers 501 and stores nothing.
+    /// host answers 501 and stores nothing. Default `true`.
     pub supported: bool,
     /// Builds the adapter from its own config table (without `enabled`).
     /// Fails with a message naming the bad key.
     pub build: AdapterFactory,
+    /// What the dashboard's card says about the store: where and how to set
+    /// it up, and its rejection codes in plain words. Default: generic help.
+    pub help: StoreHelp,
+    /// Incoming headers a forward's receiver needs to verify the notification
+    /// itself (a signature over the body), lowercase. They join the default
+    /// of `[delivery] forward_headers`. Never a credential. Default: none.
+    pub forward_headers: &'static [&'static str],
+    /// What the dashboard masks in decoded payloads besides its own rules.
+    pub masking: Masking,
+}
+
+impl StoreRegistration {
+    /// A supported store with generic help, no extra forward headers and no
+    /// masking hints.
+    pub const fn new(
+        id: &'static str,
+        name: &'static str,
+        store_label: &'static str,
+        build: AdapterFactory,
+    ) -> Self {
+        Self {
+            id,
+            name,
+            store_label,
+            supported: true,
+            build,
+            help: StoreHelp::DEFAULT,
+            forward_headers: &[],
+            masking: Masking::NONE,
+        }
+    }
 }
 
 inventory::collect!(StoreRegistration);

@@ -4,7 +4,10 @@
 //! [`StoreAdapter`] (verify one HTTP request, decode it, map it to a
 //! [`VerifiedNotification`]) and registers a [`StoreRegistration`] with
 //! [`inventory::submit!`]. The host discovers every registration at start-up
-//! through [`registrations`]; it never names a store in its own code.
+//! through [`registrations`]; it never names a store in its own code. What
+//! the host shows or guards for a store (setup help, rejection codes in
+//! plain words, forward headers, masking hints) comes with the registration
+//! ([`StoreHelp`], [`Masking`]).
 //!
 //! Everything that is stateful — storage, de-duplication, tracking,
 //! "last received" bookkeeping, outgoing webhooks — belongs to the host.
@@ -17,6 +20,7 @@
 mod adapter;
 pub mod encoding;
 mod error;
+mod help;
 mod request;
 mod secret;
 pub mod time;
@@ -30,6 +34,7 @@ pub use adapter::{
     StoreAdapter, StoreRegistration, SubscriptionRef,
 };
 pub use error::{AdapterError, ConfigError};
+pub use help::{spans, HelpText, Masking, Span, StoreHelp};
 pub use request::{percent_decode, IncomingRequest};
 pub use secret::{redact_config_error, LogSafe, Secret};
 pub use types::{

@@ -23,6 +23,10 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("{0}")]
     Invalid(String),
+    /// The plugins linked into the binary disagree (two claim one store
+    /// id): a build problem, not the config file's.
+    #[error("{0}")]
+    Plugins(String),
 }
 
 #[derive(Clone, Deserialize)]
@@ -263,10 +267,10 @@ pub struct DeliveryConfig {
     pub shutdown_grace_seconds: u64,
     /// The incoming headers kept with each notification and replayed by
     /// `[[forward]]`s (case-insensitive). Anything else — `Authorization`
-    /// (Google's push token), cookies, proxy headers — is neither stored nor
-    /// forwarded.
-    #[serde(default = "default_forward_headers")]
-    pub forward_headers: Vec<String>,
+    /// (a store's push token), cookies, proxy headers — is neither stored nor
+    /// forwarded. Unset: [`DeliveryConfig::forward_headers`]'s default.
+    #[serde(default)]
+    pub forward_headers: Option<Vec<String>>,
 }
 
 impl Default for DeliveryConfig {
@@ -276,23 +280,39 @@ impl Default for DeliveryConfig {
             concurrency: default_concurrency(),
             allow_loopback: false,
             shutdown_grace_seconds: default_grace(),
-            forward_headers: default_forward_headers(),
+            forward_headers: None,
         }
     }
 }
 
-/// What a forward's receiver needs to verify and decode a notification
-/// itself (Stripe's signature covers the body), and no credential.
-fn default_forward_headers() -> Vec<String> {
-    [
-        "content-type",
-        "content-encoding",
-        "user-agent",
-        "stripe-signature",
-    ]
-    .map(str::to_owned)
-    .to_vec()
+/// What a forward's receiver needs to decode a notification itself, and no
+/// credential; each store's registration adds the headers its signature
+/// travels in (`StoreRegistration::forward_headers`).
+const FORWARD_HEADERS: &[&str] = &["content-type", "content-encoding", "user-agent"];
+
+impl DeliveryConfig {
+    /// The headers kept for forwards, lowercase: the configured list, or
+    /// the generic ones plus those the registered stores ask for.
+    pub fn forward_headers(
+        &self,
+        registrations: &[&storehook_core::StoreRegistration],
+    ) -> std::collections::BTreeSet<String> {
+        match &self.forward_headers {
+            Some(list) => list.iter().map(|h| h.trim().to_ascii_lowercase()).collect(),
+            None => FORWARD_HEADERS
+                .iter()
+                .copied()
+                .chain(
+                    registrations
+                        .iter()
+                        .flat_map(|r| r.forward_headers.iter().copied()),
+                )
+                .map(str::to_ascii_lowercase)
+                .collect(),
+        }
+    }
 }
+
 fn default_max_body_bytes_in_flight() -> u64 {
     64 * 1024 * 1024
 }
@@ -557,7 +577,7 @@ mod tests {
         .unwrap();
         assert!(!format!("{c:?}").contains("sup3r"));
         let c = Config::parse(
-            "[stores.stripe]\nsecret = 'whsec_sup3r'\n[[webhooks]]\nname = 'a'\n\
+            "[stores.example]\nsecret = 'whsec_sup3r'\n[[webhooks]]\nname = 'a'\n\
              url = 'https://user:sup3r@example.com/x?token=sup3r'\nsecret = 'whsec_sup3r'\n",
             PathBuf::new(),
         )

@@ -51,6 +51,12 @@ impl ApiError {
     }
 }
 
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        Self::storage(&e)
+    }
+}
+
 impl From<&AdapterError> for ApiError {
     fn from(e: &AdapterError) -> Self {
         let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);

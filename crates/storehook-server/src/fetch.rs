@@ -1,6 +1,6 @@
-//! Background state fetches: some stores (Google Play) send a thin signal and
-//! expect the server to fetch the full state. The notification is committed
-//! and acknowledged first; the fetch runs here and is retried with backoff,
+//! Background state fetches: some stores send a thin signal and expect the
+//! server to fetch the full state. The notification is committed and
+//! acknowledged first; the fetch runs here and is retried with backoff,
 //! across restarts (pending fetches are stored), until it succeeds.
 
 use std::collections::HashSet;

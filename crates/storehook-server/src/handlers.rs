@@ -175,7 +175,7 @@ async fn receive(
                     received_at_ms,
                     auto_track: state.auto_track,
                     // Only the allow-listed headers are kept (and so replayed
-                    // by forwards): never a credential such as Google's token.
+                    // by forwards): never a credential such as a push token.
                     forward_headers: request
                         .headers
                         .iter()
@@ -272,34 +272,17 @@ pub(crate) async fn list_stores(state: Arc<AppState>, credentials: Credentials) 
     )
 }
 
-/// Every store's statistics, stored and not yet flushed.
-pub(crate) async fn store_stats(
-    state: &AppState,
-) -> Result<Vec<storehook_db::StoreStats>, ApiError> {
-    state
-        .refusals
-        .stats(state.storage.as_ref())
-        .await
-        .map_err(|e| ApiError::storage(&e))
-}
-
 pub(crate) async fn stores_json(state: &AppState) -> Result<serde_json::Value, ApiError> {
-    let stats = store_stats(state).await?;
-    let stores: Vec<_> = state
-        .registry
-        .iter()
-        .map(|entry| {
-            let r = entry.registration;
-            let s = stats
-                .iter()
-                .find(|s| s.store == r.id)
-                .cloned()
-                .unwrap_or_default();
+    let stores: Vec<_> = crate::queries::store_overview(state)
+        .await?
+        .into_iter()
+        .map(|store| {
+            let (r, s) = (store.registration, store.stats);
             json!({
                 "store": r.id,
                 "name": r.name,
                 "supported": r.supported,
-                "enabled": entry.enabled,
+                "enabled": store.enabled,
                 "last_received": rfc3339_opt(s.last_received_ms),
                 "last_verified": rfc3339_opt(s.last_verified_ms),
                 "last_rejected": rfc3339_opt(s.last_rejected_ms),
@@ -472,22 +455,15 @@ async fn subscription_view(
     key: &str,
 ) -> Result<Response, ApiError> {
     require_admin(state, credentials)?;
-    let sub = state
-        .storage
-        .subscription(store, key)
-        .await
-        .map_err(|e| ApiError::storage(&e))?
+    let sub = crate::queries::subscription(state, store, key)
+        .await?
         .ok_or_else(|| {
             ApiError::not_found(
                 "not_tracked",
                 format!("subscription {store}/{key} is not tracked"),
             )
         })?;
-    let notifications = state
-        .storage
-        .subscription_notifications(store, key, 200)
-        .await
-        .map_err(|e| ApiError::storage(&e))?;
+    let notifications = crate::queries::subscription_history(state, store, key, 200).await?;
     let mut body = subscription_json(&sub);
     body["notifications"] = notifications
         .iter()
@@ -549,11 +525,7 @@ pub(crate) async fn get_subscriber(
     respond(
         async {
             require_admin(&state, &credentials)?;
-            let subs = state
-                .storage
-                .subscriptions_of_user(&user)
-                .await
-                .map_err(|e| ApiError::storage(&e))?;
+            let subs = crate::queries::subscriptions_of_user(&state, &user).await?;
             let list: Vec<_> = subs.iter().map(subscription_json).collect();
             Ok(json_response(
                 StatusCode::OK,

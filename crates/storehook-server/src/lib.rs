@@ -20,6 +20,7 @@ mod error;
 mod fetch;
 mod handlers;
 pub mod metrics;
+mod queries;
 mod refusals;
 pub mod registry;
 pub mod retention;
@@ -79,7 +80,7 @@ pub struct AppState {
     /// What `[retention]` keeps (shown on the dashboard).
     retention: config::RetentionConfig,
     /// Incoming headers kept for forwards (lower case).
-    forward_headers: std::collections::HashSet<String>,
+    forward_headers: std::collections::BTreeSet<String>,
     pub body_timeout: Duration,
     pub auto_track: bool,
     pub public_url: Option<String>,
@@ -286,6 +287,8 @@ pub async fn start(
         metrics.clone(),
         delivery_shutdown.subscribe(),
     );
+    let registrations: Vec<_> = registry.iter().map(|e| e.registration).collect();
+    let forward_headers = config.delivery.forward_headers(&registrations);
     let state = Arc::new(AppState {
         registry,
         storage: storage.clone(),
@@ -293,12 +296,7 @@ pub async fn start(
         body_budget: body::BodyBudget::new(config.server.max_body_bytes_in_flight),
         refusals,
         retention: config.retention.clone(),
-        forward_headers: config
-            .delivery
-            .forward_headers
-            .iter()
-            .map(|h| h.trim().to_ascii_lowercase())
-            .collect(),
+        forward_headers,
         max_body_bytes: config.server.max_body_bytes,
         body_timeout: Duration::from_secs(config.server.body_timeout_seconds.max(1)),
         auto_track: config.tracking.auto_track,

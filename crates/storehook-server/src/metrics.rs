@@ -494,23 +494,27 @@ mod tests {
     #[test]
     fn counters_and_histograms_render() {
         let m = Metrics::new();
-        m.notification("apple", "tracked", Duration::from_millis(3));
-        m.notification("apple", "tracked", Duration::from_millis(4));
-        m.notification_refused("stripe", "no_matching_signature", Duration::from_millis(1));
+        m.notification("example", "tracked", Duration::from_millis(3));
+        m.notification("example", "tracked", Duration::from_millis(4));
+        m.notification_refused("acme", "no_matching_signature", Duration::from_millis(1));
         m.delivery_attempt("billing", crate::delivery::policy::AttemptLabel::Delivered);
         m.set_outbox_depth(7);
-        m.http_request("/v1/subscriptions/apple/123", 404, Duration::from_millis(2));
+        m.http_request(
+            "/v1/subscriptions/example/123",
+            404,
+            Duration::from_millis(2),
+        );
         let text = m.render();
         assert_eq!(
             value_of(
                 &text,
-                "storehook_notifications_total{store=\"apple\",verdict=\"tracked\"}"
+                "storehook_notifications_total{store=\"example\",verdict=\"tracked\"}"
             ),
             Some(2.0),
             "{text}"
         );
         assert_eq!(
-            value_of(&text, "storehook_notification_refusals_total{code=\"no_matching_signature\",store=\"stripe\"}"),
+            value_of(&text, "storehook_notification_refusals_total{code=\"no_matching_signature\",store=\"acme\"}"),
             Some(1.0),
             "{text}"
         );

@@ -175,11 +175,11 @@ mod tests {
     #[test]
     fn tallies_merge_into_stored_stats_and_keep_the_latest_reason() {
         let r = Refusals::default();
-        assert!(r.record("stripe", "bad_signature", "first", 10));
-        assert!(!r.record("stripe", "bad_signature", "second", 30));
-        assert!(r.record("stripe", "bad_json", "older", 20));
+        assert!(r.record("acme", "bad_signature", "first", 10));
+        assert!(!r.record("acme", "bad_signature", "second", 30));
+        assert!(r.record("acme", "bad_json", "older", 20));
         let mut stats = vec![StoreStats {
-            store: "stripe".into(),
+            store: "acme".into(),
             rejected: 4,
             last_rejected_ms: Some(5),
             ..StoreStats::default()
@@ -204,7 +204,7 @@ mod tests {
         let refusals = Arc::new(Refusals::default());
         let mut recorded = 0i64;
         for round in 0..40 {
-            refusals.record("stripe", "bad_signature", "m", round);
+            refusals.record("acme", "bad_signature", "m", round);
             recorded += 1;
             let (r, s) = (refusals.clone(), storage.clone());
             let flush = tokio::spawn(async move { r.flush(s.as_ref()).await });

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::json;
-use storehook_db::{EndpointStats, EventFilter};
+use storehook_db::EventFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Reply;
 
 use crate::auth::Credentials;
-use crate::delivery::{redacted_url, Endpoint};
+use crate::delivery::redacted_url;
 use crate::error::ApiError;
 use crate::handlers::{require_admin, require_admin_change};
 use crate::time_fmt::rfc3339_opt;
@@ -79,39 +79,12 @@ pub(crate) async fn list_events(
     )
 }
 
-/// Every configured endpoint (webhook or forward) by name, with its
-/// delivery counts (zero for one that has none yet): what both `GET
-/// /v1/webhooks` and the dashboard's endpoint list show.
-pub(crate) async fn endpoints_with_stats(
-    state: &AppState,
-) -> Result<Vec<(&Endpoint, EndpointStats)>, ApiError> {
-    let stats = state
-        .storage
-        .endpoint_stats()
-        .await
-        .map_err(|e| ApiError::storage(&e))?;
-    let mut endpoints: Vec<_> = state
-        .delivery
-        .endpoints()
-        .map(|ep| {
-            let s = stats
-                .iter()
-                .find(|s| s.endpoint == ep.name)
-                .cloned()
-                .unwrap_or_default();
-            (ep, s)
-        })
-        .collect();
-    endpoints.sort_by(|a, b| a.0.name.cmp(&b.0.name));
-    Ok(endpoints)
-}
-
 /// `GET /v1/webhooks`.
 pub(crate) async fn list_webhooks(state: Arc<AppState>, credentials: Credentials) -> Response {
     finish(
         async {
             require_admin(&state, &credentials)?;
-            let list: Vec<_> = endpoints_with_stats(&state)
+            let list: Vec<_> = crate::queries::endpoints_with_stats(&state)
                 .await?
                 .into_iter()
                 .map(|(ep, s)| {
@@ -172,11 +145,7 @@ pub(crate) async fn list_deliveries(
                 .get("limit")
                 .and_then(|l| l.parse().ok())
                 .unwrap_or(100);
-            let list = state
-                .storage
-                .deliveries(&name, status, limit)
-                .await
-                .map_err(|e| ApiError::storage(&e))?;
+            let list = crate::queries::deliveries(&state, &name, status, limit).await?;
             let list: Vec<_> = list
                 .iter()
                 .map(|d| {

@@ -13,7 +13,7 @@
 
 use storehook_core::{
     async_trait, inventory, AdapterError, ConfigError, FactoryContext, IncomingRequest, Outcome,
-    StoreAdapter, StoreRegistration,
+    StoreAdapter, StoreHelp, StoreRegistration,
 };
 
 /// Call from the binary so the linker keeps this crate's registration.
@@ -39,11 +39,15 @@ fn build(
 
 inventory::submit! {
     StoreRegistration {
-        id: "amazon",
-        name: "Amazon Appstore",
-        store_label: "AMAZON",
         supported: false,
-        build,
+        help: StoreHelp {
+            console: "Amazon Appstore",
+            setup: &[
+                "storehook does not support Amazon Appstore notifications yet: there is nothing to set up.",
+            ],
+            ..StoreHelp::DEFAULT
+        },
+        ..StoreRegistration::new("amazon", "Amazon Appstore", "AMAZON", build)
     }
 }
 

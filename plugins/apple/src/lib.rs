@@ -17,6 +17,7 @@
 pub mod chain;
 pub mod config;
 pub mod decode;
+pub mod help;
 pub mod map;
 pub mod verify;
 
@@ -37,11 +38,14 @@ pub fn link() {}
 
 storehook_core::inventory::submit! {
     storehook_core::StoreRegistration {
-        id: config::STORE_ID,
-        name: "App Store",
-        store_label: "APP_STORE",
-        supported: true,
-        build: build_adapter,
+        help: help::HELP,
+        masking: help::MASKING,
+        ..storehook_core::StoreRegistration::new(
+            config::STORE_ID,
+            "App Store",
+            "APP_STORE",
+            build_adapter,
+        )
     }
 }
 

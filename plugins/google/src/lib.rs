@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod decode;
+pub mod help;
 pub mod jwks;
 pub mod map;
 pub mod play_api;
@@ -35,11 +36,8 @@ pub fn link() {}
 
 storehook_core::inventory::submit! {
     storehook_core::StoreRegistration {
-        id: STORE_ID,
-        name: "Google Play",
-        store_label: "PLAY_STORE",
-        supported: true,
-        build: build_adapter,
+        help: help::HELP,
+        ..storehook_core::StoreRegistration::new(STORE_ID, "Google Play", "PLAY_STORE", build_adapter)
     }
 }
 

@@ -57,6 +57,7 @@
 
 pub mod config;
 pub mod decode;
+pub mod help;
 pub mod map;
 pub mod verify;
 
@@ -81,11 +82,11 @@ pub fn link() {}
 
 storehook_core::inventory::submit! {
     storehook_core::StoreRegistration {
-        id: STORE_ID,
-        name: "Stripe",
-        store_label: "STRIPE",
-        supported: true,
-        build: build_adapter,
+        help: help::HELP,
+        // A forward's receiver verifies the signature over the body itself.
+        forward_headers: &[SIGNATURE_HEADER],
+        masking: help::MASKING,
+        ..storehook_core::StoreRegistration::new(STORE_ID, "Stripe", "STRIPE", build_adapter)
     }
 }
 

@@ -8,7 +8,10 @@
 //! Wire format: `POST /v1/notifications/example` with header
 //! `x-example-key: <key>` and a JSON body
 //! `{"id", "type", "subscription"?, "at", "status"?, "expires_at"?,
-//!   "auto_renew"?, "product"?, "user"?, "continues"?, "sandbox"?, "fetch"?}`.
+//!   "auto_renew"?, "product"?, "user"?, "continues"?, "attention"?, "sandbox"?,
+//!   "fetch"?, "garbage"?, "code"?, "message"?}`: with `"garbage": true` the
+//! notification is an acknowledged rejection, with `code` and `message` if
+//! given.
 
 // Production code never unwraps: a panic on a request path is a dropped
 // notification. Tests may (they are meant to stop at the first surprise).
@@ -20,7 +23,7 @@ use serde::Deserialize;
 use storehook_core::{
     async_trait, inventory, parse_store_config, AdapterError, ConfigError, Environment,
     EventDetails, EventType, FactoryContext, ImpliedState, IncomingRequest, Outcome, StateUpdate,
-    StoreAdapter, StoreRegistration, SubscriptionStatus, VerifiedNotification,
+    StoreAdapter, StoreHelp, StoreRegistration, SubscriptionStatus, VerifiedNotification,
 };
 
 /// Referenced by whoever links this crate, so the linker keeps it.
@@ -115,9 +118,16 @@ struct WireNotification {
     sandbox: bool,
     #[serde(default)]
     fetch: bool,
+    #[serde(default)]
+    attention: Option<String>,
     /// Set to simulate an authenticated sender with unusable content.
     #[serde(default)]
     garbage: bool,
+    /// The rejection's code and message (with `garbage`).
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
 }
 
 // ---- map ----
@@ -129,8 +139,10 @@ fn map_notification(
     if wire.garbage {
         return Ok(Outcome::AcknowledgedRejection {
             notification_id: Some(wire.id),
-            code: "malformed_data".into(),
-            message: "the sender is authenticated but the content is unusable".into(),
+            code: wire.code.unwrap_or_else(|| "malformed_data".into()),
+            message: wire.message.unwrap_or_else(|| {
+                "the sender is authenticated but the content is unusable".into()
+            }),
         });
     }
     let event_type = EventType::parse(&wire.kind).unwrap_or(EventType::Other);
@@ -162,7 +174,7 @@ fn map_notification(
         },
         app_user_id_hint: wire.user,
         continues_subscription_key: wire.continues,
-        attention: None,
+        attention: wire.attention,
         state_fetch_pending: wire.fetch,
         details: EventDetails::default(),
         decoded,
@@ -207,13 +219,42 @@ impl StoreAdapter for ExampleAdapter {
     }
 }
 
+// ---- registration ----
+
+/// The dashboard card's help: a plugin brings its own, the host names no
+/// store. `wrong_key` is left out on purpose: a code without a meaning shows
+/// the adapter's own message, and the host's tests watch that path.
+pub const HELP: StoreHelp = StoreHelp {
+    console: "the example store's sender",
+    setup: &[
+        "Point the sender at `{url}`: it **POST**s one JSON notification per request.",
+        "Give it the shared key in the `x-example-key` header, and storehook the same key in \
+         `[stores.example] key` (or the environment variable `EXAMPLE_KEY`); restart storehook.",
+    ],
+    test: Some(
+        "Send a notification with `\"type\": \"TEST\"`: this card shows **only untracked \
+         notifications so far** with **Last verified delivery** just now.",
+    ),
+    codes: &[
+        (
+            &["missing_key"],
+            "the request had no x-example-key header (not sent by the example sender?)",
+        ),
+        (
+            &["malformed_notification", "bad_status"],
+            "the body is JSON but not an example notification",
+        ),
+        (
+            &["malformed_data"],
+            "the sender is authenticated, but the notification's content is unusable (kept as rejected)",
+        ),
+    ],
+};
+
 inventory::submit! {
     StoreRegistration {
-        id: "example",
-        name: "Example Store",
-        store_label: "EXAMPLE",
-        supported: true,
-        build,
+        help: HELP,
+        ..StoreRegistration::new("example", "Example Store", "EXAMPLE", build)
     }
 }
 

@@ -1,30 +1,16 @@
-//! HTML building blocks: escaping, times, the page frame. Every value that
-//! did not come from this module's own literals goes through [`esc`].
+//! HTML building blocks: times, counts, URL components, the page frame.
+//! Everything is a maud template, which escapes every value it is given;
+//! the dashboard has no raw-markup escape hatch (maud's pre-escaped
+//! wrapper appears nowhere in it; `tests/seams.rs` checks).
 
 use std::fmt::Write;
 
+use maud::{html, Markup, DOCTYPE};
 use time::macros::format_description;
 use time::OffsetDateTime;
 
-/// Escapes text for HTML element content and double- or single-quoted
-/// attribute values.
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Escapes a value for a URL query component (and then HTML, as the result
-/// only has unreserved characters and `%`).
+/// Escapes a value for a URL query component or a path segment (the result
+/// has only unreserved characters and `%`).
 pub fn url_component(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {
@@ -74,22 +60,19 @@ pub fn relative(now_ms: i64, at_ms: i64) -> String {
 }
 
 /// A `<time>` showing the relative time, with the exact UTC time on hover.
-pub fn time_tag(now_ms: i64, at_ms: i64) -> String {
+pub fn time_tag(now_ms: i64, at_ms: i64) -> Markup {
     let iso = crate::time_fmt::rfc3339(at_ms).unwrap_or_default();
-    format!(
-        "<time datetime=\"{}\" title=\"{}\">{}</time>",
-        esc(&iso),
-        esc(&utc(at_ms)),
-        esc(&relative(now_ms, at_ms))
-    )
+    html! { time datetime=(iso) title=(utc(at_ms)) { (relative(now_ms, at_ms)) } }
+}
+
+/// A muted dash: no value.
+pub fn dash() -> Markup {
+    html! { span.muted { "—" } }
 }
 
 /// Like [`time_tag`], or a dash.
-pub fn time_or_dash(now_ms: i64, at_ms: Option<i64>) -> String {
-    at_ms.map_or_else(
-        || "<span class=\"muted\">—</span>".into(),
-        |t| time_tag(now_ms, t),
-    )
+pub fn time_or_dash(now_ms: i64, at_ms: Option<i64>) -> Markup {
+    at_ms.map_or_else(dash, |t| time_tag(now_ms, t))
 }
 
 /// `1 notification`, `3 notifications`.
@@ -105,42 +88,48 @@ pub struct Frame<'a> {
     pub section: &'a str,
 }
 
+const NAV: [(&str, &str, &str); 4] = [
+    ("/", "Stores", "stores"),
+    ("/#recent", "Notifications", "notifications"),
+    ("/dashboard/subscriptions", "Subscription lookup", "lookup"),
+    ("/metrics", "Metrics", "metrics"),
+];
+
 /// The whole page around `body`.
-pub fn page(frame: &Frame<'_>, body: &str) -> String {
-    let mut nav = String::new();
-    if frame.signed_in {
-        for (href, label, id) in [
-            ("/", "Stores", "stores"),
-            ("/#recent", "Notifications", "notifications"),
-            ("/dashboard/subscriptions", "Subscription lookup", "lookup"),
-            ("/metrics", "Metrics", "metrics"),
-        ] {
-            let current = if id == frame.section {
-                " aria-current=\"page\""
-            } else {
-                ""
-            };
-            let _ = write!(nav, "<a href=\"{href}\"{current}>{label}</a>");
+pub fn page(frame: &Frame<'_>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (frame.title) " · storehook" }
+                link rel="icon" href="/dashboard/assets/icon.svg" type="image/svg+xml";
+                link rel="stylesheet" href="/dashboard/assets/app.css";
+                script src="/dashboard/assets/app.js" defer {}
+            }
+            body {
+                header.top {
+                    a.brand href="/" { "storehook" }
+                    nav {
+                        @if frame.signed_in {
+                            @for (href, label, id) in NAV {
+                                a href=(href) aria-current=[(id == frame.section).then_some("page")] { (label) }
+                            }
+                            form.inline method="post" action="/dashboard/logout" {
+                                button.link type="submit" { "Sign out" }
+                            }
+                        }
+                    }
+                }
+                main { (body) }
+                footer {
+                    "storehook " (env!("CARGO_PKG_VERSION")) " · this page refreshes by itself; "
+                    a href="" { "reload" } " if scripts are off"
+                }
+            }
         }
-        nav.push_str(
-            "<form method=\"post\" action=\"/dashboard/logout\" class=\"inline\">\
-             <button type=\"submit\" class=\"link\">Sign out</button></form>",
-        );
     }
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title} · storehook</title>\
-         <link rel=\"icon\" href=\"/dashboard/assets/icon.svg\" type=\"image/svg+xml\">\
-         <link rel=\"stylesheet\" href=\"/dashboard/assets/app.css\">\
-         <script src=\"/dashboard/assets/app.js\" defer></script></head>\
-         <body><header class=\"top\"><a class=\"brand\" href=\"/\">storehook</a>\
-         <nav>{nav}</nav></header><main>{body}</main>\
-         <footer>storehook {version} · this page refreshes by itself; \
-         <a href=\"\">reload</a> if scripts are off</footer></body></html>\n",
-        title = esc(frame.title),
-        version = esc(env!("CARGO_PKG_VERSION")),
-    )
 }
 
 #[cfg(test)]
@@ -149,9 +138,11 @@ mod tests {
 
     #[test]
     fn escapes_markup_and_quotes() {
+        let evil = "<script>alert('x')</script> & \"y\"";
         assert_eq!(
-            esc("<script>alert('x')</script> & \"y\""),
-            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;y&quot;"
+            html! { p title=(evil) { (evil) } }.into_string(),
+            "<p title=\"&lt;script&gt;alert('x')&lt;/script&gt; &amp; &quot;y&quot;\">\
+             &lt;script&gt;alert('x')&lt;/script&gt; &amp; &quot;y&quot;</p>"
         );
         assert_eq!(url_component("a b/é&"), "a%20b%2F%C3%A9%26");
     }
@@ -173,10 +164,34 @@ mod tests {
 
     #[test]
     fn time_tags_carry_the_exact_time() {
-        let tag = time_tag(1_796_000_180_000, 1_796_000_000_000);
+        let tag = time_tag(1_796_000_180_000, 1_796_000_000_000).into_string();
         assert_eq!(
             tag,
             "<time datetime=\"2026-11-30T00:53:20.000Z\" title=\"2026-11-30 00:53:20 UTC\">3 minutes ago</time>"
         );
+    }
+
+    #[test]
+    fn the_frame_marks_the_current_section() {
+        let frame = Frame {
+            title: "T<i>",
+            signed_in: true,
+            section: "lookup",
+        };
+        let page = page(&frame, html! { p { "body" } }).into_string();
+        assert!(
+            page.starts_with("<!DOCTYPE html><html lang=\"en\">"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<title>T&lt;i&gt; · storehook</title>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<a href=\"/dashboard/subscriptions\" aria-current=\"page\">"),
+            "{page}"
+        );
+        assert!(page.contains("<a href=\"/\">Stores</a>"), "{page}");
+        assert!(page.contains("<main><p>body</p></main>"), "{page}");
     }
 }

@@ -1,8 +1,29 @@
 //! Masks secrets and tokens in a decoded payload before the detail view
 //! shows it. Adapters decide what `decoded` holds; this is the dashboard's
-//! own guard, by key name and by value shape.
+//! own guard, by key name and by value shape, plus the hints the registered
+//! stores give (`StoreRegistration::masking`: their signed blobs, the
+//! prefixes of their API keys), which apply to every payload.
 
 use serde_json::Value;
+use storehook_core::StoreRegistration;
+
+/// What the registered stores add to the rules below.
+#[derive(Debug, Default)]
+pub struct Hints {
+    token_keys: Vec<&'static str>,
+    secret_prefixes: Vec<&'static str>,
+}
+
+impl Hints {
+    pub fn of<'a>(registrations: impl IntoIterator<Item = &'a StoreRegistration>) -> Self {
+        let mut hints = Self::default();
+        for r in registrations {
+            hints.token_keys.extend(r.masking.token_keys);
+            hints.secret_prefixes.extend(r.masking.secret_prefixes);
+        }
+        hints
+    }
+}
 
 /// Keys whose values are hidden entirely (normalized: lowercase, no `_`/`-`).
 const SECRET_KEY_PARTS: &[&str] = &[
@@ -20,38 +41,33 @@ const SECRET_KEY_PARTS: &[&str] = &[
 /// not enough to use it).
 const TOKEN_KEY_PARTS: &[&str] = &["token", "signature", "jws", "jwt"];
 
-/// Apple's signed blobs: JWS strings that hold the decoded data again.
-const SIGNED_KEYS: &[&str] = &[
-    "signedpayload",
-    "signedtransactioninfo",
-    "signedrenewalinfo",
-    "signedapptransactioninfo",
-];
-
 /// A copy of `value` with secrets hidden and tokens shortened.
-pub fn mask(value: &Value) -> Value {
-    mask_inner(value, 0)
+pub fn mask(value: &Value, hints: &Hints) -> Value {
+    mask_inner(value, 0, hints)
 }
 
-fn mask_inner(value: &Value, depth: usize) -> Value {
+fn mask_inner(value: &Value, depth: usize, hints: &Hints) -> Value {
     if depth > 64 {
         return Value::String("[nested too deep]".into());
     }
     match value {
         Value::Object(map) => Value::Object(
             map.iter()
-                .map(|(k, v)| (k.clone(), mask_field(k, v, depth)))
+                .map(|(k, v)| (k.clone(), mask_field(k, v, depth, hints)))
                 .collect(),
         ),
-        Value::Array(items) => {
-            Value::Array(items.iter().map(|v| mask_inner(v, depth + 1)).collect())
-        }
-        Value::String(s) if looks_secret(s) => Value::String(shorten(s)),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| mask_inner(v, depth + 1, hints))
+                .collect(),
+        ),
+        Value::String(s) if looks_secret(s, hints) => Value::String(shorten(s)),
         other => other.clone(),
     }
 }
 
-fn mask_field(key: &str, value: &Value, depth: usize) -> Value {
+fn mask_field(key: &str, value: &Value, depth: usize, hints: &Hints) -> Value {
     let k: String = key
         .chars()
         .filter(|c| *c != '_' && *c != '-')
@@ -64,21 +80,24 @@ fn mask_field(key: &str, value: &Value, depth: usize) -> Value {
         return Value::String("[masked]".into());
     }
     let tokenish =
-        TOKEN_KEY_PARTS.iter().any(|p| k.contains(p)) || SIGNED_KEYS.contains(&k.as_str());
+        TOKEN_KEY_PARTS.iter().any(|p| k.contains(p)) || hints.token_keys.contains(&k.as_str());
     match value {
         Value::String(s) if tokenish => Value::String(shorten(s)),
         Value::Number(n) if tokenish => Value::String(shorten(&n.to_string())),
-        other => mask_inner(other, depth + 1),
+        other => mask_inner(other, depth + 1, hints),
     }
 }
 
 /// Values that are secrets whatever their key: JWS/JWT compact strings,
-/// Stripe keys and webhook secrets, bearer credentials.
-fn looks_secret(s: &str) -> bool {
-    const PREFIXES: &[&str] = &[
-        "whsec_", "sk_live_", "sk_test_", "rk_live_", "rk_test_", "Bearer ", "bearer ",
-    ];
-    if PREFIXES.iter().any(|p| s.starts_with(p)) {
+/// Standard Webhooks secrets (the format of this server's own webhook
+/// secrets), bearer credentials, and the stores' secret prefixes.
+fn looks_secret(s: &str, hints: &Hints) -> bool {
+    const PREFIXES: &[&str] = &["whsec_", "Bearer ", "bearer "];
+    if PREFIXES
+        .iter()
+        .chain(&hints.secret_prefixes)
+        .any(|p| s.starts_with(p))
+    {
         return true;
     }
     let parts: Vec<&str> = s.split('.').collect();
@@ -113,6 +132,7 @@ mod tests {
             "message": {"data": "eyJ2ZXJzaW9uIjoiMS4wIn0=", "messageId": "123"},
             "subscriptionNotification": {"purchaseToken": "opaque-purchase-token-value-0123456789"},
             "client_secret": "pi_3Abc_secret_xyz",
+            "key": "sk_live_0123456789abcdef",
             "api_key": 12345,
             "nested": [{"Authorization": "Bearer abc"}, "whsec_abcdefghijklmnopqrstuvwxyz"],
             "signedDate": 1_700_000_000_000_i64,
@@ -120,7 +140,16 @@ mod tests {
             "appAccountToken": null,
             "productId": "monthly",
         });
-        let masked = mask(&decoded);
+        static HINTED: StoreRegistration = StoreRegistration {
+            masking: storehook_core::Masking {
+                token_keys: &["signedpayload"],
+                secret_prefixes: &["sk_live_"],
+            },
+            ..StoreRegistration::new("hinted", "Hinted", "HINTED", |_, _| {
+                Err(storehook_core::ConfigError::new("unused"))
+            })
+        };
+        let masked = mask(&decoded, &Hints::of([&HINTED]));
         let text = masked.to_string();
         assert!(
             !text.contains("opaque-purchase-token-value-0123456789"),
@@ -134,6 +163,12 @@ mod tests {
         assert_eq!(masked["api_key"], "[masked]");
         assert_eq!(masked["nested"][0]["Authorization"], "[masked]");
         assert!(!text.contains("whsec_abcdefghijklmnopqrstuvwxyz"), "{text}");
+        assert_eq!(masked["key"], "sk_l…cdef (24 chars, masked)");
+        // Without the store's hint, its key prefix is just text.
+        assert_eq!(
+            mask(&decoded, &Hints::default())["key"],
+            "sk_live_0123456789abcdef"
+        );
         assert!(!text.contains("c2lnbmF0dXJlLWJ5dGVzLWhlcmU"), "{text}");
         // Timestamps named "signed…" and ordinary fields stay.
         assert_eq!(masked["signedDate"], 1_700_000_000_000_i64);

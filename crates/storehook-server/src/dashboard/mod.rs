@@ -9,11 +9,13 @@
 //! also refuse cross-origin requests (Origin / Sec-Fetch-Site), on top of
 //! SameSite=Strict.
 //!
-//! Files: `html.rs` (escaping, times, page frame), `views.rs` (the views),
-//! `help.rs` (per-store setup text and rejection reasons), `mask.rs`
+//! Pages are maud templates, so every value is escaped by construction.
+//! The data comes from `crate::queries`, as the JSON API's does; what a
+//! page says about a store comes from its registration.
+//!
+//! Files: `html.rs` (times, page frame), `views.rs` (the views), `mask.rs`
 //! (secrets in decoded payloads), `assets/` (CSS, JS, icon).
 
-mod help;
 mod html;
 mod mask;
 mod views;
@@ -21,16 +23,16 @@ mod views;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use storehook_core::percent_decode;
-use storehook_db::NotificationFilter;
+use maud::{html, Markup};
+use storehook_core::{percent_decode, StoreHelp};
 use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use crate::auth::{self, Credentials, SESSION_COOKIE};
 use crate::error::ApiError;
-use crate::{now_ms, AppState};
-use html::{esc, Frame};
+use crate::{now_ms, queries, AppState};
+use html::Frame;
 use views::StoreView;
 
 const APP_CSS: &str = include_str!("assets/app.css");
@@ -145,8 +147,8 @@ pub(crate) fn routes(
 
 /// An HTML response with the dashboard's security headers: scripts, styles
 /// and requests only from this origin; no framing; no caching of data.
-fn html_response(status: StatusCode, body: String) -> Response {
-    let mut r = warp::reply::html(body).into_response();
+fn html_response(status: StatusCode, body: Markup) -> Response {
+    let mut r = warp::reply::html(body.into_string()).into_response();
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(
@@ -166,7 +168,7 @@ fn html_response(status: StatusCode, body: String) -> Response {
     r
 }
 
-fn page(status: StatusCode, title: &str, section: &str, signed_in: bool, body: &str) -> Response {
+fn page(status: StatusCode, title: &str, section: &str, signed_in: bool, body: Markup) -> Response {
     html_response(
         status,
         html::page(
@@ -186,10 +188,7 @@ fn error_page(e: &ApiError) -> Response {
         "Error",
         "",
         true,
-        &format!(
-            "<section><h2>Something went wrong</h2><p>{}</p></section>",
-            esc(&e.message)
-        ),
+        html! { section { h2 { "Something went wrong" } p { (e.message) } } },
     )
 }
 
@@ -225,7 +224,7 @@ fn denied(state: &AppState, credentials: &Credentials, next: &str) -> Option<Res
                 "Sign in",
                 "",
                 false,
-                &views::login(message, next, configured),
+                views::login(message, next, configured),
             ))
         }
     }
@@ -283,7 +282,7 @@ async fn sign_in(
             "Sign in",
             "",
             false,
-            &views::login(Some("Cross-site sign-in refused."), &next, true),
+            views::login(Some("Cross-site sign-in refused."), &next, true),
         );
     }
     let given = form_field(&body, "token").unwrap_or_default();
@@ -295,7 +294,7 @@ async fn sign_in(
                 "Sign in",
                 "",
                 false,
-                &views::login(None, &next, false),
+                views::login(None, &next, false),
             )
         }
         Err(auth::SignInError::Wrong) => {
@@ -307,7 +306,7 @@ async fn sign_in(
                 "Sign in",
                 "",
                 false,
-                &views::login(Some("That is not the admin token."), &next, true),
+                views::login(Some("That is not the admin token."), &next, true),
             );
         }
         Err(auth::SignInError::Throttled(wait)) => {
@@ -317,7 +316,7 @@ async fn sign_in(
                 "Sign in",
                 "",
                 false,
-                &views::login(
+                views::login(
                     Some(&format!(
                         "Too many wrong tokens from this address. Try again in {seconds} s."
                     )),
@@ -366,7 +365,7 @@ fn sign_in_with_code(
             "Sign in",
             "",
             false,
-            &views::login(
+            views::login(
                 Some(
                     "This sign-in link has been used or has expired. Sign in with the admin token \
                      (`storehook admin-token` prints it).",
@@ -381,7 +380,10 @@ fn sign_in_with_code(
 /// `POST /dashboard/logout`: the session ends on the server too.
 fn sign_out(state: Arc<AppState>, credentials: Credentials, headers: HeaderMap) -> Response {
     if !credentials.same_origin {
-        return html_response(StatusCode::FORBIDDEN, "cross-site request refused".into());
+        return html_response(
+            StatusCode::FORBIDDEN,
+            html! { "cross-site request refused" },
+        );
     }
     if let Some(session) = &credentials.session {
         state.auth.sign_out(session);
@@ -432,35 +434,31 @@ fn store_name(state: &AppState, id: &str) -> String {
         .unwrap_or_else(|| id.to_owned())
 }
 
+/// The plugin's help for a store id (generic for one no longer registered).
+fn store_help(state: &AppState, id: &str) -> &'static StoreHelp {
+    state
+        .registry
+        .get(id)
+        .map_or(&StoreHelp::DEFAULT, |e| &e.registration.help)
+}
+
 /// The overview's live part (store cards and recent notifications).
-async fn render_live(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    let stats = crate::handlers::store_stats(state).await?;
-    let recent = state
-        .storage
-        .recent_notifications(NotificationFilter {
-            store: None,
-            before_id: None,
-            limit: RECENT_LIMIT,
-        })
-        .await
-        .map_err(|e| ApiError::storage(&e))?;
+async fn render_live(state: &AppState, headers: &HeaderMap) -> Result<Markup, ApiError> {
+    let overview = queries::store_overview(state).await?;
+    let recent = queries::recent_notifications(state, RECENT_LIMIT).await?;
     let endpoints = endpoint_views(state).await?;
     let (base, configured) = public_base(state, headers);
-    let stores: Vec<StoreView<'_>> = state
-        .registry
-        .iter()
-        .map(|entry| {
-            let r = entry.registration;
+    let stores: Vec<StoreView<'_>> = overview
+        .into_iter()
+        .map(|store| {
+            let r = store.registration;
             StoreView {
                 id: r.id,
                 name: r.name,
-                enabled: entry.enabled,
+                help: &r.help,
+                enabled: store.enabled,
                 supported: r.supported,
-                stats: stats
-                    .iter()
-                    .find(|s| s.store == r.id)
-                    .cloned()
-                    .unwrap_or_default(),
+                stats: store.stats,
                 url: format!("{base}/v1/notifications/{}", r.id),
                 url_configured: configured,
             }
@@ -486,21 +484,17 @@ async fn render_live(state: &AppState, headers: &HeaderMap) -> Result<String, Ap
 const DEAD_LISTED: u32 = 5;
 
 async fn endpoint_views(state: &AppState) -> Result<Vec<views::EndpointView>, ApiError> {
-    let endpoints = crate::webhooks::endpoints_with_stats(state).await?;
+    let endpoints = queries::endpoints_with_stats(state).await?;
     let mut views = Vec::with_capacity(endpoints.len());
     for (ep, stats) in endpoints {
         let dead = if stats.dead > 0 {
-            state
-                .storage
-                .deliveries(&ep.name, Some("dead"), DEAD_LISTED)
-                .await
-                .map_err(|e| ApiError::storage(&e))?
+            queries::deliveries(state, &ep.name, Some("dead"), DEAD_LISTED).await?
         } else {
             Vec::new()
         };
         views.push(views::EndpointView {
             name: ep.name.clone(),
-            kind: ep.kind.as_str(),
+            kind: ep.kind,
             url: crate::delivery::redacted_url(&ep.url),
             stats,
             dead,
@@ -509,12 +503,11 @@ async fn endpoint_views(state: &AppState) -> Result<Vec<views::EndpointView>, Ap
     Ok(views)
 }
 
+/// (id, name) of the stores the lookup form offers.
 fn lookup_stores(state: &AppState) -> Vec<(&'static str, &'static str)> {
-    state
-        .registry
-        .iter()
-        .filter(|e| e.registration.supported)
-        .map(|e| (e.registration.id, e.registration.name))
+    queries::lookup_stores(state)
+        .into_iter()
+        .map(|r| (r.id, r.name))
         .collect()
 }
 
@@ -540,22 +533,24 @@ async fn overview_page(
         Err(e) => return error_page(&e),
     };
     let refresh = refresh.unwrap_or(DEFAULT_REFRESH_SECONDS);
-    let body = format!(
-        "<div id=\"live\" data-src=\"/dashboard/live\" data-interval=\"{refresh}\" aria-live=\"polite\">{live}</div>\
-         <section id=\"lookup\" aria-labelledby=\"lookup-h\"><h2 id=\"lookup-h\">Subscription lookup</h2>{}</section>",
-        views::lookup_form(&lookup_stores(&state), None, ""),
-    );
-    page(StatusCode::OK, "Stores", "stores", true, &body)
+    let body = html! {
+        div #live data-src="/dashboard/live" data-interval=(refresh) aria-live="polite" { (live) }
+        section #lookup aria-labelledby="lookup-h" {
+            h2 #lookup-h { "Subscription lookup" }
+            (views::lookup_form(&lookup_stores(&state), None, ""))
+        }
+    };
+    page(StatusCode::OK, "Stores", "stores", true, body)
 }
 
 /// `GET /dashboard/live`: the overview's live part alone, for the refresh.
 async fn live_part(state: Arc<AppState>, credentials: Credentials, headers: HeaderMap) -> Response {
     if crate::handlers::require_admin(&state, &credentials).is_err() {
-        return html_response(StatusCode::UNAUTHORIZED, String::new());
+        return html_response(StatusCode::UNAUTHORIZED, html! {});
     }
     match render_live(&state, &headers).await {
         Ok(live) => html_response(StatusCode::OK, live),
-        Err(e) => html_response(e.status, String::new()),
+        Err(e) => html_response(e.status, html! {}),
     }
 }
 
@@ -568,9 +563,9 @@ async fn notification_page(id: i64, state: Arc<AppState>, credentials: Credentia
     ) {
         return denied;
     }
-    let found = match state.storage.notification_decoded(id).await {
+    let found = match queries::notification_decoded(&state, id).await {
         Ok(found) => found,
-        Err(e) => return error_page(&ApiError::storage(&e)),
+        Err(e) => return error_page(&e),
     };
     let Some((notification, decoded)) = found else {
         return page(
@@ -578,16 +573,23 @@ async fn notification_page(id: i64, state: Arc<AppState>, credentials: Credentia
             "Not found",
             "notifications",
             true,
-            "<section><h2>No such notification</h2><p><a href=\"/#recent\">Recent notifications</a></p></section>",
+            html! {
+                section {
+                    h2 { "No such notification" }
+                    p { a href="/#recent" { "Recent notifications" } }
+                }
+            },
         );
     };
+    let hints = mask::Hints::of(state.registry.iter().map(|e| e.registration));
     let body = views::notification_detail(
         now_ms(),
         &notification,
         &store_name(&state, &notification.store),
-        &mask::mask(&decoded),
+        store_help(&state, &notification.store),
+        &mask::mask(&decoded, &hints),
     );
-    page(StatusCode::OK, "Notification", "notifications", true, &body)
+    page(StatusCode::OK, "Notification", "notifications", true, body)
 }
 
 /// `GET /dashboard/subscriptions?store=&q=`: by subscription id (in one
@@ -610,76 +612,45 @@ async fn lookup_page(
     if let Some(denied) = denied(&state, &credentials, &next) {
         return denied;
     }
-    let stores = lookup_stores(&state);
-    let mut body = format!(
-        "<section><h2>Subscription lookup</h2>{}</section>",
-        views::lookup_form(&stores, store, q)
-    );
-    if !q.is_empty() {
+    let results = if q.is_empty() {
+        None
+    } else {
         match lookup(&state, store, q).await {
-            Ok(found) => body.push_str(&found),
+            Ok(found) => Some(found),
             Err(e) => return error_page(&e),
         }
-    }
-    page(StatusCode::OK, "Subscription lookup", "lookup", true, &body)
+    };
+    let body = html! {
+        section {
+            h2 { "Subscription lookup" }
+            (views::lookup_form(&lookup_stores(&state), store, q))
+        }
+        @if let Some(found) = &results {
+            (views::lookup_results(now_ms(), q, found, &|id| store_name(&state, id)))
+        }
+    };
+    page(StatusCode::OK, "Subscription lookup", "lookup", true, body)
 }
 
-async fn lookup(state: &AppState, store: Option<&str>, q: &str) -> Result<String, ApiError> {
-    let storage = &state.storage;
+/// The subscriptions found for `q`, each with its history.
+async fn lookup(
+    state: &AppState,
+    store: Option<&str>,
+    q: &str,
+) -> Result<
+    Vec<(
+        storehook_db::Subscription,
+        Vec<storehook_db::StoredNotification>,
+    )>,
+    ApiError,
+> {
     let mut found = Vec::new();
-    let candidates: Vec<&str> = match store {
-        Some(s) => vec![s],
-        None => lookup_stores(state).into_iter().map(|(id, _)| id).collect(),
-    };
-    for s in candidates {
-        if let Some(sub) = storage
-            .subscription(s, q)
-            .await
-            .map_err(|e| ApiError::storage(&e))?
-        {
-            found.push(sub);
-        }
+    for sub in queries::find_subscriptions(state, store, q).await? {
+        let history =
+            queries::subscription_history(state, &sub.store, &sub.subscription_id, 100).await?;
+        found.push((sub, history));
     }
-    for sub in storage
-        .subscriptions_of_user(q)
-        .await
-        .map_err(|e| ApiError::storage(&e))?
-    {
-        let same = |f: &storehook_db::Subscription| {
-            f.store == sub.store && f.subscription_id == sub.subscription_id
-        };
-        let in_store = store.is_none() || store == Some(sub.store.as_str());
-        if in_store && !found.iter().any(same) {
-            found.push(sub);
-        }
-    }
-    let now = now_ms();
-    let mut out = format!(
-        "<section id=\"results\"><h2>{} for “{}”</h2>",
-        html::count(found.len() as i64, "subscription", "subscriptions"),
-        esc(q)
-    );
-    if found.is_empty() {
-        out.push_str(
-            "<p class=\"muted\">No tracked subscription has this subscription id or app user id. \
-             Notifications of untracked subscriptions are listed under Recent notifications.</p>",
-        );
-    }
-    for sub in &found {
-        let history = storage
-            .subscription_notifications(&sub.store, &sub.subscription_id, 100)
-            .await
-            .map_err(|e| ApiError::storage(&e))?;
-        out.push_str(&views::subscription_block(
-            now,
-            sub,
-            &store_name(state, &sub.store),
-            &history,
-            &|id| store_name(state, id),
-        ));
-    }
-    out.push_str("</section>");
-    Ok(out)
+    Ok(found)
 }
 
 /// Checks a dashboard button's POST: same origin, signed in, a known
@@ -692,7 +663,7 @@ fn button_post(
     if !credentials.same_origin {
         return Err(Box::new(html_response(
             StatusCode::FORBIDDEN,
-            "cross-site request refused".into(),
+            html! { "cross-site request refused" },
         )));
     }
     if let Some(page) = denied(state, credentials, "/#webhooks") {
@@ -705,10 +676,12 @@ fn button_post(
             "Not found",
             "",
             true,
-            &format!(
-                "<section><h2>No endpoint named “{}”</h2><p><a href=\"/#webhooks\">Webhook endpoints</a></p></section>",
-                esc(&name)
-            ),
+            html! {
+                section {
+                    h2 { "No endpoint named “" (name) "”" }
+                    p { a href="/#webhooks" { "Webhook endpoints" } }
+                }
+            },
         )));
     }
     Ok(name)
@@ -750,7 +723,7 @@ fn after_delivery_button(state: &AppState, queued: Result<(), storehook_db::DbEr
             state.delivery.wake();
             redirect("/#webhooks")
         }
-        Err(e) => error_page(&ApiError::storage(&e)),
+        Err(e) => error_page(&ApiError::from(e)),
     }
 }
 

@@ -1,19 +1,24 @@
-//! The dashboard's views, rendered on the server from plain data. Pure
-//! functions: no storage, no request; `now_ms` is passed in.
+//! The dashboard's views, rendered on the server from plain data with maud
+//! templates (every value escaped by construction). Pure functions: no
+//! storage, no request; `now_ms` is passed in. What a view says about a
+//! store (setup steps, rejection codes in plain words) comes from the
+//! store's registration ([`StoreHelp`]); the host adds only its own codes.
 
-use std::fmt::Write;
-
+use maud::{html, Markup};
+use storehook_core::{spans, Span, StoreHelp};
 use storehook_db::{
     DeliveryRecord, EndpointStats, StoreStats, StoredNotification, Subscription, Verdict,
 };
 
-use super::help;
-use super::html::{count, esc, time_or_dash, time_tag, url_component};
+use super::html::{count, dash, time_or_dash, time_tag, url_component, utc};
+use crate::delivery::EndpointKind;
 
 /// One store as the overview shows it.
 pub struct StoreView<'a> {
     pub id: &'a str,
     pub name: &'a str,
+    /// The plugin's help for its card.
+    pub help: &'a StoreHelp,
     pub enabled: bool,
     pub supported: bool,
     pub stats: StoreStats,
@@ -113,20 +118,49 @@ impl StoreState {
     }
 }
 
-/// The last rejection's reason in plain words, or the adapter's message.
-pub fn rejection_text(store: &str, code: Option<&str>, message: Option<&str>) -> String {
+/// The host's own rejection codes (refused before any adapter saw the body).
+fn host_reason(code: &str) -> Option<&'static str> {
+    match code {
+        "payload_too_large" => Some("the body was larger than [server] max_body_bytes"),
+        "body_timeout" => Some("the body did not arrive within [server] body_timeout_seconds"),
+        "bad_body" => Some("the connection failed while the body was being read"),
+        "invalid_json" => Some("the body is not JSON"),
+        _ => None,
+    }
+}
+
+/// The last rejection's reason in plain words (the store's, then the
+/// host's), or the adapter's message.
+pub fn rejection_text(help: &StoreHelp, code: Option<&str>, message: Option<&str>) -> String {
     match (code, message) {
-        (Some(code), message) => help::rejection_reason(store, code)
-            .map(str::to_owned)
-            .or_else(|| message.map(str::to_owned))
-            .unwrap_or_else(|| code.to_owned()),
+        (Some(code), message) => help
+            .explain(code)
+            .or_else(|| host_reason(code))
+            .or(message)
+            .unwrap_or(code)
+            .to_owned(),
         (None, Some(message)) => message.to_owned(),
         (None, None) => "no reason recorded".to_owned(),
     }
 }
 
-/// The auto-refreshed part of the overview: the store cards and the recent
-/// notifications.
+/// A plugin's help text: its marked spans become `<code>` and `<b>`, and
+/// `{url}` the store's URL. All of it is text to maud, so escaped.
+fn help_text(text: &str, url: &str) -> Markup {
+    let fill = |t: &str| t.replace("{url}", url);
+    html! {
+        @for span in spans(text) {
+            @match span {
+                Span::Text(t) => { (fill(t)) }
+                Span::Code(t) => { code { (fill(t)) } }
+                Span::Strong(t) => { b { (fill(t)) } }
+            }
+        }
+    }
+}
+
+/// The auto-refreshed part of the overview: the store cards, the recent
+/// notifications, the endpoints and the storage line.
 pub fn overview_live(
     now_ms: i64,
     stores: &[StoreView<'_>],
@@ -134,39 +168,35 @@ pub fn overview_live(
     endpoints: &[EndpointView],
     storage: &StorageView,
     store_names: &dyn Fn(&str) -> String,
-) -> String {
-    let mut out = String::new();
+) -> Markup {
     let mut ordered: Vec<&StoreView<'_>> = stores.iter().collect();
     ordered.sort_by_key(|s| StoreState::of(s, now_ms).rank());
     let enabled = stores.iter().filter(|s| s.enabled && s.supported).count();
-    let connected = stores
-        .iter()
-        .filter(|s| StoreState::of(s, now_ms) == StoreState::Connected)
-        .count();
-    let rejecting = stores
-        .iter()
-        .filter(|s| StoreState::of(s, now_ms) == StoreState::Rejecting)
-        .count();
-    let _ = write!(
-        out,
-        "<section id=\"stores\" aria-labelledby=\"stores-h\"><h2 id=\"stores-h\">Stores</h2>\
-         <p class=\"summary\">{} enabled · {} connected{}</p><div class=\"cards\">",
-        count(enabled as i64, "store", "stores"),
-        connected,
-        if rejecting > 0 {
-            format!(" · <strong class=\"bad\">{rejecting} rejecting deliveries</strong>")
-        } else {
-            String::new()
+    let in_state = |state| {
+        stores
+            .iter()
+            .filter(|s| StoreState::of(s, now_ms) == state)
+            .count()
+    };
+    let connected = in_state(StoreState::Connected);
+    let rejecting = in_state(StoreState::Rejecting);
+    html! {
+        section #stores aria-labelledby="stores-h" {
+            h2 #stores-h { "Stores" }
+            p.summary {
+                (count(enabled as i64, "store", "stores")) " enabled · " (connected) " connected"
+                @if rejecting > 0 {
+                    " · " strong.bad { (rejecting) " rejecting deliveries" }
+                }
+            }
+            div.cards {
+                @for store in ordered { (store_card(now_ms, store)) }
+            }
         }
-    );
-    for store in ordered {
-        out.push_str(&store_card(now_ms, store));
+        (recent_table(now_ms, recent, store_names))
+        (webhooks_section(now_ms, endpoints))
+        (storage_section(storage))
     }
-    out.push_str("</div></section>");
-    out.push_str(&recent_table(now_ms, recent, store_names));
-    out.push_str(&webhooks_section(now_ms, endpoints));
-    out.push_str(&storage_section(storage));
-    out
 }
 
 /// The database's size and what `[retention]` keeps.
@@ -176,7 +206,7 @@ pub struct StorageView {
     pub deliveries_days: u32,
 }
 
-fn storage_section(s: &StorageView) -> String {
+fn storage_section(s: &StorageView) -> Markup {
     let kept = |days: u32| {
         if days == 0 {
             "forever".to_owned()
@@ -184,14 +214,16 @@ fn storage_section(s: &StorageView) -> String {
             count(i64::from(days), "day", "days")
         }
     };
-    format!(
-        "<section id=\"storage\" aria-labelledby=\"storage-h\"><h2 id=\"storage-h\">Storage</h2>\
-         <p class=\"summary\">Database <strong id=\"database-size\">{}</strong> on disk · raw request bodies kept {} · \
-         delivered webhooks kept {} (<code>[retention]</code>)</p></section>",
-        esc(&human_bytes(s.file_bytes)),
-        kept(s.raw_body_days),
-        kept(s.deliveries_days)
-    )
+    html! {
+        section #storage aria-labelledby="storage-h" {
+            h2 #storage-h { "Storage" }
+            p.summary {
+                "Database " strong #database-size { (human_bytes(s.file_bytes)) } " on disk · "
+                "raw request bodies kept " (kept(s.raw_body_days)) " · "
+                "delivered webhooks kept " (kept(s.deliveries_days)) " (" code { "[retention]" } ")"
+            }
+        }
+    }
 }
 
 /// `812 KB`, `12.3 MB`, `4.1 GB` (powers of 1000, as disks are sold).
@@ -210,192 +242,171 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-fn store_card(now_ms: i64, store: &StoreView<'_>) -> String {
+/// A rejection code as the store sent it.
+fn code_tag(code: Option<&str>) -> Markup {
+    html! {
+        @if let Some(code) = code { " " code.code { (code) } }
+    }
+}
+
+fn store_card(now_ms: i64, store: &StoreView<'_>) -> Markup {
     let state = StoreState::of(store, now_ms);
     let s = &store.stats;
-    let setup = help::setup(store.id);
-    let id = esc(store.id);
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "<article class=\"card state-{class}\" id=\"store-{id}\" data-store=\"{id}\" data-state=\"{class}\">\
-         <header><h3>{name}</h3><span class=\"badge state\">{label}</span></header>",
-        class = state.class(),
-        name = esc(store.name),
-        label = state.label(),
-    );
+    let help = store.help;
+    let reason = || {
+        rejection_text(
+            help,
+            s.last_rejection_reason.as_deref(),
+            s.last_rejection_message.as_deref(),
+        )
+    };
     let explanation = match state {
         StoreState::Connected => {
-            "Verified notifications for tracked subscriptions are arriving.".to_owned()
+            html! { "Verified notifications for tracked subscriptions are arriving." }
         }
-        StoreState::Waiting => format!(
-            "Nothing has arrived yet. Paste the URL below into {}.",
-            esc(setup.console)
-        ),
-        StoreState::UntrackedOnly => "Deliveries verify, but none was for a tracked subscription yet, \
-             so <b>Last received</b> is still waiting: track a subscription \
-             (<code>POST /v1/subscriptions</code>) or turn on <code>[tracking] auto_track</code>."
-            .to_owned(),
-        StoreState::RefusingSome => format!(
-            "Verified notifications are still arriving (the last {}), but requests that failed \
-             verification came after it: <span class=\"reason\">{}</span>. If you did not just \
-             change a secret, these are most likely someone else probing this URL and are safe to \
-             ignore; nothing was stored for them. The card turns red only if refusals continue \
-             for a day without a verified notification.",
-            time_or_dash(now_ms, s.last_verified_ms.max(s.last_received_ms)),
-            esc(&rejection_text(
-                store.id,
-                s.last_rejection_reason.as_deref(),
-                s.last_rejection_message.as_deref()
-            ))
-        ),
-        StoreState::Rejecting => format!(
-            "The latest delivery was refused: <span class=\"reason\">{}</span>.",
-            esc(&rejection_text(
-                store.id,
-                s.last_rejection_reason.as_deref(),
-                s.last_rejection_message.as_deref()
-            ))
-        ),
-        StoreState::Disabled => format!(
-            "Set <code>[stores.{id}] enabled = true</code> in config.toml and restart storehook."
-        ),
-        StoreState::Unsupported => {
-            "storehook does not support this store yet; its notifications are answered 501 and not stored."
-                .to_owned()
+        StoreState::Waiting => {
+            html! { "Nothing has arrived yet. Paste the URL below into " (help.console) "." }
         }
+        StoreState::UntrackedOnly => html! {
+            "Deliveries verify, but none was for a tracked subscription yet, so "
+            b { "Last received" } " is still waiting: track a subscription ("
+            code { "POST /v1/subscriptions" } ") or turn on " code { "[tracking] auto_track" } "."
+        },
+        StoreState::RefusingSome => html! {
+            "Verified notifications are still arriving (the last "
+            (time_or_dash(now_ms, s.last_verified_ms.max(s.last_received_ms)))
+            "), but requests that failed verification came after it: "
+            span.reason { (reason()) }
+            ". If you did not just change a secret, these are most likely someone else probing \
+             this URL and are safe to ignore; nothing was stored for them. The card turns red \
+             only if refusals continue for a day without a verified notification."
+        },
+        StoreState::Rejecting => html! {
+            "The latest delivery was refused: " span.reason { (reason()) } "."
+        },
+        StoreState::Disabled => html! {
+            "Set " code { "[stores." (store.id) "] enabled = true" }
+            " in config.toml and restart storehook."
+        },
+        StoreState::Unsupported => html! {
+            "storehook does not support this store yet; its notifications are answered 501 \
+             and not stored."
+        },
     };
-    let _ = write!(out, "<p class=\"explain\">{explanation}</p>");
     // A store not in use gets a compact card, unless it has a history.
     let idle = matches!(state, StoreState::Disabled | StoreState::Unsupported);
     let has_history = s.last_verified_ms.is_some() || s.last_rejected_ms.is_some();
-    if !idle || has_history {
-        let _ = write!(
-            out,
-            "<dl class=\"facts\">\
-             <dt>Last received</dt><dd class=\"last-received\">{}</dd>\
-             <dt>Last verified delivery</dt><dd class=\"last-verified\">{}</dd>\
-             <dt>Last rejection</dt><dd class=\"last-rejection\">{}</dd></dl>\
-             <ul class=\"counts\"><li><b>{}</b> accepted</li><li><b>{}</b> untracked</li>\
-             <li><b>{}</b> {}</li><li><b>{}</b> rejected</li></ul>",
-            time_or_dash(now_ms, s.last_received_ms),
-            time_or_dash(now_ms, s.last_verified_ms),
-            match s.last_rejected_ms {
-                None => "<span class=\"muted\">—</span>".to_owned(),
-                // While rejecting, the reason is already the card's headline.
-                Some(at) if state == StoreState::Rejecting => format!(
-                    "{}{}",
-                    time_tag(now_ms, at),
-                    s.last_rejection_reason
-                        .as_deref()
-                        .map(|c| format!(" <code class=\"code\">{}</code>", esc(c)))
-                        .unwrap_or_default()
-                ),
-                Some(at) => format!(
-                    "{} — <span class=\"reason\">{}</span>{}",
-                    time_tag(now_ms, at),
-                    esc(&rejection_text(
-                        store.id,
-                        s.last_rejection_reason.as_deref(),
-                        s.last_rejection_message.as_deref()
-                    )),
-                    s.last_rejection_reason
-                        .as_deref()
-                        .map(|c| format!(" <code class=\"code\">{}</code>", esc(c)))
-                        .unwrap_or_default()
-                ),
-            },
-            s.accepted,
-            s.untracked,
-            s.duplicates,
-            if s.duplicates == 1 {
-                "duplicate"
-            } else {
-                "duplicates"
-            },
-            s.rejected,
-        );
-    }
-    let _ = write!(
-        out,
-        "<details id=\"setup-{id}\"{open}><summary>Set up in {console}</summary>",
-        open = if matches!(state, StoreState::Waiting) {
-            " open"
-        } else {
-            ""
-        },
-        console = esc(setup.console),
-    );
-    if store.supported {
-        let _ = write!(
-            out,
-            "<p>Notification URL: <code class=\"url\">{}</code>{}</p>",
-            esc(&store.url),
-            if store.url_configured {
-                ""
-            } else {
-                " <small class=\"muted\">(from this page's address; set <code>[server] public_url</code> \
-                 to the address the store reaches)</small>"
+    let code = s.last_rejection_reason.as_deref();
+    html! {
+        article class={ "card state-" (state.class()) } id={ "store-" (store.id) }
+            data-store=(store.id) data-state=(state.class()) {
+            header {
+                h3 { (store.name) }
+                span.badge.state { (state.label()) }
             }
-        );
+            p.explain { (explanation) }
+            @if !idle || has_history {
+                dl.facts {
+                    dt { "Last received" }
+                    dd.last-received { (time_or_dash(now_ms, s.last_received_ms)) }
+                    dt { "Last verified delivery" }
+                    dd.last-verified { (time_or_dash(now_ms, s.last_verified_ms)) }
+                    dt { "Last rejection" }
+                    dd.last-rejection {
+                        @match s.last_rejected_ms {
+                            None => { (dash()) }
+                            // While rejecting, the reason is already the card's headline.
+                            Some(at) if state == StoreState::Rejecting => {
+                                (time_tag(now_ms, at)) (code_tag(code))
+                            }
+                            Some(at) => {
+                                (time_tag(now_ms, at)) " — " span.reason { (reason()) }
+                                (code_tag(code))
+                            }
+                        }
+                    }
+                }
+                ul.counts {
+                    li { b { (s.accepted) } " accepted" }
+                    li { b { (s.untracked) } " untracked" }
+                    li {
+                        b { (s.duplicates) } " "
+                        (if s.duplicates == 1 { "duplicate" } else { "duplicates" })
+                    }
+                    li { b { (s.rejected) } " rejected" }
+                }
+            }
+            details id={ "setup-" (store.id) } open[state == StoreState::Waiting] {
+                summary { "Set up in " (help.console) }
+                @if store.supported {
+                    p {
+                        "Notification URL: " code.url { (store.url) }
+                        @if !store.url_configured {
+                            " " small.muted {
+                                "(from this page's address; set " code { "[server] public_url" }
+                                " to the address the store reaches)"
+                            }
+                        }
+                    }
+                }
+                ol {
+                    @for step in help.setup { li { (help_text(step, &store.url)) } }
+                }
+                @if let Some(test) = help.test {
+                    p.test { b { "Test:" } " " (help_text(test, &store.url)) }
+                }
+            }
+        }
     }
-    out.push_str("<ol>");
-    let url = esc(&store.url);
-    for step in setup.steps {
-        let _ = write!(out, "<li>{}</li>", step.replace("{url}", &url));
-    }
-    out.push_str("</ol>");
-    if let Some(test) = setup.test {
-        let _ = write!(out, "<p class=\"test\"><b>Test:</b> {test}</p>");
-    }
-    out.push_str("</details></article>");
-    out
 }
 
-fn verdict_badge(n: &StoredNotification) -> String {
+fn verdict_badge(n: &StoredNotification) -> Markup {
     // A store's test applies to no subscription, whatever its row says.
     if n.event_type == Some(storehook_core::EventType::Test) {
-        return "<span class=\"badge v-tracked\">store test</span>".to_owned();
+        return html! { span.badge.v-tracked { "store test" } };
     }
     match n.verdict {
-        Verdict::Tracked => "<span class=\"badge v-tracked\">tracked</span>".to_owned(),
-        Verdict::Untracked => "<span class=\"badge v-untracked\">untracked</span>".to_owned(),
-        Verdict::Duplicate => "<span class=\"badge\">duplicate</span>".to_owned(),
-        Verdict::Rejected => format!(
-            "<span class=\"badge v-rejected\">rejected</span>{}",
-            n.rejection_code
-                .as_deref()
-                .map(|c| format!(" <code class=\"code\">{}</code>", esc(c)))
-                .unwrap_or_default()
-        ),
+        Verdict::Tracked => html! { span.badge.v-tracked { "tracked" } },
+        Verdict::Untracked => html! { span.badge.v-untracked { "untracked" } },
+        Verdict::Duplicate => html! { span.badge { "duplicate" } },
+        Verdict::Rejected => html! {
+            span.badge.v-rejected { "rejected" } (code_tag(n.rejection_code.as_deref()))
+        },
     }
 }
 
-fn event_type_of(n: &StoredNotification) -> String {
+fn event_type_of(n: &StoredNotification) -> &str {
     n.event_type
-        .map(|t| t.as_str().to_owned())
-        .or_else(|| n.raw_type.clone())
-        .unwrap_or_else(|| "—".to_owned())
+        .map(|t| t.as_str())
+        .or(n.raw_type.as_deref())
+        .unwrap_or("—")
+}
+
+fn environment_of(e: Option<storehook_core::Environment>) -> &'static str {
+    e.map(|e| e.as_str()).unwrap_or("—")
 }
 
 /// A long id shortened for a table cell (the full id is in the title).
 fn short(id: &str) -> String {
     if id.chars().count() <= 28 {
-        esc(id)
+        id.to_owned()
     } else {
         let head: String = id.chars().take(24).collect();
-        format!("{}…", esc(&head))
+        format!("{head}…")
     }
 }
 
-fn subscription_link(store: &str, id: &str) -> String {
-    format!(
-        "<a href=\"/dashboard/subscriptions?store={}&amp;q={}\" title=\"{}\">{}</a>",
-        url_component(store),
-        url_component(id),
-        esc(id),
-        short(id)
-    )
+fn subscription_link(store: &str, id: &str) -> Markup {
+    html! {
+        a href={ "/dashboard/subscriptions?store=" (url_component(store)) "&q=" (url_component(id)) }
+            title=(id) { (short(id)) }
+    }
+}
+
+fn subscription_or_dash(n: &StoredNotification) -> Markup {
+    n.subscription_id
+        .as_deref()
+        .map_or_else(dash, |s| subscription_link(&n.store, s))
 }
 
 fn notification_rows(
@@ -403,68 +414,54 @@ fn notification_rows(
     rows: &[StoredNotification],
     store_names: &dyn Fn(&str) -> String,
     with_store: bool,
-) -> String {
-    let mut out = String::new();
-    for n in rows {
-        let _ = write!(
-            out,
-            "<tr data-id=\"{}\"><td>{}</td>",
-            n.id,
-            time_tag(now_ms, n.received_at_ms)
-        );
-        if with_store {
-            let _ = write!(out, "<td>{}</td>", esc(&store_names(&n.store)));
+) -> Markup {
+    html! {
+        @for n in rows {
+            tr data-id=(n.id) {
+                td { (time_tag(now_ms, n.received_at_ms)) }
+                @if with_store { td { (store_names(&n.store)) } }
+                td {
+                    a.detail href={ "/dashboard/notifications/" (n.id) } { (event_type_of(n)) }
+                    @if let Some(raw) = n.raw_type.as_deref()
+                        .filter(|r| Some(*r) != n.event_type.map(|t| t.as_str())) {
+                        br; small.muted { (raw) }
+                    }
+                }
+                td { (subscription_or_dash(n)) }
+                td { (verdict_badge(n)) }
+                td { (environment_of(n.environment)) }
+            }
         }
-        let raw = n
-            .raw_type
-            .as_deref()
-            .filter(|r| Some(*r) != n.event_type.map(|t| t.as_str()))
-            .map(|r| format!("<br><small class=\"muted\">{}</small>", esc(r)))
-            .unwrap_or_default();
-        let _ = write!(
-            out,
-            "<td><a class=\"detail\" href=\"/dashboard/notifications/{id}\">{ty}</a>{raw}</td><td>{sub}</td>\
-             <td>{verdict}</td><td>{env}</td></tr>",
-            id = n.id,
-            ty = esc(&event_type_of(n)),
-            sub = n
-                .subscription_id
-                .as_deref()
-                .map(|s| subscription_link(&n.store, s))
-                .unwrap_or_else(|| "<span class=\"muted\">—</span>".to_owned()),
-            verdict = verdict_badge(n),
-            env = n.environment.map(|e| e.as_str()).unwrap_or("—"),
-        );
     }
-    out
 }
 
 fn recent_table(
     now_ms: i64,
     recent: &[StoredNotification],
     store_names: &dyn Fn(&str) -> String,
-) -> String {
-    let mut out = String::from(
-        "<section id=\"recent\" aria-labelledby=\"recent-h\"><h2 id=\"recent-h\">Recent notifications</h2>",
-    );
-    if recent.is_empty() {
-        out.push_str("<p class=\"muted\">No notification stored yet.</p></section>");
-        return out;
+) -> Markup {
+    html! {
+        section #recent aria-labelledby="recent-h" {
+            h2 #recent-h { "Recent notifications" }
+            @if recent.is_empty() {
+                p.muted { "No notification stored yet." }
+            } @else {
+                div.scroll { table.list {
+                    thead { tr {
+                        th { "Received" } th { "Store" } th { "Type" } th { "Subscription" }
+                        th { "Verdict" } th { "Environment" }
+                    } }
+                    tbody { (notification_rows(now_ms, recent, store_names, true)) }
+                } }
+            }
+        }
     }
-    out.push_str(
-        "<div class=\"scroll\"><table class=\"list\"><thead><tr><th>Received</th><th>Store</th>\
-         <th>Type</th><th>Subscription</th><th>Verdict</th><th>Environment</th></tr></thead><tbody>",
-    );
-    out.push_str(&notification_rows(now_ms, recent, store_names, true));
-    out.push_str("</tbody></table></div></section>");
-    out
 }
 
 /// One outgoing endpoint (webhook or forward) as the overview shows it.
 pub struct EndpointView {
     pub name: String,
-    /// `webhook` or `forward`.
-    pub kind: &'static str,
+    pub kind: EndpointKind,
     /// Without credentials or query string.
     pub url: String,
     pub stats: EndpointStats,
@@ -472,108 +469,133 @@ pub struct EndpointView {
     pub dead: Vec<DeliveryRecord>,
 }
 
-/// The outgoing endpoints with their queues and retry buttons.
-pub fn webhooks_section(now_ms: i64, endpoints: &[EndpointView]) -> String {
-    let mut out = String::from(
-        "<section id=\"webhooks\" aria-labelledby=\"webhooks-h\"><h2 id=\"webhooks-h\">Webhook endpoints</h2>",
-    );
-    if endpoints.is_empty() {
-        out.push_str(
-            "<p class=\"muted\">None configured: add <code>[[webhooks]]</code> (normalized events) or \
-             <code>[[forward]]</code> (notifications as received) to config.toml.</p></section>",
-        );
-        return out;
+/// The last answer of an endpoint: `HTTP 500`, or the error.
+fn answer(status: Option<u16>, error: Option<&str>, none: &str) -> String {
+    match (status, error) {
+        (Some(status), _) => format!("HTTP {status}"),
+        (None, Some(e)) => e.to_owned(),
+        (None, None) => none.to_owned(),
     }
-    out.push_str(
-        "<div class=\"scroll\"><table class=\"list\"><thead><tr><th>Endpoint</th><th>Pending</th>\
-         <th>Dead</th><th>Delivered</th><th>Last success</th><th>Last failure</th><th></th></tr></thead><tbody>",
-    );
-    for ep in endpoints {
-        let s = &ep.stats;
-        let name = url_component(&ep.name);
-        let failure = match s.last_failure_ms {
-            None => "<span class=\"muted\">—</span>".to_owned(),
-            Some(at) => format!(
-                "{} {}",
-                time_tag(now_ms, at),
-                esc(
-                    &match (s.last_failure_status, s.last_failure_error.as_deref()) {
-                        (Some(status), _) => format!("HTTP {status}"),
-                        (None, Some(e)) => e.to_owned(),
-                        (None, None) => String::new(),
+}
+
+/// The outgoing endpoints with their queues and retry buttons.
+pub fn webhooks_section(now_ms: i64, endpoints: &[EndpointView]) -> Markup {
+    html! {
+        section #webhooks aria-labelledby="webhooks-h" {
+            h2 #webhooks-h { "Webhook endpoints" }
+            @if endpoints.is_empty() {
+                p.muted {
+                    "None configured: add " code { "[[webhooks]]" } " (normalized events) or "
+                    code { "[[forward]]" } " (notifications as received) to config.toml."
+                }
+            } @else {
+                div.scroll { table.list {
+                    thead { tr {
+                        th { "Endpoint" } th { "Pending" } th { "Dead" } th { "Delivered" }
+                        th { "Last success" } th { "Last failure" } th {}
+                    } }
+                    tbody {
+                        @for ep in endpoints { (endpoint_rows(now_ms, ep)) }
                     }
-                )
-            ),
-        };
-        let _ = write!(
-            out,
-            "<tr data-endpoint=\"{attr}\"><td><b>{label}</b> <small class=\"muted\">{kind}</small><br>\
-             <small class=\"mono wrap\">{url}</small></td><td class=\"pending\">{pending}</td>\
-             <td class=\"dead\">{dead}</td><td>{delivered}</td><td>{success}</td><td>{failure}</td><td>{test}</td></tr>",
-            attr = esc(&ep.name),
-            label = esc(&ep.name),
-            kind = esc(ep.kind),
-            url = esc(&ep.url),
-            pending = s.pending,
-            dead = if s.dead > 0 {
-                format!("<strong class=\"bad\">{}</strong>", s.dead)
-            } else {
-                "0".to_owned()
-            },
-            delivered = s.delivered,
-            success = time_or_dash(now_ms, s.last_success_ms),
-            test = if ep.kind == "webhook" {
-                format!(
-                    "<form method=\"post\" action=\"/dashboard/webhooks/{name}/test\" class=\"inline\">\
-                     <button type=\"submit\" class=\"small\">Send test event</button></form>"
-                )
-            } else {
-                String::new()
-            },
-        );
-        for d in &ep.dead {
-            let _ = write!(
-                out,
-                "<tr class=\"dead-delivery\" data-delivery=\"{id}\"><td colspan=\"6\"><span class=\"badge v-rejected\">dead</span> \
-                 {kind} <span class=\"mono\">{event}</span> after {attempts}, last {last}</td>\
-                 <td><form method=\"post\" action=\"/dashboard/webhooks/{name}/deliveries/{id}/retry\" class=\"inline\">\
-                 <button type=\"submit\" class=\"small\">Retry</button></form></td></tr>",
-                id = d.id,
-                kind = esc(&d.kind),
-                event = esc(&d.event_id),
-                attempts = count(d.attempts, "attempt", "attempts"),
-                last = esc(&match (d.last_status, d.last_error.as_deref()) {
-                    (Some(status), _) => format!("HTTP {status}"),
-                    (None, Some(e)) => e.to_owned(),
-                    (None, None) => "no answer".to_owned(),
-                }),
-            );
+                } }
+            }
         }
     }
-    out.push_str("</tbody></table></div></section>");
-    out
+}
+
+fn endpoint_rows(now_ms: i64, ep: &EndpointView) -> Markup {
+    let s = &ep.stats;
+    let path = url_component(&ep.name);
+    html! {
+        tr data-endpoint=(ep.name) {
+            td {
+                b { (ep.name) } " " small.muted { (ep.kind.as_str()) } br;
+                small.mono.wrap { (ep.url) }
+            }
+            td.pending { (s.pending) }
+            td.dead {
+                @if s.dead > 0 { strong.bad { (s.dead) } } @else { "0" }
+            }
+            td { (s.delivered) }
+            td { (time_or_dash(now_ms, s.last_success_ms)) }
+            td {
+                @match s.last_failure_ms {
+                    None => { (dash()) }
+                    Some(at) => {
+                        (time_tag(now_ms, at)) " "
+                        (answer(s.last_failure_status, s.last_failure_error.as_deref(), ""))
+                    }
+                }
+            }
+            td {
+                @if ep.kind == EndpointKind::Webhook {
+                    form.inline method="post" action={ "/dashboard/webhooks/" (path) "/test" } {
+                        button.small type="submit" { "Send test event" }
+                    }
+                }
+            }
+        }
+        @for d in &ep.dead {
+            tr.dead-delivery data-delivery=(d.id) {
+                td colspan="6" {
+                    span.badge.v-rejected { "dead" } " " (d.kind) " " span.mono { (d.event_id) }
+                    " after " (count(d.attempts, "attempt", "attempts")) ", last "
+                    (answer(d.last_status, d.last_error.as_deref(), "no answer"))
+                }
+                td {
+                    form.inline method="post"
+                        action={ "/dashboard/webhooks/" (path) "/deliveries/" (d.id) "/retry" } {
+                        button.small type="submit" { "Retry" }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The lookup form; `stores` are (id, name) of the stores one can pick.
-pub fn lookup_form(stores: &[(&str, &str)], store: Option<&str>, q: &str) -> String {
-    let mut options = String::from("<option value=\"\">any store</option>");
-    for (id, name) in stores {
-        let selected = if Some(*id) == store { " selected" } else { "" };
-        let _ = write!(
-            options,
-            "<option value=\"{}\"{selected}>{}</option>",
-            esc(id),
-            esc(name)
-        );
+pub fn lookup_form(stores: &[(&str, &str)], store: Option<&str>, q: &str) -> Markup {
+    html! {
+        form.lookup method="get" action="/dashboard/subscriptions" role="search" {
+            label {
+                "Store "
+                select name="store" {
+                    option value="" { "any store" }
+                    @for (id, name) in stores {
+                        option value=(id) selected[Some(*id) == store] { (name) }
+                    }
+                }
+            }
+            label.grow {
+                "Subscription id or app user id "
+                input type="search" name="q" value=(q) required maxlength="512" autocomplete="off";
+            }
+            button type="submit" { "Look up" }
+        }
     }
-    format!(
-        "<form class=\"lookup\" method=\"get\" action=\"/dashboard/subscriptions\" role=\"search\">\
-         <label>Store <select name=\"store\">{options}</select></label>\
-         <label class=\"grow\">Subscription id or app user id \
-         <input type=\"search\" name=\"q\" value=\"{}\" required maxlength=\"512\" autocomplete=\"off\"></label>\
-         <button type=\"submit\">Look up</button></form>",
-        esc(q)
-    )
+}
+
+/// The lookup's results: each subscription found, with its history.
+pub fn lookup_results(
+    now_ms: i64,
+    q: &str,
+    found: &[(Subscription, Vec<StoredNotification>)],
+    store_names: &dyn Fn(&str) -> String,
+) -> Markup {
+    html! {
+        section #results {
+            h2 { (count(found.len() as i64, "subscription", "subscriptions")) " for “" (q) "”" }
+            @if found.is_empty() {
+                p.muted {
+                    "No tracked subscription has this subscription id or app user id. \
+                     Notifications of untracked subscriptions are listed under Recent notifications."
+                }
+            }
+            @for (sub, history) in found {
+                (subscription_block(now_ms, sub, &store_names(&sub.store), history, store_names))
+            }
+        }
+    }
 }
 
 /// One subscription with its history.
@@ -583,271 +605,209 @@ pub fn subscription_block(
     store_name: &str,
     history: &[StoredNotification],
     store_names: &dyn Fn(&str) -> String,
-) -> String {
-    let mut out = String::new();
+) -> Markup {
     let status = sub.status.map(|s| s.as_str()).unwrap_or("unknown");
-    let _ = write!(
-        out,
-        "<article class=\"subscription\" data-subscription=\"{id}\"><header><h3>{store} · <span class=\"mono\">{short}</span></h3>\
-         <span class=\"badge status-{status}\">{status}</span></header><dl class=\"facts\">",
-        id = esc(&sub.subscription_id),
-        store = esc(store_name),
-        short = short(&sub.subscription_id),
-        status = esc(status),
-    );
-    let mut fact = |name: &str, value: String| {
-        let _ = write!(out, "<dt>{}</dt><dd>{value}</dd>", esc(name));
-    };
-    fact("Status", esc(status));
-    fact(
-        "Expires",
-        sub.expires_at_ms
-            .map(|t| {
-                format!(
-                    "{} <small class=\"muted\">({})</small>",
-                    esc(&super::html::utc(t)),
-                    time_tag(now_ms, t)
-                )
-            })
-            .unwrap_or_else(|| "—".to_owned()),
-    );
-    fact(
-        "Auto-renew",
-        match sub.auto_renew {
-            Some(true) => "on".to_owned(),
-            Some(false) => "off".to_owned(),
-            None => "—".to_owned(),
-        },
-    );
-    fact("Product", esc(sub.product_id.as_deref().unwrap_or("—")));
-    fact(
-        "Environment",
-        sub.environment
-            .map(|e| e.as_str())
-            .unwrap_or("—")
-            .to_owned(),
-    );
-    fact(
-        "App user id",
-        esc(sub.app_user_id.as_deref().unwrap_or("—")),
-    );
-    fact(
-        "Subscription id",
-        format!(
-            "<span class=\"mono wrap\">{}</span>",
-            esc(&sub.subscription_id)
-        ),
-    );
-    fact(
-        "Last event",
-        sub.last_event_type
-            .map(|t| {
-                format!(
-                    "{} {}",
-                    esc(t.as_str()),
-                    sub.last_event_at_ms
-                        .map(|at| time_tag(now_ms, at))
-                        .unwrap_or_default()
-                )
-            })
-            .unwrap_or_else(|| "—".to_owned()),
-    );
-    fact("Tracked since", time_tag(now_ms, sub.created_at_ms));
-    if let Some(previous) = &sub.continues_subscription_id {
-        fact("Continues", subscription_link(&sub.store, previous));
+    html! {
+        article.subscription data-subscription=(sub.subscription_id) {
+            header {
+                h3 { (store_name) " · " span.mono { (short(&sub.subscription_id)) } }
+                span class={ "badge status-" (status) } { (status) }
+            }
+            dl.facts {
+                dt { "Status" } dd { (status) }
+                dt { "Expires" }
+                dd {
+                    @if let Some(t) = sub.expires_at_ms {
+                        (utc(t)) " " small.muted { "(" (time_tag(now_ms, t)) ")" }
+                    } @else { "—" }
+                }
+                dt { "Auto-renew" }
+                dd {
+                    (match sub.auto_renew { Some(true) => "on", Some(false) => "off", None => "—" })
+                }
+                dt { "Product" } dd { (sub.product_id.as_deref().unwrap_or("—")) }
+                dt { "Environment" } dd { (environment_of(sub.environment)) }
+                dt { "App user id" } dd { (sub.app_user_id.as_deref().unwrap_or("—")) }
+                dt { "Subscription id" } dd { span.mono.wrap { (sub.subscription_id) } }
+                dt { "Last event" }
+                dd {
+                    @if let Some(t) = sub.last_event_type {
+                        (t.as_str()) " "
+                        @if let Some(at) = sub.last_event_at_ms { (time_tag(now_ms, at)) }
+                    } @else { "—" }
+                }
+                dt { "Tracked since" } dd { (time_tag(now_ms, sub.created_at_ms)) }
+                @if let Some(previous) = &sub.continues_subscription_id {
+                    dt { "Continues" } dd { (subscription_link(&sub.store, previous)) }
+                }
+                @if sub.state_pending {
+                    dt { "State" } dd { "waiting for the store's API (a state fetch is outstanding)" }
+                }
+                @if let Some(attention) = &sub.attention {
+                    dt { "Needs attention" } dd { strong.bad { (attention) } }
+                }
+            }
+            h4 { "History" }
+            @if history.is_empty() {
+                p.muted { "No notification stored for it." }
+            } @else {
+                div.scroll { table.list {
+                    thead { tr {
+                        th { "Received" } th { "Type" } th { "Subscription" } th { "Verdict" }
+                        th { "Environment" }
+                    } }
+                    tbody { (notification_rows(now_ms, history, store_names, false)) }
+                } }
+            }
+        }
     }
-    if sub.state_pending {
-        fact(
-            "State",
-            "waiting for the store's API (a state fetch is outstanding)".to_owned(),
-        );
-    }
-    if let Some(attention) = &sub.attention {
-        fact(
-            "Needs attention",
-            format!("<strong class=\"bad\">{}</strong>", esc(attention)),
-        );
-    }
-    out.push_str("</dl><h4>History</h4>");
-    if history.is_empty() {
-        out.push_str("<p class=\"muted\">No notification stored for it.</p>");
-    } else {
-        out.push_str(
-            "<div class=\"scroll\"><table class=\"list\"><thead><tr><th>Received</th><th>Type</th>\
-             <th>Subscription</th><th>Verdict</th><th>Environment</th></tr></thead><tbody>",
-        );
-        out.push_str(&notification_rows(now_ms, history, store_names, false));
-        out.push_str("</tbody></table></div>");
-    }
-    out.push_str("</article>");
-    out
 }
 
-/// The detail view of one notification.
+/// The detail view of one notification; `help` is its store's.
 pub fn notification_detail(
     now_ms: i64,
     n: &StoredNotification,
     store_name: &str,
+    help: &StoreHelp,
     decoded_masked: &serde_json::Value,
-) -> String {
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "<p><a href=\"/#recent\">← Recent notifications</a></p>\
-         <h2>{ty} <small class=\"muted\">from {store}</small></h2><dl class=\"facts\">",
-        ty = esc(&event_type_of(n)),
-        store = esc(store_name),
-    );
-    let mut fact = |name: &str, value: String| {
-        let _ = write!(out, "<dt>{}</dt><dd>{value}</dd>", esc(name));
-    };
-    fact("Verdict", verdict_badge(n));
-    fact(
-        "Received",
-        format!(
-            "{} ({})",
-            time_tag(now_ms, n.received_at_ms),
-            esc(&super::html::utc(n.received_at_ms))
-        ),
-    );
-    if let Some(at) = n.occurred_at_ms {
-        fact(
-            "Occurred",
-            format!("{} ({})", time_tag(now_ms, at), esc(&super::html::utc(at))),
-        );
-    }
-    fact(
-        "Store's notification id",
-        format!(
-            "<span class=\"mono wrap\">{}</span>",
-            esc(&n.notification_id)
-        ),
-    );
-    if let Some(raw) = &n.raw_type {
-        fact("Store's type", format!("<code>{}</code>", esc(raw)));
-    }
-    fact(
-        "Environment",
-        n.environment.map(|e| e.as_str()).unwrap_or("—").to_owned(),
-    );
-    fact(
-        "Subscription",
-        n.subscription_id
-            .as_deref()
-            .map(|s| subscription_link(&n.store, s))
-            .unwrap_or_else(|| "—".to_owned()),
-    );
-    if let Some(p) = &n.product_id {
-        fact("Product", esc(p));
-    }
-    out.push_str("</dl><h3>What it changed</h3>");
-    out.push_str(&what_it_changed(n));
-    if let Some(attention) = &n.attention {
-        let _ = write!(
-            out,
-            "<p><strong class=\"bad\">Needs attention:</strong> {}</p>",
-            esc(attention)
-        );
-    }
+) -> Markup {
     let pretty =
         serde_json::to_string_pretty(decoded_masked).unwrap_or_else(|_| decoded_masked.to_string());
-    let _ = write!(
-        out,
-        "<h3>Decoded payload</h3><p class=\"muted\">As the store's adapter decoded it; secrets and tokens are masked.</p>\
-         <pre class=\"payload\"><code>{}</code></pre>",
-        esc(&pretty)
-    );
-    out
+    let at = |ms: i64| html! { (time_tag(now_ms, ms)) " (" (utc(ms)) ")" };
+    html! {
+        p { a href="/#recent" { "← Recent notifications" } }
+        h2 { (event_type_of(n)) " " small.muted { "from " (store_name) } }
+        dl.facts {
+            dt { "Verdict" } dd { (verdict_badge(n)) }
+            dt { "Received" } dd { (at(n.received_at_ms)) }
+            @if let Some(occurred) = n.occurred_at_ms {
+                dt { "Occurred" } dd { (at(occurred)) }
+            }
+            dt { "Store's notification id" } dd { span.mono.wrap { (n.notification_id) } }
+            @if let Some(raw) = &n.raw_type {
+                dt { "Store's type" } dd { code { (raw) } }
+            }
+            dt { "Environment" } dd { (environment_of(n.environment)) }
+            dt { "Subscription" }
+            dd {
+                @match n.subscription_id.as_deref() {
+                    Some(s) => { (subscription_link(&n.store, s)) }
+                    None => { "—" }
+                }
+            }
+            @if let Some(p) = &n.product_id {
+                dt { "Product" } dd { (p) }
+            }
+        }
+        h3 { "What it changed" }
+        (what_it_changed(n, help))
+        @if let Some(attention) = &n.attention {
+            p { strong.bad { "Needs attention:" } " " (attention) }
+        }
+        h3 { "Decoded payload" }
+        p.muted { "As the store's adapter decoded it; secrets and tokens are masked." }
+        pre.payload { code { (pretty) } }
+    }
 }
 
-fn what_it_changed(n: &StoredNotification) -> String {
+fn what_it_changed(n: &StoredNotification, help: &StoreHelp) -> Markup {
     let is_test = n.event_type == Some(storehook_core::EventType::Test);
-    let state_rows = n.state.as_ref().filter(|s| !s.is_empty()).map(|s| {
-        let mut rows = String::new();
-        if let Some(status) = s.status {
-            let _ = write!(
-                rows,
-                "<tr><th>Status</th><td>{}</td></tr>",
-                esc(status.as_str())
-            );
+    let state = n.state.as_ref().filter(|s| !s.is_empty());
+    let state_rows = state.map(|s| {
+        html! {
+            table.changes {
+                @if let Some(status) = s.status {
+                    tr { th { "Status" } td { (status.as_str()) } }
+                }
+                @if let Some(at) = s.expires_at_ms {
+                    tr { th { "Expires" } td { (utc(at)) } }
+                }
+                @if let Some(on) = s.auto_renew {
+                    tr { th { "Auto-renew" } td { (if on { "on" } else { "off" }) } }
+                }
+                @if let Some(p) = &s.product_id {
+                    tr { th { "Product" } td { (p) } }
+                }
+            }
         }
-        if let Some(at) = s.expires_at_ms {
-            let _ = write!(
-                rows,
-                "<tr><th>Expires</th><td>{}</td></tr>",
-                esc(&super::html::utc(at))
-            );
-        }
-        if let Some(on) = s.auto_renew {
-            let _ = write!(
-                rows,
-                "<tr><th>Auto-renew</th><td>{}</td></tr>",
-                if on { "on" } else { "off" }
-            );
-        }
-        if let Some(p) = &s.product_id {
-            let _ = write!(rows, "<tr><th>Product</th><td>{}</td></tr>", esc(p));
-        }
-        format!("<table class=\"changes\">{rows}</table>")
     });
     match n.verdict {
-        _ if is_test => "<p class=\"changed\">A store test notification: it proves the connection \
-                         and changes no subscription.</p>"
-            .to_owned(),
-        Verdict::Tracked => format!(
-            "<p class=\"changed\">Applied to the tracked subscription {}{}</p>{}",
-            n.subscription_id
-                .as_deref()
-                .map(|s| subscription_link(&n.store, s))
-                .unwrap_or_default(),
-            if state_rows.is_some() {
-                ", which it moved to (unless a later notification already had):"
-            } else {
-                "; it implied no state change."
-            },
-            state_rows.unwrap_or_default()
-        ),
-        Verdict::Untracked => format!(
-            "<p class=\"changed\">Nothing yet: its subscription is not tracked, so it was only stored. \
-             Tracking the subscription (<code>POST /v1/subscriptions</code>) applies it then{}</p>{}",
-            if state_rows.is_some() { ":" } else { "." },
-            state_rows.unwrap_or_default()
-        ),
-        Verdict::Rejected => format!(
-            "<p class=\"changed\">Nothing: the sender was authenticated but the content was unusable, \
-             so it was acknowledged and kept as rejected — <span class=\"reason\">{}</span>.</p>",
-            esc(&rejection_text(
-                &n.store,
-                n.rejection_code.as_deref(),
-                n.rejection_message.as_deref()
-            ))
-        ),
-        Verdict::Duplicate => "<p class=\"changed\">Nothing: a redelivery of a notification already stored.</p>".to_owned(),
+        _ if is_test => html! {
+            p.changed {
+                "A store test notification: it proves the connection and changes no subscription."
+            }
+        },
+        Verdict::Tracked => html! {
+            p.changed {
+                "Applied to the tracked subscription "
+                @if let Some(s) = n.subscription_id.as_deref() { (subscription_link(&n.store, s)) }
+                @if state_rows.is_some() {
+                    ", which it moved to (unless a later notification already had):"
+                } @else {
+                    "; it implied no state change."
+                }
+            }
+            (state_rows.unwrap_or_default())
+        },
+        Verdict::Untracked => html! {
+            p.changed {
+                "Nothing yet: its subscription is not tracked, so it was only stored. Tracking \
+                 the subscription (" code { "POST /v1/subscriptions" } ") applies it then"
+                (if state_rows.is_some() { ":" } else { "." })
+            }
+            (state_rows.unwrap_or_default())
+        },
+        Verdict::Rejected => html! {
+            p.changed {
+                "Nothing: the sender was authenticated but the content was unusable, so it was \
+                 acknowledged and kept as rejected — "
+                span.reason {
+                    (rejection_text(help, n.rejection_code.as_deref(), n.rejection_message.as_deref()))
+                }
+                "."
+            }
+        },
+        Verdict::Duplicate => html! {
+            p.changed { "Nothing: a redelivery of a notification already stored." }
+        },
     }
 }
 
 /// The sign-in form.
-pub fn login(message: Option<&str>, next: &str, admin_configured: bool) -> String {
+pub fn login(message: Option<&str>, next: &str, admin_configured: bool) -> Markup {
     if !admin_configured {
-        return "<section class=\"login\"><h2>Sign in</h2><p class=\"bad\">No admin token is configured, \
-                so the dashboard is closed. Set <code>[server] admin_token</code> or the environment \
-                variable <code>STOREHOOK_ADMIN_TOKEN</code> and restart storehook.</p></section>"
-            .to_owned();
+        return html! {
+            section.login {
+                h2 { "Sign in" }
+                p.bad {
+                    "No admin token is configured, so the dashboard is closed. Set "
+                    code { "[server] admin_token" } " or the environment variable "
+                    code { "STOREHOOK_ADMIN_TOKEN" } " and restart storehook."
+                }
+            }
+        };
     }
-    format!(
-        "<section class=\"login\"><h2>Sign in</h2>\
-         <p>The dashboard needs the admin token: <code>[server] admin_token</code>, \
-         <code>STOREHOOK_ADMIN_TOKEN</code>, or the one generated at the first start, \
-         which <code>storehook admin-token</code> prints.</p>{}\
-         <form method=\"post\" action=\"/dashboard/login\" id=\"login\">\
-         <input type=\"hidden\" name=\"next\" value=\"{}\">\
-         <label>Admin token <input type=\"password\" name=\"token\" id=\"token\" required autofocus \
-         autocomplete=\"current-password\"></label> <button type=\"submit\">Sign in</button></form></section>",
-        message
-            .map(|m| format!("<p class=\"bad\" role=\"alert\">{}</p>", esc(m)))
-            .unwrap_or_default(),
-        esc(next)
-    )
+    html! {
+        section.login {
+            h2 { "Sign in" }
+            p {
+                "The dashboard needs the admin token: " code { "[server] admin_token" } ", "
+                code { "STOREHOOK_ADMIN_TOKEN" } ", or the one generated at the first start, which "
+                code { "storehook admin-token" } " prints."
+            }
+            @if let Some(m) = message { p.bad role="alert" { (m) } }
+            form method="post" action="/dashboard/login" id="login" {
+                input type="hidden" name="next" value=(next);
+                label {
+                    "Admin token "
+                    input type="password" name="token" id="token" required autofocus
+                        autocomplete="current-password";
+                }
+                " "
+                button type="submit" { "Sign in" }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -863,14 +823,29 @@ mod tests {
         assert_eq!(human_bytes(4_100_000_000), "4.1 GB");
     }
 
+    /// A plugin's help, as a registration carries it.
+    const ACME: StoreHelp = StoreHelp {
+        console: "the Acme <console>",
+        setup: &[
+            "In **Hooks**, paste `{url}`.",
+            "Then <b>restart</b> & wait.",
+        ],
+        test: Some("Press **Ping**: the card shows **connected**."),
+        codes: &[(
+            &["no_matching_signature", "bad_signature"],
+            "signature did not match any configured Acme signing secret",
+        )],
+    };
+
     fn view(stats: StoreStats) -> StoreView<'static> {
         StoreView {
-            id: "stripe",
-            name: "Stripe",
+            id: "acme",
+            name: "Acme",
+            help: &ACME,
             enabled: true,
             supported: true,
             stats,
-            url: "https://hooks.example.com/v1/notifications/stripe".into(),
+            url: "https://hooks.example.com/v1/notifications/acme".into(),
             url_configured: true,
         }
     }
@@ -920,23 +895,76 @@ mod tests {
             rejected: 1,
             ..Default::default()
         };
-        let html = store_card(61_000, &view(stats));
+        let html = store_card(61_000, &view(stats)).into_string();
         assert!(html.contains("rejecting deliveries"), "{html}");
         assert!(
-            html.contains("signature did not match any configured Stripe signing secret"),
+            html.contains("signature did not match any configured Acme signing secret"),
             "{html}"
         );
         assert!(html.contains("1 minute ago"), "{html}");
-        assert!(html.contains("https://hooks.example.com/v1/notifications/stripe"));
+        assert!(html.contains("https://hooks.example.com/v1/notifications/acme"));
         // Unknown codes fall back to the adapter's message.
         assert_eq!(
             rejection_text(
-                "example",
+                &ACME,
                 Some("wrong_key"),
                 Some("x-example-key does not match")
             ),
             "x-example-key does not match"
         );
+    }
+
+    #[test]
+    fn known_codes_read_as_plain_words() {
+        assert_eq!(
+            rejection_text(&ACME, Some("bad_signature"), Some("m")),
+            "signature did not match any configured Acme signing secret"
+        );
+        // The host's own codes, whatever the store.
+        assert_eq!(
+            rejection_text(&StoreHelp::DEFAULT, Some("payload_too_large"), Some("m")),
+            "the body was larger than [server] max_body_bytes"
+        );
+        // Codes are per store: another store's help does not know Acme's.
+        assert_eq!(
+            rejection_text(&StoreHelp::DEFAULT, Some("bad_signature"), None),
+            "bad_signature"
+        );
+        assert_eq!(
+            rejection_text(&StoreHelp::DEFAULT, None, None),
+            "no reason recorded"
+        );
+    }
+
+    #[test]
+    fn a_plugins_help_is_text_with_code_and_names_marked() {
+        let html = store_card(0, &view(StoreStats::default())).into_string();
+        assert!(html.contains("<details id=\"setup-acme\" open>"), "{html}");
+        assert!(
+            html.contains("<summary>Set up in the Acme &lt;console&gt;</summary>"),
+            "{html}"
+        );
+        assert!(
+            html.contains(
+                "<li>In <b>Hooks</b>, paste <code>https://hooks.example.com/v1/notifications/acme</code>.</li>"
+            ),
+            "{html}"
+        );
+        // Markup in a plugin's text is shown, never obeyed.
+        assert!(
+            html.contains("<li>Then &lt;b&gt;restart&lt;/b&gt; &amp; wait.</li>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<p class=\"test\"><b>Test:</b> Press <b>Ping</b>: the card shows <b>connected</b>.</p>"),
+            "{html}"
+        );
+        // Without its own help a store gets the generic steps.
+        let mut v = view(StoreStats::default());
+        v.help = &StoreHelp::DEFAULT;
+        let html = store_card(0, &v).into_string();
+        assert!(html.contains("Set up in the store's console"), "{html}");
+        assert!(html.contains("set the server notification URL to <code>https://hooks.example.com/v1/notifications/acme</code>"), "{html}");
     }
 
     #[test]
@@ -946,31 +974,43 @@ mod tests {
             store: "example".into(),
             notification_id: "<img src=x onerror=alert(1)>".into(),
             received_at_ms: 0,
-            verdict: Verdict::Untracked,
+            verdict: Verdict::Rejected,
             subscription_id: Some("\"><script>".into()),
             event_type: None,
             raw_type: Some("<b>odd</b>".into()),
             environment: None,
             occurred_at_ms: None,
-            product_id: None,
+            product_id: Some("<i>p</i>".into()),
             state: None,
-            attention: None,
-            rejection_code: None,
-            rejection_message: None,
+            attention: Some("<u>a</u>".into()),
+            rejection_code: Some("<s>code</s>".into()),
+            rejection_message: Some("<em>message</em>".into()),
         };
         let html = notification_detail(
             0,
             &n,
             "Ex<ample>",
+            &StoreHelp::DEFAULT,
             &serde_json::json!({"k": "</code><script>"}),
-        );
-        assert!(!html.contains("<script>"), "{html}");
-        assert!(!html.contains("<img"), "{html}");
-        assert!(!html.contains("<b>odd"), "{html}");
+        )
+        .into_string();
+        for raw in [
+            "<script>",
+            "<img",
+            "<b>odd",
+            "<i>p",
+            "<u>a",
+            "<s>code",
+            "<em>",
+            "Ex<ample>",
+        ] {
+            assert!(!html.contains(raw), "{raw}: {html}");
+        }
         assert!(html.contains("&lt;/code&gt;&lt;script&gt;"), "{html}");
-        let rows = notification_rows(0, &[n], &|s| s.to_owned(), true);
+        assert!(html.contains("&lt;em&gt;message&lt;/em&gt;"), "{html}");
+        let rows = notification_rows(0, &[n], &|s| s.to_owned(), true).into_string();
         assert!(
-            !rows.contains("<script>") && !rows.contains("<b>odd"),
+            !rows.contains("<script>") && !rows.contains("<b>odd") && !rows.contains("<s>code"),
             "{rows}"
         );
     }

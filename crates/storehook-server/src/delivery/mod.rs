@@ -502,8 +502,8 @@ mod tests {
         }
         // Replayed store headers keep obs-text byte for byte; only what
         // cannot be sent at all (CTLs, CR/LF) is encoded.
-        let (v, encoded) = replayed_header_value("Stripe/1.0 (caf\u{e9})");
-        assert_eq!(v.as_bytes(), "Stripe/1.0 (caf\u{e9})".as_bytes());
+        let (v, encoded) = replayed_header_value("Store/1.0 (caf\u{e9})");
+        assert_eq!(v.as_bytes(), "Store/1.0 (caf\u{e9})".as_bytes());
         assert!(!encoded);
         let (v, encoded) = replayed_header_value("t=1,v1=ab\r\nx-evil: 1");
         assert_eq!(v.to_str().unwrap(), "t=1,v1=ab%0D%0Ax-evil:%201");
