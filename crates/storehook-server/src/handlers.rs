@@ -391,8 +391,7 @@ async fn track(
             req.app_user_id.as_deref(),
             now_ms(),
         )
-        .await
-        .map_err(|e| ApiError::storage(&e))?;
+        .await?;
     if tracked.created {
         // Adopted notifications may have produced events.
         state.delivery.wake();

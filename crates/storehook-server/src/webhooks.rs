@@ -54,11 +54,7 @@ pub(crate) async fn list_events(
                 after: number("after")?,
                 limit,
             };
-            let events = state
-                .storage
-                .events(filter)
-                .await
-                .map_err(|e| ApiError::storage(&e))?;
+            let events = state.storage.events(filter).await?;
             let next = (events.len() as u32 == limit)
                 .then(|| events.last().map(|e| e.seq))
                 .flatten();
@@ -187,11 +183,7 @@ pub(crate) async fn retry_delivery(
         async {
             require_admin_change(&state, &credentials)?;
             known_endpoint(&state, &name)?;
-            let found = state
-                .storage
-                .retry_delivery(&name, id, now_ms())
-                .await
-                .map_err(|e| ApiError::storage(&e))?;
+            let found = state.storage.retry_delivery(&name, id, now_ms()).await?;
             if !found {
                 return Err(ApiError::not_found(
                     "unknown_delivery",
@@ -218,11 +210,7 @@ pub(crate) async fn send_test(
         async {
             require_admin_change(&state, &credentials)?;
             known_endpoint(&state, &name)?;
-            let id = state
-                .storage
-                .enqueue_test_event(&name, now_ms())
-                .await
-                .map_err(|e| ApiError::storage(&e))?;
+            let id = state.storage.enqueue_test_event(&name, now_ms()).await?;
             state.delivery.wake();
             Ok(json_response(
                 StatusCode::ACCEPTED,
