@@ -826,4 +826,6 @@ async fn the_data_folder_and_database_files_are_owner_only() {
         }
     }
     assert!(data.join("storehook.db").exists());
+    // Always there while the server runs (restore's lock), and owner-only too.
+    assert_eq!(mode(&data.join("storehook.db.lock")), 0o600, "lock file");
 }

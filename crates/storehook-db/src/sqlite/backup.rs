@@ -39,10 +39,12 @@ fn lock_path(db: &Path) -> PathBuf {
 }
 
 fn open_lock(db: &Path) -> Result<File, DbError> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    // Owner-only like the database beside it.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
         .open(lock_path(db))
         .map_err(|e| DbError::Unavailable(format!("cannot open {}: {e}", lock_path(db).display())))
 }

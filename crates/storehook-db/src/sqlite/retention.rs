@@ -96,7 +96,14 @@ pub(crate) fn enable_incremental_vacuum(conn: &Connection) -> Result<(), DbError
     if mode == 2 {
         return Ok(());
     }
-    tracing::info!("rebuilding the database once so that pruned space can be given back (VACUUM)");
+    // A new database (no tables yet) only needs the VACUUM to apply the
+    // setting; an existing one is worth a line, since it takes a while.
+    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+    if tables > 0 {
+        tracing::info!(
+            "rebuilding the database once so that pruned space can be given back (VACUUM)"
+        );
+    }
     if let Err(e) = conn.execute_batch("VACUUM") {
         tracing::warn!(error = %e, "VACUUM failed; pruned space is reused but the file will not shrink");
     }
