@@ -44,19 +44,8 @@ async fn page(server: &TestServer, path: &str) -> String {
     body
 }
 
-/// The HTML of one store's card on the overview.
-fn card<'a>(html: &'a str, store: &str) -> &'a str {
-    let start = html
-        .find(&format!("id=\"store-{store}\""))
-        .unwrap_or_else(|| panic!("no card for {store}: {html}"));
-    let end = html[start..]
-        .find("</article>")
-        .map_or(html.len(), |e| start + e);
-    &html[start..end]
-}
-
 fn card_state(html: &str, store: &str) -> String {
-    let c = card(html, store);
+    let c = common::card(html, store);
     let at = c.find("data-state=\"").expect("data-state") + "data-state=\"".len();
     c[at..].split('"').next().unwrap_or_default().to_owned()
 }
@@ -217,13 +206,13 @@ async fn store_cards_follow_the_notifications() {
     let server = TestServer::start(EXAMPLE).await;
     let html = page(&server, "/").await;
     assert_eq!(card_state(&html, "example"), "waiting");
-    assert!(card(&html, "example").contains("waiting for the first notification"));
+    assert!(common::card(&html, "example").contains("waiting for the first notification"));
 
     // Verified, but its subscription is not tracked.
     assert_eq!(send(&server, notification("n1", "sub-1")).await.0, 200);
     let html = page(&server, "/").await;
     assert_eq!(card_state(&html, "example"), "untracked");
-    let c = card(&html, "example");
+    let c = common::card(&html, "example");
     assert!(c.contains("only untracked notifications so far"), "{c}");
     assert!(c.contains("<b>1</b> untracked"), "{c}");
 
@@ -232,7 +221,7 @@ async fn store_cards_follow_the_notifications() {
     assert_eq!(send(&server, notification("n2", "sub-2")).await.0, 200);
     let html = page(&server, "/").await;
     assert_eq!(card_state(&html, "example"), "connected");
-    let c = card(&html, "example");
+    let c = common::card(&html, "example");
     let received = &c[c.find("class=\"last-received\"").unwrap()..];
     assert!(received.contains(" UTC\">"), "{received}");
     assert!(
@@ -253,7 +242,7 @@ async fn store_cards_follow_the_notifications() {
     assert_eq!(status, 401);
     let html = page(&server, "/").await;
     assert_eq!(card_state(&html, "example"), "refusing-some");
-    let c = card(&html, "example");
+    let c = common::card(&html, "example");
     assert!(c.contains("delivering; some requests refused"), "{c}");
     assert!(c.contains("probing this URL"), "{c}");
     assert!(
@@ -266,7 +255,7 @@ async fn store_cards_follow_the_notifications() {
     assert_eq!(send(&server, notification("n4", "sub-2")).await.0, 200);
     let html = page(&server, "/").await;
     assert_eq!(card_state(&html, "example"), "connected");
-    assert!(card(&html, "example").contains("<b>1</b> rejected"));
+    assert!(common::card(&html, "example").contains("<b>1</b> rejected"));
 }
 
 #[tokio::test]
@@ -274,19 +263,19 @@ async fn unsupported_and_disabled_stores_say_so() {
     let server = TestServer::start(&format!("{EXAMPLE}[stores.amazon]\nenabled = true\n")).await;
     let html = page(&server, "/").await;
     assert_eq!(card_state(&html, "amazon"), "unsupported");
-    assert!(card(&html, "amazon").contains("not supported yet"));
+    assert!(common::card(&html, "amazon").contains("not supported yet"));
 
     let server = TestServer::start("").await;
     let html = page(&server, "/").await;
     assert_eq!(card_state(&html, "example"), "disabled");
-    assert!(card(&html, "example").contains("[stores.example] enabled = true"));
+    assert!(common::card(&html, "example").contains("[stores.example] enabled = true"));
 }
 
 #[tokio::test]
 async fn setup_urls_come_from_public_url_or_the_request_host() {
     let server = TestServer::start(EXAMPLE).await;
     let html = page(&server, "/").await;
-    let c = card(&html, "example");
+    let c = common::card(&html, "example");
     assert!(
         c.contains(&format!("{}/v1/notifications/example", server.base)),
         "{c}"
@@ -302,7 +291,7 @@ async fn setup_urls_come_from_public_url_or_the_request_host() {
     })
     .await;
     let html = page(&server, "/").await;
-    let c = card(&html, "example");
+    let c = common::card(&html, "example");
     assert!(
         c.contains("https://hooks.example.com/v1/notifications/example"),
         "{c}"
@@ -337,7 +326,7 @@ async fn every_value_is_escaped() {
         "{html}"
     );
 
-    let id = first_notification_id(&html);
+    let id = common::first_notification_id(&html);
     let detail = page(&server, &format!("/dashboard/notifications/{id}")).await;
     assert!(!detail.contains("<script>alert"), "{detail}");
     assert!(!detail.contains("<img src=x"), "{detail}");
@@ -346,18 +335,6 @@ async fn every_value_is_escaped() {
 
     let lookup = page(&server, "/dashboard/subscriptions?q=%3Cscript%3Ex").await;
     assert!(!lookup.contains("<script>x"), "{lookup}");
-}
-
-fn first_notification_id(html: &str) -> i64 {
-    let at = html
-        .find("/dashboard/notifications/")
-        .expect("a detail link")
-        + "/dashboard/notifications/".len();
-    html[at..]
-        .split('"')
-        .next()
-        .and_then(|id| id.parse().ok())
-        .expect("an id")
 }
 
 #[tokio::test]
@@ -382,7 +359,7 @@ async fn the_detail_view_masks_tokens_and_says_what_changed() {
     );
     assert!(recent.contains("v-tracked") && recent.contains("v-untracked"));
 
-    let tracked_id = first_notification_id(&recent[recent.find("sub-9").unwrap() - 400..]);
+    let tracked_id = common::first_notification_id(&recent[recent.find("sub-9").unwrap() - 400..]);
     let detail = page(&server, &format!("/dashboard/notifications/{tracked_id}")).await;
     assert!(
         detail.contains("Applied to the tracked subscription"),
@@ -397,7 +374,7 @@ async fn the_detail_view_masks_tokens_and_says_what_changed() {
     assert!(!detail.contains("pi_123_secret_456"), "{detail}");
     assert!(detail.contains("monthly"), "{detail}");
 
-    let untracked_id = first_notification_id(recent);
+    let untracked_id = common::first_notification_id(recent);
     let detail = page(&server, &format!("/dashboard/notifications/{untracked_id}")).await;
     assert!(
         detail.contains("its subscription is not tracked"),

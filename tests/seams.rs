@@ -149,28 +149,6 @@ async fn page(server: &TestServer, path: &str) -> (u16, String) {
     (resp.status().as_u16(), resp.text().await.expect("body"))
 }
 
-fn card<'a>(html: &'a str, store: &str) -> &'a str {
-    let start = html
-        .find(&format!("id=\"store-{store}\""))
-        .unwrap_or_else(|| panic!("no card for {store}: {html}"));
-    let end = html[start..]
-        .find("</article>")
-        .map_or(html.len(), |e| start + e);
-    &html[start..end]
-}
-
-fn first_notification_id(html: &str) -> i64 {
-    let at = html
-        .find("/dashboard/notifications/")
-        .expect("a detail link")
-        + "/dashboard/notifications/".len();
-    html[at..]
-        .split('"')
-        .next()
-        .and_then(|id| id.parse().ok())
-        .expect("an id")
-}
-
 /// The example plugin's registration alone gives its card the setup steps,
 /// the test hint and its rejection codes in plain words; the host holds no
 /// line of it.
@@ -182,7 +160,7 @@ async fn a_plugin_brings_its_whole_dashboard_card() {
     assert!(registration.help.explain("missing_key").is_some());
 
     let (_, html) = page(&server, "/").await;
-    let c = card(&html, "example");
+    let c = common::card(&html, "example");
     assert!(
         c.contains("<summary>Set up in the example store's sender</summary>"),
         "{c}"
@@ -214,7 +192,7 @@ async fn a_plugin_brings_its_whole_dashboard_card() {
         .await;
     assert_eq!(status, 401);
     let (_, html) = page(&server, "/").await;
-    let c = card(&html, "example");
+    let c = common::card(&html, "example");
     assert!(
         c.contains("<span class=\"reason\">the request had no x-example-key header (not sent by the example sender?)</span>"),
         "{c}"
@@ -230,7 +208,7 @@ async fn a_plugin_brings_its_whole_dashboard_card() {
         .await;
     assert_eq!(status, 200);
     let (_, html) = page(&server, "/").await;
-    let id = first_notification_id(&html);
+    let id = common::first_notification_id(&html);
     let (_, detail) = page(&server, &format!("/dashboard/notifications/{id}")).await;
     assert!(
         detail.contains("the sender is authenticated, but the notification's content is unusable"),

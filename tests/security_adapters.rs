@@ -64,6 +64,9 @@ async fn refusal_messages_never_quote_what_the_sender_wrote() {
         json!({"signedPayload": format!("{}.{marker_b64}.{marker_b64}", b64url(header.to_string().as_bytes()))})
             .to_string()
     };
+    let forged_bearer = |header: Value| -> Headers {
+        vec![("authorization", format!("Bearer {}", forged_jwt(&header)))]
+    };
     let stripe_body = json!({"id": MARKER, "object": "event", "type": MARKER}).to_string();
     let cases: Vec<(&str, Headers, String)> = vec![
         (
@@ -83,35 +86,17 @@ async fn refusal_messages_never_quote_what_the_sender_wrote() {
         ),
         (
             "google",
-            vec![(
-                "authorization",
-                format!(
-                    "Bearer {}",
-                    forged_jwt(&json!({"alg": MARKER, "kid": MARKER}))
-                ),
-            )],
+            forged_bearer(json!({"alg": MARKER, "kid": MARKER})),
             "{}".into(),
         ),
         (
             "google",
-            vec![(
-                "authorization",
-                format!(
-                    "Bearer {}",
-                    forged_jwt(&json!({"alg": "RS256", "kid": MARKER}))
-                ),
-            )],
+            forged_bearer(json!({"alg": "RS256", "kid": MARKER})),
             "{}".into(),
         ),
         (
             "google",
-            vec![(
-                "authorization",
-                format!(
-                    "Bearer {}",
-                    forged_jwt(&json!({"alg": "RS256", "kid": "test-key-1"}))
-                ),
-            )],
+            forged_bearer(json!({"alg": "RS256", "kid": "test-key-1"})),
             "{}".into(),
         ),
         (

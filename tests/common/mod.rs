@@ -421,3 +421,27 @@ impl TestServer {
         .await
     }
 }
+
+/// The id in the first `/dashboard/notifications/<id>` link of a page.
+pub fn first_notification_id(html: &str) -> i64 {
+    let at = html
+        .find("/dashboard/notifications/")
+        .expect("a detail link")
+        + "/dashboard/notifications/".len();
+    html[at..]
+        .split('"')
+        .next()
+        .and_then(|id| id.parse().ok())
+        .expect("an id")
+}
+
+/// The HTML of one store's card on the overview.
+pub fn card<'a>(html: &'a str, store: &str) -> &'a str {
+    let start = html
+        .find(&format!("id=\"store-{store}\""))
+        .unwrap_or_else(|| panic!("no card for {store}: {html}"));
+    let end = html[start..]
+        .find("</article>")
+        .map_or(html.len(), |e| start + e);
+    &html[start..end]
+}

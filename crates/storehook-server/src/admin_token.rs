@@ -6,7 +6,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use base64::Engine;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -95,11 +94,6 @@ pub fn rotate(path: &Path) -> Result<Secret, TokenFileError> {
     Ok(token)
 }
 
-/// When the file last changed (to notice a rotation).
-pub fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
 /// 32 random bytes, base64url: 43 characters, safe in a header and a form.
 fn generate() -> Result<Secret, TokenFileError> {
     let mut raw = [0u8; 32];
@@ -111,18 +105,6 @@ fn generate() -> Result<Secret, TokenFileError> {
     ))
 }
 
-/// Creates `dir` (and its parents) owner-only (0700) when it is missing.
-pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    if dir.as_os_str().is_empty() || dir.exists() {
-        return Ok(());
-    }
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
-}
-
 /// Creates `path` owner-only (0600) and writes the token; fails if it exists.
 fn write_new(path: &Path, token: &Secret) -> Result<(), TokenFileError> {
     let error = |source| TokenFileError::Write {
@@ -130,7 +112,7 @@ fn write_new(path: &Path, token: &Secret) -> Result<(), TokenFileError> {
         source,
     };
     if let Some(dir) = path.parent() {
-        create_private_dir(dir).map_err(error)?;
+        crate::create_private_dir(dir).map_err(error)?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

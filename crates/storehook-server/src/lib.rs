@@ -18,6 +18,7 @@ mod dashboard;
 pub mod delivery;
 mod error;
 mod fetch;
+mod file_watch;
 mod handlers;
 pub mod metrics;
 mod queries;
@@ -30,7 +31,7 @@ pub mod tls;
 mod webhooks;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -271,9 +272,6 @@ pub async fn start(
         storage.clone(),
         delivery_shutdown.subscribe(),
     );
-    if let Ok(size) = storage.database_size().await {
-        metrics.set_database_size(size);
-    }
     if let Ok(stats) = storage.store_stats().await {
         for s in stats {
             if let Some(at) = s.last_verified_ms {
@@ -344,12 +342,15 @@ pub async fn start(
         None
     };
     if let Some(path) = admin_token_file.clone() {
-        tokio::spawn(watch_token_file(state.auth.clone(), path, rx.clone()));
+        let auth = state.auth.clone();
+        file_watch::spawn(vec![path.clone()], rx.clone(), move || {
+            reload_token_file(&auth, &path)
+        });
     }
     let auth = state.auth.clone();
     let routes = routes::routes(state.clone(), surface);
     if let Some(tls) = &tls {
-        tls::spawn_watcher(tls.clone(), rx.clone());
+        tls.watch_files(rx.clone());
     }
     let task = tokio::spawn(serve_connections(listener, routes, rx, limits, tls.clone()));
     tracing::info!(%addr, "storehook is listening");
@@ -398,28 +399,6 @@ fn reload_token_file(auth: &auth::AdminAuth, path: &std::path::Path) {
     }
 }
 
-/// Notices `storehook admin-token --rotate` (a new file) within seconds.
-async fn watch_token_file(
-    auth: Arc<auth::AdminAuth>,
-    path: PathBuf,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut seen = admin_token::modified(&path);
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
-        }
-        let now = admin_token::modified(&path);
-        if now != seen && now.is_some() {
-            seen = now;
-            let (auth, path) = (auth.clone(), path.clone());
-            let _ = tokio::task::spawn_blocking(move || reload_token_file(&auth, &path)).await;
-        }
-    }
-}
-
 async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), StartError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -428,6 +407,18 @@ async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr),
         .local_addr()
         .map_err(|source| StartError::Bind { addr, source })?;
     Ok((listener, local))
+}
+
+/// Creates `dir` (and its parents) owner-only (0700) when it is missing.
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.exists() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 /// Creates the database's folder owner-only (0700) and the database file
@@ -440,7 +431,7 @@ fn prepare_data_files(db_path: &std::path::Path) -> Result<(), StartError> {
         source,
     };
     if let Some(dir) = db_path.parent() {
-        admin_token::create_private_dir(dir).map_err(folder_error)?;
+        create_private_dir(dir).map_err(folder_error)?;
     }
     #[cfg(unix)]
     {

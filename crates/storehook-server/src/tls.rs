@@ -4,9 +4,7 @@
 //! current when it arrives, so a reload never touches connections already
 //! open; a pair that does not load is logged and the previous one kept.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, RwLock};
 
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
@@ -28,18 +26,14 @@ pub enum TlsError {
 pub struct Tls {
     files: TlsConfig,
     current: RwLock<Arc<ServerConfig>>,
-    /// The files' modification times when last loaded.
-    loaded: Mutex<(Option<SystemTime>, Option<SystemTime>)>,
 }
 
 impl Tls {
     pub fn load(files: TlsConfig) -> Result<Self, TlsError> {
-        let stamps = stamps(&files);
         let config = server_config(&files)?;
         Ok(Self {
             files,
             current: RwLock::new(Arc::new(config)),
-            loaded: Mutex::new(stamps),
         })
     }
 
@@ -55,34 +49,22 @@ impl Tls {
 
     /// Re-reads the pair; on failure the current one stays.
     pub fn reload(&self) {
-        let stamps = stamps(&self.files);
         match server_config(&self.files) {
             Ok(config) => {
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
-                *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) = stamps;
                 tracing::info!(cert = %self.files.cert_file.display(), "TLS certificate reloaded");
             }
-            Err(e) => {
-                // Not retried until a file changes again.
-                *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) = stamps;
-                tracing::error!("{e}; still serving the previous certificate");
-            }
+            // Not retried until a file changes again (or SIGHUP).
+            Err(e) => tracing::error!("{e}; still serving the previous certificate"),
         }
     }
 
-    /// Reloads when a file changed since the last load.
-    fn reload_if_changed(&self) {
-        let now = stamps(&self.files);
-        let changed = *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) != now;
-        if changed {
-            self.reload();
-        }
+    /// Reloads within seconds whenever the certificate or key file changes.
+    pub(crate) fn watch_files(self: &Arc<Self>, shutdown: watch::Receiver<bool>) {
+        let tls = self.clone();
+        let paths = vec![self.files.cert_file.clone(), self.files.key_file.clone()];
+        crate::file_watch::spawn(paths, shutdown, move || tls.reload());
     }
-}
-
-fn stamps(files: &TlsConfig) -> (Option<SystemTime>, Option<SystemTime>) {
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    (modified(&files.cert_file), modified(&files.key_file))
 }
 
 fn server_config(files: &TlsConfig) -> Result<ServerConfig, TlsError> {
@@ -111,20 +93,4 @@ fn server_config(files: &TlsConfig) -> Result<ServerConfig, TlsError> {
         .map_err(|e| TlsError::Config(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
-}
-
-/// Notices replaced certificate files within seconds (ACME clients renew
-/// by writing new files; not every deployment sends SIGHUP).
-pub fn spawn_watcher(tls: Arc<Tls>, mut shutdown: watch::Receiver<bool>) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(2));
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.changed() => return,
-            }
-            let tls = tls.clone();
-            let _ = tokio::task::spawn_blocking(move || tls.reload_if_changed()).await;
-        }
-    });
 }

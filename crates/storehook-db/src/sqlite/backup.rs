@@ -33,9 +33,7 @@ pub struct RestoreReport {
 /// The lock file of a database: servers hold it shared while the database
 /// is open; a restore needs it exclusively.
 fn lock_path(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push(".lock");
-    PathBuf::from(name)
+    super::suffixed(db, ".lock")
 }
 
 fn open_lock(db: &Path) -> Result<File, DbError> {
@@ -138,9 +136,7 @@ pub fn restore(from: &Path, db: &Path) -> Result<RestoreReport, DbError> {
         None
     };
     for suffix in ["-wal", "-shm"] {
-        let mut name = db.as_os_str().to_owned();
-        name.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(name));
+        let _ = std::fs::remove_file(super::suffixed(db, suffix));
     }
     std::fs::rename(&incoming, db).map_err(|e| {
         DbError::Unavailable(format!("cannot move the backup into {}: {e}", db.display()))
@@ -184,11 +180,8 @@ pub fn check(path: &Path) -> Result<i64, DbError> {
         })
 }
 
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".");
-    name.push(suffix);
-    PathBuf::from(name)
+fn sibling(path: &Path, extension: &str) -> PathBuf {
+    super::suffixed(path, &format!(".{extension}"))
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

@@ -239,6 +239,14 @@ impl Cached for Connection {
 /// Enough for every statement of the write and read paths.
 const STATEMENT_CACHE: usize = 128;
 
+/// `path` with `suffix` appended to its file name: the database's companion
+/// files (`-wal`, `-shm`, `.lock`, a backup's `.partial`…).
+fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
 /// What the write-ahead log is cut back to after a checkpoint.
 const WAL_SIZE_LIMIT_BYTES: i64 = 16 * 1024 * 1024;
 

@@ -69,9 +69,7 @@ pub(crate) fn size(conn: &Connection, path: &Path) -> Result<DatabaseSize, DbErr
     let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
     let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
     let file = |suffix: &str| {
-        let mut name = path.as_os_str().to_owned();
-        name.push(suffix);
-        std::fs::metadata(std::path::PathBuf::from(name))
+        std::fs::metadata(super::suffixed(path, suffix))
             .map(|m| m.len())
             .unwrap_or(0)
     };
