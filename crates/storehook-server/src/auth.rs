@@ -170,9 +170,17 @@ impl AdminAuth {
     }
 
     /// Replaces the admin token; every session ends.
+    /// The same token again (a reload that found nothing new) changes
+    /// nothing: sessions end only when the token does.
     pub fn set_token(&self, token: Option<Secret>) {
-        *self.token.write().unwrap_or_else(|e| e.into_inner()) =
-            token.map(|t| TokenDigest::of(t.expose().trim()));
+        let new = token.map(|t| TokenDigest::of(t.expose().trim()));
+        {
+            let mut current = self.token.write().unwrap_or_else(|e| e.into_inner());
+            if *current == new {
+                return;
+            }
+            *current = new;
+        }
         self.sessions_lock().clear();
         self.codes_lock().clear();
     }
@@ -628,6 +636,15 @@ mod tests {
         let pending = a.issue_sign_in_code(Duration::from_secs(60)).unwrap();
         a.set_token(Some(Secret::new("fedcba9876543210")));
         assert!(a.redeem_sign_in_code(&pending).is_none());
+        // Setting the same token again (a repeated reload) keeps sessions.
+        let kept = a.sign_in(None, "fedcba9876543210").unwrap();
+        a.set_token(Some(Secret::new("fedcba9876543210")));
+        let c = Credentials {
+            session: Some(kept),
+            same_origin: true,
+            ..Credentials::default()
+        };
+        assert!(a.check(&c, Access::Change).is_ok());
     }
 
     #[test]
