@@ -2,6 +2,9 @@ use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
 
+use crate::store_api::{
+    AckOutcome, ApiCapabilities, BackfillPage, BackfillWindow, CheckReport, StoreHost,
+};
 use crate::{AdapterError, ConfigError, IncomingRequest, Masking, Outcome, StateUpdate, StoreHelp};
 
 /// Which subscription a state fetch is for.
@@ -41,6 +44,47 @@ pub trait StoreAdapter: Send + Sync + 'static {
     ) -> Result<Option<StateUpdate>, AdapterError> {
         let _ = subscription;
         Ok(None)
+    }
+
+    /// What this adapter can do through its store's API with the
+    /// credentials it was given. Default: nothing (a push-only adapter).
+    fn api_capabilities(&self) -> ApiCapabilities {
+        ApiCapabilities::default()
+    }
+
+    /// Confirms the connection on demand: the credentials work, the store
+    /// knows this server's URL, a test notification arrives… Findings are
+    /// in plain words with what to do. `Err` only for a failure of the
+    /// check itself; a store that refuses the credentials is a finding.
+    async fn check_connection(&self, host: &dyn StoreHost) -> Result<CheckReport, AdapterError> {
+        let _ = host;
+        Ok(CheckReport::not_configured(
+            "This store has no API that storehook can ask.",
+        ))
+    }
+
+    /// One page of what the store's API has over `window`, starting at
+    /// `cursor` (`None`: the first page). The host stores `next_cursor`
+    /// after committing the page, so a restart resumes; it waits and asks
+    /// again on [`AdapterError::RateLimited`] and `Unavailable`.
+    async fn backfill_page(
+        &self,
+        window: &BackfillWindow,
+        cursor: Option<&str>,
+        host: &dyn StoreHost,
+    ) -> Result<BackfillPage, AdapterError> {
+        let _ = (window, cursor, host);
+        Err(AdapterError::Unsupported {
+            message: "this store has no API to recover notifications from".to_owned(),
+        })
+    }
+
+    /// Acknowledges one purchase whose state said
+    /// [`StateUpdate::acknowledgement_pending`]. Called from a durable queue,
+    /// retried with backoff on `Unavailable`/`RateLimited`.
+    async fn acknowledge(&self, purchase: SubscriptionRef<'_>) -> Result<AckOutcome, AdapterError> {
+        let _ = purchase;
+        Ok(AckOutcome::NotNeeded)
     }
 
     /// Lines the host logs as warnings at every start (e.g. "authentication is

@@ -31,6 +31,14 @@ pub enum AdapterError {
         code: Cow<'static, str>,
         message: String,
     },
+    /// The store's API asked to slow down: 503. `retry_at_ms` is when it
+    /// said to ask again (Apple's `Retry-After` in Unix ms), if it said.
+    #[error("{message}")]
+    RateLimited {
+        code: Cow<'static, str>,
+        message: String,
+        retry_at_ms: Option<i64>,
+    },
 }
 
 impl AdapterError {
@@ -55,13 +63,21 @@ impl AdapterError {
         }
     }
 
+    /// Worth asking again as it is, later (the store is down or busy).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            AdapterError::Unavailable { .. } | AdapterError::RateLimited { .. }
+        )
+    }
+
     /// The HTTP status the host answers with.
     pub fn http_status(&self) -> u16 {
         match self {
             AdapterError::Malformed { .. } => 400,
             AdapterError::Unauthorized { .. } => 401,
             AdapterError::Unsupported { .. } => 501,
-            AdapterError::Unavailable { .. } => 503,
+            AdapterError::Unavailable { .. } | AdapterError::RateLimited { .. } => 503,
         }
     }
 
@@ -70,7 +86,8 @@ impl AdapterError {
         match self {
             AdapterError::Malformed { code, .. }
             | AdapterError::Unauthorized { code, .. }
-            | AdapterError::Unavailable { code, .. } => code,
+            | AdapterError::Unavailable { code, .. }
+            | AdapterError::RateLimited { code, .. } => code,
             AdapterError::Unsupported { .. } => "unsupported_store",
         }
     }
@@ -80,6 +97,7 @@ impl AdapterError {
             AdapterError::Malformed { message, .. }
             | AdapterError::Unauthorized { message, .. }
             | AdapterError::Unavailable { message, .. }
+            | AdapterError::RateLimited { message, .. }
             | AdapterError::Unsupported { message } => message,
         }
     }

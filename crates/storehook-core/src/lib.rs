@@ -23,6 +23,7 @@ mod error;
 mod help;
 mod request;
 mod secret;
+pub mod store_api;
 pub mod time;
 mod types;
 
@@ -37,6 +38,10 @@ pub use error::{AdapterError, ConfigError};
 pub use help::{spans, HelpText, Masking, Span, StoreHelp};
 pub use request::{percent_decode, IncomingRequest};
 pub use secret::{redact_config_error, LogSafe, Secret};
+pub use store_api::{
+    AckOutcome, ApiCapabilities, BackfillPage, BackfillWindow, CheckReport, CheckVerdict, Finding,
+    FindingLevel, Recovered, StoreHost, TrackedSubscription,
+};
 pub use types::{
     mask_secrets, Environment, EventDetails, EventType, ImpliedState, Outcome, StateUpdate,
     SubscriptionStatus, VerifiedNotification,

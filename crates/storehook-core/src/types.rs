@@ -299,6 +299,14 @@ pub struct StateUpdate {
     pub as_of_ms: i64,
     pub app_user_id_hint: Option<String>,
     pub continues_subscription_key: Option<String>,
+    /// The store says the purchase is not acknowledged yet (Google's
+    /// `ACKNOWLEDGEMENT_STATE_PENDING`): the host queues
+    /// [`StoreAdapter::acknowledge`](crate::StoreAdapter::acknowledge) when
+    /// the adapter's capabilities include it, and flags the subscription
+    /// when it is still pending long after `purchased_at_ms`.
+    pub acknowledgement_pending: bool,
+    /// When the purchase was made, Unix milliseconds, when the store says.
+    pub purchased_at_ms: Option<i64>,
 }
 
 /// Masks a secret-like string for display: keeps a short prefix so two

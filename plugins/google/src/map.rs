@@ -326,6 +326,9 @@ pub fn state_update(purchase: &SubscriptionPurchaseV2, as_of_ms: i64) -> StateUp
             .as_ref()
             .and_then(|ids| ids.obfuscated_external_account_id.clone()),
         continues_subscription_key: purchase.linked_purchase_token.clone(),
+        acknowledgement_pending: purchase.acknowledgement_state.as_deref()
+            == Some("ACKNOWLEDGEMENT_STATE_PENDING"),
+        purchased_at_ms: None,
     }
 }
 
