@@ -15,9 +15,12 @@
 
 mod outbox;
 mod sqlite;
+mod store_api;
 
 use serde::Serialize;
-use storehook_core::{Environment, EventType, ImpliedState, StateUpdate, VerifiedNotification};
+use storehook_core::{
+    Environment, EventType, ImpliedState, StateUpdate, TrackedSubscription, VerifiedNotification,
+};
 
 pub use outbox::{
     AttemptOutcome, AttemptResult, DeliveryRecord, DueDelivery, EndpointStats, EventFilter,
@@ -26,6 +29,10 @@ pub use outbox::{
 pub use sqlite::{
     backup, integrity_check, restore, BackupReport, CommitStats, RestoreReport, SqliteOptions,
     SqliteStorage, Synchronous,
+};
+pub use store_api::{
+    AckAttempt, AckStats, DueAcknowledgement, Job, JobKind, JobStatus, JobStep, NewJob, Overdue,
+    Source, StoredCheck,
 };
 
 /// Storage failed. The host answers 503 so the store retries.
@@ -74,6 +81,9 @@ pub struct NewNotification {
     pub auto_track: bool,
     /// The store's request headers, kept for raw forwards (`[[forward]]`).
     pub forward_headers: Vec<(String, String)>,
+    /// Pushed by the store, or recovered by a backfill (which does not
+    /// count as "last received": it proves the API works, not the push).
+    pub source: Source,
 }
 
 /// An authenticated request whose content was unusable (acknowledged, stored as rejected).
@@ -117,6 +127,8 @@ pub struct StoreStats {
     pub untracked: i64,
     pub duplicates: i64,
     pub rejected: i64,
+    /// Notifications a backfill recovered (new to storehook).
+    pub recovered: i64,
 }
 
 /// Refused requests of one store since the last flush.
@@ -171,6 +183,7 @@ pub struct StoredNotification {
     pub attention: Option<String>,
     pub rejection_code: Option<String>,
     pub rejection_message: Option<String>,
+    pub source: Source,
 }
 
 /// Whether `track` created the subscription or found it.
@@ -277,6 +290,54 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<Vec<DeliveryRecord>, DbError>;
     /// Pending deliveries, all endpoints.
     async fn outbox_depth(&self) -> Result<i64, DbError>;
+
+    // ---- the pull side (store APIs) ----
+
+    async fn notification_exists(
+        &self,
+        store: &str,
+        notification_id: &str,
+    ) -> Result<bool, DbError>;
+    /// When the store's newest test notification arrived.
+    async fn last_test_notification(&self, store: &str) -> Result<Option<i64>, DbError>;
+    /// Tracked subscriptions of one store in key order, after `after`.
+    async fn tracked_subscriptions(
+        &self,
+        store: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<TrackedSubscription>, DbError>;
+    /// Keeps a store's latest connection check (replacing the one before).
+    async fn save_check(&self, check: StoredCheck) -> Result<(), DbError>;
+    async fn checks(&self) -> Result<Vec<StoredCheck>, DbError>;
+    async fn create_job(&self, job: NewJob) -> Result<Job, DbError>;
+    async fn job(&self, id: i64) -> Result<Option<Job>, DbError>;
+    /// Newest first; of one store, or all.
+    async fn jobs(&self, store: Option<&str>, limit: u32) -> Result<Vec<Job>, DbError>;
+    /// Queued and running jobs, oldest first.
+    async fn unfinished_jobs(&self) -> Result<Vec<Job>, DbError>;
+    /// Applies a step to a job that is not finished; returns it as it is now.
+    async fn update_job(&self, id: i64, step: JobStep) -> Result<Option<Job>, DbError>;
+    async fn due_acknowledgements(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<DueAcknowledgement>, DbError>;
+    async fn next_acknowledgement_due(&self) -> Result<Option<i64>, DbError>;
+    async fn record_acknowledgement(
+        &self,
+        store: &str,
+        subscription_id: &str,
+        attempt: AckAttempt,
+        now_ms: i64,
+    ) -> Result<(), DbError>;
+    /// Flags purchases still unacknowledged that were made before
+    /// `before_ms`; returns how many were newly flagged.
+    async fn flag_unacknowledged(&self, before_ms: i64, attention: &str) -> Result<u64, DbError>;
+    async fn acknowledgement_stats(&self) -> Result<Vec<AckStats>, DbError>;
+    /// Per store, tracked subscriptions whose expiry passed before
+    /// `due_before_ms` without a notification since.
+    async fn overdue_subscriptions(&self, due_before_ms: i64) -> Result<Vec<Overdue>, DbError>;
 
     // ---- retention ----
 

@@ -197,6 +197,7 @@ async fn deliver(db: &SqliteStorage, spec: &Spec) -> Verdict {
         received_at_ms: 5_000,
         auto_track: false,
         forward_headers: Vec::new(),
+        source: storehook_db::Source::Push,
     })
     .await
     .expect("record")

@@ -29,6 +29,7 @@ fn notification(id: &str, key: &str, app: Option<&str>, at: i64) -> NewNotificat
         received_at_ms: at,
         auto_track: false,
         forward_headers: Vec::new(),
+        source: storehook_db::Source::Push,
     }
 }
 

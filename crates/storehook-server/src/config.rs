@@ -51,6 +51,11 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     #[serde(default)]
     pub retention: RetentionConfig,
+    #[serde(default)]
+    pub store_apis: StoreApisConfig,
+    /// The pull side's clock, for tests (default: the system clock).
+    #[serde(skip)]
+    pub clock: Option<ClockOverride>,
     /// The folder of the config file; relative paths in it resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -158,6 +163,71 @@ pub struct TrackingConfig {
     /// A verified notification that starts a purchase begins tracking by itself.
     #[serde(default)]
     pub auto_track: bool,
+}
+
+/// A clock for tests: Unix ms.
+#[derive(Clone)]
+pub struct ClockOverride(pub crate::store_api::Clock);
+
+impl std::fmt::Debug for ClockOverride {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClockOverride")
+    }
+}
+
+/// `[store_apis]`: what storehook does by itself with the stores' APIs
+/// (for stores whose API credentials are configured).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreApisConfig {
+    /// How often a catch-up recovers what the stores failed to deliver
+    /// lately (0: never). One also runs at start-up, covering the time since
+    /// the last notification.
+    #[serde(default = "default_catch_up_interval_hours")]
+    pub catch_up_interval_hours: u64,
+    /// How far back a periodic catch-up looks.
+    #[serde(default = "default_catch_up_lookback_hours")]
+    pub catch_up_lookback_hours: u64,
+    /// A tracked subscription is overdue when its renewal or expiry passed
+    /// this long ago with no notification about it since…
+    #[serde(default = "default_overdue_after_minutes")]
+    pub overdue_after_minutes: u64,
+    /// …and a store is shown as stale from this many overdue subscriptions.
+    #[serde(default = "default_stale_threshold")]
+    pub stale_threshold: u64,
+    /// A purchase the store still says is unacknowledged this long after it
+    /// was made is flagged (a store that requires acknowledgement refunds
+    /// at 72 h).
+    #[serde(default = "default_unacknowledged_warning_hours")]
+    pub unacknowledged_warning_hours: u64,
+}
+
+impl Default for StoreApisConfig {
+    fn default() -> Self {
+        Self {
+            catch_up_interval_hours: default_catch_up_interval_hours(),
+            catch_up_lookback_hours: default_catch_up_lookback_hours(),
+            overdue_after_minutes: default_overdue_after_minutes(),
+            stale_threshold: default_stale_threshold(),
+            unacknowledged_warning_hours: default_unacknowledged_warning_hours(),
+        }
+    }
+}
+
+fn default_catch_up_interval_hours() -> u64 {
+    6
+}
+fn default_catch_up_lookback_hours() -> u64 {
+    72
+}
+fn default_overdue_after_minutes() -> u64 {
+    60
+}
+fn default_stale_threshold() -> u64 {
+    1
+}
+fn default_unacknowledged_warning_hours() -> u64 {
+    48
 }
 
 /// `[retention]`: what is pruned, and when. 0 keeps forever.

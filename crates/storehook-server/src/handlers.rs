@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use serde::Deserialize;
 use serde_json::json;
-use storehook_core::{percent_decode, AdapterError, IncomingRequest, LogSafe, Outcome};
-use storehook_db::{NewNotification, RejectedNotification, Subscription};
+use storehook_core::{percent_decode, AdapterError, IncomingRequest, LogSafe};
+use storehook_db::{Source, Subscription};
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Reply;
@@ -17,7 +17,7 @@ use crate::body::{self, BodyLimits, BodyStream};
 use crate::error::ApiError;
 use crate::routes::Headers;
 use crate::time_fmt::{rfc3339, rfc3339_opt};
-use crate::{fetch, now_ms, AppState};
+use crate::{ingest, now_ms, AppState};
 
 fn respond(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(|e| e.into_response())
@@ -158,67 +158,40 @@ async fn receive(
             }
             Err(refusal(state, store, error, received_at_ms))
         }
-        Ok(Outcome::Notification(mut notification)) => {
-            // The route decides the store, whatever the adapter wrote.
-            notification.store = store.to_owned();
-            let fetch = notification
-                .state_fetch_pending
-                .then(|| notification.subscription_key.clone())
-                .flatten()
-                .map(|key| (key, notification.app_id.clone()));
-            let id = notification.notification_id.clone();
-            let recorded = state
-                .storage
-                .record_notification(NewNotification {
-                    notification: *notification,
-                    raw_body: request.body,
-                    received_at_ms,
-                    auto_track: state.auto_track,
-                    // Only the allow-listed headers are kept (and so replayed
-                    // by forwards): never a credential such as a push token.
-                    forward_headers: request
-                        .headers
-                        .iter()
-                        .filter(|(n, _)| state.forward_headers.contains(n.as_str()))
-                        .filter_map(|(n, v)| Some((n.clone(), String::from_utf8(v.clone()).ok()?)))
-                        .collect(),
-                })
-                .await
-                .map_err(|e| Refused::from(ApiError::storage(&e)))?;
-            if let Some((key, app_id)) = fetch {
-                if recorded.verdict != storehook_db::Verdict::Duplicate {
-                    fetch::schedule(state.clone(), store.to_owned(), key, app_id);
+        Ok(outcome) => {
+            // Only the allow-listed headers are kept (and so replayed by
+            // forwards): never a credential such as a push token.
+            let forward_headers = request
+                .headers
+                .iter()
+                .filter(|(n, _)| state.forward_headers.contains(n.as_str()))
+                .filter_map(|(n, v)| Some((n.clone(), String::from_utf8(v.clone()).ok()?)))
+                .collect();
+            let stored = ingest::store_outcome(
+                state,
+                store,
+                outcome,
+                request.body,
+                forward_headers,
+                received_at_ms,
+                Source::Push,
+            )
+            .await
+            .map_err(|e| Refused::from(ApiError::storage(&e)))?;
+            let id = stored.notification_id;
+            match stored.rejection {
+                None => {
+                    let verdict = stored.verdict.as_str();
+                    let body = json!({ "status": "ok", "verdict": verdict, "notification_id": id });
+                    Ok((json_response(StatusCode::OK, body), verdict, id))
+                }
+                // Acknowledged so the sender stops redelivering; the reason
+                // is visible on the store's status.
+                Some((code, message)) => {
+                    let body = json!({ "status": "rejected", "error": code, "message": message, "notification_id": id });
+                    Ok((json_response(StatusCode::OK, body), "rejected", id))
                 }
             }
-            if recorded.verdict != storehook_db::Verdict::Duplicate {
-                state.delivery.wake();
-            }
-            let verdict = recorded.verdict.as_str();
-            let body = json!({ "status": "ok", "verdict": verdict, "notification_id": id });
-            Ok((json_response(StatusCode::OK, body), verdict, id))
-        }
-        Ok(Outcome::AcknowledgedRejection {
-            notification_id,
-            code,
-            message,
-        }) => {
-            let id = notification_id.unwrap_or_else(|| body_fingerprint(&request.body));
-            state
-                .storage
-                .record_rejected_notification(RejectedNotification {
-                    store: store.to_owned(),
-                    notification_id: id.clone(),
-                    code: code.clone(),
-                    message: message.clone(),
-                    raw_body: request.body,
-                    received_at_ms,
-                })
-                .await
-                .map_err(|e| Refused::from(ApiError::storage(&e)))?;
-            // Acknowledged so the sender stops redelivering; the reason is
-            // visible on the store's status.
-            let body = json!({ "status": "rejected", "error": code, "message": message, "notification_id": id });
-            Ok((json_response(StatusCode::OK, body), "rejected", id))
         }
     }
 }
@@ -229,15 +202,6 @@ fn refusal(state: &AppState, store: &str, error: ApiError, at: i64) -> Refused {
         .refusals
         .record(store, &error.code, &error.message, at);
     Refused { error, log }
-}
-
-/// A stable id for an acknowledged rejection that carries none.
-fn body_fingerprint(body: &[u8]) -> String {
-    // SHA-256: the same on every build and release (std's DefaultHasher is
-    // not specified across releases), so a redelivery of the same bytes is
-    // recognised as a duplicate after an upgrade too.
-    let digest = ring::digest::digest(&ring::digest::SHA256, body);
-    format!("body-{}", hex::encode(&digest.as_ref()[..16]))
 }
 
 /// `GET /v1/stores`: with the admin token, every store's statistics;
@@ -277,7 +241,8 @@ pub(crate) async fn stores_json(state: &AppState) -> Result<serde_json::Value, A
         .await?
         .into_iter()
         .map(|store| {
-            let (r, s) = (store.registration, store.stats);
+            let r = store.registration;
+            let s = &store.stats;
             json!({
                 "store": r.id,
                 "name": r.name,
@@ -293,7 +258,22 @@ pub(crate) async fn stores_json(state: &AppState) -> Result<serde_json::Value, A
                     "untracked": s.untracked,
                     "duplicates": s.duplicates,
                     "rejected": s.rejected,
+                    "recovered": s.recovered,
                 },
+                "api": store.capabilities,
+                "last_check": store.last_check.as_ref().map(crate::store_api::check_json),
+                "stale": store.stale,
+                "overdue": store.overdue.as_ref().map(|o| json!({
+                    "count": o.count,
+                    "oldest_subscription_id": o.oldest_subscription_id,
+                    "oldest_due_at": rfc3339(o.oldest_due_ms),
+                })),
+                "acknowledgements": store.acknowledgements.as_ref().map(|a| json!({
+                    "pending": a.pending,
+                    "overdue": a.overdue,
+                    "acknowledged": a.acknowledged,
+                })),
+                "latest_job": store.latest_job.as_ref().map(crate::store_api::job_json),
             })
         })
         .collect();

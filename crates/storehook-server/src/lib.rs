@@ -20,12 +20,14 @@ mod error;
 mod fetch;
 mod file_watch;
 mod handlers;
+mod ingest;
 pub mod metrics;
 mod queries;
 mod refusals;
 pub mod registry;
 pub mod retention;
 mod routes;
+pub mod store_api;
 mod time_fmt;
 pub mod tls;
 mod webhooks;
@@ -89,6 +91,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     fetcher: fetch::StateFetcher,
     pub delivery: Arc<delivery::DeliveryWorker>,
+    /// Connection checks, backfills, acknowledgements.
+    store_apis: store_api::StoreApis,
 }
 
 /// A running server.
@@ -110,6 +114,7 @@ pub struct Running {
     pruner: tokio::task::JoinHandle<()>,
     delivery_shutdown: tokio::sync::watch::Sender<bool>,
     delivery_task: tokio::task::JoinHandle<()>,
+    store_api_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -128,6 +133,9 @@ impl Running {
         let _ = self.delivery_task.await;
         let _ = self.refusal_flusher.await;
         let _ = self.pruner.await;
+        for task in self.store_api_tasks {
+            let _ = task.await;
+        }
     }
 
     /// Re-reads what may change while running (SIGHUP): the admin token
@@ -302,8 +310,18 @@ pub async fn start(
         metrics,
         fetcher,
         delivery,
+        store_apis: store_api::StoreApis::new(
+            config.store_apis.clone(),
+            config
+                .clock
+                .clone()
+                .map(|c| c.0)
+                .unwrap_or_else(|| Arc::new(now_ms)),
+            delivery_shutdown.subscribe(),
+        ),
     });
     fetch::resume_pending(state.clone()).await;
+    let store_api_tasks = store_api::spawn(state.clone());
 
     let (tx, rx) = watch::channel(false);
     // Boxed: the nested filter types are otherwise too deep for release
@@ -368,6 +386,7 @@ pub async fn start(
         pruner,
         delivery_shutdown,
         delivery_task,
+        store_api_tasks,
     })
 }
 

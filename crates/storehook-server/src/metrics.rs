@@ -69,6 +69,7 @@ pub struct Metrics {
     db_batch_size: Histogram,
     db_size_bytes: IntGauge,
     last_verified: IntGaugeVec,
+    store_api: StoreApiGauges,
     db_free_bytes: IntGauge,
     pruned: IntCounterVec,
     commit_source: OnceLock<CommitSource>,
@@ -139,6 +140,7 @@ impl Metrics {
             &["store"],
         )
         .expect("metric definition");
+        let store_api = StoreApiGauges::new();
         let db_size_bytes = IntGauge::new(
             "storehook_database_size_bytes",
             "Size of the database files on disk (database and write-ahead log)",
@@ -244,6 +246,10 @@ impl Metrics {
             Box::new(db_batch_size.clone()),
             Box::new(db_size_bytes.clone()),
             Box::new(last_verified.clone()),
+            Box::new(store_api.last_received.clone()),
+            Box::new(store_api.overdue.clone()),
+            Box::new(store_api.unacknowledged.clone()),
+            Box::new(store_api.recovered.clone()),
             Box::new(db_free_bytes.clone()),
             Box::new(pruned.clone()),
             Box::new(build_info),
@@ -270,6 +276,7 @@ impl Metrics {
             db_batch_size,
             db_size_bytes,
             last_verified,
+            store_api,
             db_free_bytes,
             pruned,
             commit_source: OnceLock::new(),
@@ -353,6 +360,26 @@ impl Metrics {
         }
     }
 
+    /// What the store-API maintenance tick measured of one store.
+    pub fn set_store_api_snapshot(&self, store: &str, snapshot: StoreApiSnapshot) {
+        let g = &self.store_api;
+        if let Some(at) = snapshot.last_received_ms {
+            g.last_received
+                .with_label_values(&[store])
+                .set(at.div_euclid(1000));
+        }
+        g.overdue.with_label_values(&[store]).set(snapshot.overdue);
+        g.unacknowledged
+            .with_label_values(&[store, "pending"])
+            .set(snapshot.unacknowledged);
+        g.unacknowledged
+            .with_label_values(&[store, "overdue"])
+            .set(snapshot.unacknowledged_overdue);
+        g.recovered
+            .with_label_values(&[store])
+            .set(snapshot.recovered);
+    }
+
     /// The database's size, as last measured.
     pub fn set_database_size(&self, size: storehook_db::DatabaseSize) {
         let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
@@ -417,6 +444,57 @@ impl Metrics {
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// `GET /metrics`.
+/// One store's pull-side figures, for alerting.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreApiSnapshot {
+    pub last_received_ms: Option<i64>,
+    pub overdue: i64,
+    pub unacknowledged: i64,
+    pub unacknowledged_overdue: i64,
+    pub recovered: i64,
+}
+
+struct StoreApiGauges {
+    last_received: IntGaugeVec,
+    overdue: IntGaugeVec,
+    unacknowledged: IntGaugeVec,
+    recovered: IntGaugeVec,
+}
+
+impl StoreApiGauges {
+    #[allow(
+        clippy::expect_used,
+        reason = "the metric definitions are constants (see Metrics::new)"
+    )]
+    fn new() -> Self {
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            IntGaugeVec::new(Opts::new(name, help), labels).expect("metric definition")
+        };
+        Self {
+            last_received: gauge(
+                "storehook_store_last_received_timestamp_seconds",
+                "When the store last pushed a notification storehook applied (Unix seconds; absent before the first)",
+                &["store"],
+            ),
+            overdue: gauge(
+                "storehook_store_overdue_subscriptions",
+                "Tracked subscriptions whose renewal or expiry passed with no notification since (evidence of a broken connection)",
+                &["store"],
+            ),
+            unacknowledged: gauge(
+                "storehook_unacknowledged_purchases",
+                "Purchases the store says are not acknowledged (state=pending), and of those past the warning threshold (state=overdue)",
+                &["store", "state"],
+            ),
+            recovered: gauge(
+                "storehook_store_recovered_notifications",
+                "Notifications a backfill or catch-up recovered from the store's API (new to storehook), since the database was created",
+                &["store"],
+            ),
+        }
+    }
+}
+
 pub(crate) fn response(metrics: &Metrics) -> warp::reply::Response {
     use warp::Reply;
     warp::reply::with_header(metrics.render(), "content-type", CONTENT_TYPE).into_response()

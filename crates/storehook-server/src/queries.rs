@@ -3,9 +3,10 @@
 //! page and its API cannot disagree about what a store's status or an
 //! endpoint's counts are.
 
-use storehook_core::StoreRegistration;
+use storehook_core::{ApiCapabilities, StoreRegistration};
 use storehook_db::{
-    DeliveryRecord, EndpointStats, NotificationFilter, StoreStats, StoredNotification, Subscription,
+    AckStats, DeliveryRecord, EndpointStats, Job, NotificationFilter, Overdue, StoreStats,
+    StoredCheck, StoredNotification, Subscription,
 };
 
 use crate::delivery::Endpoint;
@@ -17,6 +18,15 @@ pub(crate) struct StoreOverview {
     pub registration: &'static StoreRegistration,
     pub enabled: bool,
     pub stats: StoreStats,
+    /// What the store's API credentials allow (nothing without them).
+    pub capabilities: ApiCapabilities,
+    pub last_check: Option<StoredCheck>,
+    /// Tracked subscriptions due with no notification since.
+    pub overdue: Option<Overdue>,
+    /// Enough overdue subscriptions to say the store has gone quiet.
+    pub stale: bool,
+    pub acknowledgements: Option<AckStats>,
+    pub latest_job: Option<Job>,
 }
 
 /// Every registered store, by id, with its statistics: stored ones merged
@@ -24,17 +34,40 @@ pub(crate) struct StoreOverview {
 /// and the dashboard's cards.
 pub(crate) async fn store_overview(state: &AppState) -> Result<Vec<StoreOverview>, ApiError> {
     let stats = state.refusals.stats(state.storage.as_ref()).await?;
+    let checks = state.storage.checks().await?;
+    let apis = &state.store_apis;
+    let due_before = apis.now_ms() - (apis.config.overdue_after_minutes as i64) * 60_000;
+    let overdue = state.storage.overdue_subscriptions(due_before).await?;
+    let acks = state.storage.acknowledgement_stats().await?;
+    let jobs = state.storage.jobs(None, 50).await?;
     Ok(state
         .registry
         .iter()
-        .map(|entry| StoreOverview {
-            registration: entry.registration,
-            enabled: entry.enabled,
-            stats: stats
-                .iter()
-                .find(|s| s.store == entry.registration.id)
-                .cloned()
-                .unwrap_or_default(),
+        .map(|entry| {
+            let id = entry.registration.id;
+            let overdue = overdue.iter().find(|o| o.store == id).cloned();
+            StoreOverview {
+                registration: entry.registration,
+                enabled: entry.enabled,
+                stats: stats
+                    .iter()
+                    .find(|s| s.store == id)
+                    .cloned()
+                    .unwrap_or_default(),
+                capabilities: entry
+                    .adapter
+                    .as_ref()
+                    .filter(|_| entry.enabled)
+                    .map(|a| a.api_capabilities())
+                    .unwrap_or_default(),
+                last_check: checks.iter().find(|c| c.store == id).cloned(),
+                stale: overdue
+                    .as_ref()
+                    .is_some_and(|o| o.count as u64 >= apis.config.stale_threshold.max(1)),
+                overdue,
+                acknowledgements: acks.iter().find(|a| a.store == id).cloned(),
+                latest_job: jobs.iter().find(|j| j.store == id).cloned(),
+            }
         })
         .collect())
 }

@@ -11,6 +11,7 @@ use warp::{Filter, Reply};
 use crate::auth::Credentials;
 use crate::body::BodyStream;
 use crate::error::recover;
+use crate::store_api::api;
 use crate::AppState;
 use crate::{handlers, webhooks};
 
@@ -173,6 +174,53 @@ fn admin(state: Arc<AppState>) -> Partial {
         .and(auth.clone())
         .then(handlers::list_stores);
 
+    // The pull side: connection checks, backfills and their jobs.
+    let post_check = warp::path!("v1" / "stores" / String / "check")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(auth.clone())
+        .then(api::post_check);
+    let get_check = warp::path!("v1" / "stores" / String / "check")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(auth.clone())
+        .then(api::get_check);
+    let backfill = warp::path!("v1" / "stores" / String / "backfill")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(auth.clone())
+        .and(warp::header::headers_cloned())
+        .and(body())
+        .then(api::post_backfill);
+    let jobs = warp::path!("v1" / "jobs")
+        .and(warp::get())
+        .and(query)
+        .and(with_state.clone())
+        .and(auth.clone())
+        .then(api::list_jobs);
+    let job = warp::path!("v1" / "jobs" / i64)
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(auth.clone())
+        .then(api::get_job);
+    let cancel = warp::path!("v1" / "jobs" / i64 / "cancel")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(auth.clone())
+        .then(api::post_cancel);
+    let store_api = post_check
+        .or(get_check)
+        .unify()
+        .or(backfill)
+        .unify()
+        .or(jobs)
+        .unify()
+        .or(job)
+        .unify()
+        .or(cancel)
+        .unify()
+        .boxed();
+
     metrics
         .or(stores)
         .unify()
@@ -193,6 +241,8 @@ fn admin(state: Arc<AppState>) -> Partial {
         .or(retry)
         .unify()
         .or(test_event)
+        .unify()
+        .or(store_api)
         .unify()
         .or(crate::dashboard::routes(state.clone()))
         .unify()

@@ -153,6 +153,62 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX notifications_raw_kept ON notifications (received_at) WHERE length(raw_body) > 0;
     CREATE INDEX deliveries_delivered ON deliveries (delivered_at) WHERE status = 'delivered';
     "#,
+    // 4: the pull side. Where each notification came from and how many a
+    // backfill recovered; each store's last connection check; backfill jobs
+    // with the cursor a restart resumes from; purchases to acknowledge.
+    r#"
+    ALTER TABLE notifications ADD COLUMN source TEXT NOT NULL DEFAULT 'push';
+    ALTER TABLE store_stats ADD COLUMN recovered INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX subscriptions_by_expiry ON subscriptions (store, expires_at);
+
+    CREATE TABLE store_checks (
+        store       TEXT PRIMARY KEY,
+        checked_at  INTEGER NOT NULL,
+        verdict     TEXT NOT NULL,
+        report_json TEXT NOT NULL
+    );
+
+    CREATE TABLE store_jobs (
+        id            INTEGER PRIMARY KEY,
+        store         TEXT NOT NULL,
+        kind          TEXT NOT NULL CHECK (kind IN ('backfill', 'catch_up')),
+        since_ms      INTEGER NOT NULL,
+        until_ms      INTEGER NOT NULL,
+        only_failures INTEGER NOT NULL,
+        status        TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+        cursor        TEXT,
+        pages         INTEGER NOT NULL DEFAULT 0,
+        scanned       INTEGER NOT NULL DEFAULT 0,
+        recovered     INTEGER NOT NULL DEFAULT 0,
+        duplicates    INTEGER NOT NULL DEFAULT 0,
+        progress      TEXT,
+        error         TEXT,
+        created_at    INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL,
+        finished_at   INTEGER
+    );
+    CREATE INDEX store_jobs_by_store ON store_jobs (store, id);
+    CREATE INDEX store_jobs_unfinished ON store_jobs (id) WHERE status IN ('queued', 'running');
+
+    CREATE TABLE acknowledgements (
+        store            TEXT NOT NULL,
+        subscription_key TEXT NOT NULL,
+        app_id           TEXT,
+        -- pending: the store says not acknowledged; acknowledged: by us;
+        -- already / elsewhere: the store says it was (by the app, or
+        -- before); not_needed: nothing to acknowledge.
+        status           TEXT NOT NULL CHECK (status IN ('pending', 'acknowledged', 'already', 'elsewhere', 'not_needed')),
+        purchased_at     INTEGER,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at  INTEGER NOT NULL,
+        last_error       TEXT,
+        flagged          INTEGER NOT NULL DEFAULT 0,
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL,
+        PRIMARY KEY (store, subscription_key)
+    );
+    CREATE INDEX acknowledgements_due ON acknowledgements (next_attempt_at) WHERE status = 'pending';
+    "#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), DbError> {

@@ -6,6 +6,7 @@ mod delivery;
 mod migrations;
 mod read;
 mod retention;
+mod store_api;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +23,9 @@ use crate::{
     Recorded, RefusalTally, RejectedNotification, Storage, StoreStats, StoredNotification,
     Subscription, Tracked,
 };
-use storehook_core::StateUpdate;
+use storehook_core::{StateUpdate, TrackedSubscription};
+
+use crate::{AckAttempt, AckStats, DueAcknowledgement, Job, JobStep, NewJob, Overdue, StoredCheck};
 
 /// SQLite's `synchronous` setting. `Full` is the default: a 200 means the
 /// notification survives power loss. `Normal`/`Off` exist for benchmarks.
@@ -73,7 +76,7 @@ impl SqliteOptions {
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 /// `None` means the batch's transaction could not begin: the job must not
 /// write, only hand back its completion.
-type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Completion) + Send>;
+type WriteJob = Box<dyn FnOnce(Option<&Connection>) -> (bool, Completion) + Send>;
 
 /// Commit statistics, for metrics.
 #[derive(Debug, Default, Clone, Copy)]
@@ -90,7 +93,7 @@ pub struct CommitStats {
 type CommitObserver = Box<dyn Fn(Duration, usize) + Send + Sync>;
 
 pub struct SqliteStorage {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<WriteJob>,
     readers: Arc<Mutex<Vec<Connection>>>,
     options: SqliteOptions,
     outbox: Arc<OutboxConfig>,
@@ -117,7 +120,7 @@ impl SqliteStorage {
         let mut writer = open_connection(&options, false)?;
         retention::enable_incremental_vacuum(&writer)?;
         migrations::migrate(&mut writer)?;
-        let (jobs, rx) = mpsc::channel::<Job>(options.max_batch * 4);
+        let (jobs, rx) = mpsc::channel::<WriteJob>(options.max_batch * 4);
         let stats = Arc::new(Mutex::new(CommitStats::default()));
         let writer_stats = stats.clone();
         let observer = Arc::new(OnceLock::new());
@@ -160,7 +163,7 @@ impl SqliteStorage {
         F: FnOnce(&Connection) -> Result<R, DbError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel::<Result<R, DbError>>();
-        let job: Job = Box::new(move |conn| {
+        let job: WriteJob = Box::new(move |conn| {
             let result = match conn {
                 Some(conn) => f(conn),
                 None => Err(DbError::Unavailable("no transaction".into())),
@@ -282,12 +285,12 @@ fn open_connection(options: &SqliteOptions, read_only: bool) -> Result<Connectio
 /// undo its neighbours, commit once, then answer every caller.
 fn run_writer(
     conn: Connection,
-    mut rx: mpsc::Receiver<Job>,
+    mut rx: mpsc::Receiver<WriteJob>,
     max_batch: usize,
     stats: Arc<Mutex<CommitStats>>,
     observer: Arc<OnceLock<CommitObserver>>,
 ) {
-    let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
+    let mut batch: Vec<WriteJob> = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < max_batch {
@@ -538,6 +541,110 @@ impl Storage for SqliteStorage {
     async fn database_size(&self) -> Result<DatabaseSize, DbError> {
         let path = self.options.path.clone();
         self.read(move |conn| retention::size(conn, &path)).await
+    }
+
+    async fn notification_exists(
+        &self,
+        store: &str,
+        notification_id: &str,
+    ) -> Result<bool, DbError> {
+        let (store, id) = (store.to_owned(), notification_id.to_owned());
+        self.read(move |conn| store_api::notification_exists(conn, &store, &id))
+            .await
+    }
+
+    async fn last_test_notification(&self, store: &str) -> Result<Option<i64>, DbError> {
+        let store = store.to_owned();
+        self.read(move |conn| store_api::last_test_notification(conn, &store))
+            .await
+    }
+
+    async fn tracked_subscriptions(
+        &self,
+        store: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<TrackedSubscription>, DbError> {
+        let (store, after) = (store.to_owned(), after.map(str::to_owned));
+        self.read(move |conn| {
+            store_api::tracked_subscriptions(conn, &store, after.as_deref(), limit)
+        })
+        .await
+    }
+
+    async fn save_check(&self, check: StoredCheck) -> Result<(), DbError> {
+        self.write(move |conn| store_api::save_check(conn, &check))
+            .await
+    }
+
+    async fn checks(&self) -> Result<Vec<StoredCheck>, DbError> {
+        self.read(store_api::checks).await
+    }
+
+    async fn create_job(&self, job: NewJob) -> Result<Job, DbError> {
+        self.write(move |conn| store_api::create_job(conn, &job))
+            .await
+    }
+
+    async fn job(&self, id: i64) -> Result<Option<Job>, DbError> {
+        self.read(move |conn| store_api::job(conn, id)).await
+    }
+
+    async fn jobs(&self, store: Option<&str>, limit: u32) -> Result<Vec<Job>, DbError> {
+        let store = store.map(str::to_owned);
+        self.read(move |conn| store_api::jobs(conn, store.as_deref(), limit))
+            .await
+    }
+
+    async fn unfinished_jobs(&self) -> Result<Vec<Job>, DbError> {
+        self.read(store_api::unfinished_jobs).await
+    }
+
+    async fn update_job(&self, id: i64, step: JobStep) -> Result<Option<Job>, DbError> {
+        self.write(move |conn| store_api::update_job(conn, id, &step))
+            .await
+    }
+
+    async fn due_acknowledgements(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<DueAcknowledgement>, DbError> {
+        self.read(move |conn| store_api::due_acknowledgements(conn, now_ms, limit))
+            .await
+    }
+
+    async fn next_acknowledgement_due(&self) -> Result<Option<i64>, DbError> {
+        self.read(store_api::next_acknowledgement_due).await
+    }
+
+    async fn record_acknowledgement(
+        &self,
+        store: &str,
+        subscription_id: &str,
+        attempt: AckAttempt,
+        now_ms: i64,
+    ) -> Result<(), DbError> {
+        let (store, key) = (store.to_owned(), subscription_id.to_owned());
+        self.write(move |conn| {
+            store_api::record_acknowledgement(conn, &store, &key, &attempt, now_ms)
+        })
+        .await
+    }
+
+    async fn flag_unacknowledged(&self, before_ms: i64, attention: &str) -> Result<u64, DbError> {
+        let attention = attention.to_owned();
+        self.write(move |conn| store_api::flag_unacknowledged(conn, before_ms, &attention))
+            .await
+    }
+
+    async fn acknowledgement_stats(&self) -> Result<Vec<AckStats>, DbError> {
+        self.read(store_api::acknowledgement_stats).await
+    }
+
+    async fn overdue_subscriptions(&self, due_before_ms: i64) -> Result<Vec<Overdue>, DbError> {
+        self.read(move |conn| store_api::overdue_subscriptions(conn, due_before_ms))
+            .await
     }
 
     async fn ping(&self) -> Result<(), DbError> {

@@ -16,7 +16,7 @@ const SUBSCRIPTION_COLUMNS: &str =
 
 const NOTIFICATION_COLUMNS: &str = "id, store, notification_id, received_at, verdict, subscription_key,
     event_type, raw_type, environment, occurred_at, product_id, state_json, attention, rejection_code,
-    rejection_message";
+    rejection_message, source";
 
 fn subscription_row(r: &Row<'_>) -> rusqlite::Result<Subscription> {
     Ok(Subscription {
@@ -76,6 +76,7 @@ fn notification_row(r: &Row<'_>) -> rusqlite::Result<(StoredNotification, Option
             attention: r.get(12)?,
             rejection_code: r.get(13)?,
             rejection_message: r.get(14)?,
+            source: crate::Source::parse(&r.get::<_, String>(15)?),
         },
         r.get(11)?,
     ))
@@ -91,7 +92,7 @@ fn with_state(
 pub(crate) fn store_stats(conn: &Connection) -> Result<Vec<StoreStats>, DbError> {
     let mut stmt = conn.prepare_cached(
         "SELECT store, last_received, last_verified, last_rejected, last_rejection_reason,
-             last_rejection_message, accepted, untracked, duplicates, rejected
+             last_rejection_message, accepted, untracked, duplicates, rejected, recovered
          FROM store_stats ORDER BY store",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -106,6 +107,7 @@ pub(crate) fn store_stats(conn: &Connection) -> Result<Vec<StoreStats>, DbError>
             untracked: r.get(7)?,
             duplicates: r.get(8)?,
             rejected: r.get(9)?,
+            recovered: r.get(10)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

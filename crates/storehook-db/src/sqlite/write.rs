@@ -6,7 +6,7 @@ use storehook_core::{EventType, ImpliedState, StateUpdate, VerifiedNotification}
 
 use crate::outbox::{self, EventSource, OutboxConfig};
 use crate::sqlite::read;
-use crate::{DbError, NewNotification, Recorded, RejectedNotification, Tracked, Verdict};
+use crate::{DbError, NewNotification, Recorded, RejectedNotification, Source, Tracked, Verdict};
 
 pub(crate) fn record_notification(
     conn: &Connection,
@@ -18,8 +18,8 @@ pub(crate) fn record_notification(
     let inserted = conn.exec(
         "INSERT INTO notifications (store, notification_id, received_at, verdict, subscription_key,
              event_type, raw_type, environment, occurred_at, product_id, app_id, app_user_id_hint,
-             continues_key, attention, state_json, details_json, decoded_json, raw_body)
-         VALUES (?1, ?2, ?3, 'untracked', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+             continues_key, attention, state_json, details_json, decoded_json, raw_body, source)
+         VALUES (?1, ?2, ?3, 'untracked', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
          ON CONFLICT (store, notification_id) DO NOTHING",
         params![
             n.store,
@@ -39,6 +39,7 @@ pub(crate) fn record_notification(
             to_json(&n.details)?,
             to_json(&n.decoded)?,
             new.raw_body,
+            new.source.as_str(),
         ],
     )?;
     if inserted == 0 {
@@ -49,7 +50,7 @@ pub(crate) fn record_notification(
             params![n.store, n.notification_id],
             |r| r.get(0),
         )?;
-        bump_stats(conn, &n.store, Verdict::Duplicate, at)?;
+        bump_stats(conn, &n.store, Verdict::Duplicate, new.source, at)?;
         return Ok(Recorded {
             verdict: Verdict::Duplicate,
             id,
@@ -96,7 +97,7 @@ pub(crate) fn record_notification(
         outbox::emit_event(conn, cfg, &event_source(id, n), at)?;
     }
     outbox::emit_forwards(conn, cfg, id, new)?;
-    bump_stats(conn, &n.store, verdict, at)?;
+    bump_stats(conn, &n.store, verdict, new.source, at)?;
     Ok(Recorded { verdict, id })
 }
 
@@ -140,7 +141,13 @@ pub(crate) fn record_rejected_notification(
         |row| row.get(0),
     )?;
     if inserted == 0 {
-        bump_stats(conn, &r.store, Verdict::Duplicate, r.received_at_ms)?;
+        bump_stats(
+            conn,
+            &r.store,
+            Verdict::Duplicate,
+            Source::Push,
+            r.received_at_ms,
+        )?;
         return Ok(Recorded {
             verdict: Verdict::Duplicate,
             id,
@@ -227,6 +234,7 @@ pub(crate) fn apply_state_update(
         "DELETE FROM pending_state_fetches WHERE store = ?1 AND subscription_key = ?2",
         params![store, key],
     )?;
+    crate::sqlite::store_api::note_acknowledgement_state(conn, store, key, update, now)?;
     let mut tracked = is_tracked(conn, store, key)?;
     if !tracked {
         if let Some(old) = &update.continues_subscription_key {
@@ -569,25 +577,38 @@ fn state_as_of(conn: &Connection, store: &str, key: &str) -> Result<Option<i64>,
         .flatten())
 }
 
-fn bump_stats(conn: &Connection, store: &str, verdict: Verdict, at: i64) -> Result<(), DbError> {
+fn bump_stats(
+    conn: &Connection,
+    store: &str,
+    verdict: Verdict,
+    source: Source,
+    at: i64,
+) -> Result<(), DbError> {
     let (accepted, untracked, duplicates) = match verdict {
         Verdict::Tracked => (1, 0, 0),
         Verdict::Untracked => (1, 1, 0),
         Verdict::Duplicate => (0, 0, 1),
         Verdict::Rejected => (0, 0, 0),
     };
-    let received = (verdict == Verdict::Tracked).then_some(at);
+    // "Last received" and "last verified" say the push works: a backfill
+    // proves only that the API does.
+    let pushed = source == Source::Push;
+    let received = (pushed && verdict == Verdict::Tracked).then_some(at);
+    let verified = pushed.then_some(at);
+    let recovered = i64::from(!pushed && verdict != Verdict::Duplicate);
     conn.exec(
-        "INSERT INTO store_stats (store, last_received, last_verified, accepted, untracked, duplicates)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO store_stats (store, last_received, last_verified, accepted, untracked, duplicates, recovered)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (store) DO UPDATE SET
              last_received = CASE WHEN excluded.last_received IS NULL THEN last_received
                                   ELSE max(coalesce(last_received, 0), excluded.last_received) END,
-             last_verified = max(coalesce(last_verified, 0), excluded.last_verified),
+             last_verified = CASE WHEN excluded.last_verified IS NULL THEN last_verified
+                                  ELSE max(coalesce(last_verified, 0), excluded.last_verified) END,
              accepted = accepted + excluded.accepted,
              untracked = untracked + excluded.untracked,
-             duplicates = duplicates + excluded.duplicates",
-        params![store, received, at, accepted, untracked, duplicates],
+             duplicates = duplicates + excluded.duplicates,
+             recovered = recovered + excluded.recovered",
+        params![store, received, verified, accepted, untracked, duplicates, recovered],
     )?;
     Ok(())
 }

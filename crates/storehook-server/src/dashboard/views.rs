@@ -985,6 +985,7 @@ mod tests {
             attention: Some("<u>a</u>".into()),
             rejection_code: Some("<s>code</s>".into()),
             rejection_message: Some("<em>message</em>".into()),
+            source: storehook_db::Source::Push,
         };
         let html = notification_detail(
             0,

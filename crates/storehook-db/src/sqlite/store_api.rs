@@ -1,0 +1,415 @@
+//! The pull side's tables: connection checks, backfill jobs, the
+//! acknowledgement queue, and the reads a check or a backfill asks of the
+//! host (is this notification here, which subscriptions are tracked, which
+//! are overdue).
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use storehook_core::{AckOutcome, StateUpdate, TrackedSubscription};
+
+use crate::sqlite::Cached;
+use crate::store_api::{
+    job_kind, AckAttempt, AckStats, DueAcknowledgement, Job, JobStatus, JobStep, NewJob, Overdue,
+    StoredCheck,
+};
+use crate::DbError;
+
+pub(crate) fn notification_exists(
+    conn: &Connection,
+    store: &str,
+    notification_id: &str,
+) -> Result<bool, DbError> {
+    Ok(conn
+        .row(
+            "SELECT 1 FROM notifications WHERE store = ?1 AND notification_id = ?2",
+            params![store, notification_id],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+/// When the store's newest test notification arrived.
+pub(crate) fn last_test_notification(
+    conn: &Connection,
+    store: &str,
+) -> Result<Option<i64>, DbError> {
+    Ok(conn.row(
+        "SELECT max(received_at) FROM notifications WHERE store = ?1 AND event_type = 'TEST'",
+        [store],
+        |r| r.get(0),
+    )?)
+}
+
+pub(crate) fn tracked_subscriptions(
+    conn: &Connection,
+    store: &str,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<Vec<TrackedSubscription>, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT s.subscription_key,
+                (SELECT n.app_id FROM notifications n
+                  WHERE n.store = s.store AND n.subscription_key = s.subscription_key
+                    AND n.app_id IS NOT NULL
+                  ORDER BY n.occurred_at DESC, n.id DESC LIMIT 1)
+           FROM subscriptions s
+          WHERE s.store = ?1 AND (?2 IS NULL OR s.subscription_key > ?2)
+          ORDER BY s.subscription_key LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![store, after, limit], |r| {
+        Ok(TrackedSubscription {
+            key: r.get(0)?,
+            app_id: r.get(1)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+// ---- connection checks ----
+
+pub(crate) fn save_check(conn: &Connection, check: &StoredCheck) -> Result<(), DbError> {
+    let json = serde_json::to_string(&check.report)
+        .map_err(|e| DbError::Corrupt(format!("cannot serialize a check: {e}")))?;
+    conn.exec(
+        "INSERT INTO store_checks (store, checked_at, verdict, report_json) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (store) DO UPDATE SET checked_at = excluded.checked_at,
+             verdict = excluded.verdict, report_json = excluded.report_json",
+        params![
+            check.store,
+            check.checked_at_ms,
+            check.report.verdict.as_str(),
+            json
+        ],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn checks(conn: &Connection) -> Result<Vec<StoredCheck>, DbError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT store, checked_at, report_json FROM store_checks ORDER BY store")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (store, checked_at_ms, json) = row?;
+        let report = serde_json::from_str(&json)
+            .map_err(|e| DbError::Corrupt(format!("stored check unreadable: {e}")))?;
+        out.push(StoredCheck {
+            store,
+            checked_at_ms,
+            report,
+        });
+    }
+    Ok(out)
+}
+
+// ---- backfill jobs ----
+
+const JOB_COLUMNS: &str =
+    "id, store, kind, since_ms, until_ms, only_failures, status, cursor, pages,
+    scanned, recovered, duplicates, progress, error, created_at, updated_at, finished_at";
+
+fn job_row(r: &Row<'_>) -> rusqlite::Result<Job> {
+    Ok(Job {
+        id: r.get(0)?,
+        store: r.get(1)?,
+        kind: job_kind(&r.get::<_, String>(2)?),
+        since_ms: r.get(3)?,
+        until_ms: r.get(4)?,
+        only_failures: r.get(5)?,
+        status: JobStatus::parse(&r.get::<_, String>(6)?),
+        cursor: r.get(7)?,
+        pages: r.get(8)?,
+        scanned: r.get(9)?,
+        recovered: r.get(10)?,
+        duplicates: r.get(11)?,
+        progress: r.get(12)?,
+        error: r.get(13)?,
+        created_at_ms: r.get(14)?,
+        updated_at_ms: r.get(15)?,
+        finished_at_ms: r.get(16)?,
+    })
+}
+
+pub(crate) fn create_job(conn: &Connection, new: &NewJob) -> Result<Job, DbError> {
+    conn.exec(
+        "INSERT INTO store_jobs (store, kind, since_ms, until_ms, only_failures, status, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6)",
+        params![
+            new.store,
+            new.kind.as_str(),
+            new.window.since_ms,
+            new.window.until_ms,
+            new.window.only_failures,
+            new.created_at_ms
+        ],
+    )?;
+    job(conn, conn.last_insert_rowid())?
+        .ok_or_else(|| DbError::Corrupt("a new job vanished".into()))
+}
+
+pub(crate) fn job(conn: &Connection, id: i64) -> Result<Option<Job>, DbError> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM store_jobs WHERE id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], job_row)
+        .optional()?)
+}
+
+/// The newest jobs first; of one store, or all.
+pub(crate) fn jobs(
+    conn: &Connection,
+    store: Option<&str>,
+    limit: u32,
+) -> Result<Vec<Job>, DbError> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM store_jobs WHERE (?1 IS NULL OR store = ?1) ORDER BY id DESC LIMIT ?2"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![store, limit], job_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Queued and running jobs, oldest first (what a start resumes).
+pub(crate) fn unfinished_jobs(conn: &Connection) -> Result<Vec<Job>, DbError> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM store_jobs WHERE status IN ('queued', 'running') ORDER BY id"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map([], job_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Applies one step; a finished job is never changed again (so a cancel
+/// that lands while a page is in flight wins). Returns the job as it is now.
+pub(crate) fn update_job(
+    conn: &Connection,
+    id: i64,
+    step: &JobStep,
+) -> Result<Option<Job>, DbError> {
+    let (set_cursor, cursor) = match &step.cursor {
+        Some(c) => (true, c.clone()),
+        None => (false, None),
+    };
+    let status = step.status.map(JobStatus::as_str);
+    let finished = step.status.filter(|s| s.is_finished()).map(|_| step.at_ms);
+    conn.exec(
+        "UPDATE store_jobs SET
+             status = coalesce(?2, status),
+             cursor = CASE WHEN ?3 THEN ?4 ELSE cursor END,
+             pages = pages + ?5, scanned = scanned + ?6, recovered = recovered + ?7,
+             duplicates = duplicates + ?8,
+             progress = coalesce(?9, progress), error = coalesce(?10, error),
+             updated_at = ?11, finished_at = coalesce(?12, finished_at)
+         WHERE id = ?1 AND status IN ('queued', 'running')",
+        params![
+            id,
+            status,
+            set_cursor,
+            cursor,
+            step.pages,
+            step.scanned,
+            step.recovered,
+            step.duplicates,
+            step.progress,
+            step.error,
+            step.at_ms,
+            finished
+        ],
+    )?;
+    job(conn, id)
+}
+
+// ---- acknowledgements ----
+
+/// Keeps the queue in step with what the store said of a purchase, in the
+/// state update's own transaction: pending → queued once (due now); no
+/// longer pending → whoever acknowledged it, it is done.
+pub(crate) fn note_acknowledgement_state(
+    conn: &Connection,
+    store: &str,
+    key: &str,
+    update: &StateUpdate,
+    now: i64,
+) -> Result<(), DbError> {
+    if update.acknowledgement_pending {
+        conn.exec(
+            "INSERT INTO acknowledgements (store, subscription_key, app_id, status, purchased_at,
+                 next_attempt_at, created_at, updated_at)
+             VALUES (?1, ?2,
+                 (SELECT n.app_id FROM notifications n
+                   WHERE n.store = ?1 AND n.subscription_key = ?2 AND n.app_id IS NOT NULL
+                   ORDER BY n.occurred_at DESC, n.id DESC LIMIT 1),
+                 'pending', ?3, ?4, ?4, ?4)
+             ON CONFLICT (store, subscription_key) DO UPDATE SET
+                 status = 'pending',
+                 app_id = coalesce(excluded.app_id, app_id),
+                 purchased_at = coalesce(purchased_at, excluded.purchased_at),
+                 updated_at = excluded.updated_at",
+            params![store, key, update.purchased_at_ms, now],
+        )?;
+    } else {
+        conn.exec(
+            "UPDATE acknowledgements SET status = 'elsewhere', updated_at = ?3
+             WHERE store = ?1 AND subscription_key = ?2 AND status = 'pending'",
+            params![store, key, now],
+        )?;
+    }
+    Ok(())
+}
+
+pub(crate) fn due_acknowledgements(
+    conn: &Connection,
+    now: i64,
+    limit: u32,
+) -> Result<Vec<DueAcknowledgement>, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT store, subscription_key, app_id, attempts FROM acknowledgements
+         WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![now, limit], |r| {
+        Ok(DueAcknowledgement {
+            store: r.get(0)?,
+            subscription_id: r.get(1)?,
+            app_id: r.get(2)?,
+            attempts: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(crate) fn next_acknowledgement_due(conn: &Connection) -> Result<Option<i64>, DbError> {
+    Ok(conn.row(
+        "SELECT min(next_attempt_at) FROM acknowledgements WHERE status = 'pending'",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+pub(crate) fn record_acknowledgement(
+    conn: &Connection,
+    store: &str,
+    key: &str,
+    attempt: &AckAttempt,
+    now: i64,
+) -> Result<(), DbError> {
+    match attempt {
+        AckAttempt::Finished(outcome) => {
+            let status = match outcome {
+                AckOutcome::Acknowledged => "acknowledged",
+                AckOutcome::AlreadyAcknowledged => "already",
+                AckOutcome::NotNeeded => "not_needed",
+            };
+            conn.exec(
+                "UPDATE acknowledgements SET status = ?3, attempts = attempts + 1, last_error = NULL,
+                     updated_at = ?4
+                 WHERE store = ?1 AND subscription_key = ?2 AND status = 'pending'",
+                params![store, key, status, now],
+            )?;
+            // The warning on the subscription goes with the reason for it.
+            conn.exec(
+                "UPDATE subscriptions SET attention = NULL
+                 WHERE store = ?1 AND subscription_key = ?2
+                   AND EXISTS (SELECT 1 FROM acknowledgements a WHERE a.store = ?1
+                               AND a.subscription_key = ?2 AND a.flagged = 1)",
+                params![store, key],
+            )?;
+        }
+        AckAttempt::Retry { at_ms, error } => {
+            conn.exec(
+                "UPDATE acknowledgements SET attempts = attempts + 1, next_attempt_at = ?3,
+                     last_error = ?4, updated_at = ?5
+                 WHERE store = ?1 AND subscription_key = ?2 AND status = 'pending'",
+                params![store, key, at_ms, error, now],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Flags purchases still pending `older_than_ms` after they were made (or
+/// first seen): `attention` on their subscription. Returns how many were
+/// newly flagged.
+pub(crate) fn flag_unacknowledged(
+    conn: &Connection,
+    before_ms: i64,
+    attention: &str,
+) -> Result<u64, DbError> {
+    let keys: Vec<(String, String)> = {
+        let mut stmt = conn.prepare_cached(
+            "SELECT store, subscription_key FROM acknowledgements
+             WHERE status = 'pending' AND flagged = 0 AND coalesce(purchased_at, created_at) < ?1",
+        )?;
+        let rows = stmt.query_map([before_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (store, key) in &keys {
+        conn.exec(
+            "UPDATE acknowledgements SET flagged = 1 WHERE store = ?1 AND subscription_key = ?2",
+            params![store, key],
+        )?;
+        conn.exec(
+            "UPDATE subscriptions SET attention = ?3 WHERE store = ?1 AND subscription_key = ?2",
+            params![store, key, attention],
+        )?;
+    }
+    Ok(keys.len() as u64)
+}
+
+pub(crate) fn acknowledgement_stats(conn: &Connection) -> Result<Vec<AckStats>, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT store,
+                sum(status = 'pending'),
+                sum(status = 'pending' AND flagged = 1),
+                sum(status = 'acknowledged')
+           FROM acknowledgements GROUP BY store ORDER BY store",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(AckStats {
+            store: r.get(0)?,
+            pending: r.get(1)?,
+            overdue: r.get(2)?,
+            acknowledged: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+// ---- stale detection ----
+
+/// Per store, tracked subscriptions still in a state where the store owes a
+/// notification (active, grace, billing retry) whose expiry passed before
+/// `due_before_ms` with no notification received and no state read since.
+pub(crate) fn overdue_subscriptions(
+    conn: &Connection,
+    due_before_ms: i64,
+) -> Result<Vec<Overdue>, DbError> {
+    // SQLite returns the bare column of the row that holds min().
+    let mut stmt = conn.prepare_cached(
+        "SELECT s.store, count(*), min(s.expires_at), s.subscription_key
+           FROM subscriptions s
+          WHERE s.expires_at IS NOT NULL AND s.expires_at < ?1
+            AND s.status IN ('active', 'grace_period', 'billing_retry')
+            AND NOT EXISTS (SELECT 1 FROM notifications n
+                             WHERE n.store = s.store AND n.subscription_key = s.subscription_key
+                               AND n.received_at >= s.expires_at)
+            AND NOT EXISTS (SELECT 1 FROM state_snapshots p
+                             WHERE p.store = s.store AND p.subscription_key = s.subscription_key
+                               AND p.fetched_at >= s.expires_at)
+          GROUP BY s.store ORDER BY s.store",
+    )?;
+    let rows = stmt.query_map([due_before_ms], |r| {
+        Ok(Overdue {
+            store: r.get(0)?,
+            count: r.get(1)?,
+            oldest_due_ms: r.get(2)?,
+            oldest_subscription_id: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
