@@ -196,7 +196,8 @@ pub(crate) fn notification_decoded(
     let found = conn
         .prepare_cached(&sql)?
         .query_row([id], |r| {
-            Ok((notification_row(r)?, r.get::<_, Option<String>>(15)?))
+            // decoded_json follows the shared columns (the last is index 15).
+            Ok((notification_row(r)?, r.get::<_, Option<String>>(16)?))
         })
         .optional()?;
     let Some((row, decoded)) = found else {
