@@ -9,8 +9,9 @@
 // notification. Tests may (they are meant to stop at the first surprise).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-use std::path::PathBuf;
+mod admin_client;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -81,6 +82,40 @@ enum Command {
     /// while a server has the database open; the replaced file is kept
     /// beside it.
     Restore { file: PathBuf },
+    /// Ask the running server to check a store's connection through the
+    /// store's API; prints what it found. Exit 0 when connected, 3 when the
+    /// check found a problem, 1 when the server could not be asked.
+    Check {
+        /// The store id (`storehook stores` lists them).
+        store: String,
+        /// The server's address, when the config's listen address is not how
+        /// to reach it (`https://hooks.example.com`).
+        #[arg(long)]
+        url: Option<String>,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Ask the running server to recover what a store failed to deliver
+    /// over a window, through the store's API (a durable, resumable job);
+    /// follows it to the end unless --no-wait.
+    Backfill {
+        store: String,
+        /// Start of the window: `10d`, `12h`, `90m` back from now, or an RFC 3339 time.
+        #[arg(long)]
+        since: String,
+        /// End of the window (same forms); default now.
+        #[arg(long)]
+        until: Option<String>,
+        /// Only what the store says it failed to deliver.
+        #[arg(long)]
+        only_failures: bool,
+        /// Print the job's id and return at once.
+        #[arg(long)]
+        no_wait: bool,
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 /// `0.1.0 (git 1a2b3c4)`: the revision the binary was built from.
@@ -102,7 +137,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     let cli_config = cli.config.clone();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             // The message chain, never `Debug`: with RUST_BACKTRACE set,
             // anyhow's `Debug` would add a stack trace to a typo in a file.
@@ -141,7 +176,7 @@ fn is_config_error(e: &anyhow::Error) -> bool {
     })
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli) -> Result<ExitCode> {
     for (id, link) in BUNDLED_STORES {
         link();
         if storehook_core::find_registration(id).is_none() {
@@ -149,9 +184,72 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     let env = |name: &str| std::env::var(name).ok();
-    match cli.command.unwrap_or(Command::Serve { listen: None }) {
+    let command = cli.command.unwrap_or(Command::Serve { listen: None });
+    match command {
+        Command::Check {
+            store,
+            url,
+            timeout,
+        } => {
+            let config = load(&cli.config)?;
+            let client = admin_client::AdminClient::new(&config, url.as_deref(), &env)?;
+            let connected = small_runtime()?
+                .block_on(client.check(&store, std::time::Duration::from_secs(timeout)))?;
+            Ok(if connected {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(admin_client::NOT_CONNECTED)
+            })
+        }
+        Command::Backfill {
+            store,
+            since,
+            until,
+            only_failures,
+            no_wait,
+            url,
+        } => {
+            let config = load(&cli.config)?;
+            let client = admin_client::AdminClient::new(&config, url.as_deref(), &env)?;
+            let finished = small_runtime()?.block_on(client.backfill(
+                &store,
+                &since,
+                until.as_deref(),
+                only_failures,
+                !no_wait,
+            ))?;
+            Ok(if finished {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        command => run_local(&cli.config, command, &env).map(|()| ExitCode::SUCCESS),
+    }
+}
+
+/// A runtime for the CLI's calls to a running server.
+fn small_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// The commands that work on this machine's config and files.
+fn run_local(
+    config_path: &std::path::Path,
+    command: Command,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Result<()> {
+    let cli_config = config_path;
+    match command {
+        // They ask a running server; `run` sends them there.
+        Command::Check { .. } | Command::Backfill { .. } => {
+            bail!("this command asks the running server")
+        }
         Command::Serve { listen } => {
-            let mut config = load(&cli.config)?;
+            let mut config = load(cli_config)?;
             if let Some(listen) = listen {
                 config.server.listen = listen;
             }
@@ -162,8 +260,8 @@ fn run(cli: Cli) -> Result<()> {
             runtime.block_on(serve(config, &env))
         }
         Command::Stores => {
-            let config = load(&cli.config)?;
-            let registry = Registry::build(&config, &env)?;
+            let config = load(cli_config)?;
+            let registry = Registry::build(&config, env)?;
             println!("{:<10} {:<18} {:<8} SUPPORTED", "STORE", "NAME", "ENABLED");
             for entry in registry.iter() {
                 let r = entry.registration;
@@ -178,8 +276,8 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::CheckConfig => {
-            let config = load(&cli.config)?;
-            let (registry, endpoints, _outbox) = storehook_server::prepare(&config, &env)?;
+            let config = load(cli_config)?;
+            let (registry, endpoints, _outbox) = storehook_server::prepare(&config, env)?;
             for w in &registry.warnings {
                 println!("warning: {w}");
             }
@@ -190,19 +288,19 @@ fn run(cli: Cli) -> Result<()> {
                 .collect();
             println!(
                 "{}: ok (enabled stores: {}; {} webhook/forward endpoints)",
-                cli.config.display(),
+                cli_config.display(),
                 enabled.join(", "),
                 endpoints.len()
             );
             Ok(())
         }
         Command::AdminToken { rotate } => {
-            let config = load(&cli.config)?;
-            if config.checked_admin_token(&env)?.is_some() {
+            let config = load(cli_config)?;
+            if config.checked_admin_token(env)?.is_some() {
                 bail!(
                     "the admin token is configured ([server] admin_token in {} or STOREHOOK_ADMIN_TOKEN); \
                      read or change it there",
-                    cli.config.display()
+                    cli_config.display()
                 );
             }
             let path = storehook_server::admin_token::path(&config);
@@ -221,7 +319,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Backup { file } => {
-            let config = load(&cli.config)?;
+            let config = load(cli_config)?;
             let report = storehook_db::backup(&config.database_path(), &file)?;
             println!(
                 "{}: {} bytes, {} notifications, integrity_check ok",
@@ -232,7 +330,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Restore { file } => {
-            let config = load(&cli.config)?;
+            let config = load(cli_config)?;
             let report = storehook_db::restore(&file, &config.database_path())?;
             println!(
                 "{} restored from {} ({} notifications){}",

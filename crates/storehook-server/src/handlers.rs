@@ -262,6 +262,7 @@ pub(crate) async fn stores_json(state: &AppState) -> Result<serde_json::Value, A
                 },
                 "api": store.capabilities,
                 "last_check": store.last_check.as_ref().map(crate::store_api::check_json),
+                "check_running": store.running_check.is_some(),
                 "stale": store.stale,
                 "overdue": store.overdue.as_ref().map(|o| json!({
                     "count": o.count,

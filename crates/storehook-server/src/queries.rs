@@ -27,6 +27,8 @@ pub(crate) struct StoreOverview {
     pub stale: bool,
     pub acknowledgements: Option<AckStats>,
     pub latest_job: Option<Job>,
+    /// A connection check running now, with its progress so far.
+    pub running_check: Option<crate::store_api::RunningCheck>,
 }
 
 /// Every registered store, by id, with its statistics: stored ones merged
@@ -67,6 +69,7 @@ pub(crate) async fn store_overview(state: &AppState) -> Result<Vec<StoreOverview
                 overdue,
                 acknowledgements: acks.iter().find(|a| a.store == id).cloned(),
                 latest_job: jobs.iter().find(|j| j.store == id).cloned(),
+                running_check: crate::store_api::running_check(state, id),
             }
         })
         .collect())

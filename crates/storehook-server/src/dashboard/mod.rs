@@ -114,9 +114,33 @@ pub(crate) fn routes(
 
     let test_event = warp::path!("dashboard" / "webhooks" / String / "test")
         .and(warp::post())
-        .and(with_state)
-        .and(credentials)
+        .and(with_state.clone())
+        .and(credentials.clone())
         .then(send_test_event);
+
+    let body_stream = || {
+        warp::body::stream()
+            .map(|s| Box::pin(crate::routes::into_bytes_stream(s)) as crate::body::BodyStream)
+    };
+    let check = warp::path!("dashboard" / "stores" / String / "check")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(credentials.clone())
+        .then(check_connection);
+
+    let backfill = warp::path!("dashboard" / "stores" / String / "backfill")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(credentials.clone())
+        .and(headers)
+        .and(body_stream())
+        .then(start_backfill);
+
+    let cancel = warp::path!("dashboard" / "jobs" / i64 / "cancel")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(credentials.clone())
+        .then(cancel_job);
 
     let assets = warp::path!("dashboard" / "assets" / String)
         .and(warp::get())
@@ -138,6 +162,12 @@ pub(crate) fn routes(
         .or(retry)
         .unify()
         .or(test_event)
+        .unify()
+        .or(check)
+        .unify()
+        .or(backfill)
+        .unify()
+        .or(cancel)
         .unify()
         .or(assets)
         .unify()
@@ -461,6 +491,15 @@ async fn render_live(state: &AppState, headers: &HeaderMap) -> Result<Markup, Ap
                 stats: store.stats,
                 url: format!("{base}/v1/notifications/{}", r.id),
                 url_configured: configured,
+                pull: views::PullView {
+                    capabilities: store.capabilities,
+                    last_check: store.last_check,
+                    running_check: store.running_check,
+                    overdue: store.overdue,
+                    stale: store.stale,
+                    acknowledgements: store.acknowledgements,
+                    latest_job: store.latest_job,
+                },
             }
         })
         .collect();
@@ -724,6 +763,84 @@ fn after_delivery_button(state: &AppState, queued: Result<(), storehook_db::DbEr
             redirect("/#webhooks")
         }
         Err(e) => error_page(&ApiError::from(e)),
+    }
+}
+
+/// A store card's button may change state: a same-origin session (or
+/// none needed) decides, as for the delivery buttons.
+fn store_button(state: &AppState, credentials: &Credentials, back: &str) -> Option<Response> {
+    if !credentials.same_origin {
+        return Some(html_response(
+            StatusCode::FORBIDDEN,
+            html! { "cross-site request refused" },
+        ));
+    }
+    denied(state, credentials, back)
+}
+
+/// `POST /dashboard/stores/{id}/check`: the Check connection button. The
+/// check runs in the background; the card shows its progress.
+async fn check_connection(
+    store: String,
+    state: Arc<AppState>,
+    credentials: Credentials,
+) -> Response {
+    let store = percent_decode(&store);
+    let back = format!("/#store-{store}");
+    if let Some(refused) = store_button(&state, &credentials, &back) {
+        return refused;
+    }
+    match crate::store_api::start_check(&state, &store).await {
+        Ok(_) => redirect(&back),
+        Err(e) => error_page(&e),
+    }
+}
+
+/// `POST /dashboard/stores/{id}/backfill` (form: `since`, `only_failures`).
+async fn start_backfill(
+    store: String,
+    state: Arc<AppState>,
+    credentials: Credentials,
+    headers: HeaderMap,
+    body: crate::body::BodyStream,
+) -> Response {
+    let store = percent_decode(&store);
+    let back = format!("/#store-{store}");
+    if let Some(refused) = store_button(&state, &credentials, &back) {
+        return refused;
+    }
+    let limits = crate::body::BodyLimits {
+        max_bytes: SIGN_IN_BODY_BYTES,
+        deadline: state.body_timeout,
+    };
+    let body = match crate::body::read(&headers, body, limits, &state.body_budget).await {
+        Ok(body) => body.bytes,
+        Err(e) => return e.into_response(),
+    };
+    let request = crate::store_api::BackfillRequest {
+        since: form_field(&body, "since").unwrap_or_else(|| "3d".to_owned()),
+        until: None,
+        only_failures: form_field(&body, "only_failures").is_some_and(|v| v == "true"),
+    };
+    match crate::store_api::create_backfill(&state, &store, request).await {
+        Ok(_) => redirect(&back),
+        Err(e) => error_page(&e),
+    }
+}
+
+/// `POST /dashboard/jobs/{id}/cancel`.
+async fn cancel_job(id: i64, state: Arc<AppState>, credentials: Credentials) -> Response {
+    if let Some(refused) = store_button(&state, &credentials, "/") {
+        return refused;
+    }
+    let store = match state.storage.job(id).await {
+        Ok(Some(job)) => job.store,
+        Ok(None) => return error_page(&ApiError::not_found("unknown_job", format!("no job {id}"))),
+        Err(e) => return error_page(&ApiError::from(e)),
+    };
+    match crate::store_api::cancel_job(&state, id).await {
+        Ok(_) => redirect(&format!("/#store-{store}")),
+        Err(e) => error_page(&e),
     }
 }
 

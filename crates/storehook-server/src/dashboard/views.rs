@@ -5,13 +5,15 @@
 //! store's registration ([`StoreHelp`]); the host adds only its own codes.
 
 use maud::{html, Markup};
-use storehook_core::{spans, Span, StoreHelp};
+use storehook_core::{spans, ApiCapabilities, CheckVerdict, FindingLevel, Span, StoreHelp};
 use storehook_db::{
-    DeliveryRecord, EndpointStats, StoreStats, StoredNotification, Subscription, Verdict,
+    AckStats, DeliveryRecord, EndpointStats, Job, JobKind, JobStatus, Overdue, StoreStats,
+    StoredCheck, StoredNotification, Subscription, Verdict,
 };
 
 use super::html::{count, dash, time_or_dash, time_tag, url_component, utc};
 use crate::delivery::EndpointKind;
+use crate::store_api::RunningCheck;
 
 /// One store as the overview shows it.
 pub struct StoreView<'a> {
@@ -26,6 +28,20 @@ pub struct StoreView<'a> {
     pub url: String,
     /// Whether `url` comes from `[server] public_url` (else from the request's Host).
     pub url_configured: bool,
+    /// What the store's API adds: checks, backfills, acknowledgements.
+    pub pull: PullView,
+}
+
+/// The pull side of one store, as its card shows it.
+#[derive(Debug, Clone, Default)]
+pub struct PullView {
+    pub capabilities: ApiCapabilities,
+    pub last_check: Option<StoredCheck>,
+    pub running_check: Option<RunningCheck>,
+    pub overdue: Option<Overdue>,
+    pub stale: bool,
+    pub acknowledgements: Option<AckStats>,
+    pub latest_job: Option<Job>,
 }
 
 /// What an operator needs to know first about a store.
@@ -334,7 +350,13 @@ fn store_card(now_ms: i64, store: &StoreView<'_>) -> Markup {
                         (if s.duplicates == 1 { "duplicate" } else { "duplicates" })
                     }
                     li { b { (s.rejected) } " rejected" }
+                    @if s.recovered > 0 || store.pull.capabilities.backfill {
+                        li.recovered { b { (s.recovered) } " recovered" }
+                    }
                 }
+            }
+            @if store.enabled && store.supported {
+                (api_section(now_ms, store))
             }
             details id={ "setup-" (store.id) } open[state == StoreState::Waiting] {
                 summary { "Set up in " (help.console) }
@@ -354,6 +376,167 @@ fn store_card(now_ms: i64, store: &StoreView<'_>) -> Markup {
                 }
                 @if let Some(test) = help.test {
                     p.test { b { "Test:" } " " (help_text(test, &store.url)) }
+                }
+            }
+        }
+    }
+}
+
+/// The card's "Store API" part: the stale and acknowledgement warnings,
+/// the last connection check (or the running one, with its progress), and
+/// the backfill with its latest job. Forms post to the dashboard; the
+/// script submits them in place and refreshes faster while work runs.
+fn api_section(now_ms: i64, store: &StoreView<'_>) -> Markup {
+    let pull = &store.pull;
+    let id = store.id;
+    let running_job = pull
+        .latest_job
+        .as_ref()
+        .filter(|j| matches!(j.status, JobStatus::Queued | JobStatus::Running));
+    let busy = pull.running_check.is_some() || running_job.is_some();
+    html! {
+        section.api id={ "api-" (id) } data-running[busy] {
+            @if pull.stale {
+                @if let Some(o) = &pull.overdue {
+                    p.warning.stale {
+                        b { "The store may have stopped delivering: " }
+                        (count(o.count, "tracked subscription was", "tracked subscriptions were"))
+                        " due to renew or expire with no notification since (the oldest, "
+                        code { (o.oldest_subscription_id) } ", " (time_tag(now_ms, o.oldest_due_ms)) "). "
+                        @if pull.capabilities.backfill {
+                            "Check the connection, then recover what was missed below."
+                        } @else {
+                            "Check the store's notification settings."
+                        }
+                    }
+                }
+            }
+            @if let Some(a) = &pull.acknowledgements {
+                @if a.overdue > 0 {
+                    p.warning.unacknowledged {
+                        b { (count(a.overdue, "purchase is", "purchases are")) " still not acknowledged" }
+                        " long after it was made; the store refunds purchases left unacknowledged. "
+                        "The subscriptions are marked for attention."
+                    }
+                } @else if a.pending > 0 || a.acknowledged > 0 {
+                    p.muted.acknowledgements {
+                        (count(a.acknowledged, "purchase acknowledged", "purchases acknowledged"))
+                        ", " (a.pending) " waiting."
+                    }
+                }
+            }
+            div.check {
+                @if let Some(run) = &pull.running_check {
+                    p.check-running {
+                        b { "Checking the connection…" } " started " (time_tag(now_ms, run.started_at_ms))
+                    }
+                    @if !run.progress.is_empty() {
+                        ol.progress { @for line in &run.progress { li { (line) } } }
+                    }
+                } @else if let Some(check) = &pull.last_check {
+                    p.check-result data-verdict=(check.report.verdict.as_str()) {
+                        span class={ "badge verdict-" (check.report.verdict.as_str()) } {
+                            (verdict_label(check.report.verdict))
+                        }
+                        " " span.check-summary { (check.report.summary) }
+                        " " small.muted { "checked " (time_tag(now_ms, check.checked_at_ms)) }
+                    }
+                    details.findings open[!check.report.connected()] {
+                        summary { "What the check found" }
+                        ul {
+                            @for f in &check.report.findings {
+                                li class={ "finding level-" (level_class(f.level)) } {
+                                    b.title { (f.title) } " " span.detail { (f.detail) }
+                                    (code_tag(f.code.as_deref()))
+                                }
+                            }
+                        }
+                    }
+                } @else {
+                    p.muted.check-never {
+                        @if pull.capabilities.check {
+                            "The connection has not been checked yet."
+                        } @else {
+                            "No API credentials are configured for this store: storehook only listens. \
+                             Check connection says what to set."
+                        }
+                    }
+                }
+                form.api-action method="post" action={ "/dashboard/stores/" (id) "/check" } {
+                    button.check-connection type="submit" disabled[pull.running_check.is_some()] {
+                        "Check connection"
+                    }
+                }
+            }
+            @if pull.capabilities.backfill || pull.latest_job.is_some() {
+                div.backfill {
+                    @if let Some(job) = &pull.latest_job {
+                        (job_line(now_ms, job))
+                    }
+                    @if pull.capabilities.backfill {
+                        form.api-action.recover method="post" action={ "/dashboard/stores/" (id) "/backfill" } {
+                            label {
+                                "Recover missed notifications from the last "
+                                select name="since" {
+                                    option value="1d" { "day" }
+                                    option value="3d" selected { "3 days" }
+                                    option value="10d" { "10 days" }
+                                    option value="30d" { "30 days" }
+                                }
+                            }
+                            " " label { input type="checkbox" name="only_failures" value="true"; " only what the store failed to deliver" }
+                            " " button.backfill type="submit" disabled[running_job.is_some()] { "Recover" }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn verdict_label(v: CheckVerdict) -> &'static str {
+    match v {
+        CheckVerdict::Connected => "Connected",
+        CheckVerdict::Problem => "Problem",
+        CheckVerdict::Unavailable => "API unavailable",
+        CheckVerdict::NotConfigured => "Not configured",
+    }
+}
+
+fn level_class(level: FindingLevel) -> &'static str {
+    match level {
+        FindingLevel::Ok => "ok",
+        FindingLevel::Info => "info",
+        FindingLevel::Warning => "warning",
+        FindingLevel::Error => "error",
+    }
+}
+
+/// "Backfill of the last 3 days: running — 120 scanned, 5 recovered".
+fn job_line(now_ms: i64, job: &Job) -> Markup {
+    let kind = match job.kind {
+        JobKind::Backfill => "Backfill",
+        JobKind::CatchUp => "Automatic catch-up",
+    };
+    let days = ((job.until_ms - job.since_ms) as f64 / 86_400_000.0 * 10.0).round() / 10.0;
+    let active = matches!(job.status, JobStatus::Queued | JobStatus::Running);
+    html! {
+        div.job data-job=(job.id) data-status=(job.status.as_str()) {
+            p {
+                b { (kind) } " of " (days) " d: "
+                span.status { (job.status.as_str()) } " — "
+                (count(job.scanned, "record read", "records read")) ", "
+                span.job-recovered { (job.recovered) " recovered" } ", "
+                (job.duplicates) " already here"
+                " " small.muted { "updated " (time_tag(now_ms, job.updated_at_ms)) }
+            }
+            @if let Some(line) = &job.progress {
+                @if active { p.muted.progress-line { (line) } }
+            }
+            @if let Some(error) = &job.error { p.error { (error) } }
+            @if active {
+                form.api-action method="post" action={ "/dashboard/jobs/" (job.id) "/cancel" } {
+                    button.cancel type="submit" { "Cancel" }
                 }
             }
         }
@@ -847,6 +1030,7 @@ mod tests {
             stats,
             url: "https://hooks.example.com/v1/notifications/acme".into(),
             url_configured: true,
+            pull: PullView::default(),
         }
     }
 

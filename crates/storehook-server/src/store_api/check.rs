@@ -241,3 +241,20 @@ pub(crate) fn check_json(check: &StoredCheck) -> Value {
         "recoverable": check.report.recoverable,
     })
 }
+
+/// A check that is running now, as the store card shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RunningCheck {
+    pub started_at_ms: i64,
+    pub progress: Vec<String>,
+}
+
+/// The store's running check, if one is running.
+pub(crate) fn running_check(state: &AppState, store: &str) -> Option<RunningCheck> {
+    let checks = state.store_apis.checks.lock().ok()?;
+    let run = checks.get(store).filter(|run| !run.finished)?;
+    Some(RunningCheck {
+        started_at_ms: run.started_at_ms,
+        progress: run.progress.lock().map(|p| p.clone()).unwrap_or_default(),
+    })
+}

@@ -16,8 +16,10 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
-pub(crate) use check::{check_json, check_status, start_check, CheckRun};
-pub(crate) use jobs::{cancel_job, create_backfill, job_json};
+pub(crate) use check::{
+    check_json, check_status, running_check, start_check, CheckRun, RunningCheck,
+};
+pub(crate) use jobs::{cancel_job, create_backfill, job_json, BackfillRequest};
 
 use crate::config::StoreApisConfig;
 use crate::AppState;
