@@ -39,11 +39,16 @@ fn full_config(dir: &Path, extra: &str) -> String {
     )
 }
 
+/// What a test changes in the loaded config at every boot.
+pub type ConfigAdjust = Box<dyn Fn(&mut storehook_server::Config) + Send + Sync>;
+
 pub struct TestServer {
     pub base: String,
     pub dir: tempfile::TempDir,
     pub client: reqwest::Client,
     config_text: String,
+    /// Applied to the loaded config at every boot (an injected clock…).
+    adjust: Option<ConfigAdjust>,
     running: Option<storehook_server::Running>,
 }
 
@@ -57,6 +62,26 @@ impl TestServer {
     /// Starts a server with a whole config of the test's own, given the
     /// temporary folder (put the database in it).
     pub async fn start_with(config: impl FnOnce(&Path) -> String) -> Self {
+        Self::start_adjusted(config, None).await
+    }
+
+    /// Like [`TestServer::start`], with `adjust` applied to the loaded
+    /// config at every boot (what a file cannot say: an injected clock).
+    pub async fn start_tuned(
+        stores_config: &str,
+        adjust: impl Fn(&mut storehook_server::Config) + Send + Sync + 'static,
+    ) -> Self {
+        Self::start_adjusted(
+            |dir| full_config(dir, stores_config),
+            Some(Box::new(adjust)),
+        )
+        .await
+    }
+
+    async fn start_adjusted(
+        config: impl FnOnce(&Path) -> String,
+        adjust: Option<ConfigAdjust>,
+    ) -> Self {
         link_plugins();
         let dir = tempfile::tempdir().expect("tempdir");
         let config_text = config(dir.path());
@@ -68,6 +93,7 @@ impl TestServer {
                 .build()
                 .expect("client"),
             config_text,
+            adjust,
             running: None,
         };
         server.boot().await;
@@ -77,7 +103,10 @@ impl TestServer {
     async fn boot(&mut self) {
         let path = self.dir.path().join("config.toml");
         std::fs::write(&path, &self.config_text).expect("write config");
-        let config = storehook_server::Config::load(&path).expect("config");
+        let mut config = storehook_server::Config::load(&path).expect("config");
+        if let Some(adjust) = &self.adjust {
+            adjust(&mut config);
+        }
         let running = storehook_server::start(config, &|_| None)
             .await
             .expect("server starts");

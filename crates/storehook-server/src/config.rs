@@ -200,6 +200,9 @@ pub struct StoreApisConfig {
     /// at 72 h).
     #[serde(default = "default_unacknowledged_warning_hours")]
     pub unacknowledged_warning_hours: u64,
+    /// Tests: how often the acknowledgement queue is looked at (30 s).
+    #[serde(skip)]
+    pub queue_tick: Option<std::time::Duration>,
 }
 
 impl Default for StoreApisConfig {
@@ -210,6 +213,7 @@ impl Default for StoreApisConfig {
             overdue_after_minutes: default_overdue_after_minutes(),
             stale_threshold: default_stale_threshold(),
             unacknowledged_warning_hours: default_unacknowledged_warning_hours(),
+            queue_tick: None,
         }
     }
 }

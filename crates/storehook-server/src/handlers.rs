@@ -460,6 +460,7 @@ async fn subscription_view(
                 "received_at": rfc3339(n.received_at_ms),
                 "state": n.state,
                 "attention": n.attention,
+                "source": n.source.as_str(),
             })
         })
         .collect();

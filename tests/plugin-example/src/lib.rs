@@ -17,13 +17,16 @@
 // notification. Tests may (they are meant to stop at the first surprise).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod api;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::Deserialize;
 use storehook_core::{
-    async_trait, inventory, parse_store_config, AdapterError, ConfigError, Environment,
-    EventDetails, EventType, FactoryContext, ImpliedState, IncomingRequest, Outcome, StateUpdate,
-    StoreAdapter, StoreHelp, StoreRegistration, SubscriptionStatus, VerifiedNotification,
+    async_trait, inventory, parse_store_config, AckOutcome, AdapterError, ApiCapabilities,
+    BackfillPage, BackfillWindow, CheckReport, ConfigError, Environment, EventDetails, EventType,
+    FactoryContext, ImpliedState, IncomingRequest, Outcome, StateUpdate, StoreAdapter, StoreHelp,
+    StoreHost, StoreRegistration, SubscriptionRef, SubscriptionStatus, VerifiedNotification,
 };
 
 /// Referenced by whoever links this crate, so the linker keeps it.
@@ -44,6 +47,12 @@ struct ExampleConfig {
     /// The status `fetch_state` reports.
     #[serde(default)]
     fetched_status: Option<String>,
+    /// Whether `fetch_state` says the purchase still needs acknowledging.
+    #[serde(default)]
+    fetched_ack_pending: bool,
+    /// `[stores.example.api]`: the pull side (see `api.rs`).
+    #[serde(default)]
+    api: Option<api::ApiConfig>,
 }
 
 struct ExampleAdapter {
@@ -51,6 +60,8 @@ struct ExampleAdapter {
     fetch_failures: u32,
     fetch_calls: AtomicU32,
     fetched_status: Option<SubscriptionStatus>,
+    fetched_ack_pending: bool,
+    api: Option<api::ExampleApi>,
 }
 
 fn build(
@@ -68,11 +79,17 @@ fn build(
             ConfigError::key("example", "fetched_status", format!("unknown status `{s}`"))
         })?),
     };
+    let api = match config.api {
+        None => None,
+        Some(api) => Some(api::ExampleApi::new(api, |p| ctx.resolve_path(p))?),
+    };
     Ok(Box::new(ExampleAdapter {
         key,
         fetch_failures: config.fetch_failures,
         fetch_calls: AtomicU32::new(0),
         fetched_status,
+        fetched_ack_pending: config.fetched_ack_pending,
+        api,
     }))
 }
 
@@ -181,25 +198,69 @@ fn map_notification(
     })))
 }
 
+/// Decodes and maps an example notification (already authenticated).
+fn decode_and_map(request: &IncomingRequest) -> Result<Outcome, AdapterError> {
+    let decoded: serde_json::Value = serde_json::from_slice(&request.body).map_err(|e| {
+        AdapterError::malformed("invalid_json", format!("the body is not JSON: {e}"))
+    })?;
+    let wire: WireNotification = serde_json::from_value(decoded.clone()).map_err(|e| {
+        AdapterError::malformed(
+            "malformed_notification",
+            format!("not an example notification: {e}"),
+        )
+    })?;
+    map_notification(wire, decoded)
+}
+
 #[async_trait]
 impl StoreAdapter for ExampleAdapter {
     async fn verify_and_decode(&self, request: &IncomingRequest) -> Result<Outcome, AdapterError> {
         verify_key(request, &self.key)?;
-        let decoded: serde_json::Value = serde_json::from_slice(&request.body).map_err(|e| {
-            AdapterError::malformed("invalid_json", format!("the body is not JSON: {e}"))
-        })?;
-        let wire: WireNotification = serde_json::from_value(decoded.clone()).map_err(|e| {
-            AdapterError::malformed(
-                "malformed_notification",
-                format!("not an example notification: {e}"),
-            )
-        })?;
-        map_notification(wire, decoded)
+        decode_and_map(request)
+    }
+
+    fn api_capabilities(&self) -> ApiCapabilities {
+        self.api
+            .as_ref()
+            .map(api::ExampleApi::capabilities)
+            .unwrap_or_default()
+    }
+
+    async fn check_connection(&self, host: &dyn StoreHost) -> Result<CheckReport, AdapterError> {
+        Ok(match &self.api {
+            Some(api) => api.check(host).await,
+            None => CheckReport::not_configured("Set [stores.example.api] history_file."),
+        })
+    }
+
+    async fn backfill_page(
+        &self,
+        window: &BackfillWindow,
+        cursor: Option<&str>,
+        host: &dyn StoreHost,
+    ) -> Result<BackfillPage, AdapterError> {
+        match &self.api {
+            // The API call authenticates what it returns: no key to check.
+            Some(api) => {
+                api.backfill_page(window, cursor, host, decode_and_map)
+                    .await
+            }
+            None => Err(AdapterError::Unsupported {
+                message: "no [stores.example.api] configured".into(),
+            }),
+        }
+    }
+
+    async fn acknowledge(&self, purchase: SubscriptionRef<'_>) -> Result<AckOutcome, AdapterError> {
+        match &self.api {
+            Some(api) => api.acknowledge(purchase).await,
+            None => Ok(AckOutcome::NotNeeded),
+        }
     }
 
     async fn fetch_state(
         &self,
-        _subscription: storehook_core::SubscriptionRef<'_>,
+        _subscription: SubscriptionRef<'_>,
     ) -> Result<Option<StateUpdate>, AdapterError> {
         let call = self.fetch_calls.fetch_add(1, Ordering::SeqCst);
         if call < self.fetch_failures {
@@ -214,6 +275,7 @@ impl StoreAdapter for ExampleAdapter {
                 ..Default::default()
             },
             as_of_ms: i64::MAX / 4,
+            acknowledgement_pending: self.fetched_ack_pending,
             ..Default::default()
         }))
     }
@@ -269,6 +331,8 @@ mod tests {
             fetch_failures: 0,
             fetch_calls: AtomicU32::new(0),
             fetched_status: None,
+            fetched_ack_pending: false,
+            api: None,
         }
     }
 

@@ -247,7 +247,10 @@ pub(crate) fn note_acknowledgement_state(
                    ORDER BY n.occurred_at DESC, n.id DESC LIMIT 1),
                  'pending', ?3, ?4, ?4, ?4)
              ON CONFLICT (store, subscription_key) DO UPDATE SET
-                 status = 'pending',
+                 -- Once acknowledged, it stays so: a state re-read that lags
+                 -- behind the acknowledgement must not queue a second one.
+                 status = CASE WHEN status IN ('acknowledged', 'already') THEN status
+                               ELSE 'pending' END,
                  app_id = coalesce(excluded.app_id, app_id),
                  purchased_at = coalesce(purchased_at, excluded.purchased_at),
                  updated_at = excluded.updated_at",

@@ -7,7 +7,7 @@
 use maud::{html, Markup};
 use storehook_core::{spans, ApiCapabilities, CheckVerdict, FindingLevel, Span, StoreHelp};
 use storehook_db::{
-    AckStats, DeliveryRecord, EndpointStats, Job, JobKind, JobStatus, Overdue, StoreStats,
+    AckStats, DeliveryRecord, EndpointStats, Job, JobKind, JobStatus, Overdue, Source, StoreStats,
     StoredCheck, StoredNotification, Subscription, Verdict,
 };
 
@@ -611,7 +611,12 @@ fn notification_rows(
                     }
                 }
                 td { (subscription_or_dash(n)) }
-                td { (verdict_badge(n)) }
+                td {
+                    (verdict_badge(n))
+                    @if n.source == Source::Backfill {
+                        " " span.badge.recovered title="Recovered from the store's API: the store did not deliver it" { "recovered" }
+                    }
+                }
                 td { (environment_of(n.environment)) }
             }
         }
@@ -863,6 +868,13 @@ pub fn notification_detail(
         dl.facts {
             dt { "Verdict" } dd { (verdict_badge(n)) }
             dt { "Received" } dd { (at(n.received_at_ms)) }
+            dt { "Source" }
+            dd.source {
+                @match n.source {
+                    Source::Push => "Pushed by the store",
+                    Source::Backfill => "Recovered from the store's API (the store did not deliver it)",
+                }
+            }
             @if let Some(occurred) = n.occurred_at_ms {
                 dt { "Occurred" } dd { (at(occurred)) }
             }

@@ -21,10 +21,11 @@ pub(super) const UNACKNOWLEDGED_ATTENTION: &str = "This purchase is still not ac
 
 pub(super) async fn run(state: Arc<AppState>) {
     let apis = &state.store_apis;
+    let tick = apis.config.queue_tick.unwrap_or(TICK);
     loop {
         acknowledge_due(&state).await;
         bookkeeping(&state).await;
-        if !apis.pause(TICK, None).await {
+        if !apis.pause(tick, None).await {
             return;
         }
     }

@@ -1,0 +1,552 @@
+//! The pull side, end to end through the real server on loopback and a
+//! real SQLite file: connection checks, backfills (recovery equals pushing,
+//! twice changes nothing, a restart resumes), the acknowledgement queue
+//! (exactly once through conflicts and a restart) and its 48 h flag. The
+//! example plugin plays the store; its "API" answers what each test wrote.
+//! The bundled stores' clients are tested against their stand-ins in their
+//! own crates.
+
+mod common;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::receiver::Receiver;
+use common::{eventually, TestServer, ADMIN_TOKEN};
+use serde_json::{json, Value};
+
+const DAY_MS: i64 = 86_400_000;
+
+fn now_ms() -> i64 {
+    common::now_s() * 1000
+}
+
+/// `[stores.example]` with its API reading `history.jsonl` in the test's folder.
+fn example_with_api(api: &str) -> String {
+    format!(
+        "[stores.example]\nenabled = true\nkey = \"k\"\n\n[stores.example.api]\nhistory_file = \"history.jsonl\"\n{api}\n"
+    )
+}
+
+fn write_history(server: &TestServer, notifications: &[Value]) {
+    let lines: Vec<String> = notifications.iter().map(Value::to_string).collect();
+    std::fs::write(
+        server.dir.path().join("history.jsonl"),
+        lines.join("\n") + "\n",
+    )
+    .expect("write history");
+}
+
+async fn post_admin(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    server
+        .post(
+            path,
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            body.to_string(),
+        )
+        .await
+}
+
+/// Ten days of two subscriptions' lives, oldest first, ending an hour ago.
+fn ten_days() -> Vec<Value> {
+    let start = now_ms() - 10 * DAY_MS;
+    let at = |day: i64| start + day * DAY_MS;
+    vec![
+        json!({"id": "a1", "type": "INITIAL_PURCHASE", "subscription": "sub-a", "at": at(0),
+               "status": "active", "expires_at": at(3), "auto_renew": true, "product": "monthly"}),
+        json!({"id": "b1", "type": "INITIAL_PURCHASE", "subscription": "sub-b", "at": at(1),
+               "status": "active", "expires_at": at(4), "auto_renew": true, "product": "yearly"}),
+        json!({"id": "a2", "type": "RENEWAL", "subscription": "sub-a", "at": at(3),
+               "status": "active", "expires_at": at(6), "auto_renew": true, "product": "monthly"}),
+        json!({"id": "b2", "type": "CANCELLATION", "subscription": "sub-b", "at": at(3) + 5,
+               "status": "active", "expires_at": at(4), "auto_renew": false, "product": "yearly"}),
+        json!({"id": "b3", "type": "EXPIRATION", "subscription": "sub-b", "at": at(4),
+               "status": "expired", "expires_at": at(4), "auto_renew": false, "product": "yearly"}),
+        json!({"id": "a3", "type": "RENEWAL", "subscription": "sub-a", "at": at(6),
+               "status": "active", "expires_at": at(9), "auto_renew": true, "product": "monthly"}),
+        json!({"id": "a4", "type": "REFUND", "subscription": "sub-a", "at": at(8),
+               "status": "revoked", "expires_at": at(8), "auto_renew": false, "product": "monthly"}),
+    ]
+}
+
+/// What a subscription's state and its events say, without the bookkeeping
+/// times that differ between two servers.
+async fn observable(server: &TestServer) -> (Vec<Value>, Vec<Value>) {
+    let mut subs = Vec::new();
+    for id in ["sub-a", "sub-b"] {
+        let (status, mut sub) = server.subscription("example", id).await;
+        assert_eq!(status, 200, "{sub}");
+        for volatile in ["created_at", "updated_at", "tracked_since"] {
+            sub.as_object_mut().map(|o| o.remove(volatile));
+        }
+        for n in sub["notifications"].as_array_mut().into_iter().flatten() {
+            // How it arrived is the one difference (checked on its own).
+            n.as_object_mut().map(|o| {
+                o.remove("received_at");
+                o.remove("source")
+            });
+        }
+        subs.push(sub);
+    }
+    let (status, events) = server.get_admin("/v1/events?limit=1000").await;
+    assert_eq!(status, 200, "{events}");
+    let events = events["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|mut e| {
+            for volatile in ["id", "created_at", "cursor", "received_at"] {
+                e.as_object_mut().map(|o| o.remove(volatile));
+            }
+            e
+        })
+        .collect();
+    (subs, events)
+}
+
+async fn wait_for_job(server: &TestServer, id: i64) -> Value {
+    eventually(30, "the backfill job to finish", || async move {
+        let (_, job) = server.get_admin(&format!("/v1/jobs/{id}")).await;
+        match job["status"].as_str() {
+            Some("done" | "failed" | "cancelled") => Ok(job),
+            _ => Err(job),
+        }
+    })
+    .await
+}
+
+async fn backfill(server: &TestServer, since: &str) -> Value {
+    let (status, job) = post_admin(
+        server,
+        "/v1/stores/example/backfill",
+        json!({ "since": since }),
+    )
+    .await;
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_i64().expect("job id");
+    wait_for_job(server, id).await
+}
+
+async fn track_both(server: &TestServer) {
+    for (sub, user) in [("sub-a", "user-a"), ("sub-b", "user-b")] {
+        let (status, body) = server.track("example", sub, user).await;
+        assert!(status == 200 || status == 201, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn a_backfill_recovers_an_outage_exactly_as_if_pushed_and_twice_changes_nothing() {
+    // No catch-up of its own: the test starts each backfill. Each server
+    // delivers its events to a receiver of its own.
+    let config = |receiver: &Receiver| {
+        example_with_api("")
+            + "\n[store_apis]\ncatch_up_interval_hours = 0\n[delivery]\nallow_loopback = true\n"
+            + &format!(
+                "[[webhooks]]\nname = \"app\"\nurl = \"{}\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n",
+                receiver.url("/hook")
+            )
+    };
+    let pushed_to = Receiver::start().await;
+    let recovered_to = Receiver::start().await;
+    let pushed = TestServer::start(&config(&pushed_to)).await;
+    let recovered = TestServer::start(&config(&recovered_to)).await;
+    track_both(&pushed).await;
+    track_both(&recovered).await;
+    let history = ten_days();
+
+    // One server got every notification pushed, in order…
+    for n in &history {
+        let (status, body) = pushed.send_example("k", n).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // …the other was unreachable for the ten days: the store has them all.
+    write_history(&recovered, &history);
+    let job = backfill(&recovered, "11d").await;
+    assert_eq!(job["status"], "done", "{job}");
+    assert_eq!(job["recovered"], 7, "{job}");
+    assert_eq!(job["duplicates"], 0, "{job}");
+
+    let (subs_pushed, events_pushed) = observable(&pushed).await;
+    let (subs_recovered, events_recovered) = observable(&recovered).await;
+    assert_eq!(subs_recovered, subs_pushed, "the same states");
+    assert_eq!(subs_recovered[0]["status"], "revoked");
+    assert_eq!(subs_recovered[1]["status"], "expired");
+    assert_eq!(events_recovered.len(), 7, "{events_recovered:?}");
+    assert_eq!(
+        events_recovered, events_pushed,
+        "the same events, in the same order"
+    );
+
+    let store = recovered.store_status("example").await;
+    assert_eq!(store["counts"]["recovered"], 7, "{store}");
+    assert_eq!(
+        store["last_received"],
+        Value::Null,
+        "a recovered notification is not a push: {store}"
+    );
+    assert_eq!(store["latest_job"]["status"], "done", "{store}");
+    let mut sources = Vec::new();
+    for id in ["sub-a", "sub-b"] {
+        let (_, sub) = recovered.subscription("example", id).await;
+        for n in sub["notifications"].as_array().into_iter().flatten() {
+            sources.push(n["source"].clone());
+        }
+    }
+    assert!(
+        sources.len() == 7 && sources.iter().all(|s| s == "backfill"),
+        "{sources:?}"
+    );
+
+    // Again: everything is a duplicate, nothing changes.
+    let again = backfill(&recovered, "11d").await;
+    assert_eq!(again["status"], "done", "{again}");
+    assert_eq!(again["recovered"], 0, "{again}");
+    assert_eq!(again["duplicates"], 7, "{again}");
+    assert_eq!(observable(&recovered).await, (subs_pushed, events_pushed));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(recovered_to.delivered().len(), 7, "nothing delivered twice");
+    assert_eq!(
+        recovered.store_status("example").await["counts"]["recovered"],
+        7
+    );
+}
+
+#[tokio::test]
+async fn a_restart_mid_backfill_resumes_from_the_last_committed_page() {
+    let config = example_with_api("page_size = 1\npage_delay_ms = 400\n")
+        + "\n[store_apis]\ncatch_up_interval_hours = 0\n";
+    let mut server = TestServer::start(&config).await;
+    track_both(&server).await;
+    write_history(&server, &ten_days());
+    let (status, job) = post_admin(
+        &server,
+        "/v1/stores/example/backfill",
+        json!({ "since": "11d" }),
+    )
+    .await;
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_i64().expect("job id");
+    eventually(20, "two pages committed", || async {
+        let (_, job) = server.get_admin(&format!("/v1/jobs/{id}")).await;
+        if job["pages"].as_i64().unwrap_or(0) >= 2 {
+            Ok(())
+        } else {
+            Err(job)
+        }
+    })
+    .await;
+    server.restart().await;
+    let (_, resumed) = server.get_admin(&format!("/v1/jobs/{id}")).await;
+    assert!(
+        resumed["status"] == "queued" || resumed["status"] == "running",
+        "the job survives the restart unfinished: {resumed}"
+    );
+    let done = wait_for_job(&server, id).await;
+    assert_eq!(done["status"], "done", "{done}");
+    // Every entry read once: the pages before the restart were not read again.
+    assert_eq!(done["scanned"], 7, "{done}");
+    assert_eq!(done["recovered"], 7, "{done}");
+    assert_eq!(done["duplicates"], 0, "{done}");
+    let (_, sub) = server.subscription("example", "sub-a").await;
+    assert_eq!(sub["status"], "revoked", "{sub}");
+}
+
+#[tokio::test]
+async fn a_backfill_can_be_cancelled_and_bad_requests_are_explained() {
+    let config = example_with_api("page_size = 1\npage_delay_ms = 2000\n")
+        + "\n[store_apis]\ncatch_up_interval_hours = 0\n";
+    let server = TestServer::start(&config).await;
+    write_history(&server, &ten_days());
+    let (status, err) = post_admin(
+        &server,
+        "/v1/stores/example/backfill",
+        json!({ "since": "yesterday" }),
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (400, Some("bad_since")),
+        "{err}"
+    );
+    let (status, err) = post_admin(
+        &server,
+        "/v1/stores/apple/backfill",
+        json!({ "since": "1d" }),
+    )
+    .await;
+    assert_eq!(status, 400, "a disabled store: {err}");
+    let (status, job) = post_admin(
+        &server,
+        "/v1/stores/example/backfill",
+        json!({ "since": "11d" }),
+    )
+    .await;
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_i64().expect("job id");
+    let (status, cancelled) =
+        post_admin(&server, &format!("/v1/jobs/{id}/cancel"), json!({})).await;
+    assert_eq!(status, 200, "{cancelled}");
+    let job = wait_for_job(&server, id).await;
+    assert_eq!(job["status"], "cancelled", "{job}");
+    assert!(
+        job["recovered"].as_i64().unwrap_or(0) < 7,
+        "stopped early: {job}"
+    );
+    let (status, again) = post_admin(&server, &format!("/v1/jobs/{id}/cancel"), json!({})).await;
+    assert_eq!(
+        (status, again["error"].as_str()),
+        (409, Some("job_finished")),
+        "{again}"
+    );
+}
+
+#[tokio::test]
+async fn a_check_shows_its_progress_and_stores_what_it_found() {
+    let server = TestServer::start(&example_with_api("check_seconds = 2\n")).await;
+    let (status, started) = post_admin(&server, "/v1/stores/example/check", json!({})).await;
+    assert_eq!(status, 202, "{started}");
+    assert_eq!(started["state"], "running", "{started}");
+    let done = eventually(20, "the check to finish", || async {
+        let (_, check) = server.get_admin("/v1/stores/example/check").await;
+        if check["state"] == "done" {
+            Ok(check)
+        } else {
+            Err(check)
+        }
+    })
+    .await;
+    let progress: Vec<_> = done["progress"].as_array().expect("progress").clone();
+    assert!(
+        progress
+            .iter()
+            .any(|l| l == "waiting for the example store… 2 s"),
+        "{done}"
+    );
+    let result = &done["result"];
+    assert_eq!(result["verdict"], "connected", "{done}");
+    assert_eq!(result["connected"], true);
+    let titles: Vec<_> = result["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| f["title"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        titles.contains(&"Notification URL".to_owned()),
+        "{titles:?}"
+    );
+    // The host adds what it knows itself.
+    assert!(
+        titles.contains(&"Last notification pushed by the store".to_owned()),
+        "{titles:?}"
+    );
+    let store = server.store_status("example").await;
+    assert_eq!(store["last_check"]["verdict"], "connected", "{store}");
+    assert_eq!(store["api"]["backfill"], true, "{store}");
+
+    // A store without credentials says what to set; a problem is a problem.
+    let bare = TestServer::start("[stores.example]\nenabled = true\nkey = \"k\"\n").await;
+    post_admin(&bare, "/v1/stores/example/check", json!({})).await;
+    let check = eventually(10, "the check", || async {
+        let (_, check) = bare.get_admin("/v1/stores/example/check").await;
+        if check["state"] == "done" {
+            Ok(check)
+        } else {
+            Err(check)
+        }
+    })
+    .await;
+    assert_eq!(check["result"]["verdict"], "not_configured", "{check}");
+    let problem = TestServer::start(&example_with_api("check = \"problem\"\n")).await;
+    post_admin(&problem, "/v1/stores/example/check", json!({})).await;
+    let check = eventually(10, "the check", || async {
+        let (_, check) = problem.get_admin("/v1/stores/example/check").await;
+        if check["state"] == "done" {
+            Ok(check)
+        } else {
+            Err(check)
+        }
+    })
+    .await;
+    assert_eq!(check["result"]["verdict"], "problem", "{check}");
+    assert_eq!(
+        check["result"]["summary"],
+        "The example store has no notification URL"
+    );
+    assert!(
+        check["result"]["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .any(|f| f["code"] == "NO_URL"),
+        "{check}"
+    );
+}
+
+/// A clock the test moves: real time plus an offset.
+fn movable_clock(offset: Arc<AtomicI64>) -> impl Fn(&mut storehook_server::Config) + Send + Sync {
+    move |config: &mut storehook_server::Config| {
+        let offset = offset.clone();
+        config.clock = Some(storehook_server::config::ClockOverride(Arc::new(
+            move || now_ms() + offset.load(Ordering::SeqCst),
+        )));
+        config.store_apis.queue_tick = Some(Duration::from_millis(50));
+    }
+}
+
+fn ack_lines(server: &TestServer) -> Vec<String> {
+    std::fs::read_to_string(server.dir.path().join("acks.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_purchase_is_acknowledged_exactly_once_through_conflicts_and_a_restart() {
+    let offset = Arc::new(AtomicI64::new(0));
+    let config =
+        example_with_api("acknowledge = true\nack_log = \"acks.log\"\nack_conflicts = 2\n")
+            .replace("key = \"k\"\n", "key = \"k\"\nfetched_ack_pending = true\n");
+    let mut server = TestServer::start_tuned(&config, movable_clock(offset.clone())).await;
+    server.track("example", "sub-a", "user-a").await;
+    let (status, body) = server
+        .send_example(
+            "k",
+            &json!({"id": "p1", "type": "INITIAL_PURCHASE", "subscription": "sub-a",
+                    "at": now_ms(), "status": "active", "expires_at": now_ms() + DAY_MS,
+                    "fetch": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Two conflicts: each retry waits its backoff (30 s, then 60 s of the
+    // store API's clock), which the test moves along.
+    eventually(20, "the acknowledgement", || async {
+        offset.fetch_add(45_000, Ordering::SeqCst);
+        let lines = ack_lines(&server);
+        if lines.is_empty() {
+            Err(())
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    let store = eventually(10, "the acknowledged count", || async {
+        let store = server.store_status("example").await;
+        if store["acknowledgements"]["acknowledged"] == 1 {
+            Ok(store)
+        } else {
+            Err(store)
+        }
+    })
+    .await;
+    assert_eq!(store["acknowledgements"]["pending"], 0, "{store}");
+
+    // The same state again (a redelivery, a restart, a re-read) does not
+    // acknowledge twice.
+    server
+        .send_example(
+            "k",
+            &json!({"id": "p2", "type": "RENEWAL", "subscription": "sub-a",
+                    "at": now_ms() + 1, "status": "active", "expires_at": now_ms() + DAY_MS,
+                    "fetch": true}),
+        )
+        .await;
+    server.restart().await;
+    for _ in 0..20 {
+        offset.fetch_add(3_600_000, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ack_lines(&server), vec!["sub-a".to_owned()], "exactly once");
+    let store = server.store_status("example").await;
+    assert_eq!(store["acknowledgements"]["acknowledged"], 1, "{store}");
+}
+
+#[tokio::test]
+async fn a_purchase_left_unacknowledged_is_flagged_after_48_hours() {
+    let offset = Arc::new(AtomicI64::new(0));
+    // The app acknowledges (storehook only watches): no `acknowledge`.
+    let config =
+        example_with_api("").replace("key = \"k\"\n", "key = \"k\"\nfetched_ack_pending = true\n");
+    let server = TestServer::start_tuned(&config, movable_clock(offset.clone())).await;
+    server.track("example", "sub-a", "user-a").await;
+    server
+        .send_example(
+            "k",
+            &json!({"id": "p1", "type": "INITIAL_PURCHASE", "subscription": "sub-a",
+                    "at": now_ms(), "status": "active", "expires_at": now_ms() + 30 * DAY_MS,
+                    "fetch": true}),
+        )
+        .await;
+    let store = eventually(10, "the purchase waiting", || async {
+        let store = server.store_status("example").await;
+        if store["acknowledgements"]["pending"] == 1 {
+            Ok(store)
+        } else {
+            Err(store)
+        }
+    })
+    .await;
+    assert_eq!(store["acknowledgements"]["overdue"], 0, "not yet: {store}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, sub) = server.subscription("example", "sub-a").await;
+    assert!(sub["attention"].is_null(), "47 h is fine: {sub}");
+
+    offset.store(49 * 3_600_000, Ordering::SeqCst);
+    let sub = eventually(10, "the flag", || async {
+        let (_, sub) = server.subscription("example", "sub-a").await;
+        if sub["attention"].is_string() {
+            Ok(sub)
+        } else {
+            Err(sub)
+        }
+    })
+    .await;
+    assert!(
+        sub["attention"]
+            .as_str()
+            .is_some_and(|a| a.contains("not acknowledged")),
+        "{sub}"
+    );
+    let store = server.store_status("example").await;
+    assert_eq!(store["acknowledgements"]["overdue"], 1, "{store}");
+    let metrics = server
+        .client
+        .get(format!("{}/metrics", server.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("storehook_unacknowledged_purchases{")
+                && l.contains("example")
+                && l.contains("overdue")
+                && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    let (_, page) = {
+        let resp = server
+            .client
+            .get(format!("{}/dashboard/live", server.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("live");
+        (resp.status(), resp.text().await.expect("html"))
+    };
+    assert!(
+        common::card(&page, "example").contains("still not acknowledged"),
+        "{page}"
+    );
+}
