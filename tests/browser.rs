@@ -437,3 +437,60 @@ async fn the_bundled_stores_show_their_states_in_plain_words() {
     })
     .await;
 }
+
+/// The pull side from the store card: Check connection shows its progress
+/// and then what it found; Recover runs a backfill whose job and recovered
+/// count the card follows (issue 15).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_checks_a_store_and_recovers_what_it_missed() {
+    let server = TestServer::start(
+        "[stores.example]\nenabled = true\nkey = \"k\"\n\n[stores.example.api]\n\
+         history_file = \"history.jsonl\"\ncheck_seconds = 3\npage_size = 1\npage_delay_ms = 300\n\
+         \n[store_apis]\ncatch_up_interval_hours = 0\n",
+    )
+    .await;
+    let now = common::now_s() * 1000;
+    let history: Vec<String> = (0..3)
+        .map(|i| {
+            json!({"id": format!("missed-{i}"), "type": "RENEWAL", "subscription": "sub-9",
+                   "at": now - (5 - i) * 86_400_000, "status": "active",
+                   "expires_at": now + 86_400_000, "product": "monthly"})
+            .to_string()
+        })
+        .collect();
+    std::fs::write(server.dir.path().join("history.jsonl"), history.join("\n")).expect("history");
+    assert_eq!(server.track("example", "sub-9", "user-9").await.0, 201);
+    let base = server.base.clone();
+    with_browser(move |c| async move {
+        c.goto(&format!("{base}/?refresh=1")).await.expect("goto");
+        sign_in(&c, ADMIN_TOKEN).await;
+        let never = text_of(&c, "#store-example .check-never").await;
+        assert!(never.contains("not been checked"), "{never}");
+
+        click(&c, "#store-example button.check-connection").await;
+        // While it runs, the card shows the check's own words as they come.
+        let progress = text_of(&c, "#store-example ol.progress").await;
+        assert!(progress.contains("asking the example store"), "{progress}");
+        wait_for(&c, "#store-example .check-result[data-verdict=connected]").await;
+        let result = text_of(&c, "#store-example .check-result").await;
+        assert!(result.contains("Connected"), "{result}");
+        let findings = text_of(&c, "#store-example details.findings").await;
+        assert!(findings.contains("What the check found"), "{findings}");
+
+        // Recover the last 10 days: the job runs, the card counts.
+        let select = wait_for(&c, "#store-example form.recover select[name=since]").await;
+        select.select_by_value("10d").await.expect("choose 10 days");
+        click(&c, "#store-example form.recover button.backfill").await;
+        wait_for(&c, "#store-example .job[data-status=done]").await;
+        let job = text_of(&c, "#store-example .job").await;
+        assert!(job.contains("3 recovered"), "{job}");
+        let recovered = text_of(&c, "#store-example li.recovered").await;
+        assert!(recovered.starts_with('3'), "{recovered}");
+        c.set_window_size(1280, 1400).await.expect("resize");
+        screenshot(&c, "store-api.png").await;
+        // The recovered notifications are marked in the list.
+        let badge = text_of(&c, "#recent tbody tr:first-child .badge.recovered").await;
+        assert_eq!(badge, "recovered");
+    })
+    .await;
+}

@@ -149,3 +149,113 @@ mod http {
         })
     }
 }
+
+/// `storehook check` and `storehook backfill` ask a running server (here
+/// one in this process, playing the example store) through its admin API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_and_backfill_ask_the_running_server() {
+    let server = common::TestServer::start(
+        "[stores.example]\nenabled = true\nkey = \"k\"\n\n[stores.example.api]\n\
+         history_file = \"history.jsonl\"\ncheck_seconds = 1\n\n[store_apis]\ncatch_up_interval_hours = 0\n",
+    )
+    .await;
+    let now = common::now_s() * 1000;
+    std::fs::write(
+        server.dir.path().join("history.jsonl"),
+        format!(
+            "{{\"id\":\"m1\",\"type\":\"RENEWAL\",\"subscription\":\"s1\",\"at\":{}}}\n",
+            now - 86_400_000
+        ),
+    )
+    .expect("history");
+    // The CLI reads only the admin token from its config.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("cli.toml");
+    std::fs::write(
+        &config,
+        format!("[server]\nadmin_token = \"{}\"\n", common::ADMIN_TOKEN),
+    )
+    .expect("config");
+    let wrong = dir.path().join("wrong.toml");
+    std::fs::write(
+        &wrong,
+        "[server]\nadmin_token = \"not-the-right-token-at-all\"\n",
+    )
+    .expect("config");
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            storehook(&args)
+        })
+    };
+    let args = |config: &Path, rest: &[&str]| -> Vec<String> {
+        let mut v = vec!["--config".to_owned(), config.display().to_string()];
+        v.extend(rest.iter().map(|s| s.to_string()));
+        v.push("--url".to_owned());
+        v.push(server.base.clone());
+        v
+    };
+
+    let out = run(args(&config, &["check", "example"]))
+        .await
+        .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("… asking the example store's API"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("example: connected"), "{stdout}");
+    assert!(stdout.contains("ok   Notification URL"), "{stdout}");
+
+    let out = run(args(&config, &["backfill", "example", "--since", "3d"]))
+        .await
+        .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("done: 1 read, 1 recovered"), "{stdout}");
+
+    let out = run(args(&wrong, &["check", "example"]))
+        .await
+        .expect("join");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("HTTP 401"), "{stderr}");
+    assert!(
+        !stderr.contains("not-the-right-token-at-all"),
+        "no token in messages: {stderr}"
+    );
+
+    let out = run(args(&config, &["check", "nosuchstore"]))
+        .await
+        .expect("join");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("unknown_store"), "{stderr}");
+
+    // A store whose check finds a problem: exit 3.
+    let problem = common::TestServer::start(
+        "[stores.example]\nenabled = true\nkey = \"k\"\n\n[stores.example.api]\n\
+         history_file = \"history.jsonl\"\ncheck = \"problem\"\n",
+    )
+    .await;
+    let mut a = args(&config, &["check", "example"]);
+    *a.last_mut().expect("url") = problem.base.clone();
+    let out = run(a).await.expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains("FAIL The example store has no notification URL [NO_URL]"),
+        "{stdout}"
+    );
+}

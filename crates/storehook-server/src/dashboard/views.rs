@@ -438,7 +438,10 @@ fn api_section(now_ms: i64, store: &StoreView<'_>) -> Markup {
                         span class={ "badge verdict-" (check.report.verdict.as_str()) } {
                             (verdict_label(check.report.verdict))
                         }
-                        " " span.check-summary { (check.report.summary) }
+                        // "Connected." would only repeat the badge.
+                        @if check.report.summary != format!("{}.", verdict_label(check.report.verdict)) {
+                            " " span.check-summary { (check.report.summary) }
+                        }
                         " " small.muted { "checked " (time_tag(now_ms, check.checked_at_ms)) }
                     }
                     details.findings open[!check.report.connected()] {
