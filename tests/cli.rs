@@ -182,30 +182,29 @@ async fn check_and_backfill_ask_the_running_server() {
         "[server]\nadmin_token = \"not-the-right-token-at-all\"\n",
     )
     .expect("config");
-    let run = |args: Vec<String>| {
-        tokio::task::spawn_blocking(move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            storehook(&args)
-        })
+    // Exit code, stdout, stderr of `storehook --config C <rest> --url U`.
+    let run = |config: &Path, rest: &[&str], url: &str| {
+        let mut args = vec!["--config".to_owned(), config.display().to_string()];
+        args.extend(rest.iter().map(|s| s.to_string()));
+        args.extend(["--url".to_owned(), url.to_owned()]);
+        async move {
+            let out = tokio::task::spawn_blocking(move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                storehook(&args)
+            })
+            .await
+            .expect("join");
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
     };
-    let args = |config: &Path, rest: &[&str]| -> Vec<String> {
-        let mut v = vec!["--config".to_owned(), config.display().to_string()];
-        v.extend(rest.iter().map(|s| s.to_string()));
-        v.push("--url".to_owned());
-        v.push(server.base.clone());
-        v
-    };
+    let base = server.base.clone();
 
-    let out = run(args(&config, &["check", "example"]))
-        .await
-        .expect("join");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, stdout, stderr) = run(&config, &["check", "example"], &base).await;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(
         stdout.contains("… asking the example store's API"),
         "{stdout}"
@@ -213,34 +212,21 @@ async fn check_and_backfill_ask_the_running_server() {
     assert!(stdout.contains("example: connected"), "{stdout}");
     assert!(stdout.contains("ok   Notification URL"), "{stdout}");
 
-    let out = run(args(&config, &["backfill", "example", "--since", "3d"]))
-        .await
-        .expect("join");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, stdout, stderr) =
+        run(&config, &["backfill", "example", "--since", "3d"], &base).await;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("done: 1 read, 1 recovered"), "{stdout}");
 
-    let out = run(args(&wrong, &["check", "example"]))
-        .await
-        .expect("join");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (code, _, stderr) = run(&wrong, &["check", "example"], &base).await;
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("HTTP 401"), "{stderr}");
     assert!(
         !stderr.contains("not-the-right-token-at-all"),
         "no token in messages: {stderr}"
     );
 
-    let out = run(args(&config, &["check", "nosuchstore"]))
-        .await
-        .expect("join");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (code, _, stderr) = run(&config, &["check", "nosuchstore"], &base).await;
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("unknown_store"), "{stderr}");
 
     // A store whose check finds a problem: exit 3.
@@ -249,11 +235,8 @@ async fn check_and_backfill_ask_the_running_server() {
          history_file = \"history.jsonl\"\ncheck = \"problem\"\n",
     )
     .await;
-    let mut a = args(&config, &["check", "example"]);
-    *a.last_mut().expect("url") = problem.base.clone();
-    let out = run(a).await.expect("join");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    let (code, stdout, _) = run(&config, &["check", "example"], &problem.base).await;
+    assert_eq!(code, Some(3), "{stdout}");
     assert!(
         stdout.contains("FAIL The example store has no notification URL [NO_URL]"),
         "{stdout}"

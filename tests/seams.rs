@@ -139,14 +139,7 @@ fn the_dashboard_renders_through_maud_only() {
 const EXAMPLE: &str = "[stores.example]\nenabled = true\nkey = \"k\"\n";
 
 async fn page(server: &TestServer, path: &str) -> (u16, String) {
-    let resp = server
-        .client
-        .get(format!("{}{path}", server.base))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("request");
-    (resp.status().as_u16(), resp.text().await.expect("body"))
+    server.get_admin_text(path).await
 }
 
 /// The example plugin's registration alone gives its card the setup steps,

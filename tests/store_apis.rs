@@ -133,6 +133,22 @@ async fn backfill(server: &TestServer, since: &str) -> Value {
     wait_for_job(server, id).await
 }
 
+/// Starts a connection check and waits for its end; the check's status.
+async fn finished_check(server: &TestServer) -> Value {
+    let (status, started) = post_admin(server, "/v1/stores/example/check", json!({})).await;
+    assert_eq!(status, 202, "{started}");
+    assert_eq!(started["state"], "running", "{started}");
+    eventually(20, "the check to finish", || async {
+        let (_, check) = server.get_admin("/v1/stores/example/check").await;
+        if check["state"] == "done" {
+            Ok(check)
+        } else {
+            Err(check)
+        }
+    })
+    .await
+}
+
 async fn track_both(server: &TestServer) {
     for (sub, user) in [("sub-a", "user-a"), ("sub-b", "user-b")] {
         let (status, body) = server.track("example", sub, user).await;
@@ -309,18 +325,7 @@ async fn a_backfill_can_be_cancelled_and_bad_requests_are_explained() {
 #[tokio::test]
 async fn a_check_shows_its_progress_and_stores_what_it_found() {
     let server = TestServer::start(&example_with_api("check_seconds = 2\n")).await;
-    let (status, started) = post_admin(&server, "/v1/stores/example/check", json!({})).await;
-    assert_eq!(status, 202, "{started}");
-    assert_eq!(started["state"], "running", "{started}");
-    let done = eventually(20, "the check to finish", || async {
-        let (_, check) = server.get_admin("/v1/stores/example/check").await;
-        if check["state"] == "done" {
-            Ok(check)
-        } else {
-            Err(check)
-        }
-    })
-    .await;
+    let done = finished_check(&server).await;
     let progress: Vec<_> = done["progress"].as_array().expect("progress").clone();
     assert!(
         progress
@@ -352,28 +357,10 @@ async fn a_check_shows_its_progress_and_stores_what_it_found() {
 
     // A store without credentials says what to set; a problem is a problem.
     let bare = TestServer::start("[stores.example]\nenabled = true\nkey = \"k\"\n").await;
-    post_admin(&bare, "/v1/stores/example/check", json!({})).await;
-    let check = eventually(10, "the check", || async {
-        let (_, check) = bare.get_admin("/v1/stores/example/check").await;
-        if check["state"] == "done" {
-            Ok(check)
-        } else {
-            Err(check)
-        }
-    })
-    .await;
+    let check = finished_check(&bare).await;
     assert_eq!(check["result"]["verdict"], "not_configured", "{check}");
     let problem = TestServer::start(&example_with_api("check = \"problem\"\n")).await;
-    post_admin(&problem, "/v1/stores/example/check", json!({})).await;
-    let check = eventually(10, "the check", || async {
-        let (_, check) = problem.get_admin("/v1/stores/example/check").await;
-        if check["state"] == "done" {
-            Ok(check)
-        } else {
-            Err(check)
-        }
-    })
-    .await;
+    let check = finished_check(&problem).await;
     assert_eq!(check["result"]["verdict"], "problem", "{check}");
     assert_eq!(
         check["result"]["summary"],
@@ -516,16 +503,7 @@ async fn a_purchase_left_unacknowledged_is_flagged_after_48_hours() {
     );
     let store = server.store_status("example").await;
     assert_eq!(store["acknowledgements"]["overdue"], 1, "{store}");
-    let metrics = server
-        .client
-        .get(format!("{}/metrics", server.base))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let (_, metrics) = server.get_admin_text("/metrics").await;
     assert!(
         metrics
             .lines()
@@ -535,16 +513,7 @@ async fn a_purchase_left_unacknowledged_is_flagged_after_48_hours() {
                 && l.ends_with(" 1")),
         "{metrics}"
     );
-    let (_, page) = {
-        let resp = server
-            .client
-            .get(format!("{}/dashboard/live", server.base))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .expect("live");
-        (resp.status(), resp.text().await.expect("html"))
-    };
+    let (_, page) = server.get_admin_text("/dashboard/live").await;
     assert!(
         common::card(&page, "example").contains("still not acknowledged"),
         "{page}"

@@ -161,6 +161,18 @@ impl TestServer {
         .await
     }
 
+    /// A page or other text the admin sees (the dashboard, `/metrics`).
+    pub async fn get_admin_text(&self, path: &str) -> (u16, String) {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request");
+        (resp.status().as_u16(), resp.text().await.expect("body"))
+    }
+
     pub async fn get_admin(&self, path: &str) -> (u16, Value) {
         let req = self
             .client

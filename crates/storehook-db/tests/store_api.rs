@@ -51,6 +51,22 @@ fn notification(id: &str, key: &str, at: i64, expires: i64, source: Source) -> N
     }
 }
 
+/// Tracks `key` and records a notification saying it expires at `expires`.
+async fn tracked(db: &SqliteStorage, key: &str, expires: i64) {
+    db.track("example", key, Some("user"), 10)
+        .await
+        .expect("track");
+    db.record_notification(notification(
+        &format!("n-{key}"),
+        key,
+        1_000,
+        expires,
+        Source::Push,
+    ))
+    .await
+    .expect("record");
+}
+
 fn window() -> BackfillWindow {
     BackfillWindow {
         since_ms: 1_000,

@@ -51,39 +51,36 @@ pub(crate) fn routes(
     let with_state = warp::any().map(move || state.clone());
     let headers = warp::header::headers_cloned();
     let query = warp::query::<HashMap<String, String>>();
+    // What nearly every route takes: the state and who is asking.
+    let ctx = with_state.clone().and(credentials.clone());
 
     let overview = warp::path::end()
         .and(warp::get())
-        .and(with_state.clone())
-        .and(credentials.clone())
+        .and(ctx.clone())
         .and(headers)
         .and(query)
         .then(overview_page);
 
     let live = warp::path!("dashboard" / "live")
         .and(warp::get())
-        .and(with_state.clone())
-        .and(credentials.clone())
+        .and(ctx.clone())
         .and(headers)
         .then(live_part);
 
     let detail = warp::path!("dashboard" / "notifications" / i64)
         .and(warp::get())
-        .and(with_state.clone())
-        .and(credentials.clone())
+        .and(ctx.clone())
         .then(notification_page);
 
     let lookup = warp::path!("dashboard" / "subscriptions")
         .and(warp::get())
-        .and(with_state.clone())
-        .and(credentials.clone())
+        .and(ctx.clone())
         .and(query)
         .then(lookup_page);
 
     let login = warp::path!("dashboard" / "login")
         .and(warp::post())
-        .and(with_state.clone())
-        .and(credentials.clone())
+        .and(ctx.clone())
         .and(headers)
         .and(
             warp::body::stream()
@@ -101,21 +98,18 @@ pub(crate) fn routes(
 
     let logout = warp::path!("dashboard" / "logout")
         .and(warp::post())
-        .and(with_state.clone())
-        .and(credentials.clone())
+        .and(ctx.clone())
         .and(headers)
         .map(sign_out);
 
     let retry = warp::path!("dashboard" / "webhooks" / String / "deliveries" / i64 / "retry")
         .and(warp::post())
-        .and(with_state.clone())
-        .and(credentials.clone())
+        .and(ctx.clone())
         .then(retry_delivery);
 
     let test_event = warp::path!("dashboard" / "webhooks" / String / "test")
         .and(warp::post())
-        .and(with_state.clone())
-        .and(credentials.clone())
+        .and(ctx.clone())
         .then(send_test_event);
 
     let body_stream = || {
@@ -124,22 +118,19 @@ pub(crate) fn routes(
     };
     let check = warp::path!("dashboard" / "stores" / String / "check")
         .and(warp::post())
-        .and(with_state.clone())
-        .and(credentials.clone())
+        .and(ctx.clone())
         .then(check_connection);
 
     let backfill = warp::path!("dashboard" / "stores" / String / "backfill")
         .and(warp::post())
-        .and(with_state.clone())
-        .and(credentials.clone())
+        .and(ctx.clone())
         .and(headers)
         .and(body_stream())
         .then(start_backfill);
 
     let cancel = warp::path!("dashboard" / "jobs" / i64 / "cancel")
         .and(warp::post())
-        .and(with_state.clone())
-        .and(credentials.clone())
+        .and(ctx.clone())
         .then(cancel_job);
 
     let assets = warp::path!("dashboard" / "assets" / String)

@@ -13,8 +13,8 @@ use crate::error::ApiError;
 use crate::time_fmt::rfc3339;
 use crate::AppState;
 
-/// A check's whole run may take this long (Apple's test notification is
-/// polled for about a minute per environment).
+/// A check's whole run may take this long (a store's test notification
+/// may be polled for about a minute per environment).
 const CHECK_DEADLINE: Duration = Duration::from_secs(300);
 
 /// A running (or the last) check of one store, in memory.
