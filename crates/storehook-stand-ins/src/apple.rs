@@ -139,7 +139,8 @@ struct State {
     issued_tests: HashMap<String, IssuedTest>,
     history: HashMap<String, Vec<Vec<HistoryRecord>>>,
     issued_pages: HashMap<String, IssuedPage>,
-    failures: VecDeque<Failure>,
+    /// One-off answers, each for any request or for a method and path prefix.
+    failures: VecDeque<(Option<(String, String)>, Failure)>,
     requests: Vec<ServedRequest>,
     counter: u64,
 }
@@ -239,7 +240,15 @@ impl AppleStandIn {
 
     /// The next authenticated request gets this answer instead.
     pub fn fail_next(&self, failure: Failure) {
-        self.state().failures.push_back(failure);
+        self.state().failures.push_back((None, failure));
+    }
+
+    /// The next authenticated request with this method and a path starting
+    /// with `path_prefix` gets this answer instead.
+    pub fn fail_next_on(&self, method: &str, path_prefix: &str, failure: Failure) {
+        self.state()
+            .failures
+            .push_back((Some((method.to_owned(), path_prefix.to_owned())), failure));
     }
 }
 
@@ -339,7 +348,12 @@ impl State {
         body: Option<&Value>,
         bid: &str,
     ) -> (u16, warp::reply::Response) {
-        if let Some(failure) = self.failures.pop_front() {
+        let due = self.failures.iter().position(|(route, _)| {
+            route
+                .as_ref()
+                .is_none_or(|(m, prefix)| m == method.as_str() && path.starts_with(prefix.as_str()))
+        });
+        if let Some((_, failure)) = due.and_then(|i| self.failures.remove(i)) {
             return match failure {
                 Failure::RateLimited { retry_after } => {
                     let mut response =

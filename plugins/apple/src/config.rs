@@ -303,14 +303,19 @@ fn api_settings(raw: RawApi, ctx: &FactoryContext<'_>) -> Result<ApiSettings, Co
 /// The key must sign an ES256 token: a PKCS#8 PEM of an EC P-256 key, as
 /// App Store Connect issues them. The problem never quotes the key.
 fn check_private_key(pem: &str) -> Result<(), String> {
-    let not_a_key = |why: String| {
+    use jsonwebtoken::errors::ErrorKind;
+    let not_a_key = |e: jsonwebtoken::errors::Error| {
+        let why = match e.kind() {
+            ErrorKind::InvalidKeyFormat => "the PEM holds no PKCS#8 EC private key",
+            ErrorKind::InvalidEcdsaKey => "the key is not on the P-256 curve",
+            _ => "the text is not a PEM key",
+        };
         format!(
-            "is not an In-App Purchase key (a PEM \"-----BEGIN PRIVATE KEY-----\" PKCS#8 EC P-256 key, \
-             as App Store Connect issues it): {why}"
+            "is not an In-App Purchase key (a PKCS#8 PEM of an EC P-256 key, as App Store \
+             Connect issues it): {why}"
         )
     };
-    let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes())
-        .map_err(|e| not_a_key(e.to_string()))?;
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).map_err(not_a_key)?;
     // Parsing the PEM does not load the key; one signature does.
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
@@ -318,7 +323,7 @@ fn check_private_key(pem: &str) -> Result<(), String> {
         &key,
     )
     .map(|_| ())
-    .map_err(|e| not_a_key(e.to_string()))
+    .map_err(not_a_key)
 }
 
 fn check_http_url(url: &str) -> Result<(), String> {
