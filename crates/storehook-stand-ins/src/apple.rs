@@ -15,6 +15,10 @@
 //! payload it chooses), history pages (real JWS the test signs), "no URL
 //! configured" (`4040007`) and one-off failures (429 with `Retry-After`
 //! in Unix milliseconds, 500 `5000000`, any Apple error).
+//!
+//! [`signing`] makes chains shaped like Apple's and signs payloads with
+//! them, for history and test-notification payloads storehook verifies
+//! when it trusts the chain's root.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -143,6 +147,8 @@ struct State {
     failures: VecDeque<(Option<(String, String)>, Failure)>,
     requests: Vec<ServedRequest>,
     counter: u64,
+    /// The instant history limits are measured from, if not the system clock.
+    clock_ms: Option<i64>,
 }
 
 /// One App Store Server API host on loopback.
@@ -180,6 +186,7 @@ impl AppleStandIn {
             failures: VecDeque::new(),
             requests: Vec::new(),
             counter: 0,
+            clock_ms: None,
         }));
         let shared = state.clone();
         let routes = warp::method()
@@ -236,6 +243,14 @@ impl AppleStandIn {
     /// The history of one app, page by page, in the order Apple lists it.
     pub fn script_history(&self, bundle_id: &str, pages: Vec<Vec<HistoryRecord>>) {
         self.state().history.insert(bundle_id.to_owned(), pages);
+    }
+
+    /// The instant the history's 180 / 30 days are counted back from, for a
+    /// host running on an injected clock (default: the system clock).
+    /// Tokens are always checked against the system clock, which storehook
+    /// signs them with.
+    pub fn set_clock_ms(&self, now_ms: Option<i64>) {
+        self.state().clock_ms = now_ms;
     }
 
     /// The next authenticated request gets this answer instead.
@@ -454,7 +469,8 @@ impl State {
         else {
             return (400, Some(error_body(4_000_015, "Invalid request. The start date is not a timestamp value represented in milliseconds.")));
         };
-        if start < now_s() * 1000 - self.history_days * DAY_MS {
+        let now_ms = self.clock_ms.unwrap_or_else(|| now_s() * 1000);
+        if start < now_ms - self.history_days * DAY_MS {
             return (
                 400,
                 Some(apple_error("startDateTooFarInPastError.reconstructed.json")),
@@ -502,5 +518,189 @@ impl State {
             })
             .collect();
         (200, Some(response))
+    }
+}
+
+/// Test certificate chains shaped like Apple's (rcgen, with Apple's OIDs)
+/// and JWS signing (ring), so that a stand-in's signed payloads are real
+/// JWS that storehook verifies when it trusts the chain's root.
+pub mod signing {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use base64::Engine;
+    use rcgen::{
+        BasicConstraints, CertificateParams, CustomExtension, DnType, IsCa, Issuer, KeyPair,
+        KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384,
+    };
+    use ring::rand::SystemRandom;
+    use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    use serde_json::{json, Value};
+
+    pub const LEAF_OID: &[u64] = &[1, 2, 840, 113635, 100, 6, 11, 1];
+    pub const INTERMEDIATE_OID: &[u64] = &[1, 2, 840, 113635, 100, 6, 2, 1];
+
+    pub fn b64(der: &[u8]) -> String {
+        STANDARD.encode(der)
+    }
+
+    pub fn b64url(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// Signs `header.payload` (both given as JSON text, used byte for byte).
+    pub fn sign_raw(header: &str, payload: &str, key: &EcdsaKeyPair) -> String {
+        let input = format!(
+            "{}.{}",
+            b64url(header.as_bytes()),
+            b64url(payload.as_bytes())
+        );
+        let sig = key.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
+        format!("{input}.{}", b64url(sig.as_ref()))
+    }
+
+    pub fn sign(header: &Value, payload: &Value, key: &EcdsaKeyPair) -> String {
+        sign_raw(&header.to_string(), &payload.to_string(), key)
+    }
+
+    /// How a test chain deviates from a good one.
+    #[derive(Clone)]
+    pub struct ChainOptions {
+        pub leaf_oid: bool,
+        pub intermediate_oid: bool,
+        pub intermediate_is_ca: bool,
+        /// (year, month, day) of the leaf's notBefore and notAfter.
+        pub leaf_validity: ((i32, u8, u8), (i32, u8, u8)),
+        /// Appended to every certificate's common name.
+        pub names_suffix: &'static str,
+    }
+
+    impl Default for ChainOptions {
+        fn default() -> Self {
+            Self {
+                leaf_oid: true,
+                intermediate_oid: true,
+                intermediate_is_ca: true,
+                leaf_validity: ((2020, 1, 1), (2030, 1, 1)),
+                names_suffix: "",
+            }
+        }
+    }
+
+    /// A root (P-384), an intermediate (P-384, ecdsa-with-SHA384) and a leaf
+    /// (P-256) shaped like Apple's, made with rcgen.
+    pub struct TestChain {
+        pub root: Vec<u8>,
+        pub intermediate: Vec<u8>,
+        pub leaf: Vec<u8>,
+        pub leaf_key: EcdsaKeyPair,
+    }
+
+    fn name(params: &mut CertificateParams, cn: &str) {
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "storehook tests");
+    }
+
+    impl TestChain {
+        pub fn new(options: ChainOptions) -> Self {
+            let root_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
+            let mut root_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            name(
+                &mut root_params,
+                &format!("Test Root CA{}", options.names_suffix),
+            );
+            root_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            root_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            root_params.not_before = rcgen::date_time_ymd(2015, 1, 1);
+            root_params.not_after = rcgen::date_time_ymd(2040, 1, 1);
+            let root = root_params.self_signed(&root_key).unwrap();
+            let root_issuer = Issuer::from_params(&root_params, &root_key);
+
+            let intermediate_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
+            let mut intermediate_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            name(
+                &mut intermediate_params,
+                &format!("Test WWDR Intermediate{}", options.names_suffix),
+            );
+            intermediate_params.is_ca = if options.intermediate_is_ca {
+                IsCa::Ca(BasicConstraints::Unconstrained)
+            } else {
+                IsCa::ExplicitNoCa
+            };
+            intermediate_params.key_usages =
+                vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            intermediate_params.not_before = rcgen::date_time_ymd(2016, 1, 1);
+            intermediate_params.not_after = rcgen::date_time_ymd(2038, 1, 1);
+            intermediate_params.use_authority_key_identifier_extension = true;
+            if options.intermediate_oid {
+                intermediate_params
+                    .custom_extensions
+                    .push(CustomExtension::from_oid_content(
+                        INTERMEDIATE_OID,
+                        vec![0x05, 0x00],
+                    ));
+            }
+            let intermediate = intermediate_params
+                .signed_by(&intermediate_key, &root_issuer)
+                .unwrap();
+            let intermediate_issuer = Issuer::from_params(&intermediate_params, &intermediate_key);
+
+            let leaf_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+            let mut leaf_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            name(
+                &mut leaf_params,
+                &format!("Test Receipt Signing{}", options.names_suffix),
+            );
+            leaf_params.is_ca = IsCa::ExplicitNoCa;
+            leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            let ((y0, m0, d0), (y1, m1, d1)) = options.leaf_validity;
+            leaf_params.not_before = rcgen::date_time_ymd(y0, m0, d0);
+            leaf_params.not_after = rcgen::date_time_ymd(y1, m1, d1);
+            leaf_params.use_authority_key_identifier_extension = true;
+            if options.leaf_oid {
+                leaf_params
+                    .custom_extensions
+                    .push(CustomExtension::from_oid_content(
+                        LEAF_OID,
+                        vec![0x05, 0x00],
+                    ));
+            }
+            let leaf = leaf_params
+                .signed_by(&leaf_key, &intermediate_issuer)
+                .unwrap();
+
+            Self {
+                root: root.der().to_vec(),
+                intermediate: intermediate.der().to_vec(),
+                leaf: leaf.der().to_vec(),
+                leaf_key: EcdsaKeyPair::from_pkcs8(
+                    &ECDSA_P256_SHA256_FIXED_SIGNING,
+                    &leaf_key.serialize_der(),
+                    &SystemRandom::new(),
+                )
+                .unwrap(),
+            }
+        }
+
+        pub fn good() -> Self {
+            Self::new(ChainOptions::default())
+        }
+
+        /// x5c as Apple sends it: leaf, intermediate, root.
+        pub fn x5c(&self) -> Vec<String> {
+            vec![b64(&self.leaf), b64(&self.intermediate), b64(&self.root)]
+        }
+
+        pub fn header(&self) -> Value {
+            json!({ "alg": "ES256", "x5c": self.x5c() })
+        }
+
+        pub fn sign(&self, payload: &Value) -> String {
+            sign(&self.header(), payload, &self.leaf_key)
+        }
+
+        pub fn sign_with_header(&self, header: &Value, payload: &Value) -> String {
+            sign(header, payload, &self.leaf_key)
+        }
     }
 }
