@@ -127,7 +127,7 @@ pub(crate) async fn check_connection(
             Ended::Done => {}
             Ended::Unavailable => unavailable = true,
             Ended::Stopped => {
-                findings.push(Finding::warning(
+                findings.push(Finding::error(
                     "The check was stopped",
                     "storehook stopped the check before it finished (cancelled, or the server is \
                      stopping). Run it again.",
