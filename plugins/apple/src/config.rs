@@ -5,10 +5,17 @@
 //! apps = [{ bundle_id = "com.example.app", app_apple_id = 1234567890 }]
 //! environments = ["Production", "Sandbox"]          # default: both
 //! root_certificates = ["certs/my-test-ca.pem"]       # default: Apple Root CA - G3
+//!
+//! [stores.apple.api]                                  # optional: check and backfill
+//! key_id = "2X9R4HXF34"
+//! issuer_id = "57246542-96fe-1a63-e053-0824d011072a"
+//! private_key_file = "SubscriptionKey_2X9R4HXF34.p8"  # or env STOREHOOK_APPLE_API_PRIVATE_KEY
+//! # production_url = "https://api.storekit.itunes.apple.com"
+//! # sandbox_url = "https://api.storekit-sandbox.itunes.apple.com"
 //! ```
 
 use serde::Deserialize;
-use storehook_core::{parse_store_config, ConfigError, FactoryContext};
+use storehook_core::{parse_store_config, ConfigError, FactoryContext, Secret};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::pem::Pem;
 use x509_parser::prelude::FromDer;
@@ -26,7 +33,30 @@ struct RawConfig {
     environments: Option<Vec<String>>,
     #[serde(default)]
     root_certificates: Option<Vec<String>>,
+    #[serde(default)]
+    api: Option<RawApi>,
 }
+
+/// `[stores.apple.api]`: the App Store Server API's credentials. Holds a
+/// path, never the key itself.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    key_id: String,
+    issuer_id: String,
+    #[serde(default)]
+    private_key_file: Option<String>,
+    #[serde(default)]
+    production_url: Option<String>,
+    #[serde(default)]
+    sandbox_url: Option<String>,
+}
+
+/// The environment variable that may hold the In-App Purchase key's PEM in
+/// place of `private_key_file` (it wins when both are set).
+pub const PRIVATE_KEY_ENV: &str = "STOREHOOK_APPLE_API_PRIVATE_KEY";
+pub const DEFAULT_PRODUCTION_URL: &str = "https://api.storekit.itunes.apple.com";
+pub const DEFAULT_SANDBOX_URL: &str = "https://api.storekit-sandbox.itunes.apple.com";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,6 +108,29 @@ pub struct AppleSettings {
     pub root_certificates: Vec<Vec<u8>>,
     /// Said at every start.
     pub warnings: Vec<String>,
+    /// The App Store Server API credentials, when configured.
+    pub api: Option<ApiSettings>,
+}
+
+/// `[stores.apple.api]`, checked: the key parses as an ES256 signing key.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    pub key_id: String,
+    pub issuer_id: String,
+    /// The In-App Purchase key, PEM (PKCS#8, EC P-256).
+    pub private_key: Secret,
+    pub production_url: String,
+    pub sandbox_url: String,
+}
+
+impl ApiSettings {
+    /// The API host for one environment.
+    pub fn base_url(&self, environment: AppleEnvironment) -> &str {
+        match environment {
+            AppleEnvironment::Production => &self.production_url,
+            AppleEnvironment::Sandbox => &self.sandbox_url,
+        }
+    }
 }
 
 impl AppleSettings {
@@ -88,6 +141,7 @@ impl AppleSettings {
             environments,
             root_certificates: vec![APPLE_ROOT_CA_G3.to_vec()],
             warnings: Vec::new(),
+            api: None,
         }
     }
 
@@ -167,12 +221,116 @@ impl AppleSettings {
             Some(paths) => load_roots(&paths, ctx)?,
         };
 
+        let api = raw.api.map(|api| api_settings(api, ctx)).transpose()?;
+
         Ok(Self {
             apps,
             environments,
             root_certificates,
             warnings,
+            api,
         })
+    }
+}
+
+fn api_settings(raw: RawApi, ctx: &FactoryContext<'_>) -> Result<ApiSettings, ConfigError> {
+    let key_err = |key: &str, problem: String| ConfigError::key(STORE_ID, key, problem);
+    for (key, value) in [
+        ("api.key_id", &raw.key_id),
+        ("api.issuer_id", &raw.issuer_id),
+    ] {
+        if value.trim().is_empty() {
+            return Err(key_err(
+                key,
+                "must not be empty (App Store Connect › Users and Access › Integrations › In-App Purchase)".into(),
+            ));
+        }
+    }
+    let private_key = match (ctx.env_var(PRIVATE_KEY_ENV), &raw.private_key_file) {
+        (Some(pem), _) => {
+            check_private_key(&pem).map_err(|problem| {
+                key_err(
+                    "api.private_key_file",
+                    format!("env {PRIVATE_KEY_ENV}, which stands in for it, {problem}"),
+                )
+            })?;
+            Secret::new(pem)
+        }
+        (None, Some(file)) => {
+            let path = ctx.resolve_path(file);
+            let pem = std::fs::read_to_string(&path).map_err(|e| {
+                key_err(
+                    "api.private_key_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            check_private_key(&pem).map_err(|problem| {
+                key_err(
+                    "api.private_key_file",
+                    format!("{} {problem}", path.display()),
+                )
+            })?;
+            Secret::new(pem)
+        }
+        (None, None) => {
+            return Err(key_err(
+                "api.private_key_file",
+                format!(
+                    "set it to the In-App Purchase key (.p8) downloaded from App Store Connect, \
+                     or put the key's PEM in env {PRIVATE_KEY_ENV}"
+                ),
+            ))
+        }
+    };
+    let url = |key: &str, value: Option<String>, default: &str| {
+        let value = value.unwrap_or_else(|| default.to_owned());
+        check_http_url(&value).map_err(|problem| key_err(key, problem))?;
+        Ok::<_, ConfigError>(value.trim_end_matches('/').to_owned())
+    };
+    Ok(ApiSettings {
+        key_id: raw.key_id.trim().to_owned(),
+        issuer_id: raw.issuer_id.trim().to_owned(),
+        private_key,
+        production_url: url(
+            "api.production_url",
+            raw.production_url,
+            DEFAULT_PRODUCTION_URL,
+        )?,
+        sandbox_url: url("api.sandbox_url", raw.sandbox_url, DEFAULT_SANDBOX_URL)?,
+    })
+}
+
+/// The key must sign an ES256 token: a PKCS#8 PEM of an EC P-256 key, as
+/// App Store Connect issues them. The problem never quotes the key.
+fn check_private_key(pem: &str) -> Result<(), String> {
+    use jsonwebtoken::errors::ErrorKind;
+    let not_a_key = |e: jsonwebtoken::errors::Error| {
+        let why = match e.kind() {
+            ErrorKind::InvalidKeyFormat => "the PEM holds no PKCS#8 EC private key",
+            ErrorKind::InvalidEcdsaKey => "the key is not on the P-256 curve",
+            _ => "the text is not a PEM key",
+        };
+        format!(
+            "is not an In-App Purchase key (a PKCS#8 PEM of an EC P-256 key, as App Store \
+             Connect issues it): {why}"
+        )
+    };
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).map_err(not_a_key)?;
+    // Parsing the PEM does not load the key; one signature does.
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+        &serde_json::json!({ "probe": true }),
+        &key,
+    )
+    .map(|_| ())
+    .map_err(not_a_key)
+}
+
+fn check_http_url(url: &str) -> Result<(), String> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        Ok(_) => Err(format!("{url:?} is not an http(s) URL")),
+        Err(e) => Err(format!("{url:?} is not a URL: {e}")),
     }
 }
 

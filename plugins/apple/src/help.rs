@@ -14,9 +14,14 @@ pub const HELP: StoreHelp = StoreHelp {
          **Version 2 Notifications** (storehook reads the environment from each notification).",
         "List the app in `[stores.apple] apps` (bundle id, and the Apple ID for \
          production) and restart storehook.",
+        "Optional, for **Check connection** and recovering missed notifications: in **Users and \
+         Access** › **Integrations** › **In-App Purchase**, generate a key and set \
+         `[stores.apple.api]` `key_id`, `issuer_id` and `private_key_file` (the downloaded `.p8`).",
     ],
     test: Some(
-        "App Store Connect has no test button: request one with the App Store Server API \
+        "With `[stores.apple.api]` configured, press **Check connection**: storehook asks \
+         Apple for a test notification in each environment and reports how its delivery went. \
+         Without it, request one with the App Store Server API \
          (`POST /inApps/v1/notifications/test`). This card then shows **connected** with \
          **Last received** just now; a TEST notification changes no subscription.",
     ),

@@ -9,12 +9,22 @@
 //! notification. Nested `signedTransactionInfo`, `signedRenewalInfo` and
 //! `signedAppTransactionInfo` are verified the same way, each at its own
 //! `signedDate`.
+//!
+//! With `[stores.apple.api]` credentials the adapter also talks to the App
+//! Store Server API ([`api`]): "Check connection" asks Apple for a test
+//! notification and explains how its delivery went ([`check`]), and a
+//! backfill recovers what Apple failed to deliver from Get Notification
+//! History, through the same verification as a pushed notification
+//! ([`backfill`]).
 
 // Production code never unwraps: a panic on a request path is a dropped
 // notification. Tests may (they are meant to stop at the first surprise).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod api;
+mod backfill;
 pub mod chain;
+mod check;
 pub mod config;
 pub mod decode;
 pub mod help;
@@ -23,11 +33,13 @@ pub mod verify;
 
 use serde_json::{Map, Value};
 use storehook_core::{
-    AdapterError, ConfigError, FactoryContext, IncomingRequest, Outcome, StoreAdapter,
-    VerifiedNotification,
+    AdapterError, ApiCapabilities, BackfillPage, BackfillWindow, CheckReport, ConfigError,
+    FactoryContext, IncomingRequest, Outcome, StoreAdapter, StoreHost, VerifiedNotification,
 };
 
-pub use config::{App, AppleEnvironment, AppleSettings, APPLE_ROOT_CA_G3};
+pub use api::ApiClient;
+pub use check::UNAUTHORIZED_DETAIL;
+pub use config::{ApiSettings, App, AppleEnvironment, AppleSettings, APPLE_ROOT_CA_G3};
 use decode::{
     structure, AppIdentity, AppTransaction, NotificationPayload, RenewalInfo, TransactionInfo,
 };
@@ -58,16 +70,44 @@ fn build_adapter(
     )?)))
 }
 
-/// The App Store adapter: configuration plus the verifier and its caches.
+/// The App Store adapter: configuration plus the verifier and its caches,
+/// and the App Store Server API client when credentials are configured.
 pub struct AppleAdapter {
     settings: AppleSettings,
     verifier: SignedDataVerifier,
+    api: Option<ApiClient>,
+    /// Why the API client could not be made from the configured credentials.
+    api_problem: Option<String>,
+}
+
+impl std::fmt::Debug for AppleAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppleAdapter")
+            .field("settings", &self.settings)
+            .field("api", &self.api)
+            .field("api_problem", &self.api_problem)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AppleAdapter {
     pub fn new(settings: AppleSettings) -> Self {
         let verifier = SignedDataVerifier::new(settings.root_certificates.clone());
-        Self { settings, verifier }
+        let (api, api_problem) = match settings.api.as_ref().map(ApiClient::new) {
+            None => (None, None),
+            Some(Ok(client)) => (Some(client), None),
+            Some(Err(e)) => (None, Some(e.to_string())),
+        };
+        Self {
+            settings,
+            verifier,
+            api,
+            api_problem,
+        }
+    }
+
+    pub fn settings(&self) -> &AppleSettings {
+        &self.settings
     }
 
     pub fn verifier(&self) -> &SignedDataVerifier {
@@ -347,9 +387,51 @@ impl StoreAdapter for AppleAdapter {
             .map(|n| Outcome::Notification(Box::new(n)))
     }
 
-    fn startup_warnings(&self) -> Vec<String> {
-        self.settings.warnings.clone()
+    fn api_capabilities(&self) -> ApiCapabilities {
+        let configured = self.api.is_some();
+        ApiCapabilities {
+            check: configured,
+            backfill: configured,
+            // Apple has nothing to acknowledge.
+            acknowledge: false,
+        }
     }
+
+    async fn check_connection(&self, host: &dyn StoreHost) -> Result<CheckReport, AdapterError> {
+        check::check_connection(self, host).await
+    }
+
+    async fn backfill_page(
+        &self,
+        window: &BackfillWindow,
+        cursor: Option<&str>,
+        host: &dyn StoreHost,
+    ) -> Result<BackfillPage, AdapterError> {
+        backfill::backfill_page(self, window, cursor, host).await
+    }
+
+    fn startup_warnings(&self) -> Vec<String> {
+        let mut warnings = self.settings.warnings.clone();
+        if let Some(problem) = &self.api_problem {
+            warnings.push(format!(
+                "App Store: the App Store Server API client could not start ({problem}); check \
+                 connection and backfill are off"
+            ));
+        }
+        warnings
+    }
+}
+
+/// The body Apple POSTs for a notification, `{"signedPayload":"…"}`: what a
+/// signed payload from the API is verified and stored as.
+pub(crate) fn signed_payload_body(signed_payload: &str) -> Vec<u8> {
+    let mut object = Map::new();
+    object.insert(
+        "signedPayload".to_owned(),
+        Value::String(signed_payload.to_owned()),
+    );
+    // Serializing a map of one string cannot fail.
+    serde_json::to_vec(&Value::Object(object)).unwrap_or_default()
 }
 
 /// The `signedPayload` of a body, or why the body is not one (400).
