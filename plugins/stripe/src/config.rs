@@ -216,14 +216,16 @@ impl ApiSettings {
                 if matches!(url.scheme(), "https" | "http")
                     && url.host_str().is_some()
                     && url.query().is_none() => {}
-            _ => return Err(ConfigError::key(
-                STORE_ID,
-                "api.base_url",
-                format!(
+            _ => {
+                return Err(ConfigError::key(
+                    STORE_ID,
+                    "api.base_url",
+                    format!(
                     "{:?} is not an http(s) URL without a query (default {DEFAULT_API_BASE_URL})",
                     self.base_url
                 ),
-            )),
+                ))
+            }
         }
         // A header value: printable ASCII, no spaces.
         if self.api_version.is_empty() || !self.api_version.bytes().all(|b| b.is_ascii_graphic()) {
