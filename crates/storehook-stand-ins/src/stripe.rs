@@ -485,7 +485,7 @@ fn integer(query: &[(String, String)], name: &str) -> Result<Option<i64>, Refusa
 /// A page of `items` (newest first), by `limit` and the cursors. `key`
 /// finds an object's id.
 fn paginate(
-    items: &[(Value, (i64, u64))],
+    items: &[(&Value, (i64, u64))],
     all: &[(String, (i64, u64))],
     query: &[(String, String)],
     url: &str,
@@ -532,7 +532,7 @@ fn paginate(
         let older: Vec<&Value> = items
             .iter()
             .filter(|(_, k)| *k < at)
-            .map(|(v, _)| v)
+            .map(|(v, _)| *v)
             .collect();
         let more = older.len() > limit;
         (older.into_iter().take(limit).collect(), more)
@@ -541,14 +541,14 @@ fn paginate(
         let newer: Vec<&Value> = items
             .iter()
             .filter(|(_, k)| *k > at)
-            .map(|(v, _)| v)
+            .map(|(v, _)| *v)
             .collect();
         let more = newer.len() > limit;
         let skip = newer.len().saturating_sub(limit);
         (newer.into_iter().skip(skip).collect(), more)
     } else {
         (
-            items.iter().take(limit).map(|(v, _)| v).collect(),
+            items.iter().take(limit).map(|(v, _)| *v).collect(),
             items.len() > limit,
         )
     };
@@ -571,10 +571,10 @@ fn list_endpoints(state: &State, query: &[(String, String)]) -> Result<Value, Re
         query,
         &["limit", "starting_after", "ending_before", "expand"],
     )?;
-    let mut items: Vec<(Value, (i64, u64))> = state
+    let mut items: Vec<(&Value, (i64, u64))> = state
         .endpoints
         .iter()
-        .map(|(e, seq)| (e.clone(), sort_key(e, *seq)))
+        .map(|(e, seq)| (e, sort_key(e, *seq)))
         .collect();
     items.sort_by_key(|item| std::cmp::Reverse(item.1));
     let all: Vec<(String, (i64, u64))> = items
@@ -646,7 +646,7 @@ fn list_events(state: &State, query: &[(String, String)]) -> Result<Value, Refus
         None => types.is_empty() || types.contains(&t),
     };
     let mut all: Vec<(String, (i64, u64))> = Vec::new();
-    let mut items: Vec<(Value, (i64, u64))> = Vec::new();
+    let mut items: Vec<(&Value, (i64, u64))> = Vec::new();
     for event in &state.events {
         let key = sort_key(&event.json, event.seq);
         all.push((
@@ -662,7 +662,7 @@ fn list_events(state: &State, query: &[(String, String)]) -> Result<Value, Refus
             && delivery.is_none_or(|d| event.delivered == d)
             && type_matches(event.json["type"].as_str().unwrap_or_default());
         if keep {
-            items.push((event.json.clone(), key));
+            items.push((&event.json, key));
         }
     }
     items.sort_by_key(|item| std::cmp::Reverse(item.1));
