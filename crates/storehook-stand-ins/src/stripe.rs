@@ -180,6 +180,11 @@ impl StripeStandIn {
         });
     }
 
+    /// Removes an event, as Stripe drops events older than 30 days.
+    pub fn remove_event(&self, id: &str) {
+        self.lock().events.retain(|e| e.json["id"] != id);
+    }
+
     /// Answers the next request matching `route` with `error`; several
     /// queue up in order.
     pub fn script(&self, route: Route, error: Scripted) {

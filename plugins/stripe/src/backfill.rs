@@ -22,7 +22,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use storehook_core::{AdapterError, BackfillPage, BackfillWindow, Recovered, StoreHost};
 
-use crate::api::{EventQuery, ListPage, ListedEvent, StripeApi, MAX_LIMIT};
+use crate::api::{ApiError, EventQuery, ListPage, ListedEvent, StripeApi, MAX_LIMIT};
 use crate::map::MAPPED_EVENT_TYPES;
 use crate::StripeAdapter;
 
@@ -165,7 +165,9 @@ pub(crate) async fn page(
     let emitted: ListPage<ListedEvent>;
     match cursor.walk.take() {
         None => {
-            let page = fetch(api, query.clone(), now_ms).await?;
+            let Fetched::Page(page) = fetch(api, query.clone(), now_ms).await? else {
+                return Ok(restart_slice(&mut cursor, now_ms, until_s, host));
+            };
             match page.data.last() {
                 Some(oldest) if page.has_more => {
                     host.progress(&format!(
@@ -176,7 +178,7 @@ pub(crate) async fn page(
                         from: None,
                         seen: page.data.len() as u64,
                     });
-                    return Ok(pending(&cursor));
+                    return Ok(pending(&cursor, until_s));
                 }
                 _ => {
                     cursor.advance(until_s, page.data.len() as u64);
@@ -185,7 +187,7 @@ pub(crate) async fn page(
             }
         }
         Some(Walk::Down { after, from, seen }) => {
-            let page = fetch(
+            let Fetched::Page(page) = fetch(
                 api,
                 EventQuery {
                     starting_after: Some(&after),
@@ -193,7 +195,10 @@ pub(crate) async fn page(
                 },
                 now_ms,
             )
-            .await?;
+            .await?
+            else {
+                return Ok(restart_slice(&mut cursor, now_ms, until_s, host));
+            };
             let seen = seen + page.data.len() as u64;
             let page = match page.data.last() {
                 Some(oldest) if page.has_more => {
@@ -202,23 +207,27 @@ pub(crate) async fn page(
                         from: Some(after),
                         seen,
                     });
-                    return Ok(pending(&cursor));
+                    return Ok(pending(&cursor, until_s));
                 }
                 Some(_) => page,
                 // Nothing older after all (the oldest aged out of the 30
                 // days meanwhile): the page that ended at `after` is the
                 // oldest one; ask for it again.
-                None => {
-                    fetch(
-                        api,
-                        EventQuery {
-                            starting_after: from.as_deref(),
-                            ..query.clone()
-                        },
-                        now_ms,
-                    )
-                    .await?
-                }
+                None => match fetch(
+                    api,
+                    EventQuery {
+                        starting_after: from.as_deref(),
+                        ..query.clone()
+                    },
+                    now_ms,
+                )
+                .await?
+                {
+                    Fetched::Page(page) => page,
+                    Fetched::CursorGone => {
+                        return Ok(restart_slice(&mut cursor, now_ms, until_s, host))
+                    }
+                },
             };
             match page.data.first() {
                 Some(newest) => {
@@ -232,7 +241,7 @@ pub(crate) async fn page(
             emitted = page;
         }
         Some(Walk::Up { before, seen }) => {
-            let page = fetch(
+            let Fetched::Page(page) = fetch(
                 api,
                 EventQuery {
                     ending_before: Some(&before),
@@ -240,7 +249,10 @@ pub(crate) async fn page(
                 },
                 now_ms,
             )
-            .await?;
+            .await?
+            else {
+                return Ok(restart_slice(&mut cursor, now_ms, until_s, host));
+            };
             // `seen` already counts the whole slice (from the walk down).
             match page.data.first() {
                 Some(newest) if page.has_more => {
@@ -284,21 +296,48 @@ pub(crate) async fn page(
     })
 }
 
+enum Fetched {
+    Page(ListPage<ListedEvent>),
+    /// The event a walk pages from is gone (404): it aged out of Stripe's
+    /// 30 days while the backfill waited or was stopped.
+    CursorGone,
+}
+
 async fn fetch(
     api: &StripeApi,
     query: EventQuery<'_>,
     now_ms: i64,
-) -> Result<ListPage<ListedEvent>, AdapterError> {
-    api.events(&query)
-        .await
-        .map_err(|e| e.into_adapter_error(now_ms))
+) -> Result<Fetched, AdapterError> {
+    let paging = query.starting_after.is_some() || query.ending_before.is_some();
+    match api.events(&query).await {
+        Ok(page) => Ok(Fetched::Page(page)),
+        Err(ApiError::Rejected { status: 404, .. }) if paging => Ok(Fetched::CursorGone),
+        Err(e) => Err(e.into_adapter_error(now_ms)),
+    }
+}
+
+/// Starts the current slice again, from what Stripe still keeps: what was
+/// emitted of it comes again, as duplicates the host skips.
+fn restart_slice(
+    cursor: &mut Cursor,
+    now_ms: i64,
+    until_s: i64,
+    host: &dyn StoreHost,
+) -> BackfillPage {
+    cursor.walk = None;
+    cursor.lo = cursor.lo.max(now_ms.div_euclid(1000) - RETENTION_S);
+    host.progress(
+        "the event this backfill was paging from is no longer listed (Stripe keeps 30 days); \
+         starting its time slice again",
+    );
+    pending(cursor, until_s)
 }
 
 /// A page that recovered nothing yet (walking down a full slice).
-fn pending(cursor: &Cursor) -> BackfillPage {
+fn pending(cursor: &Cursor, until_s: i64) -> BackfillPage {
     BackfillPage {
         recovered: Vec::new(),
-        next_cursor: cursor.encode(),
+        next_cursor: (cursor.lo <= until_s).then(|| cursor.encode()).flatten(),
         scanned: 0,
     }
 }

@@ -16,7 +16,8 @@ use storehook_stand_ins::stripe::{
     event_copy, recorded_event, recorded_events, webhook_endpoint, Route, Scripted, StripeStandIn,
 };
 use storehook_stripe::{
-    ApiSettings, StripeAdapter, StripeConfig, API_KEY_ENV, DEFAULT_API_VERSION, MAPPED_EVENT_TYPES,
+    AcceptedMode, ApiSettings, StripeAdapter, StripeConfig, API_KEY_ENV, DEFAULT_API_VERSION,
+    MAPPED_EVENT_TYPES,
 };
 
 const KEY: &str = "rk_test_51StandInKeyForStorehook0123456789";
@@ -372,6 +373,22 @@ async fn a_livemode_mismatch_is_an_error() {
     let f = finding(&report, "is in live mode but the API key is a test key");
     assert_eq!(f.level, FindingLevel::Error);
     assert!(f.detail.contains("live-mode key"), "{}", f.detail);
+
+    // A test-mode key where [stores.stripe] livemode accepts live only.
+    stand_in.set_webhook_endpoints(vec![endpoint(PUBLIC_URL, &["*"])]);
+    let mut config = StripeConfig::with_secrets(["whsec_a"]);
+    config.livemode = AcceptedMode::Live;
+    let mut api = ApiSettings::new(KEY);
+    api.base_url = stand_in.base_url();
+    config.api = Some(api);
+    let report = StripeAdapter::new(config)
+        .unwrap()
+        .check_connection(&FakeHost::new())
+        .await
+        .unwrap();
+    assert_eq!(report.verdict, CheckVerdict::Problem);
+    let f = finding(&report, "accepts only live-mode events");
+    assert!(f.detail.contains("livemode = \"live\""), "{}", f.detail);
 }
 
 #[tokio::test]
@@ -802,6 +819,39 @@ async fn a_backfill_resumes_from_its_cursor_after_a_restart() {
         .await
         .unwrap_err();
     assert_eq!((err.http_status(), err.code()), (400, "bad_cursor"));
+}
+
+#[tokio::test]
+async fn a_walk_whose_cursor_event_aged_out_starts_its_slice_again() {
+    let stand_in = StripeStandIn::start(KEY).await;
+    let paid = recorded_event("invoice.paid");
+    let t = NOW_S - DAY_S;
+    let expected: Vec<String> = (0..150).map(|i| format!("evt_burst_{i:03}")).collect();
+    for id in &expected {
+        stand_in.add_event(event_copy(&paid, id, t), false);
+    }
+    let host = FakeHost::new();
+    let a = adapter(&stand_in);
+    let w = window(t - 10, t + 10, false);
+    // The first page overflows: the walk down starts after the 100th newest.
+    let (first, _, cursor) = run(&a, &w, None, &host, 1).await;
+    assert!(first.is_empty());
+    stand_in.remove_event(&expected[50]);
+    let (rest, _, end) = run(&a, &w, cursor, &host, 50).await;
+    assert_eq!(end, None);
+    let mut left = expected.clone();
+    left.remove(50);
+    assert_eq!(ids(&rest), left);
+    assert!(host
+        .progress()
+        .iter()
+        .any(|l| l.contains("no longer listed")));
+    let statuses: Vec<u16> = stand_in
+        .requests_to("/v1/events")
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses[1], 404, "{statuses:?}");
 }
 
 #[tokio::test]
