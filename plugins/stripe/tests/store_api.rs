@@ -552,6 +552,34 @@ async fn the_check_waits_out_a_429_and_reports_stripe_down_as_unavailable() {
 }
 
 #[tokio::test]
+async fn a_version_stripe_refuses_is_a_problem_naming_api_version() {
+    let stand_in = StripeStandIn::start(KEY).await;
+    let mut config = StripeConfig::with_secrets(["whsec_a"]);
+    let mut api = ApiSettings::new(KEY);
+    api.base_url = stand_in.base_url();
+    api.api_version = "latest".into();
+    config.api = Some(api);
+    let report = StripeAdapter::new(config)
+        .unwrap()
+        .check_connection(&FakeHost::new())
+        .await
+        .unwrap();
+    assert_eq!(report.verdict, CheckVerdict::Problem);
+    assert_eq!(report.summary, "Stripe refused storehook's request");
+    let f = finding(&report, "refused storehook's request");
+    assert!(
+        f.detail.contains("Invalid Stripe API version: latest"),
+        "{}",
+        f.detail
+    );
+    assert!(f.detail.contains("api_version"), "{}", f.detail);
+    assert_eq!(
+        stand_in.requests()[0].stripe_version.as_deref(),
+        Some("latest")
+    );
+}
+
+#[tokio::test]
 async fn without_a_key_nothing_is_offered_and_the_check_says_what_to_set() {
     let a = StripeAdapter::new(StripeConfig::with_secrets(["whsec_a"])).unwrap();
     let caps = a.api_capabilities();
