@@ -7,6 +7,8 @@
 //! One module per store, named for it. Each stand-in records the requests
 //! it served, so a test can assert what the client asked for.
 
+pub mod stripe;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

@@ -1,5 +1,6 @@
 //! `[stores.stripe]`: signing secrets, timestamp tolerance, which modes to
-//! accept, and where the operator's user id lives.
+//! accept, and where the operator's user id lives; `[stores.stripe.api]`:
+//! the API key for the pull side (connection check, backfill).
 
 use serde::Deserialize;
 use storehook_core::{parse_store_config, ConfigError, Environment, FactoryContext, Secret};
@@ -11,6 +12,17 @@ pub(crate) const STORE_ID: &str = "stripe";
 /// Comma-separated signing secrets; when set, it replaces `signing_secrets`
 /// from the config file (secrets belong in the environment, not in a file).
 pub const SIGNING_SECRETS_ENV: &str = "STOREHOOK_STRIPE_SIGNING_SECRETS";
+
+/// The API key; when set, it replaces `[stores.stripe.api] secret_key` (and
+/// enables the API without the table).
+pub const API_KEY_ENV: &str = "STOREHOOK_STRIPE_API_KEY";
+
+/// Where Stripe's API lives (tests point `base_url` at a loopback stand-in).
+pub const DEFAULT_API_BASE_URL: &str = "https://api.stripe.com";
+
+/// The `Stripe-Version` sent by default: the version the adapter's decoding
+/// is tested against (the `events_openapi` corpus, the basil-and-later shape).
+pub const DEFAULT_API_VERSION: &str = "2026-07-29.dahlia";
 
 /// Which of Stripe's modes an endpoint accepts (`livemode` on every event).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -55,6 +67,20 @@ struct RawStripeConfig {
     livemode: AcceptedMode,
     #[serde(default)]
     app_user_id_metadata_key: Option<String>,
+    #[serde(default)]
+    api: Option<RawApiConfig>,
+}
+
+/// `[stores.stripe.api]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApiConfig {
+    #[serde(default)]
+    secret_key: Option<Secret>,
+    #[serde(default)]
+    base_url: Option<String>,
+    #[serde(default)]
+    api_version: Option<String>,
 }
 
 fn default_tolerance() -> u64 {
@@ -73,6 +99,168 @@ pub struct StripeConfig {
     /// Metadata key (on the subscription, invoice, charge or checkout
     /// session) holding the operator's own user id.
     pub app_user_id_metadata_key: Option<String>,
+    /// The pull side's settings; `None` without an API key.
+    pub api: Option<ApiSettings>,
+}
+
+/// Which mode a key works in: a test-mode key sees only test-mode objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyMode {
+    Live,
+    Test,
+}
+
+impl KeyMode {
+    /// As Stripe's `livemode` says it.
+    pub fn livemode(self) -> bool {
+        self == KeyMode::Live
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyMode::Live => "live",
+            KeyMode::Test => "test",
+        }
+    }
+}
+
+/// `[stores.stripe.api]`, validated.
+#[derive(Clone)]
+pub struct ApiSettings {
+    /// A restricted (`rk_…`) or secret (`sk_…`) key.
+    pub secret_key: Secret,
+    pub base_url: String,
+    /// Sent as `Stripe-Version`.
+    pub api_version: String,
+}
+
+// Says what kind of key it is, never any of it.
+impl std::fmt::Debug for ApiSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiSettings")
+            .field(
+                "secret_key",
+                &format_args!("{} (redacted)", self.key_kind()),
+            )
+            .field("base_url", &self.base_url)
+            .field("api_version", &self.api_version)
+            .finish()
+    }
+}
+
+impl ApiSettings {
+    /// A key with the default base URL and version.
+    pub fn new(secret_key: impl Into<String>) -> Self {
+        ApiSettings {
+            secret_key: Secret::new(secret_key.into()),
+            base_url: DEFAULT_API_BASE_URL.to_owned(),
+            api_version: DEFAULT_API_VERSION.to_owned(),
+        }
+    }
+
+    /// The key's mode from its prefix (`sk_test_`, `rk_live_`…); `None` for
+    /// a prefix that does not say.
+    pub fn key_mode(&self) -> Option<KeyMode> {
+        let rest = self.secret_key.expose().get(3..)?;
+        if rest.starts_with("live_") {
+            Some(KeyMode::Live)
+        } else if rest.starts_with("test_") {
+            Some(KeyMode::Test)
+        } else {
+            None
+        }
+    }
+
+    /// A restricted key (`rk_`), as recommended.
+    pub fn is_restricted(&self) -> bool {
+        self.secret_key.expose().starts_with("rk_")
+    }
+
+    /// "restricted test-mode key" and the like, for Debug and messages.
+    pub fn key_kind(&self) -> String {
+        let kind = if self.is_restricted() {
+            "restricted"
+        } else {
+            "secret"
+        };
+        match self.key_mode() {
+            Some(mode) => format!("{kind} {}-mode key", mode.as_str()),
+            None => format!("{kind} key"),
+        }
+    }
+
+    /// Refuses what Stripe would refuse at every call. Never quotes the key.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let key = self.secret_key.expose();
+        let problem = if key.is_empty() {
+            Some(format!("the key (from {origin}) is empty"))
+        } else if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            Some(format!(
+                "the key (from {origin}) contains whitespace; paste it again"
+            ))
+        } else if !(key.starts_with("sk_") || key.starts_with("rk_")) {
+            Some(format!(
+                "the key (from {origin}) does not start with sk_ or rk_, so it is not a Stripe API key \
+                 (a pk_ publishable key or a whsec_ signing secret cannot read the API); create a \
+                 restricted key (rk_…) with Read access to Events and Webhook Endpoints in the \
+                 Stripe Dashboard › Developers › API keys"
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(ConfigError::key(STORE_ID, "api.secret_key", problem));
+        }
+        match reqwest::Url::parse(&self.base_url) {
+            Ok(url)
+                if matches!(url.scheme(), "https" | "http")
+                    && url.host_str().is_some()
+                    && url.query().is_none() => {}
+            _ => {
+                return Err(ConfigError::key(
+                    STORE_ID,
+                    "api.base_url",
+                    format!(
+                    "{:?} is not an http(s) URL without a query (default {DEFAULT_API_BASE_URL})",
+                    self.base_url
+                ),
+                ))
+            }
+        }
+        // A header value: printable ASCII, no spaces.
+        if self.api_version.is_empty() || !self.api_version.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError::key(
+                STORE_ID,
+                "api.api_version",
+                format!(
+                    "must be a Stripe API version such as {DEFAULT_API_VERSION:?} (omit it for that one)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.is_restricted() {
+            out.push(
+                "stores.stripe.api.secret_key is a secret key (sk_…), which can do anything on the \
+                 account; a restricted key (rk_…) with Read access to Events and Webhook Endpoints \
+                 is all storehook needs"
+                    .to_owned(),
+            );
+        }
+        if let Ok(url) = reqwest::Url::parse(&self.base_url) {
+            let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+            if url.scheme() == "http" && !loopback {
+                out.push(format!(
+                    "stores.stripe.api.base_url {:?} is not https: the API key would cross the network in clear",
+                    self.base_url
+                ));
+            }
+        }
+        out
+    }
 }
 
 // Hand-written to show how many secrets, not a list of `***`.
@@ -86,6 +274,7 @@ impl std::fmt::Debug for StripeConfig {
             .field("tolerance_seconds", &self.tolerance_seconds)
             .field("livemode", &self.livemode)
             .field("app_user_id_metadata_key", &self.app_user_id_metadata_key)
+            .field("api", &self.api)
             .finish()
     }
 }
@@ -98,6 +287,7 @@ impl StripeConfig {
             tolerance_seconds: DEFAULT_TOLERANCE_SECONDS,
             livemode: AcceptedMode::Both,
             app_user_id_metadata_key: None,
+            api: None,
         }
     }
 
@@ -117,13 +307,18 @@ impl StripeConfig {
             ),
             None => (raw.signing_secrets, "signing_secrets"),
         };
+        let (api, api_origin) = api_settings(raw.api, ctx)?;
         let config = StripeConfig {
             signing_secrets,
             tolerance_seconds: raw.tolerance_seconds,
             livemode: raw.livemode,
             app_user_id_metadata_key: raw.app_user_id_metadata_key,
+            api,
         };
         config.validate(origin)?;
+        if let Some(api) = &config.api {
+            api.validate(api_origin)?;
+        }
         Ok(config)
     }
 
@@ -174,6 +369,9 @@ impl StripeConfig {
     /// Warnings the host logs at every start.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if let Some(api) = &self.api {
+            out.extend(api.warnings());
+        }
         if self.tolerance_seconds == 0 {
             out.push(
                 "stores.stripe.tolerance_seconds = 0: signature timestamps are not checked, \
@@ -194,6 +392,42 @@ impl StripeConfig {
         }
         out
     }
+}
+
+/// `[stores.stripe.api]` and the key's environment override: `None` when
+/// neither says anything. Returns where the key came from, for messages.
+fn api_settings(
+    raw: Option<RawApiConfig>,
+    ctx: &FactoryContext<'_>,
+) -> Result<(Option<ApiSettings>, &'static str), ConfigError> {
+    let env_key = ctx.env_var(API_KEY_ENV).map(Secret::new);
+    let (secret_key, origin, base_url, api_version) = match (raw, env_key) {
+        (None, None) => return Ok((None, "")),
+        (None, Some(key)) => (key, API_KEY_ENV, None, None),
+        (Some(raw), Some(key)) => (key, API_KEY_ENV, raw.base_url, raw.api_version),
+        (Some(raw), None) => match raw.secret_key {
+            Some(key) => (key, "the config file", raw.base_url, raw.api_version),
+            None => {
+                return Err(ConfigError::key(
+                    STORE_ID,
+                    "api.secret_key",
+                    format!(
+                        "[stores.stripe.api] is there but no key is: set secret_key or \
+                         {API_KEY_ENV} to a restricted key (rk_…) with Read access to Events \
+                         and Webhook Endpoints, or remove the table"
+                    ),
+                ))
+            }
+        },
+    };
+    Ok((
+        Some(ApiSettings {
+            secret_key,
+            base_url: base_url.unwrap_or_else(|| DEFAULT_API_BASE_URL.to_owned()),
+            api_version: api_version.unwrap_or_else(|| DEFAULT_API_VERSION.to_owned()),
+        }),
+        origin,
+    ))
 }
 
 #[cfg(test)]
@@ -335,6 +569,123 @@ mod tests {
         let c = StripeConfig::with_secrets(["sk_live_123"]);
         assert!(c.warnings().iter().any(|w| w.contains("whsec_")));
         assert!(!c.warnings().iter().any(|w| w.contains("sk_live_123")));
+    }
+
+    #[test]
+    fn no_api_table_no_api() {
+        let c = StripeConfig::from_table(&table("signing_secrets = ['whsec_a']"), &ctx(&no_env))
+            .expect("valid");
+        assert!(c.api.is_none());
+    }
+
+    #[test]
+    fn api_table_with_defaults_and_modes() {
+        let c = StripeConfig::from_table(
+            &table("signing_secrets = ['whsec_a']\n[api]\nsecret_key = 'rk_test_abc'"),
+            &ctx(&no_env),
+        )
+        .expect("valid");
+        let api = c.api.expect("api");
+        assert_eq!(api.secret_key.expose(), "rk_test_abc");
+        assert_eq!(api.base_url, DEFAULT_API_BASE_URL);
+        assert_eq!(api.api_version, DEFAULT_API_VERSION);
+        assert_eq!(api.key_mode(), Some(KeyMode::Test));
+        assert!(api.is_restricted());
+        assert_eq!(
+            ApiSettings::new("sk_live_x").key_mode(),
+            Some(KeyMode::Live)
+        );
+        assert_eq!(ApiSettings::new("sk_x").key_mode(), None);
+
+        let c = StripeConfig::from_table(
+            &table(
+                "signing_secrets = ['whsec_a']\n[api]\nsecret_key = 'sk_live_abc'\n\
+                 base_url = 'http://127.0.0.1:9'\napi_version = '2025-03-31.basil'",
+            ),
+            &ctx(&no_env),
+        )
+        .expect("valid");
+        let api = c.api.as_ref().expect("api");
+        assert_eq!(api.base_url, "http://127.0.0.1:9");
+        assert_eq!(api.api_version, "2025-03-31.basil");
+        // A full secret key works but is warned about; loopback http is not.
+        let warnings = c.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("restricted key"), "{warnings:?}");
+        assert!(!warnings[0].contains("sk_live_abc"));
+    }
+
+    #[test]
+    fn the_api_key_env_enables_and_overrides() {
+        let env = |name: &str| (name == API_KEY_ENV).then(|| "rk_live_env".to_string());
+        let c = StripeConfig::from_table(&table("signing_secrets = ['whsec_a']"), &ctx(&env))
+            .expect("valid");
+        assert_eq!(c.api.expect("api").secret_key.expose(), "rk_live_env");
+        let c = StripeConfig::from_table(
+            &table("signing_secrets = ['whsec_a']\n[api]\nsecret_key = 'rk_test_file'\napi_version = 'v'"),
+            &ctx(&env),
+        )
+        .expect("valid");
+        let api = c.api.expect("api");
+        assert_eq!(api.secret_key.expose(), "rk_live_env");
+        assert_eq!(api.api_version, "v");
+    }
+
+    #[test]
+    fn bad_api_settings_name_the_key_without_the_value() {
+        for (text, key) in [
+            (
+                "[api]\nsecret_key = 'pk_live_Zq9x'",
+                "stores.stripe.api.secret_key",
+            ),
+            (
+                "[api]\nsecret_key = 'whsec_Zq8y'",
+                "stores.stripe.api.secret_key",
+            ),
+            (
+                "[api]\nsecret_key = 'rk_test_Zq7 w'",
+                "stores.stripe.api.secret_key",
+            ),
+            ("[api]\nsecret_key = ''", "stores.stripe.api.secret_key"),
+            ("[api]\nbase_url = 'x'", "stores.stripe.api.secret_key"),
+            (
+                "[api]\nsecret_key = 'rk_test_a'\nbase_url = 'ftp://x'",
+                "stores.stripe.api.base_url",
+            ),
+            (
+                "[api]\nsecret_key = 'rk_test_a'\napi_version = ''",
+                "stores.stripe.api.api_version",
+            ),
+            ("[api]\nsecret_key = 'rk_test_a'\nkey = 'x'", "key"),
+        ] {
+            let err = StripeConfig::from_table(
+                &table(&format!("signing_secrets = ['whsec_a']\n{text}")),
+                &ctx(&no_env),
+            )
+            .unwrap_err();
+            assert!(err.0.contains(key), "{text}: {err}");
+            for secret in ["Zq9x", "Zq8y", "Zq7"] {
+                assert!(!err.0.contains(secret), "{text}: {err}");
+            }
+        }
+        let env = |name: &str| (name == API_KEY_ENV).then(|| "whsec_wrongvar".to_string());
+        let err = StripeConfig::from_table(&table("signing_secrets = ['whsec_a']"), &ctx(&env))
+            .unwrap_err();
+        assert!(err.0.contains("stores.stripe.api.secret_key"), "{err}");
+        assert!(err.0.contains(API_KEY_ENV), "{err}");
+        assert!(!err.0.contains("wrongvar"), "{err}");
+    }
+
+    #[test]
+    fn debug_shows_no_api_key() {
+        let mut c = StripeConfig::with_secrets(["whsec_topsecret"]);
+        c.api = Some(ApiSettings::new("rk_live_verysecretkey"));
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("verysecretkey"), "{shown}");
+        assert!(
+            shown.contains("restricted live-mode key (redacted)"),
+            "{shown}"
+        );
     }
 
     #[test]

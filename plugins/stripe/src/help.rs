@@ -8,13 +8,19 @@ pub const HELP: StoreHelp = StoreHelp {
     console: "Stripe Dashboard",
     setup: &[
         "In the **Stripe Dashboard**: **Developers** › **Webhooks** › **Add endpoint**, URL `{url}`.",
-        "Select these events: `customer.subscription.created`, \
+        "Select these events (or all events): `customer.subscription.created`, \
          `customer.subscription.updated`, `customer.subscription.deleted`, \
-         `invoice.paid`, `invoice.payment_failed`, `charge.refunded`, \
-         `checkout.session.completed`.",
+         `customer.subscription.paused`, `customer.subscription.resumed`, \
+         `invoice.paid`, `invoice.payment_failed`, `invoice.payment_action_required`, \
+         `charge.refunded`, `checkout.session.completed`, \
+         `checkout.session.async_payment_succeeded`, `checkout.session.async_payment_failed`.",
         "Reveal the endpoint's **signing secret** (`whsec_…`) and give it to \
          storehook in the environment variable `STOREHOOK_STRIPE_SIGNING_SECRETS` \
          (or `[stores.stripe] signing_secrets`); restart storehook.",
+        "Optional, for **Check connection** and recovering missed events: **Developers** › \
+         **API keys** › **Create restricted key** with **Read** on **Events** and **Webhook \
+         Endpoints**; give it to storehook in `STOREHOOK_STRIPE_API_KEY` (or \
+         `[stores.stripe.api] secret_key`) and restart.",
     ],
     test: Some(
         "Send a test-mode event (Stripe CLI: `stripe trigger customer.subscription.updated`; \
@@ -56,3 +62,16 @@ pub const MASKING: Masking = Masking {
     secret_prefixes: &["whsec_", "sk_live_", "sk_test_", "rk_live_", "rk_test_"],
     ..Masking::NONE
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setup_names_every_mapped_event_type() {
+        let setup = HELP.setup.join(" ");
+        for t in crate::map::MAPPED_EVENT_TYPES {
+            assert!(setup.contains(&format!("`{t}`")), "{t}");
+        }
+    }
+}

@@ -14,6 +14,20 @@
 //! List both secrets while rolling one in the Dashboard; drop the old one
 //! once it has expired.
 //!
+//! The pull side (optional, `[stores.stripe.api]`):
+//! ```toml
+//! [stores.stripe.api]
+//! secret_key = "rk_live_…"        # or STOREHOOK_STRIPE_API_KEY (which alone enables it)
+//! base_url = "https://api.stripe.com"
+//! api_version = "2026-07-29.dahlia"   # sent as Stripe-Version
+//! ```
+//! A restricted key with Read access to Events and Webhook Endpoints is
+//! enough. With it, [`check`] confirms the webhook endpoint that calls this
+//! server and counts the events Stripe failed to deliver, and [`backfill`]
+//! recovers a window's events (oldest first) through [`api`]; each goes
+//! through [`decode`] and [`map`] as a pushed one does, without the
+//! signature (the API call authenticated it), under its event id.
+//!
 //! Events to subscribe the endpoint to: `customer.subscription.*`,
 //! `invoice.paid`, `invoice.payment_failed`, `invoice.payment_action_required`,
 //! `charge.refunded`, `checkout.session.completed` and
@@ -55,6 +69,9 @@
 // notification. Tests may (they are meant to stop at the first surprise).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod api;
+pub mod backfill;
+pub mod check;
 pub mod config;
 pub mod decode;
 pub mod help;
@@ -62,11 +79,16 @@ pub mod map;
 pub mod verify;
 
 use storehook_core::{
-    AdapterError, ConfigError, Environment, FactoryContext, IncomingRequest, Outcome, StoreAdapter,
+    AdapterError, ApiCapabilities, BackfillPage, BackfillWindow, CheckReport, ConfigError,
+    Environment, FactoryContext, IncomingRequest, Outcome, StoreAdapter, StoreHost,
     VerifiedNotification,
 };
 
-pub use config::{AcceptedMode, StripeConfig, SIGNING_SECRETS_ENV};
+pub use config::{
+    AcceptedMode, ApiSettings, KeyMode, StripeConfig, API_KEY_ENV, DEFAULT_API_BASE_URL,
+    DEFAULT_API_VERSION, SIGNING_SECRETS_ENV,
+};
+pub use map::MAPPED_EVENT_TYPES;
 pub use verify::{signature_header, SignatureError, SigningKeys};
 
 use config::STORE_ID;
@@ -104,6 +126,8 @@ fn build_adapter(
 pub struct StripeAdapter {
     config: StripeConfig,
     keys: SigningKeys,
+    /// The API client, when `[stores.stripe.api]` has a key.
+    api: Option<api::StripeApi>,
 }
 
 impl StripeAdapter {
@@ -115,7 +139,17 @@ impl StripeAdapter {
                 .iter()
                 .map(storehook_core::Secret::expose),
         );
-        Ok(StripeAdapter { config, keys })
+        let api = match &config.api {
+            Some(settings) => {
+                settings.validate("the configuration")?;
+                Some(
+                    api::StripeApi::new(settings)
+                        .map_err(|e| ConfigError::key(STORE_ID, "api.base_url", e))?,
+                )
+            }
+            None => None,
+        };
+        Ok(StripeAdapter { config, keys, api })
     }
 
     pub fn config(&self) -> &StripeConfig {
@@ -135,8 +169,18 @@ impl StripeAdapter {
             now_unix,
         )
         .map_err(|e| AdapterError::unauthorized(e.code(), e.to_string()))?;
+        self.map_event_body(&request.body, request.received_at_ms)
+    }
 
-        let event = decode::parse_event(&request.body)
+    /// Decodes and maps an event that is already authenticated: by its
+    /// signature (a push), or by the API call that listed it (a backfill).
+    /// `received_at_ms` stands in for an event without a Unix `created`.
+    pub fn map_event_body(
+        &self,
+        body: &[u8],
+        received_at_ms: i64,
+    ) -> Result<Outcome, AdapterError> {
+        let event = decode::parse_event(body)
             .map_err(|e: DecodeError| AdapterError::malformed(e.code(), e.to_string()))?;
         let envelope = &event.envelope;
 
@@ -192,10 +236,8 @@ impl StripeAdapter {
         // Thin (v2) events carry an RFC 3339 `created` and no subscription;
         // receipt time orders them well enough.
         let occurred_at_ms = match envelope.created {
-            Some(Created::Unix(seconds)) => {
-                seconds.checked_mul(1000).unwrap_or(request.received_at_ms)
-            }
-            _ => request.received_at_ms,
+            Some(Created::Unix(seconds)) => seconds.checked_mul(1000).unwrap_or(received_at_ms),
+            _ => received_at_ms,
         };
 
         Ok(Outcome::Notification(Box::new(VerifiedNotification {
@@ -240,6 +282,44 @@ fn signature_header_value(request: &IncomingRequest) -> Result<Option<&str>, Ada
 impl StoreAdapter for StripeAdapter {
     async fn verify_and_decode(&self, request: &IncomingRequest) -> Result<Outcome, AdapterError> {
         self.verify_and_map(request)
+    }
+
+    fn api_capabilities(&self) -> ApiCapabilities {
+        let api = self.api.is_some();
+        ApiCapabilities {
+            check: api,
+            backfill: api,
+            acknowledge: false,
+        }
+    }
+
+    async fn check_connection(&self, host: &dyn StoreHost) -> Result<CheckReport, AdapterError> {
+        let (Some(api), Some(settings)) = (&self.api, &self.config.api) else {
+            return Ok(CheckReport::not_configured(format!(
+                "Set [stores.stripe.api] secret_key (or the environment variable {API_KEY_ENV}) \
+                 to a restricted key (rk_…) with Read access to Events and Webhook Endpoints, \
+                 created in the Stripe Dashboard › Developers › API keys, and restart. storehook \
+                 then checks the webhook endpoint that calls this server and recovers the events \
+                 Stripe failed to deliver."
+            )));
+        };
+        Ok(check::check_connection(api, settings, self.config.livemode, host).await)
+    }
+
+    async fn backfill_page(
+        &self,
+        window: &BackfillWindow,
+        cursor: Option<&str>,
+        host: &dyn StoreHost,
+    ) -> Result<BackfillPage, AdapterError> {
+        let Some(api) = &self.api else {
+            return Err(AdapterError::Unsupported {
+                message: format!(
+                    "no Stripe API key is configured: set [stores.stripe.api] secret_key or {API_KEY_ENV}"
+                ),
+            });
+        };
+        backfill::page(self, api, window, cursor, host).await
     }
 
     fn startup_warnings(&self) -> Vec<String> {

@@ -92,6 +92,27 @@ struct Event<'a> {
 /// `customer.subscription.updated`).
 type FamilyMapper = fn(&str, &Event<'_>) -> Result<MappedEvent, UnreadableObject>;
 
+/// The event types this mapping draws something from: what the webhook
+/// endpoint must be subscribed to (the connection check compares its
+/// `enabled_events`), and what a backfill asks `/v1/events` for (at most 20
+/// `types[]`, Stripe's limit). `customer.subscription.trial_will_end` and
+/// the `pending_update_*` types are left out: they only repeat the state the
+/// `updated` events carry.
+pub const MAPPED_EVENT_TYPES: &[&str] = &[
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.subscription.paused",
+    "customer.subscription.resumed",
+    "invoice.paid",
+    "invoice.payment_failed",
+    "invoice.payment_action_required",
+    "charge.refunded",
+    "checkout.session.completed",
+    "checkout.session.async_payment_succeeded",
+    "checkout.session.async_payment_failed",
+];
+
 /// The event families by type prefix; any other type is OTHER.
 const FAMILIES: &[(&str, FamilyMapper)] = &[
     ("customer.subscription.", subscription::map),
@@ -238,6 +259,17 @@ mod tests {
             &MapOptions::default()
         )
         .is_err());
+    }
+
+    #[test]
+    fn mapped_types_belong_to_a_family_and_fit_one_events_request() {
+        assert!(MAPPED_EVENT_TYPES.len() <= 20);
+        for t in MAPPED_EVENT_TYPES {
+            assert!(
+                FAMILIES.iter().any(|(prefix, _)| t.starts_with(prefix)),
+                "{t}"
+            );
+        }
     }
 
     #[test]
