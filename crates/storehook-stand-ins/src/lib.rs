@@ -12,6 +12,8 @@ use std::path::PathBuf;
 
 use warp::Filter;
 
+pub mod google;
+
 /// A recorded response file, by its path under `recorded/`.
 pub fn recorded(rel: &str) -> Vec<u8> {
     let path = recorded_dir().join(rel);

@@ -253,9 +253,18 @@ async fn synthetic_notifications_of_every_type() {
         .unwrap();
         assert_eq!(&serde_json::from_slice::<Value>(&data).unwrap(), dn, "{id}");
 
+        // A void of a whole order is keyed by the order, so that a backfill
+        // reading it from voidedpurchases.list is a duplicate; every other
+        // notification by its Pub/Sub message id.
+        let void = &dn["voidedPurchaseNotification"];
+        let expected_id = if void.is_object() && void["refundType"] != 2 {
+            format!("voided:{}", void["orderId"].as_str().unwrap())
+        } else {
+            message_id.to_owned()
+        };
         for (adapter, api) in [(&plain, false), (&with_api, true)] {
             let n = expect_notification(adapter.as_ref(), &with_push_token(body.clone())).await;
-            assert_eq!(n.notification_id, message_id, "{id}");
+            assert_eq!(n.notification_id, expected_id, "{id}");
             assert_eq!(
                 n.occurred_at_ms.to_string(),
                 dn["eventTimeMillis"].as_str().unwrap(),
