@@ -80,8 +80,8 @@ impl Served {
     }
 }
 
-/// One `:acknowledge` call that reached the purchase (authenticated and
-/// permitted), whatever it answered.
+/// One `:acknowledge` call that got past authentication and the
+/// permission check (or met a scripted answer), whatever it answered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Acknowledgement {
     pub package: String,
@@ -520,6 +520,16 @@ fn play_api(
     }
     let package = segments.first().cloned().unwrap_or_default();
     if let Some(answer) = s.scripted.get_mut(&route).and_then(VecDeque::pop_front) {
+        if route == Route::Acknowledge {
+            let (product_id, token) = ack_target(segments);
+            s.acknowledgements.push(Acknowledgement {
+                package,
+                product_id,
+                token,
+                body: serde_json::from_slice(body).unwrap_or(Value::Null),
+                status: answer.0,
+            });
+        }
         return answer;
     }
     if !s.packages.contains(&package) {
@@ -567,13 +577,19 @@ fn invalid_value(message: &str) -> (u16, String) {
     (400, api_error(400, "global", "invalid", message))
 }
 
-fn acknowledge(s: &mut State, package: &str, segments: &[String], body: &[u8]) -> (u16, String) {
+/// `(productId, token)` of `[package, "purchases", "subscriptions", productId, "tokens", "<token>:acknowledge"]`.
+fn ack_target(segments: &[String]) -> (String, String) {
     let product_id = segments.get(3).cloned().unwrap_or_default();
     let token = segments
         .get(5)
         .and_then(|t| t.strip_suffix(":acknowledge"))
         .unwrap_or_default()
         .to_owned();
+    (product_id, token)
+}
+
+fn acknowledge(s: &mut State, package: &str, segments: &[String], body: &[u8]) -> (u16, String) {
+    let (product_id, token) = ack_target(segments);
     // The request body is a SubscriptionPurchasesAcknowledgeRequest; empty is `{}`.
     let parsed = if body.is_empty() {
         Ok(json!({}))
