@@ -763,3 +763,238 @@ fn voided_list(s: &mut State, package: &str, query: &BTreeMap<String, String>) -
     }
     (200, answer.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    //! The stand-in refuses what Google refuses: a client that signs or
+    //! sends its credentials wrongly must fail here.
+
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header};
+
+    const FIXTURES: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../plugins/google/tests/fixtures"
+    );
+    const PACKAGE: &str = "com.example.app";
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{FIXTURES}/{name}")).expect("fixture")
+    }
+
+    fn account() -> (String, EncodingKey) {
+        let key: Value = serde_json::from_slice(&fixture("service_account.json")).expect("JSON");
+        let email = key["client_email"].as_str().expect("email").to_owned();
+        let pem = key["private_key"].as_str().expect("key").to_owned();
+        (
+            email,
+            EncodingKey::from_rsa_pem(pem.as_bytes()).expect("RSA"),
+        )
+    }
+
+    async fn start() -> PlayStandIn {
+        let (email, _) = account();
+        PlayStandIn::start(
+            ServiceAccount {
+                client_email: email,
+                public_key_pem: fixture("service_account_public.pem"),
+            },
+            &[PACKAGE],
+        )
+        .await
+    }
+
+    fn assertion(key: &EncodingKey, claims: &Value) -> String {
+        jsonwebtoken::encode(&Header::new(Algorithm::RS256), claims, key).expect("signs")
+    }
+
+    fn claims(play: &PlayStandIn) -> Value {
+        let now = wall_clock_s();
+        json!({"iss": account().0, "scope": ANDROIDPUBLISHER_SCOPE, "aud": play.token_url,
+               "iat": now, "exp": now + 3600})
+    }
+
+    async fn grant(play: &PlayStandIn, grant_type: &str, assertion: &str) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .post(&play.token_url)
+            .form(&[("grant_type", grant_type), ("assertion", assertion)])
+            .send()
+            .await
+            .expect("answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON"))
+    }
+
+    #[tokio::test]
+    async fn the_token_endpoint_checks_the_assertion() {
+        let play = start().await;
+        let (_, key) = account();
+        let (status, body) = grant(&play, JWT_BEARER, &assertion(&key, &claims(&play))).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["token_type"], "Bearer");
+        assert_eq!(body["expires_in"], 3599);
+        assert!(body["access_token"].as_str().unwrap().starts_with("ya29."));
+
+        let other_key = EncodingKey::from_rsa_pem(&fixture("oidc_key_1.pem")).expect("RSA");
+        let mut refusals = vec![(
+            assertion(&other_key, &claims(&play)),
+            JWT_BEARER,
+            "invalid_grant",
+            "Signature",
+        )];
+        let now = wall_clock_s();
+        for (field, value, error, words) in [
+            (
+                "iss",
+                json!("someone@else.iam.gserviceaccount.com"),
+                "invalid_grant",
+                "account not found",
+            ),
+            (
+                "aud",
+                json!("https://oauth2.googleapis.com/token"),
+                "invalid_grant",
+                "audience",
+            ),
+            (
+                "scope",
+                json!("https://www.googleapis.com/auth/cloud-platform"),
+                "invalid_scope",
+                "scope",
+            ),
+            ("exp", json!(now + 7200), "invalid_grant", "short-lived"),
+            ("iat", json!(now + 600), "invalid_grant", "short-lived"),
+        ] {
+            let mut c = claims(&play);
+            c[field] = value;
+            refusals.push((assertion(&key, &c), JWT_BEARER, error, words));
+        }
+        let mut expired = claims(&play);
+        expired["iat"] = json!(now - 7200);
+        expired["exp"] = json!(now - 3600);
+        refusals.push((
+            assertion(&key, &expired),
+            JWT_BEARER,
+            "invalid_grant",
+            "short-lived",
+        ));
+        refusals.push((
+            assertion(&key, &claims(&play)),
+            "client_credentials",
+            "unsupported_grant_type",
+            "grant_type",
+        ));
+        for (jwt, grant_type, error, words) in refusals {
+            let (status, body) = grant(&play, grant_type, &jwt).await;
+            assert_eq!(
+                (status, body["error"].as_str()),
+                (400, Some(error)),
+                "{body}"
+            );
+            let description = body["error_description"].as_str().unwrap();
+            assert!(description.contains(words), "{words:?}: {description}");
+        }
+        assert_eq!(play.grants(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_api_wants_an_issued_token_and_filters_voids() {
+        let play = start().await;
+        let now = 1_700_000_000_000_i64;
+        play.set_now_ms(now);
+        for (order, days_ago, subscription) in [
+            ("a", 40, false),
+            ("b", 20, true),
+            ("c", 10, false),
+            ("d", 5, false),
+        ] {
+            play.add_voided(
+                PACKAGE,
+                json!({"orderId": order, "purchaseToken": "t",
+                       "voidedTimeMillis": (now - days_ago * 86_400_000).to_string()}),
+                subscription,
+            );
+        }
+        let url = format!(
+            "{}/androidpublisher/v3/applications/{PACKAGE}/purchases/voidedpurchases",
+            play.base_url
+        );
+        let http = reqwest::Client::new();
+        let get = |query: Vec<(&'static str, String)>, bearer: Option<String>| {
+            let mut request = http.get(&url).query(&query);
+            if let Some(b) = bearer {
+                request = request.bearer_auth(b);
+            }
+            async move {
+                let response = request.send().await.expect("answers");
+                let status = response.status().as_u16();
+                (
+                    status,
+                    response.json::<Value>().await.unwrap_or(Value::Null),
+                )
+            }
+        };
+        let (status, body) = get(vec![], None).await;
+        assert_eq!((status, body["error"]["code"].as_i64()), (401, Some(401)));
+        let (status, _) = get(vec![], Some("ya29.made-up".into())).await;
+        assert_eq!(status, 401);
+
+        let (_, key) = account();
+        let (_, token) = grant(&play, JWT_BEARER, &assertion(&key, &claims(&play))).await;
+        let bearer = token["access_token"].as_str().unwrap().to_owned();
+        let orders = |body: &Value| -> Vec<String> {
+            body["voidedPurchases"]
+                .as_array()
+                .map(|v| {
+                    v.iter()
+                        .map(|p| p["orderId"].as_str().unwrap().to_owned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        // Default: in-app products only, the last 30 days.
+        let (status, body) = get(vec![], Some(bearer.clone())).await;
+        assert_eq!(
+            (status, orders(&body)),
+            (200, vec!["c".to_owned(), "d".to_owned()])
+        );
+        // type=1, one per page: oldest first, with continuation tokens.
+        let mut seen = Vec::new();
+        let mut query = vec![("type", "1".to_owned()), ("maxResults", "1".to_owned())];
+        loop {
+            let (status, body) = get(query.clone(), Some(bearer.clone())).await;
+            assert_eq!(status, 200, "{body}");
+            seen.extend(orders(&body));
+            match body["tokenPagination"]["nextPageToken"].as_str() {
+                Some(next) => query = vec![("token", next.to_owned())],
+                None => break,
+            }
+        }
+        assert_eq!(seen, vec!["b", "c", "d"]);
+        // A window, and what Google refuses.
+        let (_, body) = get(
+            vec![
+                ("type", "1".into()),
+                ("startTime", (now - 15 * 86_400_000).to_string()),
+                ("endTime", (now - 6 * 86_400_000).to_string()),
+            ],
+            Some(bearer.clone()),
+        )
+        .await;
+        assert_eq!(orders(&body), vec!["c"]);
+        for query in [
+            vec![("startTime", (now - 31 * 86_400_000).to_string())],
+            vec![("endTime", (now + 60_000).to_string())],
+            vec![("maxResults", "1001".to_owned())],
+            vec![("token", "forged".to_owned())],
+        ] {
+            let (status, body) = get(query.clone(), Some(bearer.clone())).await;
+            assert_eq!(status, 400, "{query:?}: {body}");
+            assert_eq!(body["error"]["code"], 400);
+        }
+        play.deny_all();
+        let (status, body) = get(vec![], Some(bearer)).await;
+        assert_eq!(status, 401);
+        assert_eq!(body["error"]["errors"][0]["reason"], "permissionDenied");
+    }
+}
