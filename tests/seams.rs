@@ -8,7 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{TestServer, ADMIN_TOKEN};
+use common::TestServer;
 use serde_json::json;
 
 const SERVER_SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/crates/storehook-server/src");

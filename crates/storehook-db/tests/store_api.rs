@@ -195,11 +195,9 @@ async fn lookups_for_adapters_and_the_notification_detail() {
             .expect("track");
     }
     db.track("other", "s0", None, 10).await.expect("track");
-    let recorded = db
-        .record_notification(notification("n1", "s1", 1_000, 5_000, Source::Backfill))
+    db.record_notification(notification("n1", "s1", 1_000, 5_000, Source::Backfill))
         .await
         .expect("record");
-    let _ = recorded;
     assert!(db
         .notification_exists("example", "n1")
         .await
@@ -253,18 +251,7 @@ async fn a_purchase_is_queued_once_stays_acknowledged_and_is_flagged_late() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = open(&dir);
     for key in ["p1", "p2"] {
-        db.track("example", key, Some("user"), 10)
-            .await
-            .expect("track");
-        db.record_notification(notification(
-            &format!("n-{key}"),
-            key,
-            1_000,
-            9 * HOUR,
-            Source::Push,
-        ))
-        .await
-        .expect("record");
+        tracked(&db, key, 9 * HOUR).await;
     }
     let pending = |purchased| StateUpdate {
         state: ImpliedState::default(),
@@ -393,18 +380,7 @@ async fn a_subscription_past_its_expiry_with_no_word_is_overdue() {
         ("fine", 100 * HOUR),
         ("later", 20 * HOUR),
     ] {
-        db.track("example", key, Some("user"), 10)
-            .await
-            .expect("track");
-        db.record_notification(notification(
-            &format!("n-{key}"),
-            key,
-            1_000,
-            expires,
-            Source::Push,
-        ))
-        .await
-        .expect("record");
+        tracked(&db, key, expires).await;
     }
     let overdue = db.overdue_subscriptions(30 * HOUR).await.expect("overdue");
     assert_eq!(overdue.len(), 1, "{overdue:?}");

@@ -7,14 +7,14 @@
 //! One module per store, named for it. Each stand-in records the requests
 //! it served, so a test can assert what the client asked for.
 
-pub mod stripe;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use warp::Filter;
 
 pub mod apple;
+pub mod google;
+pub mod stripe;
 
 /// A recorded response file, by its path under `recorded/`.
 pub fn recorded(rel: &str) -> Vec<u8> {

@@ -41,13 +41,21 @@ pub struct GoogleConfig {
     pub play_api: Option<PlayApiConfig>,
 }
 
-/// `[stores.google.play_api]`: full state through `purchases.subscriptionsv2.get`.
+/// `[stores.google.play_api]`: the Play Developer API as a service account:
+/// full state through `purchases.subscriptionsv2.get`, the connection
+/// check, backfill (voided purchases, re-read states) and, with
+/// `acknowledge = true`, acknowledging purchases.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlayApiConfig {
     pub service_account_key_file: String,
     pub base_url: Option<String>,
     pub token_url: Option<String>,
+    /// Acknowledge every purchase the Play API says is not acknowledged yet
+    /// (Google refunds it after 3 days otherwise). Off by default: most apps
+    /// acknowledge in the app or their own backend.
+    #[serde(default)]
+    pub acknowledge: bool,
 }
 
 /// Where Google's signing keys come from.
@@ -69,7 +77,7 @@ pub struct OidcSettings {
 #[derive(Clone, Deserialize)]
 pub struct ServiceAccountKey {
     pub client_email: String,
-    pub private_key: String,
+    pub private_key: Secret,
     pub private_key_id: Option<String>,
     pub token_uri: Option<String>,
 }
@@ -87,8 +95,11 @@ impl std::fmt::Debug for ServiceAccountKey {
 #[derive(Debug, Clone)]
 pub struct PlayApiSettings {
     pub key: ServiceAccountKey,
+    /// Where the key came from, to name it in messages.
+    pub key_file: PathBuf,
     pub base_url: String,
     pub token_url: String,
+    pub acknowledge: bool,
 }
 
 /// Validated settings: every combination here is one the adapter can run.
@@ -262,8 +273,10 @@ fn play_api_settings(
 
     Ok(PlayApiSettings {
         key,
+        key_file: path,
         base_url,
         token_url,
+        acknowledge: api.acknowledge,
     })
 }
 
@@ -393,10 +406,44 @@ mod tests {
     fn service_account_debug_hides_the_private_key() {
         let key = ServiceAccountKey {
             client_email: "a@b".into(),
-            private_key: "-----BEGIN PRIVATE KEY-----secret".into(),
+            private_key: Secret::new("-----BEGIN PRIVATE KEY-----secret"),
             private_key_id: None,
             token_uri: None,
         };
         assert!(!format!("{key:?}").contains("secret"));
+    }
+
+    fn fixtures_ctx() -> FactoryContext<'static> {
+        FactoryContext {
+            config_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures")),
+            env: &no_env,
+        }
+    }
+
+    #[test]
+    fn acknowledge_is_off_unless_asked_and_the_key_never_shows() {
+        let settings = |extra: &str| {
+            let text = format!(
+                "package_names = ['a']\npush_token = 't'\n[play_api]\n\
+                 service_account_key_file = 'service_account.json'\n{extra}"
+            );
+            let table: toml::Table = toml::from_str(&text).unwrap();
+            Settings::from_table(&table, &fixtures_ctx()).unwrap()
+        };
+        let off = settings("");
+        let api = off.play_api.as_ref().unwrap();
+        assert!(!api.acknowledge);
+        assert!(api.key.private_key.expose().contains("PRIVATE KEY"));
+        let shown = format!("{off:?}");
+        assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+        assert!(shown.contains("play-api@storehook-test"), "{shown}");
+        assert!(settings("acknowledge = true").play_api.unwrap().acknowledge);
+        let table: toml::Table = toml::from_str(
+            "package_names = ['a']\npush_token = 't'\n[play_api]\n\
+             service_account_key_file = 'service_account.json'\nacknowledge = 'yes'",
+        )
+        .unwrap();
+        let err = Settings::from_table(&table, &fixtures_ctx()).unwrap_err();
+        assert!(err.0.contains("acknowledge"), "{err}");
     }
 }

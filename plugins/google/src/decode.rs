@@ -216,6 +216,8 @@ impl DeveloperNotification {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SubscriptionPurchaseV2 {
+    /// When the subscription was purchased (RFC 3339).
+    pub start_time: Option<String>,
     pub subscription_state: Option<String>,
     pub linked_purchase_token: Option<String>,
     #[serde(default)]
@@ -246,6 +248,70 @@ pub struct ExternalAccountIdentifiers {
     pub external_account_id: Option<String>,
     pub obfuscated_external_account_id: Option<String>,
     pub obfuscated_external_profile_id: Option<String>,
+}
+
+/// One entry of `purchases.voidedpurchases.list` (`VoidedPurchase`). Google
+/// documents the times as strings of milliseconds and the enums as
+/// integers; its own published example has them as strings, so both are
+/// read.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VoidedPurchase {
+    pub purchase_token: Option<String>,
+    pub order_id: Option<String>,
+    #[serde(default, deserialize_with = "opt_int_or_string")]
+    pub purchase_time_millis: Option<i64>,
+    #[serde(default, deserialize_with = "opt_int_or_string")]
+    pub voided_time_millis: Option<i64>,
+    /// 0 user, 1 developer, 2 Google.
+    #[serde(default, deserialize_with = "opt_int_or_string")]
+    pub voided_source: Option<i64>,
+    /// 0 other … 8 unacknowledged purchase.
+    #[serde(default, deserialize_with = "opt_int_or_string")]
+    pub voided_reason: Option<i64>,
+    /// Only for a quantity-based partial refund.
+    #[serde(default, deserialize_with = "opt_int_or_string")]
+    pub voided_quantity: Option<i64>,
+}
+
+/// One page of `voidedpurchases.list`: each entry typed and as it came
+/// (the stored raw body of a recovered notification).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VoidedPage {
+    pub purchases: Vec<(VoidedPurchase, Value)>,
+    pub next_page_token: Option<String>,
+}
+
+/// Reads a `VoidedPurchasesListResponse`. An entry that is not a
+/// `VoidedPurchase` is kept out rather than failing the page.
+pub fn parse_voided_page(body: &[u8]) -> Result<(VoidedPage, usize), String> {
+    let json: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    if !json.is_object() {
+        return Err("the answer is not a JSON object".to_owned());
+    }
+    let entries = match json.get("voidedPurchases") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(entries)) => entries.clone(),
+        Some(_) => return Err("`voidedPurchases` is not a list".to_owned()),
+    };
+    let total = entries.len();
+    let purchases = entries
+        .into_iter()
+        .filter_map(|raw| Some((VoidedPurchase::deserialize(&raw).ok()?, raw)))
+        .collect();
+    let next_page_token = json
+        .get("tokenPagination")
+        .and_then(|p| p.get("nextPageToken"))
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned);
+    Ok((
+        VoidedPage {
+            purchases,
+            next_page_token,
+        },
+        total,
+    ))
 }
 
 /// RFC 3339 (`publishTime`, `expiryTime`; 0 to 9 fractional digits) to Unix ms.
@@ -395,5 +461,34 @@ mod tests {
             Some(1_562_739_679_000)
         );
         assert_eq!(rfc3339_to_ms("yesterday"), None);
+    }
+
+    #[test]
+    fn voided_pages_read_strings_or_numbers() {
+        let (page, total) = parse_voided_page(
+            br#"{"tokenPagination":{"nextPageToken":"n"},"voidedPurchases":[
+                {"purchaseToken":"t","orderId":"o","purchaseTimeMillis":"1","voidedTimeMillis":2,
+                 "voidedSource":"2","voidedReason":5,"kind":"androidpublisher#voidedPurchase"},
+                {"purchaseToken":"t","voidedTimeMillis":"later"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(total, 2);
+        assert_eq!(page.next_page_token.as_deref(), Some("n"));
+        assert_eq!(page.purchases.len(), 1, "the unreadable entry is left out");
+        let (v, raw) = &page.purchases[0];
+        assert_eq!(
+            (
+                v.purchase_time_millis,
+                v.voided_time_millis,
+                v.voided_source,
+                v.voided_reason
+            ),
+            (Some(1), Some(2), Some(2), Some(5))
+        );
+        assert_eq!(raw["kind"], "androidpublisher#voidedPurchase");
+        let (empty, total) = parse_voided_page(b"{}").unwrap();
+        assert_eq!((empty, total), (VoidedPage::default(), 0));
+        assert!(parse_voided_page(b"[]").is_err());
+        assert!(parse_voided_page(br#"{"voidedPurchases":{}}"#).is_err());
     }
 }

@@ -17,6 +17,13 @@ pub const HELP: StoreHelp = StoreHelp {
         "In the **Google Play Console**: your app › **Monetize with Play** › \
          **Monetization setup** › **Real-time developer notifications**: enter the full \
          topic name (`projects/…/topics/…`) and save.",
+        "Optional, for **Check connection**, backfill and acknowledgement: create a \
+         **service account** with a JSON key in the Google Cloud console (and enable the \
+         **Google Play Android Developer API** in its project), invite its email in the Play \
+         Console under **Users and permissions** with **View financial data** and **Manage \
+         orders and subscriptions**, and set `[stores.google.play_api] \
+         service_account_key_file`; add `acknowledge = true` to have storehook acknowledge \
+         purchases. Permissions take up to 48 h to apply.",
     ],
     test: Some(
         "Press **Send test notification** on that Play Console page: within seconds this \

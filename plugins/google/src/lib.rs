@@ -7,12 +7,18 @@
 //! answered 2xx for days, so once a request is authenticated every message
 //! is acknowledged: unusable data becomes `Outcome::AcknowledgedRejection`.
 //! With `[stores.google.play_api]`, `fetch_state` reads the subscription's
-//! full state from `purchases.subscriptionsv2.get`.
+//! full state from `purchases.subscriptionsv2.get`, and the pull side works:
+//! `check_connection` (`check.rs`), `backfill_page` (voided purchases and
+//! re-read states, `backfill.rs`) and, with `acknowledge = true`,
+//! `acknowledge` (`acknowledge.rs`); all through `play_api.rs`.
 
 // Production code never unwraps: a panic on a request path is a dropped
 // notification. Tests may (they are meant to stop at the first surprise).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod acknowledge;
+pub mod backfill;
+pub mod check;
 pub mod config;
 pub mod decode;
 pub mod help;
@@ -22,7 +28,8 @@ pub mod play_api;
 pub mod verify;
 
 use storehook_core::{
-    AdapterError, ConfigError, FactoryContext, IncomingRequest, Outcome, StateUpdate, StoreAdapter,
+    AckOutcome, AdapterError, ApiCapabilities, BackfillPage, BackfillWindow, CheckReport,
+    ConfigError, FactoryContext, IncomingRequest, Outcome, StateUpdate, StoreAdapter, StoreHost,
     SubscriptionRef,
 };
 
@@ -81,7 +88,7 @@ impl GoogleAdapter {
     /// The package to ask the Play API about: the one the notification
     /// named (always one of `package_names`, which verification enforces),
     /// or, for a row stored without it, the only configured package.
-    fn package_for(&self, app_id: Option<&str>) -> Result<&str, AdapterError> {
+    pub(crate) fn package_for(&self, app_id: Option<&str>) -> Result<&str, AdapterError> {
         let configured = &self.settings.package_names;
         match app_id {
             Some(app) => configured
@@ -169,6 +176,37 @@ impl StoreAdapter for GoogleAdapter {
             &purchase,
             storehook_core::time::now_ms(),
         )))
+    }
+
+    fn api_capabilities(&self) -> ApiCapabilities {
+        let api = self.play_api.is_some();
+        ApiCapabilities {
+            check: api,
+            backfill: api,
+            acknowledge: api
+                && self
+                    .settings
+                    .play_api
+                    .as_ref()
+                    .is_some_and(|a| a.acknowledge),
+        }
+    }
+
+    async fn check_connection(&self, host: &dyn StoreHost) -> Result<CheckReport, AdapterError> {
+        check::check_connection(self, host).await
+    }
+
+    async fn backfill_page(
+        &self,
+        window: &BackfillWindow,
+        cursor: Option<&str>,
+        host: &dyn StoreHost,
+    ) -> Result<BackfillPage, AdapterError> {
+        backfill::backfill_page(self, window, cursor, host).await
+    }
+
+    async fn acknowledge(&self, purchase: SubscriptionRef<'_>) -> Result<AckOutcome, AdapterError> {
+        acknowledge::acknowledge(self, purchase).await
     }
 
     fn startup_warnings(&self) -> Vec<String> {

@@ -9,6 +9,7 @@ use storehook_core::{
 use crate::config::STORE_ID;
 use crate::decode::{
     rfc3339_to_ms, DecodedData, NotificationKind, PushEnvelope, SubscriptionPurchaseV2,
+    VoidedPurchase, VoidedPurchaseNotification,
 };
 
 /// What one `subscriptionNotification.notificationType` means.
@@ -210,20 +211,13 @@ pub fn verified_notification(
             }
         }
         NotificationKind::VoidedPurchase(v) => {
-            let refund = refund_type_name(v.refund_type);
-            out.event_type = EventType::Refund;
-            out.raw_type = format!(
-                "VOIDED_PURCHASE ({}, {refund})",
-                product_type_name(v.product_type)
-            );
-            out.subscription_key = Some(v.purchase_token.clone());
-            out.details.transaction_id = v.order_id.clone();
-            out.details.cancel_reason = Some(refund.to_string());
-            // The void is authoritative: subscriptionsv2 has been seen to
-            // answer ACTIVE after one, so no state fetch follows it. A
-            // quantity-based partial refund leaves the purchase in place.
-            if v.refund_type != Some(2) {
-                out.state.status = Some(SubscriptionStatus::Revoked);
+            apply_void(&mut out, v);
+            // Keyed by the order, like a void recovered from the Play API,
+            // so that a backfill after the push is a duplicate.
+            if let Some(id) =
+                voided_notification_id(v.order_id.as_deref(), v.refund_type == Some(2))
+            {
+                out.notification_id = id;
             }
         }
         NotificationKind::Test(_) => {
@@ -241,6 +235,153 @@ pub fn verified_notification(
         }
     }
     out
+}
+
+/// What a void means, pushed or recovered: a refund of the order, and for
+/// anything but a quantity-based partial refund the end of the purchase.
+fn apply_void(out: &mut VerifiedNotification, v: &VoidedPurchaseNotification) {
+    let refund = refund_type_name(v.refund_type);
+    out.event_type = EventType::Refund;
+    out.raw_type = format!(
+        "VOIDED_PURCHASE ({}, {refund})",
+        product_type_name(v.product_type)
+    );
+    out.subscription_key = Some(v.purchase_token.clone());
+    out.details.transaction_id = v.order_id.clone();
+    out.details.cancel_reason = Some(refund.to_string());
+    // The void is authoritative: subscriptionsv2 has been seen to
+    // answer ACTIVE after one, so no state fetch follows it. A
+    // quantity-based partial refund leaves the purchase in place.
+    if v.refund_type != Some(2) {
+        out.state.status = Some(SubscriptionStatus::Revoked);
+    }
+}
+
+/// The id of a void of a whole order: `voided:<orderId>`. Google's order
+/// ids are unique and a void ends its order, so the id is the same
+/// whether the RTDN pushed it (whatever its Pub/Sub message id) or a
+/// backfill read it from `voidedpurchases.list`, and any number of
+/// backfills over it are duplicates. A partial refund is not the end of
+/// its order (there may be several), so it keeps the delivery's own id.
+pub fn voided_notification_id(order_id: Option<&str>, partial: bool) -> Option<String> {
+    let order = order_id.map(str::trim).filter(|o| !o.is_empty())?;
+    if partial {
+        return None;
+    }
+    Some(format!(
+        "voided:{}",
+        order.chars().take(200).collect::<String>()
+    ))
+}
+
+/// The id of a void read from `voidedpurchases.list`: the same as pushed
+/// for a whole order; a partial refund (or an entry without an order id,
+/// which Google does not send) is told apart by its time, which does not
+/// change between two reads of the list.
+fn recovered_void_id(v: &VoidedPurchase, token: &str, voided_at_ms: i64) -> String {
+    let partial = v.voided_quantity.is_some();
+    if let Some(id) = voided_notification_id(v.order_id.as_deref(), partial) {
+        return id;
+    }
+    match v
+        .order_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+    {
+        Some(order) => format!(
+            "voided:{}:partial:{voided_at_ms}",
+            order.chars().take(200).collect::<String>()
+        ),
+        None => {
+            let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+            format!(
+                "voided-token-sha256-{}:{voided_at_ms}",
+                hex::encode(&d.as_ref()[..16])
+            )
+        }
+    }
+}
+
+fn voided_source_name(number: Option<i64>) -> &'static str {
+    match number {
+        Some(0) => "User",
+        Some(1) => "Developer",
+        Some(2) => "Google",
+        _ => "Unknown",
+    }
+}
+
+fn voided_reason_name(number: Option<i64>) -> &'static str {
+    match number {
+        Some(0) => "Other",
+        Some(1) => "Remorse",
+        Some(2) => "Not_received",
+        Some(3) => "Defective",
+        Some(4) => "Accidental_purchase",
+        Some(5) => "Fraud",
+        Some(6) => "Friendly_fraud",
+        Some(7) => "Chargeback",
+        Some(8) => "Unacknowledged_purchase",
+        _ => "Unknown",
+    }
+}
+
+/// A void read from `voidedpurchases.list` of `package`, as the
+/// notification a pushed voided-purchase RTDN of it maps to (`None` for an
+/// entry without a purchase token or a time, which Google does not send).
+/// The list does not say whether the order was a subscription's.
+pub fn recovered_void(
+    package: &str,
+    v: &VoidedPurchase,
+    raw: &Value,
+) -> Option<VerifiedNotification> {
+    let token = v.purchase_token.clone().filter(|t| !t.is_empty())?;
+    let voided_at_ms = v.voided_time_millis?;
+    let partial = v.voided_quantity.is_some();
+    let as_pushed = VoidedPurchaseNotification {
+        purchase_token: token.clone(),
+        order_id: v.order_id.clone(),
+        product_type: None,
+        refund_type: Some(if partial { 2 } else { 1 }),
+    };
+    let mut shown = raw.clone();
+    mask_tokens(&mut shown);
+    let mut out = VerifiedNotification {
+        store: STORE_ID.to_string(),
+        environment: Environment::Production,
+        notification_id: recovered_void_id(v, &token, voided_at_ms),
+        subscription_key: None,
+        event_type: EventType::Other,
+        raw_type: String::new(),
+        occurred_at_ms: voided_at_ms,
+        product_id: None,
+        app_id: Some(package.to_owned()),
+        state: ImpliedState::default(),
+        app_user_id_hint: None,
+        continues_subscription_key: None,
+        attention: None,
+        state_fetch_pending: false,
+        details: EventDetails::default(),
+        decoded: serde_json::json!({
+            "recoveredFrom": "purchases.voidedpurchases.list",
+            "packageName": package,
+            "voidedPurchase": shown,
+            "voidedSourceName": voided_source_name(v.voided_source),
+            "voidedReasonName": voided_reason_name(v.voided_reason),
+        }),
+    };
+    apply_void(&mut out, &as_pushed);
+    out.details.purchased_at_ms = v.purchase_time_millis;
+    if v.voided_reason == Some(8) {
+        out.attention = Some(
+            "Google Play refunded this purchase because nobody acknowledged it within 3 days: make sure \
+             purchases are acknowledged (by the app, or by storehook with [stores.google.play_api] \
+             acknowledge = true)"
+                .to_string(),
+        );
+    }
+    Some(out)
 }
 
 /// The envelope with `message.data` decoded and every purchase token masked.
@@ -326,10 +467,36 @@ pub fn state_update(purchase: &SubscriptionPurchaseV2, as_of_ms: i64) -> StateUp
             .as_ref()
             .and_then(|ids| ids.obfuscated_external_account_id.clone()),
         continues_subscription_key: purchase.linked_purchase_token.clone(),
-        acknowledgement_pending: purchase.acknowledgement_state.as_deref()
-            == Some("ACKNOWLEDGEMENT_STATE_PENDING"),
-        purchased_at_ms: None,
+        acknowledgement_pending: awaits_acknowledgement(purchase),
+        purchased_at_ms: purchase.start_time.as_deref().and_then(rfc3339_to_ms),
     }
+}
+
+/// Whether the purchase is one that can be acknowledged: bought (payment
+/// not pending) and not over. A state Google adds later counts as bought,
+/// so that it is tried rather than refunded.
+pub fn acknowledgeable(purchase: &SubscriptionPurchaseV2) -> bool {
+    !matches!(
+        purchase.subscription_state.as_deref(),
+        Some(
+            "SUBSCRIPTION_STATE_PENDING"
+                | "SUBSCRIPTION_STATE_EXPIRED"
+                | "SUBSCRIPTION_STATE_PENDING_PURCHASE_CANCELED"
+        )
+    )
+}
+
+/// Whether the purchase needs acknowledging now: Play says it is not
+/// acknowledged yet and it can be (a pending payment is acknowledged once
+/// paid, when Play sends SUBSCRIPTION_PURCHASED and the state is re-read).
+pub fn awaits_acknowledgement(purchase: &SubscriptionPurchaseV2) -> bool {
+    purchase.acknowledgement_state.as_deref() == Some("ACKNOWLEDGEMENT_STATE_PENDING")
+        && acknowledgeable(purchase)
+}
+
+/// Whether Play says the purchase is acknowledged.
+pub fn acknowledged(purchase: &SubscriptionPurchaseV2) -> bool {
+    purchase.acknowledgement_state.as_deref() == Some("ACKNOWLEDGEMENT_STATE_ACKNOWLEDGED")
 }
 
 #[cfg(test)]
@@ -416,6 +583,86 @@ mod tests {
             assert_eq!(update.state.expires_at_ms, None);
             assert_eq!(update.state.auto_renew, None);
         }
+    }
+
+    #[test]
+    fn acknowledgement_is_pending_only_for_a_bought_purchase() {
+        let purchase = |state: &str, ack: &str| SubscriptionPurchaseV2 {
+            subscription_state: Some(state.to_string()),
+            acknowledgement_state: Some(ack.to_string()),
+            start_time: Some("2026-01-01T00:00:00.250Z".to_string()),
+            ..Default::default()
+        };
+        let pending = "ACKNOWLEDGEMENT_STATE_PENDING";
+        for (state, expected) in [
+            ("SUBSCRIPTION_STATE_ACTIVE", true),
+            ("SUBSCRIPTION_STATE_CANCELED", true),
+            ("SUBSCRIPTION_STATE_IN_GRACE_PERIOD", true),
+            ("SUBSCRIPTION_STATE_ON_HOLD", true),
+            ("SUBSCRIPTION_STATE_PAUSED", true),
+            ("SUBSCRIPTION_STATE_SOMETHING_NEW", true),
+            ("SUBSCRIPTION_STATE_PENDING", false),
+            ("SUBSCRIPTION_STATE_EXPIRED", false),
+            ("SUBSCRIPTION_STATE_PENDING_PURCHASE_CANCELED", false),
+        ] {
+            let update = state_update(&purchase(state, pending), 5);
+            assert_eq!(update.acknowledgement_pending, expected, "{state}");
+            assert_eq!(update.purchased_at_ms, Some(1_767_225_600_250), "{state}");
+        }
+        let done = purchase(
+            "SUBSCRIPTION_STATE_ACTIVE",
+            "ACKNOWLEDGEMENT_STATE_ACKNOWLEDGED",
+        );
+        assert!(!state_update(&done, 5).acknowledgement_pending);
+        assert!(acknowledged(&done));
+        assert_eq!(
+            state_update(&SubscriptionPurchaseV2::default(), 5).purchased_at_ms,
+            None
+        );
+    }
+
+    #[test]
+    fn voids_of_whole_orders_are_keyed_by_the_order() {
+        assert_eq!(
+            voided_notification_id(Some("GPA.1234-5678"), false).as_deref(),
+            Some("voided:GPA.1234-5678")
+        );
+        assert_eq!(voided_notification_id(Some("GPA.1234-5678"), true), None);
+        assert_eq!(voided_notification_id(Some(" "), false), None);
+        assert_eq!(voided_notification_id(None, false), None);
+
+        let raw = serde_json::json!({"purchaseToken": "purchase_token_0123", "orderId": "1234",
+            "purchaseTimeMillis": "1677275637963", "voidedTimeMillis": "1677650787656",
+            "voidedSource": 1, "voidedReason": 8});
+        let v: VoidedPurchase = serde_json::from_value(raw.clone()).unwrap();
+        let n = recovered_void("com.example", &v, &raw).unwrap();
+        assert_eq!(n.notification_id, "voided:1234");
+        assert_eq!(n.event_type, EventType::Refund);
+        assert_eq!(n.state.status, Some(SubscriptionStatus::Revoked));
+        assert_eq!(n.subscription_key.as_deref(), Some("purchase_token_0123"));
+        assert_eq!(n.occurred_at_ms, 1_677_650_787_656);
+        assert_eq!(n.details.purchased_at_ms, Some(1_677_275_637_963));
+        assert!(n.attention.is_some(), "reason 8 is the operator's to fix");
+        assert!(!n.decoded.to_string().contains("purchase_token_0123"));
+        assert_eq!(n.decoded["voidedReasonName"], "Unacknowledged_purchase");
+
+        let partial: VoidedPurchase = serde_json::from_value(serde_json::json!({
+            "purchaseToken": "t", "orderId": "1234", "voidedTimeMillis": "7", "voidedQuantity": 1}))
+        .unwrap();
+        let n = recovered_void("com.example", &partial, &serde_json::json!({})).unwrap();
+        assert_eq!(n.notification_id, "voided:1234:partial:7");
+        assert_eq!(n.state.status, None);
+        let anonymous: VoidedPurchase = serde_json::from_value(
+            serde_json::json!({"purchaseToken": "t", "voidedTimeMillis": 7}),
+        )
+        .unwrap();
+        let n = recovered_void("com.example", &anonymous, &serde_json::json!({})).unwrap();
+        assert!(
+            n.notification_id.starts_with("voided-token-sha256-"),
+            "{}",
+            n.notification_id
+        );
+        assert!(recovered_void("p", &VoidedPurchase::default(), &serde_json::json!({})).is_none());
     }
 
     #[test]

@@ -1,15 +1,18 @@
-//! The Google Play Developer API client for `purchases.subscriptionsv2.get`,
-//! authenticated as a service account through the OAuth2 JWT-bearer grant
-//! (RFC 7523), with the access token cached until shortly before it expires.
+//! The Google Play Developer API client, authenticated as a service account
+//! through the OAuth2 JWT-bearer grant (RFC 7523), with the access token
+//! cached until shortly before it expires. Calls: `subscriptionsv2.get`
+//! (state fetches, backfill, acknowledgement), `voidedpurchases.list`
+//! (check, backfill) and `subscriptions.acknowledge`.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use storehook_core::AdapterError;
 
 use crate::config::PlayApiSettings;
-use crate::decode::SubscriptionPurchaseV2;
+use crate::decode::{parse_voided_page, SubscriptionPurchaseV2, VoidedPage};
 
 pub const ANDROIDPUBLISHER_SCOPE: &str = "https://www.googleapis.com/auth/androidpublisher";
 /// The state fetch runs in the background, after the push was answered.
@@ -18,6 +21,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 const ASSERTION_LIFETIME_S: u64 = 3600;
 /// A cached access token is renewed this long before it expires.
 const TOKEN_RENEW_MARGIN: Duration = Duration::from_secs(60);
+/// A 429 without `Retry-After` is asked again after this long: the Play
+/// API's quotas are per minute (the voided purchases' per 30 s).
+const DEFAULT_RETRY_AFTER_S: u64 = 60;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlayApiError {
@@ -25,36 +31,98 @@ pub enum PlayApiError {
     Network(&'static str, String),
     #[error("{0}: HTTP {1}")]
     ServerError(&'static str, u16),
+    #[error("{what}: Google asked to slow down (HTTP 429); retrying in {retry_after_s} s")]
+    RateLimited {
+        what: &'static str,
+        retry_after_s: u64,
+    },
     #[error("the token endpoint refused the service account: HTTP {0} {1}")]
     CredentialsRejected(u16, String),
-    #[error("the Play API refused access (HTTP {0}): does the service account have Play Console access to the app's financial data?")]
-    Forbidden(u16),
-    #[error("the Play API does not know this purchase token (HTTP {0})")]
-    NotFound(u16),
-    #[error("the Play API refused the request: HTTP {0}")]
-    Rejected(u16),
+    #[error("{what}: the Play API refused access (HTTP {status} {reason}): does the service account have Play Console access to the app?")]
+    Forbidden {
+        what: &'static str,
+        status: u16,
+        reason: String,
+    },
+    #[error("{what}: the Play API does not know this app or purchase (HTTP {status} {reason})")]
+    NotFound {
+        what: &'static str,
+        status: u16,
+        reason: String,
+    },
+    #[error(
+        "{what}: another change to this purchase is in progress (HTTP 409 {reason}); retry later"
+    )]
+    Conflict { what: &'static str, reason: String },
+    #[error("{what}: the Play API refused the request: HTTP {status} {reason}")]
+    Rejected {
+        what: &'static str,
+        status: u16,
+        reason: String,
+    },
     #[error("{0}: unexpected response: {1}")]
     BadResponse(&'static str, String),
     #[error("cannot sign the token request: {0}")]
     Signing(String),
 }
 
-impl From<PlayApiError> for AdapterError {
-    fn from(e: PlayApiError) -> Self {
-        let message = e.to_string();
-        match e {
-            // Worth retrying as it is.
+impl PlayApiError {
+    /// Google's `errors[0].reason` (`permissionDenied`, `invalidPurchaseState`…).
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            PlayApiError::Forbidden { reason, .. }
+            | PlayApiError::NotFound { reason, .. }
+            | PlayApiError::Conflict { reason, .. }
+            | PlayApiError::Rejected { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// Worth asking again as it is, later.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            PlayApiError::Network(..)
+                | PlayApiError::ServerError(..)
+                | PlayApiError::RateLimited { .. }
+                | PlayApiError::Conflict { .. }
+        )
+    }
+
+    /// The host's error; `now_ms` places a rate limit's retry time.
+    pub fn into_adapter_error(self, now_ms: i64) -> AdapterError {
+        let message = self.to_string();
+        match self {
             PlayApiError::Network(..) | PlayApiError::ServerError(..) => {
                 AdapterError::unavailable("play_api_unavailable", message)
+            }
+            PlayApiError::RateLimited { retry_after_s, .. } => AdapterError::RateLimited {
+                code: "play_api_rate_limited".into(),
+                message,
+                retry_at_ms: Some(now_ms.saturating_add(
+                    i64::try_from(retry_after_s.saturating_mul(1000)).unwrap_or(i64::MAX),
+                )),
+            },
+            // "Retry the request with exponential backoff" (Google's table).
+            PlayApiError::Conflict { .. } => {
+                AdapterError::unavailable("play_api_concurrent_update", message)
             }
             PlayApiError::CredentialsRejected(..) => {
                 AdapterError::unauthorized("play_api_credentials_rejected", message)
             }
-            PlayApiError::Forbidden(_) => AdapterError::unauthorized("play_api_forbidden", message),
-            PlayApiError::NotFound(_) => {
+            PlayApiError::Forbidden { .. } => {
+                AdapterError::unauthorized("play_api_forbidden", message)
+            }
+            PlayApiError::NotFound { reason, .. } if reason == "applicationNotFound" => {
+                AdapterError::malformed("package_not_found", message)
+            }
+            PlayApiError::NotFound { .. } => {
                 AdapterError::malformed("purchase_token_not_found", message)
             }
-            PlayApiError::Rejected(_) => AdapterError::malformed("play_api_rejected", message),
+            PlayApiError::Rejected { reason, .. } if reason == "invalidPurchaseState" => {
+                AdapterError::malformed("play_api_invalid_purchase_state", message)
+            }
+            PlayApiError::Rejected { .. } => AdapterError::malformed("play_api_rejected", message),
             PlayApiError::BadResponse(..) => {
                 AdapterError::malformed("play_api_bad_response", message)
             }
@@ -63,6 +131,23 @@ impl From<PlayApiError> for AdapterError {
             }
         }
     }
+}
+
+impl From<PlayApiError> for AdapterError {
+    fn from(e: PlayApiError) -> Self {
+        e.into_adapter_error(storehook_core::time::now_ms())
+    }
+}
+
+/// The filters of one `voidedpurchases.list` call. Always `type=1`
+/// (subscriptions too), so that entries are orders, keyed by `orderId`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VoidedQuery {
+    pub start_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+    pub max_results: u32,
+    /// `tokenPagination.nextPageToken` of the previous page.
+    pub page_token: Option<String>,
 }
 
 struct CachedToken {
@@ -98,8 +183,9 @@ struct TokenResponse {
 
 impl PlayApiClient {
     pub fn new(settings: &PlayApiSettings) -> Result<Self, String> {
-        let signing_key = EncodingKey::from_rsa_pem(settings.key.private_key.as_bytes())
-            .map_err(|e| format!("the service account's private_key is not an RSA key: {e}"))?;
+        let signing_key =
+            EncodingKey::from_rsa_pem(settings.key.private_key.expose().as_bytes())
+                .map_err(|e| format!("the service account's private_key is not an RSA key: {e}"))?;
         let base_url = reqwest::Url::parse(&settings.base_url)
             .map_err(|e| format!("{:?} is not a URL: {e}", settings.base_url))?;
         let http = reqwest::Client::builder()
@@ -117,6 +203,19 @@ impl PlayApiClient {
         })
     }
 
+    /// The service account's email, as the operator invites it in Play Console.
+    pub fn client_email(&self) -> &str {
+        &self.client_email
+    }
+
+    /// Asks the token endpoint for a new access token (and keeps it): the
+    /// connection check must see the grant work now, not an hour ago.
+    pub async fn fresh_access_token(&self) -> Result<(), PlayApiError> {
+        let mut cached = self.token.lock().await;
+        *cached = Some(self.request_access_token().await?);
+        Ok(())
+    }
+
     /// `GET …/applications/{package}/purchases/subscriptionsv2/tokens/{token}`.
     pub async fn get_subscription(
         &self,
@@ -124,56 +223,129 @@ impl PlayApiClient {
         purchase_token: &str,
     ) -> Result<SubscriptionPurchaseV2, PlayApiError> {
         const WHAT: &str = "purchases.subscriptionsv2.get";
+        let url = self.api_url(
+            package_name,
+            &["purchases", "subscriptionsv2", "tokens", purchase_token],
+        )?;
+        let body = self.call(WHAT, |http| http.get(url.clone())).await?;
+        serde_json::from_slice(&body).map_err(|e| PlayApiError::BadResponse(WHAT, e.to_string()))
+    }
+
+    /// `GET …/applications/{package}/purchases/voidedpurchases?type=1…`: one
+    /// page, and how many entries it had (readable or not).
+    pub async fn list_voided(
+        &self,
+        package_name: &str,
+        query: &VoidedQuery,
+    ) -> Result<(VoidedPage, usize), PlayApiError> {
+        const WHAT: &str = "purchases.voidedpurchases.list";
+        let mut url = self.api_url(package_name, &["purchases", "voidedpurchases"])?;
+        {
+            let mut pairs = url.query_pairs_mut();
+            pairs.append_pair("type", "1");
+            pairs.append_pair("maxResults", &query.max_results.clamp(1, 1000).to_string());
+            if let Some(start) = query.start_ms {
+                pairs.append_pair("startTime", &start.to_string());
+            }
+            if let Some(end) = query.end_ms {
+                pairs.append_pair("endTime", &end.to_string());
+            }
+            if let Some(token) = &query.page_token {
+                pairs.append_pair("token", token);
+            }
+        }
+        let body = self.call(WHAT, |http| http.get(url.clone())).await?;
+        parse_voided_page(&body).map_err(|e| PlayApiError::BadResponse(WHAT, e))
+    }
+
+    /// `POST …/purchases/subscriptions/{productId}/tokens/{token}:acknowledge`
+    /// with an empty request (`{}`); Google answers with an empty body.
+    pub async fn acknowledge_subscription(
+        &self,
+        package_name: &str,
+        product_id: &str,
+        purchase_token: &str,
+    ) -> Result<(), PlayApiError> {
+        const WHAT: &str = "purchases.subscriptions.acknowledge";
+        let last = format!("{purchase_token}:acknowledge");
+        let url = self.api_url(
+            package_name,
+            &["purchases", "subscriptions", product_id, "tokens", &last],
+        )?;
+        self.call(WHAT, |http| {
+            http.post(url.clone())
+                .json(&Value::Object(serde_json::Map::new()))
+        })
+        .await
+        .map(|_| ())
+    }
+
+    fn api_url(&self, package_name: &str, rest: &[&str]) -> Result<reqwest::Url, PlayApiError> {
+        let mut url = self.base_url.clone();
+        url.path_segments_mut()
+            .map_err(|_| PlayApiError::BadResponse("base_url", "cannot hold a path".into()))?
+            .pop_if_empty()
+            .extend(["androidpublisher", "v3", "applications", package_name])
+            .extend(rest);
+        Ok(url)
+    }
+
+    /// Sends one authenticated request; the body of a 2xx answer.
+    async fn call(
+        &self,
+        what: &'static str,
+        request: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<Vec<u8>, PlayApiError> {
         let access_token = self.access_token().await?;
-        let url = self.subscription_url(package_name, purchase_token)?;
-        let response = self
-            .http
-            .get(url)
+        let response = request(&self.http)
             .bearer_auth(&access_token)
             .send()
             .await
-            .map_err(|e| PlayApiError::Network(WHAT, e.without_url().to_string()))?;
+            .map_err(|e| PlayApiError::Network(what, e.without_url().to_string()))?;
         let status = response.status().as_u16();
+        let retry_after_s = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| PlayApiError::Network(what, e.without_url().to_string()))?;
+        let reason = || google_reason(&body);
         match status {
-            200..=299 => {}
+            200..=299 => Ok(body.to_vec()),
             401 | 403 => {
                 if status == 401 {
                     // The cached token may have been revoked: mint a new one next time.
                     *self.token.lock().await = None;
                 }
-                return Err(PlayApiError::Forbidden(status));
+                Err(PlayApiError::Forbidden {
+                    what,
+                    status,
+                    reason: reason(),
+                })
             }
-            404 | 410 => return Err(PlayApiError::NotFound(status)),
-            408 | 429 | 500..=599 => return Err(PlayApiError::ServerError(WHAT, status)),
-            _ => return Err(PlayApiError::Rejected(status)),
+            404 | 410 => Err(PlayApiError::NotFound {
+                what,
+                status,
+                reason: reason(),
+            }),
+            409 => Err(PlayApiError::Conflict {
+                what,
+                reason: reason(),
+            }),
+            429 => Err(PlayApiError::RateLimited {
+                what,
+                retry_after_s: retry_after_s.unwrap_or(DEFAULT_RETRY_AFTER_S).min(3600),
+            }),
+            408 | 500..=599 => Err(PlayApiError::ServerError(what, status)),
+            _ => Err(PlayApiError::Rejected {
+                what,
+                status,
+                reason: reason(),
+            }),
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| PlayApiError::Network(WHAT, e.without_url().to_string()))?;
-        serde_json::from_slice(&body).map_err(|e| PlayApiError::BadResponse(WHAT, e.to_string()))
-    }
-
-    fn subscription_url(
-        &self,
-        package_name: &str,
-        purchase_token: &str,
-    ) -> Result<reqwest::Url, PlayApiError> {
-        let mut url = self.base_url.clone();
-        url.path_segments_mut()
-            .map_err(|_| PlayApiError::BadResponse("base_url", "cannot hold a path".into()))?
-            .pop_if_empty()
-            .extend([
-                "androidpublisher",
-                "v3",
-                "applications",
-                package_name,
-                "purchases",
-                "subscriptionsv2",
-                "tokens",
-                purchase_token,
-            ]);
-        Ok(url)
     }
 
     /// A valid access token, from the cache or freshly minted.
@@ -244,6 +416,14 @@ impl PlayApiClient {
     }
 }
 
+/// Keeps a code from a response short and plain (it goes into messages).
+fn plain_code(code: &str) -> String {
+    code.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        .take(64)
+        .collect()
+}
+
 /// The OAuth2 error code of a token endpoint's refusal (`invalid_grant`…),
 /// never the rest of the body.
 fn oauth_error(body: &[u8]) -> String {
@@ -252,7 +432,21 @@ fn oauth_error(body: &[u8]) -> String {
         error: String,
     }
     serde_json::from_slice::<OAuthError>(body)
-        .map(|e| e.error.chars().take(64).collect())
+        .map(|e| plain_code(&e.error))
+        .unwrap_or_default()
+}
+
+/// `error.errors[0].reason` of Google's error envelope (or the newer
+/// `error.status`), never the rest of the body.
+fn google_reason(body: &[u8]) -> String {
+    let Ok(json) = serde_json::from_slice::<Value>(body) else {
+        return String::new();
+    };
+    let error = &json["error"];
+    error["errors"][0]["reason"]
+        .as_str()
+        .or_else(|| error["status"].as_str())
+        .map(plain_code)
         .unwrap_or_default()
 }
 
@@ -267,6 +461,18 @@ mod tests {
             "invalid_grant"
         );
         assert_eq!(oauth_error(b"<html>"), "");
+        assert_eq!(oauth_error(br#"{"error":"a b\nc"}"#), "abc");
+    }
+
+    #[test]
+    fn google_reason_keeps_only_the_reason() {
+        let body = br#"{ "error": { "errors": [ { "domain": "androidpublisher", "reason": "permissionDenied", "message": "The current user has insufficient permissions to perform the requested operation." } ], "code": 401, "message": "x" } }"#;
+        assert_eq!(google_reason(body), "permissionDenied");
+        assert_eq!(
+            google_reason(br#"{"error":{"code":403,"status":"PERMISSION_DENIED"}}"#),
+            "PERMISSION_DENIED"
+        );
+        assert_eq!(google_reason(b"busy"), "");
     }
 
     #[test]
@@ -275,9 +481,43 @@ mod tests {
         assert_eq!(e.http_status(), 503);
         let e: AdapterError = PlayApiError::Network("x", "reset".into()).into();
         assert_eq!(e.http_status(), 503);
-        let e: AdapterError = PlayApiError::NotFound(404).into();
-        assert_eq!(e.code(), "purchase_token_not_found");
-        let e: AdapterError = PlayApiError::Forbidden(403).into();
+        let not_found = |reason: &str| PlayApiError::NotFound {
+            what: "x",
+            status: 404,
+            reason: reason.into(),
+        };
+        assert_eq!(
+            AdapterError::from(not_found("notFound")).code(),
+            "purchase_token_not_found"
+        );
+        assert_eq!(
+            AdapterError::from(not_found("applicationNotFound")).code(),
+            "package_not_found"
+        );
+        let e: AdapterError = PlayApiError::Forbidden {
+            what: "x",
+            status: 403,
+            reason: String::new(),
+        }
+        .into();
         assert_eq!(e.code(), "play_api_forbidden");
+        let e = PlayApiError::Conflict {
+            what: "x",
+            reason: "concurrentUpdate".into(),
+        }
+        .into_adapter_error(0);
+        assert!(e.is_transient());
+        let e = PlayApiError::RateLimited {
+            what: "x",
+            retry_after_s: 30,
+        }
+        .into_adapter_error(1_000);
+        assert!(matches!(
+            e,
+            AdapterError::RateLimited {
+                retry_at_ms: Some(31_000),
+                ..
+            }
+        ));
     }
 }

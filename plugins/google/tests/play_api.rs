@@ -28,18 +28,14 @@ fn active_with_link() -> serde_json::Value {
 
 #[tokio::test]
 async fn a_failing_fetch_then_success() {
-    let server = PlayApiServer::start().await;
-    server.respond(
-        "new-purchase-token.AO-J1Ox",
-        vec![
-            (
-                503,
-                json!({"error": {"code": 503, "message": "backend error"}}),
-            ),
-            (200, active_with_link()),
-        ],
+    let play = play_stand_in(&[PACKAGE]).await;
+    play.script(
+        Route::SubscriptionGet,
+        503,
+        json!({"error": {"code": 503, "message": "backend error"}}).to_string(),
     );
-    let adapter = build(&server.config(PACKAGE));
+    play.set_purchase("new-purchase-token.AO-J1Ox", active_with_link());
+    let adapter = build(&play_config(&play, &[PACKAGE], ""));
 
     let e = adapter
         .fetch_state(SubscriptionRef::new(
@@ -74,64 +70,72 @@ async fn a_failing_fetch_then_success() {
         Some("old-purchase-token.AO-J1Ox")
     );
     assert_eq!(update.app_user_id_hint.as_deref(), Some("user-42"));
+    // startTime, for the host's count of hours left unacknowledged.
+    assert_eq!(update.purchased_at_ms, Some(1_767_225_600_000));
+    assert!(!update.acknowledgement_pending);
 
-    let state = server.state.lock().unwrap();
-    assert!(state.complaints.is_empty(), "{:?}", state.complaints);
-    assert_eq!(state.token_requests, 1, "one access token for both calls");
-    assert_eq!(
-        state.api_requests,
-        vec![
-            (
-                PACKAGE.to_string(),
-                "new-purchase-token.AO-J1Ox".to_string()
-            ),
-            (
-                PACKAGE.to_string(),
-                "new-purchase-token.AO-J1Ox".to_string()
-            ),
-        ]
+    assert!(play.complaints().is_empty(), "{:?}", play.complaints());
+    assert_eq!(play.grants(), 1, "one access token for both calls");
+    let call = (
+        PACKAGE.to_string(),
+        "new-purchase-token.AO-J1Ox".to_string(),
     );
+    assert_eq!(play.subscription_gets(), vec![call.clone(), call]);
 }
 
 #[tokio::test]
 async fn subscription_notifications_ask_for_the_fetch() {
-    let server = PlayApiServer::start().await;
-    let adapter = build(&server.config(PACKAGE));
+    let play = play_stand_in(&[PACKAGE]).await;
+    let adapter = build(&play_config(&play, &[PACKAGE], ""));
     let req = with_push_token(push_body(&subscription_data(4), Some("f1")));
     let n = expect_notification(adapter.as_ref(), &req).await;
     assert!(n.state_fetch_pending);
-    assert_eq!(
-        server.state.lock().unwrap().api_requests.len(),
-        0,
-        "never during the push"
-    );
+    assert!(play.served().is_empty(), "never during the push");
 }
 
 #[tokio::test]
 async fn api_refusals_are_typed() {
-    let server = PlayApiServer::start().await;
-    server.respond("forbidden", vec![(403, json!({"error": {"code": 403}}))]);
-    server.respond("gone", vec![(410, json!({"error": {"code": 410}}))]);
-    server.respond("bad", vec![(400, json!({"error": {"code": 400}}))]);
-    server.respond("limited", vec![(429, json!({"error": {"code": 429}}))]);
-    server.respond("garbage", vec![(200, json!(["not", "an", "object"]))]);
-    let adapter = build(&server.config(PACKAGE));
-    for (token, status, code) in [
-        ("forbidden", 401, "play_api_forbidden"),
-        ("unknown-token", 400, "purchase_token_not_found"),
-        ("gone", 400, "purchase_token_not_found"),
-        ("bad", 400, "play_api_rejected"),
-        ("limited", 503, "play_api_unavailable"),
-        ("garbage", 400, "play_api_bad_response"),
+    let play = play_stand_in(&[PACKAGE]).await;
+    let adapter = build(&play_config(&play, &[PACKAGE], ""));
+    for (answer, status, code) in [
+        (
+            Some((403, json!({"error": {"code": 403}}))),
+            401,
+            "play_api_forbidden",
+        ),
+        (None, 400, "purchase_token_not_found"),
+        (
+            Some((410, json!({"error": {"code": 410}}))),
+            400,
+            "purchase_token_not_found",
+        ),
+        (
+            Some((400, json!({"error": {"code": 400}}))),
+            400,
+            "play_api_rejected",
+        ),
+        (
+            Some((429, json!({"error": {"code": 429}}))),
+            503,
+            "play_api_rate_limited",
+        ),
+        (
+            Some((200, json!(["not", "an", "object"]))),
+            400,
+            "play_api_bad_response",
+        ),
     ] {
+        if let Some((answer_status, body)) = &answer {
+            play.script(Route::SubscriptionGet, *answer_status, body.to_string());
+        }
         let e = adapter
-            .fetch_state(SubscriptionRef::new(token, Some(PACKAGE)))
+            .fetch_state(SubscriptionRef::new("unknown-token", Some(PACKAGE)))
             .await
             .unwrap_err();
         assert_eq!(
             (e.http_status(), e.code()),
             (status, code),
-            "{token}: {}",
+            "{answer:?}: {}",
             e.message()
         );
     }
@@ -139,15 +143,15 @@ async fn api_refusals_are_typed() {
 
 #[tokio::test]
 async fn a_revoked_access_token_is_replaced() {
-    let server = PlayApiServer::start().await;
-    server.respond("t1", vec![(200, active_with_link())]);
-    let adapter = build(&server.config(PACKAGE));
+    let play = play_stand_in(&[PACKAGE]).await;
+    play.set_purchase("t1", active_with_link());
+    let adapter = build(&play_config(&play, &[PACKAGE], ""));
     adapter
         .fetch_state(SubscriptionRef::new("t1", Some(PACKAGE)))
         .await
         .unwrap();
     // The stand-in forgets the token it issued: the API answers 401.
-    server.state.lock().unwrap().issued_tokens.clear();
+    play.revoke_access_tokens();
     let e = adapter
         .fetch_state(SubscriptionRef::new("t1", Some(PACKAGE)))
         .await
@@ -159,12 +163,12 @@ async fn a_revoked_access_token_is_replaced() {
         .await
         .unwrap()
         .expect("state");
-    assert_eq!(server.state.lock().unwrap().token_requests, 2);
+    assert_eq!(play.grants(), 2);
 }
 
 #[tokio::test]
 async fn rejected_credentials() {
-    let server = PlayApiServer::start().await;
+    let play = play_stand_in(&[PACKAGE]).await;
     // A key file signed with a key the token endpoint does not know.
     let dir = tempfile::tempdir().unwrap();
     let mut key = read_json(fixture("service_account.json"));
@@ -175,8 +179,8 @@ async fn rejected_credentials() {
         "package_names = ['{PACKAGE}']\npush_token = 'x'\n[play_api]\nservice_account_key_file = '{}'\n\
          base_url = '{}'\ntoken_url = '{}'\n",
         path.display(),
-        server.base_url,
-        server.token_url
+        play.base_url,
+        play.token_url
     ));
     let e = adapter
         .fetch_state(SubscriptionRef::new("t1", Some(PACKAGE)))
@@ -188,6 +192,12 @@ async fn rejected_credentials() {
     );
     assert!(e.message().contains("invalid_grant"), "{}", e.message());
     assert!(!e.message().contains("PRIVATE KEY"));
+    assert_eq!(
+        play.complaints(),
+        vec!["token endpoint: invalid_grant: Invalid JWT Signature.".to_owned()]
+    );
+    assert_eq!(play.grants(), 0);
+    assert!(play.served_on(Route::SubscriptionGet).is_empty());
 }
 
 #[tokio::test]
@@ -244,14 +254,10 @@ async fn play_api_config_errors() {
 /// one with several configured, is refused without calling the API.
 #[tokio::test]
 async fn each_package_is_asked_about_its_own_subscriptions() {
-    let server = PlayApiServer::start().await;
-    server.respond("token-a", vec![(200, active_with_link())]);
-    server.respond("token-b", vec![(200, active_with_link())]);
-    let adapter = build(&format!(
-        "package_names = ['com.example.a', 'com.example.b']\npush_token = 'x'\n[play_api]\n\
-         service_account_key_file = 'service_account.json'\nbase_url = '{}'\ntoken_url = '{}'\n",
-        server.base_url, server.token_url
-    ));
+    let play = play_stand_in(&["com.example.a", "com.example.b"]).await;
+    play.set_purchase("token-a", active_with_link());
+    play.set_purchase("token-b", active_with_link());
+    let adapter = build(&play_config(&play, &["com.example.a", "com.example.b"], ""));
     for (token, package) in [("token-a", "com.example.a"), ("token-b", "com.example.b")] {
         adapter
             .fetch_state(SubscriptionRef::new(token, Some(package)))
@@ -270,30 +276,29 @@ async fn each_package_is_asked_about_its_own_subscriptions() {
             "{app:?}"
         );
     }
-    let s = server.state.lock().unwrap();
     assert_eq!(
-        s.api_requests,
+        play.subscription_gets(),
         vec![
             ("com.example.a".to_owned(), "token-a".to_owned()),
             ("com.example.b".to_owned(), "token-b".to_owned()),
         ]
     );
-    assert!(s.complaints.is_empty(), "{:?}", s.complaints);
+    assert!(play.complaints().is_empty(), "{:?}", play.complaints());
 }
 
 /// A row stored without its package, with one package configured: that one.
 #[tokio::test]
 async fn without_a_package_the_only_configured_one_is_used() {
-    let server = PlayApiServer::start().await;
-    server.respond("t1", vec![(200, active_with_link())]);
-    let adapter = build(&server.config(PACKAGE));
+    let play = play_stand_in(&[PACKAGE]).await;
+    play.set_purchase("t1", active_with_link());
+    let adapter = build(&play_config(&play, &[PACKAGE], ""));
     adapter
         .fetch_state(SubscriptionRef::new("t1", None))
         .await
         .unwrap()
         .expect("state");
     assert_eq!(
-        server.state.lock().unwrap().api_requests,
+        play.subscription_gets(),
         vec![(PACKAGE.to_owned(), "t1".to_owned())]
     );
 }

@@ -1,20 +1,22 @@
 //! Shared test support: fixtures, token minting, adapters built from TOML,
-//! push bodies, and local HTTP stand-ins (loopback, port 0) for Google's
-//! JWKS endpoint, token endpoint and Play Developer API.
+//! push bodies, a local HTTP stand-in (loopback, port 0) for Google's JWKS
+//! endpoint, and the storehook-stand-ins one of the token endpoint and the
+//! Play Developer API set up with the fixture service account.
 #![allow(dead_code)]
 
-use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use storehook_core::{
     FactoryContext, IncomingRequest, Outcome, StoreAdapter, VerifiedNotification,
 };
-use warp::http::StatusCode;
+// Not every test file uses every name.
+#[allow(unused_imports)]
+pub use storehook_stand_ins::google::{PlayStandIn, Route, ServiceAccount};
 use warp::Filter;
 
 pub const AUDIENCE: &str = "https://hooks.example.com/v1/notifications/google";
@@ -252,145 +254,33 @@ impl JwksServer {
     }
 }
 
-/// The Play Developer API and Google's OAuth2 token endpoint, played from
-/// recorded responses.
-pub struct PlayApiServer {
-    pub base_url: String,
-    pub token_url: String,
-    pub state: Arc<Mutex<PlayState>>,
+/// The service account of `fixtures/service_account.json`.
+pub const SA_EMAIL: &str = "play-api@storehook-test.iam.gserviceaccount.com";
+
+/// The stand-in of Google's token endpoint and the Play Developer API
+/// (storehook-stand-ins), accepting the fixture service account's
+/// assertions and knowing `packages`.
+pub async fn play_stand_in(packages: &[&str]) -> PlayStandIn {
+    PlayStandIn::start(
+        ServiceAccount {
+            client_email: SA_EMAIL.to_owned(),
+            public_key_pem: std::fs::read(fixture("service_account_public.pem"))
+                .expect("fixture public key"),
+        },
+        packages,
+    )
+    .await
 }
 
-#[derive(Default)]
-pub struct PlayState {
-    /// Per purchase token, the (status, body) answers still to give; the last
-    /// one is repeated.
-    pub responses: HashMap<String, VecDeque<(u16, Value)>>,
-    pub issued_tokens: Vec<String>,
-    pub token_requests: usize,
-    pub api_requests: Vec<(String, String)>,
-    /// Problems the stand-in saw in the client's requests.
-    pub complaints: Vec<String>,
-}
-
-impl PlayApiServer {
-    pub async fn start() -> Self {
-        let state = Arc::new(Mutex::new(PlayState::default()));
-        let addr_cell: Arc<Mutex<String>> = Arc::new(Mutex::new(String::new()));
-
-        let token_state = state.clone();
-        let token_addr = addr_cell.clone();
-        let token = warp::post()
-            .and(warp::path("token"))
-            .and(warp::path::end())
-            .and(warp::body::form::<HashMap<String, String>>())
-            .map(move |form: HashMap<String, String>| {
-                let mut s = token_state.lock().expect("lock");
-                s.token_requests += 1;
-                let expected_aud = format!("{}/token", token_addr.lock().expect("lock"));
-                if let Err(problem) = check_assertion(&form, &expected_aud) {
-                    s.complaints.push(problem.clone());
-                    return warp::reply::with_status(
-                        warp::reply::json(&json!({"error": "invalid_grant", "error_description": problem})),
-                        StatusCode::BAD_REQUEST,
-                    );
-                }
-                let access = format!("test-access-token-{}", s.token_requests);
-                s.issued_tokens.push(access.clone());
-                warp::reply::with_status(
-                    warp::reply::json(&json!({"access_token": access, "expires_in": 3599, "token_type": "Bearer"})),
-                    StatusCode::OK,
-                )
-            });
-
-        let api_state = state.clone();
-        let api = warp::get()
-            .and(warp::path!(
-                "androidpublisher"
-                    / "v3"
-                    / "applications"
-                    / String
-                    / "purchases"
-                    / "subscriptionsv2"
-                    / "tokens"
-                    / String
-            ))
-            .and(warp::header::optional::<String>("authorization"))
-            .map(
-                move |package: String, token: String, auth: Option<String>| {
-                    let mut s = api_state.lock().expect("lock");
-                    s.api_requests.push((package, token.clone()));
-                    let authorized = auth
-                        .as_deref()
-                        .and_then(|a| a.strip_prefix("Bearer "))
-                        .is_some_and(|t| s.issued_tokens.iter().any(|i| i == t));
-                    if !authorized {
-                        s.complaints
-                            .push("API call without an issued access token".into());
-                        return warp::reply::with_status(
-                            warp::reply::json(&json!({"error": {"code": 401}})),
-                            StatusCode::UNAUTHORIZED,
-                        );
-                    }
-                    let (status, body) = match s.responses.get_mut(&token) {
-                        Some(queue) if queue.len() > 1 => queue.pop_front().expect("non-empty"),
-                        Some(queue) => queue.front().cloned().expect("non-empty"),
-                        None => (404, json!({"error": {"code": 404, "message": "not found"}})),
-                    };
-                    warp::reply::with_status(
-                        warp::reply::json(&body),
-                        StatusCode::from_u16(status).expect("status"),
-                    )
-                },
-            );
-
-        let addr = serve(token.or(api)).await;
-        let base_url = format!("http://{addr}");
-        *addr_cell.lock().expect("lock") = base_url.clone();
-        PlayApiServer {
-            token_url: format!("{base_url}/token"),
-            base_url,
-            state,
-        }
-    }
-
-    pub fn respond(&self, purchase_token: &str, answers: Vec<(u16, Value)>) {
-        self.state
-            .lock()
-            .expect("lock")
-            .responses
-            .insert(purchase_token.to_string(), answers.into());
-    }
-
-    pub fn config(&self, package: &str) -> String {
-        format!(
-            "package_names = ['{package}']\npush_token = '{PUSH_TOKEN}'\n[play_api]\n\
-             service_account_key_file = 'service_account.json'\nbase_url = '{}'\ntoken_url = '{}'\n",
-            self.base_url, self.token_url
-        )
-    }
-}
-
-/// Checks a JWT-bearer grant the way Google's token endpoint does.
-fn check_assertion(form: &HashMap<String, String>, expected_aud: &str) -> Result<(), String> {
-    if form.get("grant_type").map(String::as_str)
-        != Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
-    {
-        return Err("wrong grant_type".into());
-    }
-    let assertion = form.get("assertion").ok_or("no assertion")?;
-    let pem = std::fs::read(fixture("service_account_public.pem")).map_err(|e| e.to_string())?;
-    let key = DecodingKey::from_rsa_pem(&pem).map_err(|e| e.to_string())?;
-    let mut validation = Validation::new(Algorithm::RS256);
-    validation.set_audience(&[expected_aud]);
-    validation.set_issuer(&["play-api@storehook-test.iam.gserviceaccount.com"]);
-    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-    let data =
-        jsonwebtoken::decode::<Value>(assertion, &key, &validation).map_err(|e| e.to_string())?;
-    if data.claims["scope"] != "https://www.googleapis.com/auth/androidpublisher" {
-        return Err("wrong scope".into());
-    }
-    if data.header.kid.as_deref() != Some("test-sa-key-1") {
-        return Err("assertion without the key id".into());
-    }
-    Ok(())
+/// `[stores.google]` with the Play API pointed at `stand_in`; `extra` goes
+/// into `[play_api]`.
+pub fn play_config(stand_in: &PlayStandIn, packages: &[&str], extra: &str) -> String {
+    let list: Vec<String> = packages.iter().map(|p| format!("'{p}'")).collect();
+    format!(
+        "package_names = [{}]\npush_token = '{PUSH_TOKEN}'\n[play_api]\n\
+         service_account_key_file = 'service_account.json'\nbase_url = '{}'\ntoken_url = '{}'\n{extra}\n",
+        list.join(", "),
+        stand_in.base_url,
+        stand_in.token_url
+    )
 }
