@@ -236,7 +236,8 @@ pub trait StoreHost: Send + Sync {
     fn now_ms(&self) -> i64;
     /// Whether a notification with this store id has been recorded.
     async fn has_notification(&self, notification_id: &str) -> Result<bool, AdapterError>;
-    /// Tracked subscriptions of this store in key order, after `after`.
+    /// Tracked subscriptions of this store in key order, after `after`,
+    /// except those that ended more than 60 days ago.
     async fn tracked_subscriptions(
         &self,
         after: Option<&str>,

@@ -300,7 +300,9 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<bool, DbError>;
     /// When the store's newest test notification arrived.
     async fn last_test_notification(&self, store: &str) -> Result<Option<i64>, DbError>;
-    /// Tracked subscriptions of one store in key order, after `after`.
+    /// Tracked subscriptions of one store in key order, after `after`;
+    /// those that expired or were revoked more than 60 days ago are left
+    /// out (nothing about them can change any more).
     async fn tracked_subscriptions(
         &self,
         store: &str,

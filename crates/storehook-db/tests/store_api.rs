@@ -393,3 +393,28 @@ async fn a_subscription_past_its_expiry_with_no_word_is_overdue() {
         .expect("overdue")
         .is_empty());
 }
+
+#[tokio::test]
+async fn subscriptions_that_ended_long_ago_are_not_listed_to_adapters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(&dir);
+    let now = storehook_core::time::now_ms();
+    tracked(&db, "active", now + 30 * 24 * HOUR).await;
+    tracked(&db, "ended-lately", now - 10 * 24 * HOUR).await;
+    tracked(&db, "ended-long-ago", now - 90 * 24 * HOUR).await;
+    for (key, at) in [
+        ("ended-lately", now - 10 * 24 * HOUR),
+        ("ended-long-ago", now - 90 * 24 * HOUR),
+    ] {
+        let mut expired = notification(&format!("x-{key}"), key, at, at, Source::Push);
+        expired.notification.event_type = EventType::Expiration;
+        expired.notification.state.status = Some(SubscriptionStatus::Expired);
+        db.record_notification(expired).await.expect("record");
+    }
+    let listed = db
+        .tracked_subscriptions("example", None, 10)
+        .await
+        .expect("list");
+    let keys: Vec<_> = listed.iter().map(|t| t.key.as_str()).collect();
+    assert_eq!(keys, ["active", "ended-lately"]);
+}

@@ -40,6 +40,11 @@ pub(crate) fn last_test_notification(
     )?)
 }
 
+/// A subscription that ended this long ago is not listed to adapters: the
+/// stores' APIs have nothing new about it (Google answers 410 for a token 60
+/// days after it expired), and re-reading it at every catch-up spends quota.
+const ENDED_LONG_AGO_MS: i64 = 60 * 86_400_000;
+
 pub(crate) fn tracked_subscriptions(
     conn: &Connection,
     store: &str,
@@ -54,9 +59,12 @@ pub(crate) fn tracked_subscriptions(
                   ORDER BY n.occurred_at DESC, n.id DESC LIMIT 1)
            FROM subscriptions s
           WHERE s.store = ?1 AND (?2 IS NULL OR s.subscription_key > ?2)
+            AND NOT (coalesce(s.status, '') IN ('expired', 'revoked')
+                     AND coalesce(s.expires_at, 0) < ?4)
           ORDER BY s.subscription_key LIMIT ?3",
     )?;
-    let rows = stmt.query_map(params![store, after, limit], |r| {
+    let ended_before = storehook_core::time::now_ms() - ENDED_LONG_AGO_MS;
+    let rows = stmt.query_map(params![store, after, limit, ended_before], |r| {
         Ok(TrackedSubscription {
             key: r.get(0)?,
             app_id: r.get(1)?,
