@@ -167,11 +167,15 @@ impl AdminClient {
         let mut last = String::new();
         loop {
             let line = format!(
-                "  {}: {} read, {} recovered, {} already here{}",
+                "  {}: {} read, {} recovered, {} already here{}{}",
                 job["status"].as_str().unwrap_or("?"),
                 job["scanned"],
                 job["recovered"],
                 job["duplicates"],
+                match job["skipped"].as_i64() {
+                    Some(n) if n > 0 => format!(", {n} unusable"),
+                    _ => String::new(),
+                },
                 job["progress"]
                     .as_str()
                     .map(|p| format!(" — {p}"))

@@ -239,7 +239,10 @@ async fn a_restart_mid_backfill_resumes_from_the_last_committed_page() {
         + "\n[store_apis]\ncatch_up_interval_hours = 0\n";
     let mut server = TestServer::start(&config).await;
     track_both(&server).await;
-    write_history(&server, &ten_days());
+    // The store's history also holds an entry that does not decode.
+    let mut history = ten_days();
+    history.insert(3, json!({"id": "broken", "type": "RENEWAL"}));
+    write_history(&server, &history);
     let (status, job) = post_admin(
         &server,
         "/v1/stores/example/backfill",
@@ -266,8 +269,9 @@ async fn a_restart_mid_backfill_resumes_from_the_last_committed_page() {
     let done = wait_for_job(&server, id).await;
     assert_eq!(done["status"], "done", "{done}");
     // Every entry read once: the pages before the restart were not read again.
-    assert_eq!(done["scanned"], 7, "{done}");
+    assert_eq!(done["scanned"], 8, "{done}");
     assert_eq!(done["recovered"], 7, "{done}");
+    assert_eq!(done["skipped"], 1, "the broken entry is counted: {done}");
     assert_eq!(done["duplicates"], 0, "{done}");
     let (_, sub) = server.subscription("example", "sub-a").await;
     assert_eq!(sub["status"], "revoked", "{sub}");

@@ -205,6 +205,10 @@ pub struct BackfillPage {
     pub next_cursor: Option<String>,
     /// Records the store returned for this page, recovered or not.
     pub scanned: u64,
+    /// Of those, records that could not be used: a payload that did not
+    /// verify, an unreadable event. Counted on the job (the progress line
+    /// says which and why).
+    pub skipped: u64,
 }
 
 /// What `acknowledge` did.

@@ -138,6 +138,8 @@ pub struct Job {
     pub recovered: i64,
     /// Notifications storehook had already.
     pub duplicates: i64,
+    /// Records that could not be used (did not verify, unreadable).
+    pub skipped: i64,
     /// The latest progress line.
     pub progress: Option<String>,
     pub error: Option<String>,
@@ -167,6 +169,7 @@ pub struct JobStep {
     pub scanned: i64,
     pub recovered: i64,
     pub duplicates: i64,
+    pub skipped: i64,
     pub progress: Option<String>,
     pub error: Option<String>,
     pub at_ms: i64,

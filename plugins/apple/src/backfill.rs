@@ -269,6 +269,7 @@ pub(crate) async fn backfill_page(
         recovered,
         next_cursor: next.map(|c| c.encode()).transpose()?,
         scanned,
+        skipped: refused.len() as u64,
     })
 }
 

@@ -180,6 +180,8 @@ async fn voided_page(
             })
         })
         .collect();
+    // A listed void without the fields a refund needs cannot be recorded.
+    let skipped = (page.purchases.len() - recovered.len()) as u64;
     host.progress(&format!(
         "{package}: {} voided purchase(s) read{}",
         recovered.len(),
@@ -200,6 +202,7 @@ async fn voided_page(
         recovered,
         next_cursor: Some(next.encode()?),
         scanned: scanned as u64,
+        skipped,
     })
 }
 
@@ -279,6 +282,7 @@ fn states_result(
         recovered,
         next_cursor,
         scanned,
+        skipped: 0,
     })
 }
 

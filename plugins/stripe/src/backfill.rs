@@ -293,6 +293,7 @@ pub(crate) async fn page(
         recovered,
         next_cursor: (cursor.lo <= until_s).then(|| cursor.encode()).flatten(),
         scanned,
+        skipped: skipped.len() as u64,
     })
 }
 
@@ -339,6 +340,7 @@ fn pending(cursor: &Cursor, until_s: i64) -> BackfillPage {
         recovered: Vec::new(),
         next_cursor: (cursor.lo <= until_s).then(|| cursor.encode()).flatten(),
         scanned: 0,
+        skipped: 0,
     }
 }
 

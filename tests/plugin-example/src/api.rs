@@ -168,14 +168,21 @@ impl ExampleApi {
             let at = serde_json::from_str::<serde_json::Value>(line)
                 .ok()
                 .and_then(|v| v["at"].as_i64());
-            if !at.is_some_and(|at| (window.since_ms..=window.until_ms).contains(&at)) {
+            if at.is_some_and(|at| !(window.since_ms..=window.until_ms).contains(&at)) {
                 continue;
             }
-            let outcome = verify(&IncomingRequest::new(line.to_owned(), host.now_ms()))?;
-            page.recovered.push(Recovered::Notification {
-                outcome,
-                raw_body: line.as_bytes().to_vec(),
-            });
+            // An entry that does not decode is skipped and counted, as a
+            // real store's unverifiable record would be.
+            match verify(&IncomingRequest::new(line.to_owned(), host.now_ms())) {
+                Ok(outcome) => page.recovered.push(Recovered::Notification {
+                    outcome,
+                    raw_body: line.as_bytes().to_vec(),
+                }),
+                Err(e) => {
+                    page.skipped += 1;
+                    host.progress(&format!("skipped an entry: {}", e.message()));
+                }
+            }
         }
         host.progress(&format!("read {end} of {} history entries", lines.len()));
         page.next_cursor = (end < lines.len()).then(|| end.to_string());

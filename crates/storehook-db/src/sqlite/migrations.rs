@@ -209,6 +209,10 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX acknowledgements_due ON acknowledgements (next_attempt_at) WHERE status = 'pending';
     "#,
+    // 5: records a backfill could not use (did not verify, unreadable).
+    r#"
+    ALTER TABLE store_jobs ADD COLUMN skipped INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), DbError> {

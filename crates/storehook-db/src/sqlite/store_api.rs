@@ -120,7 +120,7 @@ pub(crate) fn checks(conn: &Connection) -> Result<Vec<StoredCheck>, DbError> {
 
 const JOB_COLUMNS: &str =
     "id, store, kind, since_ms, until_ms, only_failures, status, cursor, pages,
-    scanned, recovered, duplicates, progress, error, created_at, updated_at, finished_at";
+    scanned, recovered, duplicates, progress, error, created_at, updated_at, finished_at, skipped";
 
 fn job_row(r: &Row<'_>) -> rusqlite::Result<Job> {
     Ok(Job {
@@ -141,6 +141,7 @@ fn job_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         created_at_ms: r.get(14)?,
         updated_at_ms: r.get(15)?,
         finished_at_ms: r.get(16)?,
+        skipped: r.get(17)?,
     })
 }
 
@@ -211,7 +212,7 @@ pub(crate) fn update_job(
              status = coalesce(?2, status),
              cursor = CASE WHEN ?3 THEN ?4 ELSE cursor END,
              pages = pages + ?5, scanned = scanned + ?6, recovered = recovered + ?7,
-             duplicates = duplicates + ?8,
+             duplicates = duplicates + ?8, skipped = skipped + ?13,
              progress = coalesce(?9, progress), error = coalesce(?10, error),
              updated_at = ?11, finished_at = coalesce(?12, finished_at)
          WHERE id = ?1 AND status IN ('queued', 'running')",
@@ -227,7 +228,8 @@ pub(crate) fn update_job(
             step.progress,
             step.error,
             step.at_ms,
-            finished
+            finished,
+            step.skipped
         ],
     )?;
     job(conn, id)

@@ -531,6 +531,11 @@ fn job_line(now_ms: i64, job: &Job) -> Markup {
                 (count(job.scanned, "record read", "records read")) ", "
                 span.job-recovered { (job.recovered) " recovered" } ", "
                 (job.duplicates) " already here"
+                @if job.skipped > 0 {
+                    ", " span.bad.job-skipped title="Records the store's API returned that could not be used (see the progress line and the log)" {
+                        (job.skipped) " unusable"
+                    }
+                }
                 " " small.muted { "updated " (time_tag(now_ms, job.updated_at_ms)) }
             }
             @if let Some(line) = &job.progress {

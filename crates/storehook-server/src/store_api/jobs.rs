@@ -148,6 +148,7 @@ pub(crate) fn job_json(job: &Job) -> Value {
         "scanned": job.scanned,
         "recovered": job.recovered,
         "duplicates": job.duplicates,
+        "skipped": job.skipped,
         "progress": job.progress,
         "error": job.error,
         "created_at": rfc3339(job.created_at_ms),
@@ -254,6 +255,7 @@ async fn run_job(state: &Arc<AppState>, job: Job) {
                             scanned: page.scanned as i64,
                             recovered,
                             duplicates,
+                            skipped: page.skipped as i64,
                             progress: Some(line),
                             ..Default::default()
                         },
