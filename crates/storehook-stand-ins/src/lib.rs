@@ -5,7 +5,8 @@
 //! credentials wrongly fails here as it would against the store.
 //!
 //! One module per store, named for it. Each stand-in records the requests
-//! it served, so a test can assert what the client asked for.
+//! it served, so a test can assert what the client asked for. `host` is
+//! the other side: a recording fake of the host an adapter pulls through.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use warp::Filter;
 
 pub mod apple;
 pub mod google;
+pub mod host;
 pub mod stripe;
 
 /// A recorded response file, by its path under `recorded/`.

@@ -6,7 +6,6 @@
 mod support;
 
 use std::collections::HashSet;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -18,11 +17,11 @@ use storehook_apple::{AppleAdapter, AppleSettings};
 use storehook_core::{
     AdapterError, ApiCapabilities, BackfillPage, BackfillWindow, CheckReport, CheckVerdict,
     ConfigError, FactoryContext, Finding, FindingLevel, Outcome, Recovered, StoreAdapter,
-    StoreHost, TrackedSubscription,
 };
 use storehook_stand_ins::apple::{
     AppleApiKey, AppleStandIn, Failure, HistoryRecord, SendAttempt, TestNotificationScript,
 };
+use storehook_stand_ins::host::FakeHost;
 use support::*;
 
 const KEY_ID: &str = "2X9R4HXF34";
@@ -34,71 +33,10 @@ const UNAUTHORIZED_WORDS: &str =
 
 // ---------------------------------------------------------------- the host
 
-/// The host as an adapter sees it: a notification log, progress lines and
-/// pauses that return at once but are remembered.
-struct FakeHost {
-    url: Option<String>,
-    recorded: Mutex<HashSet<String>>,
-    progress: Mutex<Vec<String>>,
-    pauses: Mutex<Vec<Duration>>,
-}
-
-impl FakeHost {
-    fn new() -> Self {
-        Self {
-            url: Some(HOOK_URL.to_owned()),
-            recorded: Mutex::new(HashSet::new()),
-            progress: Mutex::new(Vec::new()),
-            pauses: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn record(&self, notification_id: &str) {
-        self.recorded
-            .lock()
-            .unwrap()
-            .insert(notification_id.to_owned());
-    }
-
-    fn progress(&self) -> Vec<String> {
-        self.progress.lock().unwrap().clone()
-    }
-
-    fn pauses(&self) -> Vec<Duration> {
-        self.pauses.lock().unwrap().clone()
-    }
-}
-
-#[storehook_core::async_trait]
-impl StoreHost for FakeHost {
-    fn notification_url(&self) -> Option<String> {
-        self.url.clone()
-    }
-
-    fn now_ms(&self) -> i64 {
-        storehook_core::time::now_ms()
-    }
-
-    async fn has_notification(&self, notification_id: &str) -> Result<bool, AdapterError> {
-        Ok(self.recorded.lock().unwrap().contains(notification_id))
-    }
-
-    async fn tracked_subscriptions(
-        &self,
-        _after: Option<&str>,
-        _limit: u32,
-    ) -> Result<Vec<TrackedSubscription>, AdapterError> {
-        Ok(Vec::new())
-    }
-
-    fn progress(&self, line: &str) {
-        self.progress.lock().unwrap().push(line.to_owned());
-    }
-
-    async fn pause(&self, duration: Duration) -> bool {
-        self.pauses.lock().unwrap().push(duration);
-        true
-    }
+/// The host as an adapter sees it, on the wall clock: a notification log,
+/// progress lines and pauses that return at once but are remembered.
+fn fake_host() -> FakeHost {
+    FakeHost::new(HOOK_URL)
 }
 
 // ------------------------------------------------------------- the set-up
@@ -278,7 +216,7 @@ async fn the_check_confirms_a_recorded_test_notification_with_one_reused_token()
             acknowledge: false
         }
     );
-    let host = FakeHost::new();
+    let host = fake_host();
     host.record(uuid);
 
     let report = adapter.check_connection(&host).await.unwrap();
@@ -335,7 +273,7 @@ async fn the_check_confirms_a_recorded_test_notification_with_one_reused_token()
     // Each status request waited a second first (Apple allows one a second).
     assert_eq!(host.pauses(), vec![Duration::from_secs(1); 3]);
     assert_eq!(
-        host.progress()[0],
+        host.progress_lines()[0],
         "Sandbox: asked Apple for a test notification"
     );
 }
@@ -351,7 +289,7 @@ async fn a_key_apple_does_not_know_is_a_401_in_words() {
         &world.chain,
         &stranger.private_pem,
     );
-    let report = adapter.check_connection(&FakeHost::new()).await.unwrap();
+    let report = adapter.check_connection(&fake_host()).await.unwrap();
     assert_eq!(report.verdict, CheckVerdict::Problem);
     let refused = finding(&report, "Sandbox: Apple refused storehook's API key");
     assert_eq!(refused.code.as_deref(), Some("401"));
@@ -377,7 +315,7 @@ async fn a_production_app_not_released_yet_is_a_401_in_the_same_words() {
     let world = World::start().await;
     world.production.set_released(false);
     let adapter = world.adapter(&["Production"]);
-    let report = adapter.check_connection(&FakeHost::new()).await.unwrap();
+    let report = adapter.check_connection(&fake_host()).await.unwrap();
     let refused = finding(&report, "Production: Apple refused storehook's API key");
     assert!(refused.detail.contains(UNAUTHORIZED_WORDS));
     assert!(refused.detail.contains("first release"));
@@ -400,7 +338,7 @@ async fn every_send_attempt_is_reported_with_what_to_do() {
             0,
         ),
     );
-    let host = FakeHost::new();
+    let host = fake_host();
     host.record(uuid);
     let report = world
         .adapter(&["Sandbox"])
@@ -454,7 +392,7 @@ async fn failed_attempts_without_success_are_problems() {
     );
     let report = world
         .adapter(&["Sandbox"])
-        .check_connection(&FakeHost::new())
+        .check_connection(&fake_host())
         .await
         .unwrap();
     assert_eq!(report.verdict, CheckVerdict::Problem);
@@ -478,7 +416,7 @@ async fn delivered_but_not_recorded_means_something_else_answered() {
         ),
     );
     // The host recorded some other notification, not this one.
-    let host = FakeHost::new();
+    let host = fake_host();
     host.record("another-uuid");
     let report = world
         .adapter(&["Sandbox"])
@@ -507,7 +445,7 @@ async fn a_test_notification_signed_by_another_chain_is_not_taken_for_apple_s() 
     );
     let report = world
         .adapter(&["Sandbox"])
-        .check_connection(&FakeHost::new())
+        .check_connection(&fake_host())
         .await
         .unwrap();
     let refused = finding(&report, "did not verify");
@@ -528,7 +466,7 @@ async fn each_environment_is_checked_and_a_missing_url_says_what_to_paste() {
             0,
         ),
     );
-    let host = FakeHost::new();
+    let host = fake_host();
     host.record(uuid);
     let report = world
         .adapter(&["Production", "Sandbox"])
@@ -567,7 +505,7 @@ async fn apple_never_sending_the_status_ends_after_about_a_minute() {
             u32::MAX,
         ),
     );
-    let host = FakeHost::new();
+    let host = fake_host();
     let report = world
         .adapter(&["Sandbox"])
         .check_connection(&host)
@@ -584,7 +522,7 @@ async fn apple_never_sending_the_status_ends_after_about_a_minute() {
     assert!(pauses.iter().all(|p| *p >= Duration::from_secs(1)));
     // 60 status requests after the one POST: never more than one a second.
     assert_eq!(world.sandbox.requests().len(), 61);
-    let progress = host.progress();
+    let progress = host.progress_lines();
     assert!(progress.contains(&"Sandbox: waiting for Apple… 5 s".to_owned()));
     assert!(progress.contains(&"Sandbox: waiting for Apple… 60 s".to_owned()));
 }
@@ -609,7 +547,7 @@ async fn a_rate_limit_during_polling_is_waited_out() {
             retry_after: retry_at.to_string(),
         },
     );
-    let host = FakeHost::new();
+    let host = fake_host();
     host.record(uuid);
     let report = world
         .adapter(&["Sandbox"])
@@ -641,7 +579,7 @@ async fn without_credentials_nothing_is_offered_and_the_check_says_what_to_set()
     .unwrap();
     let adapter = AppleAdapter::new(settings);
     assert_eq!(adapter.api_capabilities(), ApiCapabilities::default());
-    let report = adapter.check_connection(&FakeHost::new()).await.unwrap();
+    let report = adapter.check_connection(&fake_host()).await.unwrap();
     assert_eq!(report.verdict, CheckVerdict::NotConfigured);
     let what = &report.findings[0].detail;
     for key in [
@@ -659,7 +597,7 @@ async fn without_credentials_nothing_is_offered_and_the_check_says_what_to_set()
         only_failures: false,
     };
     let e = adapter
-        .backfill_page(&window, None, &FakeHost::new())
+        .backfill_page(&window, None, &fake_host())
         .await
         .unwrap_err();
     assert_eq!(e.http_status(), 501);
@@ -722,7 +660,7 @@ async fn backfill_walks_every_page_of_each_environment_in_order_and_resumes_from
         ))]],
     );
     let adapter = world.adapter(&["Production", "Sandbox"]);
-    let host = FakeHost::new();
+    let host = fake_host();
     let window = BackfillWindow {
         since_ms: now_ms() - 14 * DAY_MS,
         until_ms: now_ms(),
@@ -734,11 +672,11 @@ async fn backfill_walks_every_page_of_each_environment_in_order_and_resumes_from
     assert_eq!(first.scanned, 3);
     let cursor = first.next_cursor.clone().unwrap();
     assert!(
-        host.progress()
+        host.progress_lines()
             .iter()
             .any(|l| l.contains("1 did not verify") && l.contains("VERIFICATION_FAILURE")),
         "{:?}",
-        host.progress()
+        host.progress_lines()
     );
 
     // A restart: a new adapter resumes from the stored cursor.
@@ -778,7 +716,7 @@ async fn backfill_walks_every_page_of_each_environment_in_order_and_resumes_from
 async fn the_window_is_clamped_to_what_apple_keeps() {
     let world = World::start().await;
     let adapter = world.adapter(&["Production", "Sandbox"]);
-    let host = FakeHost::new();
+    let host = fake_host();
     let now = now_ms();
     let window = BackfillWindow {
         since_ms: now - 400 * DAY_MS,
@@ -823,7 +761,7 @@ async fn the_window_is_clamped_to_what_apple_keeps() {
     assert_eq!((page.recovered.len(), page.next_cursor), (0, None));
     assert_eq!(history_requests(&world.sandbox).len(), 1);
     assert!(host
-        .progress()
+        .progress_lines()
         .iter()
         .any(|l| l.contains("older than Apple's history (30 days)")));
 }
@@ -841,7 +779,7 @@ async fn a_429_is_rate_limited_until_retry_after_and_a_500_is_unavailable() {
         ))]],
     );
     let adapter = world.adapter(&["Sandbox"]);
-    let host = FakeHost::new();
+    let host = fake_host();
     let window = BackfillWindow {
         since_ms: now_ms() - 2 * DAY_MS,
         until_ms: now_ms(),
@@ -893,7 +831,7 @@ async fn a_429_is_rate_limited_until_retry_after_and_a_500_is_unavailable() {
 async fn an_apple_error_in_backfill_keeps_its_code_and_a_401_its_words() {
     let world = World::start().await;
     let adapter = world.adapter(&["Sandbox"]);
-    let host = FakeHost::new();
+    let host = fake_host();
     let window = BackfillWindow {
         since_ms: now_ms() - DAY_MS,
         until_ms: now_ms(),

@@ -5,20 +5,16 @@
 
 mod common;
 
-use std::collections::HashSet;
-use std::sync::Mutex;
-use std::time::Duration;
-
 use common::*;
 use serde_json::{json, Value};
 use storehook_core::{
     AckOutcome, AdapterError, BackfillPage, BackfillWindow, CheckVerdict, EventType, FindingLevel,
-    Outcome, Recovered, StoreAdapter, StoreHost, SubscriptionRef, SubscriptionStatus,
-    TrackedSubscription,
+    Outcome, Recovered, StoreAdapter, SubscriptionRef, SubscriptionStatus,
 };
 use storehook_stand_ins::google::{
     CONCURRENT_UPDATE, INVALID_PURCHASE_STATE, VOIDED_DOCS_EXAMPLE, VOIDED_EDX,
 };
+use storehook_stand_ins::host::FakeHost;
 
 /// 2023-03-01T19:46:40Z: the recorded edx voids (2023-03-01) are within
 /// Google's 30 days of it, the docs example's (2016) are not.
@@ -26,81 +22,9 @@ const NOW: i64 = 1_677_700_000_000;
 const DAY: i64 = 86_400_000;
 const OTHER: &str = "com.example.other";
 
-struct FakeHost {
-    now_ms: i64,
-    url: Option<String>,
-    tracked: Vec<TrackedSubscription>,
-    known: HashSet<String>,
-    progress: Mutex<Vec<String>>,
-    listed: Mutex<Vec<(Option<String>, u32)>>,
-}
-
-impl FakeHost {
-    fn new() -> Self {
-        FakeHost {
-            now_ms: NOW,
-            url: Some(AUDIENCE.to_owned()),
-            tracked: Vec::new(),
-            known: HashSet::new(),
-            progress: Mutex::new(Vec::new()),
-            listed: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn tracking(mut self, keys: impl IntoIterator<Item = String>, app: Option<&str>) -> Self {
-        self.tracked
-            .extend(keys.into_iter().map(|key| TrackedSubscription {
-                key,
-                app_id: app.map(str::to_owned),
-            }));
-        self.tracked.sort_by(|a, b| a.key.cmp(&b.key));
-        self
-    }
-
-    fn progress(&self) -> Vec<String> {
-        self.progress.lock().unwrap().clone()
-    }
-}
-
-#[storehook_core::async_trait]
-impl StoreHost for FakeHost {
-    fn notification_url(&self) -> Option<String> {
-        self.url.clone()
-    }
-
-    fn now_ms(&self) -> i64 {
-        self.now_ms
-    }
-
-    async fn has_notification(&self, notification_id: &str) -> Result<bool, AdapterError> {
-        Ok(self.known.contains(notification_id))
-    }
-
-    async fn tracked_subscriptions(
-        &self,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<TrackedSubscription>, AdapterError> {
-        self.listed
-            .lock()
-            .unwrap()
-            .push((after.map(str::to_owned), limit));
-        Ok(self
-            .tracked
-            .iter()
-            .filter(|t| after.is_none_or(|a| t.key.as_str() > a))
-            .take(limit as usize)
-            .cloned()
-            .collect())
-    }
-
-    fn progress(&self, line: &str) {
-        self.progress.lock().unwrap().push(line.to_owned());
-    }
-
-    async fn pause(&self, _duration: Duration) -> bool {
-        true
-    }
+/// The host on the tests' clock ([`NOW`]), with the notification URL.
+fn fake_host() -> FakeHost {
+    FakeHost::new(AUDIENCE).with_now_ms(NOW)
 }
 
 /// A `SubscriptionPurchaseV2` bought 2023-02-28T12:00:00Z.
@@ -205,7 +129,7 @@ async fn capabilities_follow_the_configuration() {
     assert_eq!(caps, storehook_core::ApiCapabilities::default());
 
     let report = build(&push_token_config(&[PACKAGE]))
-        .check_connection(&FakeHost::new())
+        .check_connection(&fake_host())
         .await
         .unwrap();
     assert_eq!(report.verdict, CheckVerdict::NotConfigured);
@@ -223,7 +147,7 @@ async fn capabilities_follow_the_configuration() {
 async fn check_connected() {
     let play = stand_in(&[PACKAGE, OTHER]).await;
     let adapter = build(&play_config(&play, &[PACKAGE, OTHER], ""));
-    let host = FakeHost::new();
+    let host = fake_host();
     let report = adapter.check_connection(&host).await.unwrap();
     assert_eq!(report.verdict, CheckVerdict::Connected, "{report:#?}");
     assert_eq!(report.summary, "Connected.");
@@ -265,7 +189,7 @@ async fn check_connected() {
         assert_eq!(read.query.get("type").map(String::as_str), Some("1"));
     }
     assert!(play.complaints().is_empty(), "{:?}", play.complaints());
-    let progress = host.progress();
+    let progress = host.progress_lines();
     assert!(
         progress[0].contains("access token") && progress[0].contains(SA_EMAIL),
         "{progress:?}"
@@ -289,7 +213,7 @@ async fn check_with_a_wrong_key_says_so() {
         play.base_url,
         play.token_url
     ));
-    let report = adapter.check_connection(&FakeHost::new()).await.unwrap();
+    let report = adapter.check_connection(&fake_host()).await.unwrap();
     assert_eq!(report.verdict, CheckVerdict::Problem, "{report:#?}");
     assert_eq!(report.summary, "Google refused the service account's key");
     let f = finding(&report, "refused the service account's key");
@@ -314,7 +238,7 @@ async fn check_permission_denied_in_words() {
     let play = stand_in(&[PACKAGE, OTHER]).await;
     play.deny_package(OTHER);
     let adapter = build(&play_config(&play, &[PACKAGE, OTHER], ""));
-    let report = adapter.check_connection(&FakeHost::new()).await.unwrap();
+    let report = adapter.check_connection(&fake_host()).await.unwrap();
     assert_eq!(report.verdict, CheckVerdict::Problem, "{report:#?}");
     assert_eq!(
         finding(
@@ -349,7 +273,7 @@ async fn check_permission_denied_in_words() {
 async fn check_unknown_package_and_unreachable_google() {
     let play = stand_in(&[PACKAGE]).await;
     let adapter = build(&play_config(&play, &[PACKAGE, OTHER], ""));
-    let report = adapter.check_connection(&FakeHost::new()).await.unwrap();
+    let report = adapter.check_connection(&fake_host()).await.unwrap();
     let f = finding(&report, &format!("{OTHER}: unknown to this Play account"));
     assert_eq!(f.level, FindingLevel::Error);
     assert!(f.detail.contains("package_names"), "{}", f.detail);
@@ -363,8 +287,7 @@ async fn check_unknown_package_and_unreachable_google() {
          service_account_key_file = 'service_account.json'\nbase_url = 'http://127.0.0.1:{port}'\n\
          token_url = 'http://127.0.0.1:{port}/token'\n"
     ));
-    let mut host = FakeHost::new();
-    host.url = None;
+    let host = fake_host().without_notification_url();
     let report = adapter.check_connection(&host).await.unwrap();
     assert_eq!(report.verdict, CheckVerdict::Unavailable, "{report:#?}");
     finding(&report, "token endpoint could not be reached");
@@ -384,7 +307,7 @@ async fn backfill_recovers_voids_with_stable_ids() {
     play.add_recorded_voided(PACKAGE, VOIDED_DOCS_EXAMPLE, false);
     play.set_page_size(1);
     let adapter = build(&play_config(&play, &[PACKAGE], ""));
-    let host = FakeHost::new();
+    let host = fake_host();
     let w = window(NOW - 10 * DAY, NOW);
 
     let pages = backfill(adapter.as_ref(), &w, None, &host).await;
@@ -465,7 +388,7 @@ async fn backfill_asks_only_for_what_google_keeps() {
     let play = stand_in(&[PACKAGE, OTHER]).await;
     play.add_recorded_voided(OTHER, VOIDED_EDX, true);
     let adapter = build(&play_config(&play, &[PACKAGE, OTHER], ""));
-    let host = FakeHost::new();
+    let host = fake_host();
 
     // 90 days back: Google's own 30 days (a startTime that old is refused).
     let pages = backfill(adapter.as_ref(), &window(NOW - 90 * DAY, NOW), None, &host).await;
@@ -490,7 +413,7 @@ async fn backfill_asks_only_for_what_google_keeps() {
     .await;
     assert!(notifications(&pages).is_empty());
     assert_eq!(play.served_on(Route::VoidedList).len(), before);
-    assert!(host.progress().iter().any(|l| l.contains("30 days")));
+    assert!(host.progress_lines().iter().any(|l| l.contains("30 days")));
 }
 
 #[tokio::test]
@@ -505,7 +428,7 @@ async fn backfill_waits_out_a_rate_limit() {
         .to_string(),
     );
     let adapter = build(&play_config(&play, &[PACKAGE], ""));
-    let host = FakeHost::new();
+    let host = fake_host();
     let w = window(NOW - DAY, NOW);
     match adapter.backfill_page(&w, None, &host).await {
         Err(AdapterError::RateLimited { retry_at_ms, .. }) => {
@@ -524,7 +447,7 @@ async fn backfill_stops_when_permission_is_denied() {
     play.deny_all();
     let adapter = build(&play_config(&play, &[PACKAGE], ""));
     let e = adapter
-        .backfill_page(&window(NOW - DAY, NOW), None, &FakeHost::new())
+        .backfill_page(&window(NOW - DAY, NOW), None, &fake_host())
         .await
         .unwrap_err();
     assert!(!e.is_transient(), "{e:?}");
@@ -551,7 +474,7 @@ async fn backfill_rereads_states_page_by_page() {
         play.set_purchase(key, purchase(ACTIVE, ack));
     }
     let adapter = build(&play_config(&play, &[PACKAGE], ""));
-    let host = FakeHost::new().tracking(keys.clone(), Some(PACKAGE));
+    let host = fake_host().tracking(keys.clone(), Some(PACKAGE));
     let w = window(NOW - DAY, NOW);
 
     // The voided purchases' page (none), then the first 50 states.
@@ -590,7 +513,7 @@ async fn backfill_rereads_states_page_by_page() {
         assert_eq!(update.as_of_ms, NOW);
     }
     assert_eq!(
-        *host.listed.lock().unwrap(),
+        host.listed(),
         vec![
             (None, 50),
             (Some(keys[49].clone()), 50),
@@ -610,7 +533,7 @@ async fn a_failure_mid_page_keeps_what_was_read() {
         play.set_purchase(key, purchase(ACTIVE, ACKNOWLEDGED));
     }
     let adapter = build(&play_config(&play, &[PACKAGE], ""));
-    let host = FakeHost::new().tracking(keys.clone(), Some(PACKAGE));
+    let host = fake_host().tracking(keys.clone(), Some(PACKAGE));
     let w = window(NOW - DAY, NOW);
     let voids = adapter.backfill_page(&w, None, &host).await.unwrap();
     let states_cursor = voids.next_cursor.unwrap();

@@ -2,16 +2,14 @@
 //! client, the connection check's findings, and the backfill's order,
 //! resumption and filters.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::Value;
 use storehook_core::{
     AdapterError, BackfillPage, BackfillWindow, CheckReport, CheckVerdict, EventType,
-    FactoryContext, Finding, FindingLevel, Outcome, Recovered, StoreAdapter, StoreHost,
-    TrackedSubscription,
+    FactoryContext, Finding, FindingLevel, Outcome, Recovered, StoreAdapter,
 };
+use storehook_stand_ins::host::FakeHost;
 use storehook_stand_ins::stripe::{
     event_copy, recorded_event, recorded_events, webhook_endpoint, Route, Scripted, StripeStandIn,
 };
@@ -26,60 +24,9 @@ const PUBLIC_URL: &str = "https://hooks.example.com/v1/notifications/stripe";
 const NOW_S: i64 = 1_770_422_400;
 const DAY_S: i64 = 86_400;
 
-struct FakeHost {
-    url: Option<String>,
-    now_ms: i64,
-    recorded: HashSet<String>,
-    progress: Mutex<Vec<String>>,
-    pauses: Mutex<Vec<Duration>>,
-}
-
-impl FakeHost {
-    fn new() -> Self {
-        FakeHost {
-            url: Some(PUBLIC_URL.to_owned()),
-            now_ms: NOW_S * 1000,
-            recorded: HashSet::new(),
-            progress: Mutex::new(Vec::new()),
-            pauses: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn progress(&self) -> Vec<String> {
-        self.progress.lock().unwrap().clone()
-    }
-}
-
-#[storehook_core::async_trait]
-impl StoreHost for FakeHost {
-    fn notification_url(&self) -> Option<String> {
-        self.url.clone()
-    }
-
-    fn now_ms(&self) -> i64 {
-        self.now_ms
-    }
-
-    async fn has_notification(&self, id: &str) -> Result<bool, AdapterError> {
-        Ok(self.recorded.contains(id))
-    }
-
-    async fn tracked_subscriptions(
-        &self,
-        _after: Option<&str>,
-        _limit: u32,
-    ) -> Result<Vec<TrackedSubscription>, AdapterError> {
-        Ok(Vec::new())
-    }
-
-    fn progress(&self, line: &str) {
-        self.progress.lock().unwrap().push(line.to_owned());
-    }
-
-    async fn pause(&self, duration: Duration) -> bool {
-        self.pauses.lock().unwrap().push(duration);
-        true
-    }
+/// The host on the tests' clock ([`NOW_S`]), with the notification URL.
+fn fake_host() -> FakeHost {
+    FakeHost::new(PUBLIC_URL).with_now_ms(NOW_S * 1000)
 }
 
 fn adapter_with_key(stand_in: &StripeStandIn, key: &str) -> StripeAdapter {
@@ -136,7 +83,7 @@ async fn a_wrong_key_is_refused_in_words() {
     let stand_in = StripeStandIn::start(KEY).await;
     let wrong = "rk_test_51WrongKeyWrongKeyWrongKey9876";
     let a = adapter_with_key(&stand_in, wrong);
-    let host = FakeHost::new();
+    let host = fake_host();
     let report = a.check_connection(&host).await.expect("runs");
     assert_eq!(report.verdict, CheckVerdict::Problem);
     assert_eq!(report.summary, "Stripe refused the API key");
@@ -223,7 +170,7 @@ async fn the_stand_in_checks_keys_as_stripe_does() {
 async fn every_request_carries_the_key_and_the_pinned_version() {
     let stand_in = StripeStandIn::start(KEY).await;
     stand_in.set_webhook_endpoints(vec![endpoint(PUBLIC_URL, &["*"])]);
-    let report = check(&stand_in, &FakeHost::new()).await;
+    let report = check(&stand_in, &fake_host()).await;
     assert_eq!(report.verdict, CheckVerdict::Connected, "{report:#?}");
     let served = stand_in.requests();
     assert_eq!(served.len(), 2, "{served:?}");
@@ -245,7 +192,7 @@ async fn no_endpoint_here_lists_the_ones_that_exist() {
     let mut second = endpoint("https://crm.example.com/hooks", &["*"]);
     second["id"] = "we_crm".into();
     stand_in.set_webhook_endpoints(vec![other, second]);
-    let report = check(&stand_in, &FakeHost::new()).await;
+    let report = check(&stand_in, &fake_host()).await;
     assert_eq!(report.verdict, CheckVerdict::Problem);
     let f = finding(&report, "No webhook endpoint calls this server");
     assert_eq!(f.level, FindingLevel::Error);
@@ -264,7 +211,7 @@ async fn no_endpoint_here_lists_the_ones_that_exist() {
 
     // No endpoint at all says so.
     stand_in.set_webhook_endpoints(Vec::new());
-    let report = check(&stand_in, &FakeHost::new()).await;
+    let report = check(&stand_in, &fake_host()).await;
     let f = finding(&report, "No webhook endpoint calls this server");
     assert!(f.detail.contains("no webhook endpoint"), "{}", f.detail);
 }
@@ -276,15 +223,14 @@ async fn the_url_matches_with_or_without_a_trailing_slash_and_public_url_is_need
         "https://HOOKS.example.com/v1/notifications/stripe/",
         &["*"],
     )]);
-    let report = check(&stand_in, &FakeHost::new()).await;
+    let report = check(&stand_in, &fake_host()).await;
     assert_eq!(report.verdict, CheckVerdict::Connected, "{report:#?}");
     assert_eq!(
         finding(&report, "we_storehook calls this server").level,
         FindingLevel::Ok
     );
 
-    let mut host = FakeHost::new();
-    host.url = None;
+    let host = fake_host().without_notification_url();
     let report = check(&stand_in, &host).await;
     assert_eq!(report.verdict, CheckVerdict::Problem);
     let f = finding(&report, "public URL is not known");
@@ -304,7 +250,7 @@ async fn a_disabled_endpoint_is_an_error_with_what_to_do() {
         storehook_stand_ins::recorded_json("stripe/webhook_endpoint.disabled.derived.json");
     disabled["url"] = PUBLIC_URL.into();
     stand_in.set_webhook_endpoints(vec![disabled]);
-    let report = check(&stand_in, &FakeHost::new()).await;
+    let report = check(&stand_in, &fake_host()).await;
     assert_eq!(report.verdict, CheckVerdict::Problem);
     let f = finding(&report, "is disabled");
     assert_eq!(f.level, FindingLevel::Error);
@@ -335,7 +281,7 @@ async fn missing_event_types_are_warned_and_star_is_accepted() {
         "charge.succeeded"
     ]);
     stand_in.set_webhook_endpoints(vec![recorded]);
-    let report = check(&stand_in, &FakeHost::new()).await;
+    let report = check(&stand_in, &fake_host()).await;
     assert_eq!(report.verdict, CheckVerdict::Connected, "{report:#?}");
     assert_eq!(report.summary, "Connected, with 1 warning.");
     let f = finding(&report, "is not sent 8 event type(s)");
@@ -356,7 +302,7 @@ async fn missing_event_types_are_warned_and_star_is_accepted() {
     );
 
     stand_in.set_webhook_endpoints(vec![endpoint(PUBLIC_URL, &["*"])]);
-    let report = check(&stand_in, &FakeHost::new()).await;
+    let report = check(&stand_in, &fake_host()).await;
     no_finding(&report, FindingLevel::Warning);
     no_finding(&report, FindingLevel::Error);
     assert!(finding(&report, "every event type").detail.contains("(*)"));
@@ -368,7 +314,7 @@ async fn a_livemode_mismatch_is_an_error() {
     let mut live = endpoint(PUBLIC_URL, &["*"]);
     live["livemode"] = true.into();
     stand_in.set_webhook_endpoints(vec![live]);
-    let report = check(&stand_in, &FakeHost::new()).await;
+    let report = check(&stand_in, &fake_host()).await;
     assert_eq!(report.verdict, CheckVerdict::Problem);
     let f = finding(&report, "is in live mode but the API key is a test key");
     assert_eq!(f.level, FindingLevel::Error);
@@ -383,7 +329,7 @@ async fn a_livemode_mismatch_is_an_error() {
     config.api = Some(api);
     let report = StripeAdapter::new(config)
         .unwrap()
-        .check_connection(&FakeHost::new())
+        .check_connection(&fake_host())
         .await
         .unwrap();
     assert_eq!(report.verdict, CheckVerdict::Problem);
@@ -397,7 +343,7 @@ async fn the_endpoints_api_version_is_reported() {
     let mut account_default = endpoint(PUBLIC_URL, &["*"]);
     account_default["api_version"] = Value::Null;
     stand_in.set_webhook_endpoints(vec![account_default]);
-    let report = check(&stand_in, &FakeHost::new()).await;
+    let report = check(&stand_in, &fake_host()).await;
     let f = finding(&report, "account's default API version");
     assert_eq!(f.level, FindingLevel::Info);
     assert!(f.detail.contains(DEFAULT_API_VERSION), "{}", f.detail);
@@ -406,14 +352,14 @@ async fn the_endpoints_api_version_is_reported() {
     let mut older = endpoint(PUBLIC_URL, &["*"]);
     older["api_version"] = "2020-08-27".into();
     stand_in.set_webhook_endpoints(vec![older]);
-    let report = check(&stand_in, &FakeHost::new()).await;
+    let report = check(&stand_in, &fake_host()).await;
     let f = finding(&report, "use API version 2020-08-27");
     assert_eq!(f.level, FindingLevel::Warning);
     assert_eq!(f.code.as_deref(), Some("2020-08-27"));
     assert!(f.detail.contains("api_version"), "{}", f.detail);
 
     stand_in.set_webhook_endpoints(vec![endpoint(PUBLIC_URL, &["*"])]);
-    let report = check(&stand_in, &FakeHost::new()).await;
+    let report = check(&stand_in, &fake_host()).await;
     assert_eq!(
         finding(&report, &format!("use API version {DEFAULT_API_VERSION}")).level,
         FindingLevel::Ok
@@ -435,8 +381,7 @@ async fn undelivered_events_of_the_last_3_days_are_counted_as_recoverable() {
     stand_in.add_event(event_copy(&paid, "evt_fail_old", NOW_S - 4 * DAY_S), false);
     let plan = storehook_stand_ins::recorded_json("stripe/event.json");
     stand_in.add_event(event_copy(&plan, "evt_plan", NOW_S - 60), false);
-    let mut host = FakeHost::new();
-    host.recorded.insert("evt_fail_seen".to_owned());
+    let host = fake_host().with_notification("evt_fail_seen");
 
     let report = check(&stand_in, &host).await;
     assert_eq!(report.recoverable, Some(2), "{report:#?}");
@@ -466,14 +411,14 @@ async fn undelivered_events_of_the_last_3_days_are_counted_as_recoverable() {
     assert_eq!(r.param("created[gte]"), Some(since.as_str()));
     assert_eq!(r.params("types[]"), MAPPED_EVENT_TYPES);
     assert!(host
-        .progress()
+        .progress_lines()
         .iter()
         .any(|l| l.contains("failed to deliver")));
 
     // Nothing undelivered: no recoverable event, said plainly.
     let clean = StripeStandIn::start(KEY).await;
     clean.set_webhook_endpoints(vec![endpoint(PUBLIC_URL, &["*"])]);
-    let report = check(&clean, &FakeHost::new()).await;
+    let report = check(&clean, &fake_host()).await;
     assert_eq!(report.recoverable, Some(0));
     assert_eq!(
         finding(&report, "No undelivered events").level,
@@ -497,7 +442,7 @@ async fn a_restricted_key_without_a_permission_is_told_which_to_add() {
             slug: "rak_event_read".into(),
         },
     );
-    let report = check(&stand_in, &FakeHost::new()).await;
+    let report = check(&stand_in, &fake_host()).await;
     assert_eq!(report.verdict, CheckVerdict::Problem);
     let f = finding(&report, "may not read webhook endpoints");
     assert!(
@@ -520,7 +465,7 @@ async fn a_restricted_key_without_a_permission_is_told_which_to_add() {
         },
     );
     let err = adapter(&stand_in)
-        .backfill_page(&window(NOW_S - DAY_S, NOW_S, false), None, &FakeHost::new())
+        .backfill_page(&window(NOW_S - DAY_S, NOW_S, false), None, &fake_host())
         .await
         .unwrap_err();
     assert_eq!(err.code(), "permission_denied");
@@ -538,15 +483,15 @@ async fn the_check_waits_out_a_429_and_reports_stripe_down_as_unavailable() {
             retry_after_s: Some(2),
         },
     );
-    let host = FakeHost::new();
+    let host = fake_host();
     let report = check(&stand_in, &host).await;
     assert_eq!(report.verdict, CheckVerdict::Connected, "{report:#?}");
-    assert_eq!(*host.pauses.lock().unwrap(), vec![Duration::from_secs(2)]);
+    assert_eq!(host.pauses(), vec![Duration::from_secs(2)]);
     let served: Vec<u16> = stand_in.requests().iter().map(|r| r.status).collect();
     assert_eq!(served, vec![429, 200, 200]);
 
     stand_in.script(Route::Any, Scripted::ServerError);
-    let report = check(&stand_in, &FakeHost::new()).await;
+    let report = check(&stand_in, &fake_host()).await;
     assert_eq!(report.verdict, CheckVerdict::Unavailable);
     assert_eq!(report.summary, "Stripe's API could not be reached");
 }
@@ -561,7 +506,7 @@ async fn a_version_stripe_refuses_is_a_problem_naming_api_version() {
     config.api = Some(api);
     let report = StripeAdapter::new(config)
         .unwrap()
-        .check_connection(&FakeHost::new())
+        .check_connection(&fake_host())
         .await
         .unwrap();
     assert_eq!(report.verdict, CheckVerdict::Problem);
@@ -584,7 +529,7 @@ async fn without_a_key_nothing_is_offered_and_the_check_says_what_to_set() {
     let a = StripeAdapter::new(StripeConfig::with_secrets(["whsec_a"])).unwrap();
     let caps = a.api_capabilities();
     assert!(!caps.check && !caps.backfill && !caps.acknowledge);
-    let report = a.check_connection(&FakeHost::new()).await.unwrap();
+    let report = a.check_connection(&fake_host()).await.unwrap();
     assert_eq!(report.verdict, CheckVerdict::NotConfigured);
     let detail = &report.findings[0].detail;
     assert!(
@@ -594,7 +539,7 @@ async fn without_a_key_nothing_is_offered_and_the_check_says_what_to_set() {
     assert!(detail.contains(API_KEY_ENV), "{detail}");
     assert!(detail.contains("Events"), "{detail}");
     let err = a
-        .backfill_page(&window(0, 1, false), None, &FakeHost::new())
+        .backfill_page(&window(0, 1, false), None, &fake_host())
         .await
         .unwrap_err();
     assert_eq!(err.http_status(), 501);
@@ -690,7 +635,7 @@ async fn the_recorded_events_are_recovered_oldest_first_as_pushed_ones() {
     for event in recorded_events() {
         stand_in.add_event(event, false);
     }
-    let host = FakeHost::new();
+    let host = fake_host();
     let a = adapter(&stand_in);
     // Since New Year: Stripe keeps 30 days, so the window starts 2026-01-08.
     let w = window(1_767_225_600, NOW_S, false);
@@ -714,7 +659,7 @@ async fn the_recorded_events_are_recovered_oldest_first_as_pushed_ones() {
         recovered.len() as u64
     );
     assert!(host
-        .progress()
+        .progress_lines()
         .iter()
         .any(|l| l.contains("last 30 days only") && l.contains("2026-01-08")));
 
@@ -795,7 +740,7 @@ async fn many_pages_come_oldest_first_even_within_one_second() {
     let base = NOW_S - 2 * DAY_S;
     let expected = many_events(&stand_in, base);
     assert_eq!(expected.len(), 450);
-    let host = FakeHost::new();
+    let host = fake_host();
     let (recovered, pages, cursor) = run(
         &adapter(&stand_in),
         &window(base, NOW_S, false),
@@ -814,7 +759,7 @@ async fn many_pages_come_oldest_first_even_within_one_second() {
     assert!(requests.iter().any(|r| r.param("starting_after").is_some()));
     assert!(requests.iter().any(|r| r.param("ending_before").is_some()));
     assert!(host
-        .progress()
+        .progress_lines()
         .iter()
         .any(|l| l.contains("more than 100 events")));
     // Bounded: far fewer requests than one per page of a naive double walk
@@ -828,7 +773,7 @@ async fn a_backfill_resumes_from_its_cursor_after_a_restart() {
     let base = NOW_S - 2 * DAY_S;
     let expected = many_events(&stand_in, base);
     let w = window(base, NOW_S, false);
-    let host = FakeHost::new();
+    let host = fake_host();
     // Stop in the middle of the burst's walk and at a slice boundary.
     for stop_after in [3, 9] {
         let (first, _, cursor) = run(&adapter(&stand_in), &w, None, &host, stop_after).await;
@@ -858,7 +803,7 @@ async fn a_walk_whose_cursor_event_aged_out_starts_its_slice_again() {
     for id in &expected {
         stand_in.add_event(event_copy(&paid, id, t), false);
     }
-    let host = FakeHost::new();
+    let host = fake_host();
     let a = adapter(&stand_in);
     let w = window(t - 10, t + 10, false);
     // The first page overflows: the walk down starts after the 100th newest.
@@ -871,7 +816,7 @@ async fn a_walk_whose_cursor_event_aged_out_starts_its_slice_again() {
     left.remove(50);
     assert_eq!(ids(&rest), left);
     assert!(host
-        .progress()
+        .progress_lines()
         .iter()
         .any(|l| l.contains("no longer listed")));
     let statuses: Vec<u16> = stand_in
@@ -894,7 +839,7 @@ async fn only_failures_and_the_types_filter_what_is_recovered() {
     stand_in.add_event(event_copy(&trial, "evt_trial", t + 20), false);
     stand_in.add_event(event_copy(&plan, "evt_plan", t + 30), false);
     stand_in.add_event(event_copy(&paid, "evt_failed_b", t + 40), false);
-    let host = FakeHost::new();
+    let host = fake_host();
     let a = adapter(&stand_in);
 
     let (recovered, _, _) = run(&a, &window(t - 60, NOW_S, true), None, &host, 50).await;
@@ -921,7 +866,7 @@ async fn rate_limits_and_outages_are_handed_to_the_host() {
         event_copy(&recorded_event("invoice.paid"), "evt_1", NOW_S - 60),
         false,
     );
-    let host = FakeHost::new();
+    let host = fake_host();
     let a = adapter(&stand_in);
     let w = window(NOW_S - 3600, NOW_S, false);
 
