@@ -391,6 +391,31 @@ fn movable_clock(offset: Arc<AtomicI64>) -> impl Fn(&mut storehook_server::Confi
     }
 }
 
+/// A notification of `sub-a` whose state the example store then says is
+/// not acknowledged yet (with `fetched_ack_pending`).
+fn purchase(id: &str, kind: &str, at: i64, expires: i64) -> Value {
+    json!({"id": id, "type": kind, "subscription": "sub-a", "at": at, "status": "active",
+           "expires_at": expires, "fetch": true})
+}
+
+/// Waits until the store's acknowledgement count `field` is `value`; the
+/// store's status then.
+async fn acknowledgements_reach(server: &TestServer, field: &str, value: i64) -> Value {
+    eventually(
+        10,
+        &format!("acknowledgements.{field} = {value}"),
+        || async {
+            let store = server.store_status("example").await;
+            if store["acknowledgements"][field] == value {
+                Ok(store)
+            } else {
+                Err(store)
+            }
+        },
+    )
+    .await
+}
+
 fn ack_lines(server: &TestServer) -> Vec<String> {
     std::fs::read_to_string(server.dir.path().join("acks.log"))
         .unwrap_or_default()
@@ -410,9 +435,7 @@ async fn a_purchase_is_acknowledged_exactly_once_through_conflicts_and_a_restart
     let (status, body) = server
         .send_example(
             "k",
-            &json!({"id": "p1", "type": "INITIAL_PURCHASE", "subscription": "sub-a",
-                    "at": now_ms(), "status": "active", "expires_at": now_ms() + DAY_MS,
-                    "fetch": true}),
+            &purchase("p1", "INITIAL_PURCHASE", now_ms(), now_ms() + DAY_MS),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -428,15 +451,7 @@ async fn a_purchase_is_acknowledged_exactly_once_through_conflicts_and_a_restart
         }
     })
     .await;
-    let store = eventually(10, "the acknowledged count", || async {
-        let store = server.store_status("example").await;
-        if store["acknowledgements"]["acknowledged"] == 1 {
-            Ok(store)
-        } else {
-            Err(store)
-        }
-    })
-    .await;
+    let store = acknowledgements_reach(&server, "acknowledged", 1).await;
     assert_eq!(store["acknowledgements"]["pending"], 0, "{store}");
 
     // The same state again (a redelivery, a restart, a re-read) does not
@@ -444,9 +459,7 @@ async fn a_purchase_is_acknowledged_exactly_once_through_conflicts_and_a_restart
     server
         .send_example(
             "k",
-            &json!({"id": "p2", "type": "RENEWAL", "subscription": "sub-a",
-                    "at": now_ms() + 1, "status": "active", "expires_at": now_ms() + DAY_MS,
-                    "fetch": true}),
+            &purchase("p2", "RENEWAL", now_ms() + 1, now_ms() + DAY_MS),
         )
         .await;
     server.restart().await;
@@ -470,20 +483,10 @@ async fn a_purchase_left_unacknowledged_is_flagged_after_48_hours() {
     server
         .send_example(
             "k",
-            &json!({"id": "p1", "type": "INITIAL_PURCHASE", "subscription": "sub-a",
-                    "at": now_ms(), "status": "active", "expires_at": now_ms() + 30 * DAY_MS,
-                    "fetch": true}),
+            &purchase("p1", "INITIAL_PURCHASE", now_ms(), now_ms() + 30 * DAY_MS),
         )
         .await;
-    let store = eventually(10, "the purchase waiting", || async {
-        let store = server.store_status("example").await;
-        if store["acknowledgements"]["pending"] == 1 {
-            Ok(store)
-        } else {
-            Err(store)
-        }
-    })
-    .await;
+    let store = acknowledgements_reach(&server, "pending", 1).await;
     assert_eq!(store["acknowledgements"]["overdue"], 0, "not yet: {store}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (_, sub) = server.subscription("example", "sub-a").await;

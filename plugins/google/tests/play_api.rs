@@ -170,18 +170,7 @@ async fn a_revoked_access_token_is_replaced() {
 async fn rejected_credentials() {
     let play = play_stand_in(&[PACKAGE]).await;
     // A key file signed with a key the token endpoint does not know.
-    let dir = tempfile::tempdir().unwrap();
-    let mut key = read_json(fixture("service_account.json"));
-    key["private_key"] = json!(std::fs::read_to_string(fixture("oidc_key_1.pem")).unwrap());
-    let path = dir.path().join("sa.json");
-    std::fs::write(&path, key.to_string()).unwrap();
-    let adapter = build(&format!(
-        "package_names = ['{PACKAGE}']\npush_token = 'x'\n[play_api]\nservice_account_key_file = '{}'\n\
-         base_url = '{}'\ntoken_url = '{}'\n",
-        path.display(),
-        play.base_url,
-        play.token_url
-    ));
+    let (_dir, adapter) = adapter_with_unknown_key(&play, PACKAGE);
     let e = adapter
         .fetch_state(SubscriptionRef::new("t1", Some(PACKAGE)))
         .await

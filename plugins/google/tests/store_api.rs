@@ -201,18 +201,7 @@ async fn check_connected() {
 async fn check_with_a_wrong_key_says_so() {
     let play = stand_in(&[PACKAGE]).await;
     // A key file whose private key is not the service account's.
-    let dir = tempfile::tempdir().unwrap();
-    let mut key = read_json(fixture("service_account.json"));
-    key["private_key"] = json!(std::fs::read_to_string(fixture("oidc_key_1.pem")).unwrap());
-    let path = dir.path().join("revoked.json");
-    std::fs::write(&path, key.to_string()).unwrap();
-    let adapter = build(&format!(
-        "package_names = ['{PACKAGE}']\npush_token = 'x'\n[play_api]\nservice_account_key_file = '{}'\n\
-         base_url = '{}'\ntoken_url = '{}'\n",
-        path.display(),
-        play.base_url,
-        play.token_url
-    ));
+    let (_dir, adapter) = adapter_with_unknown_key(&play, PACKAGE);
     let report = adapter.check_connection(&fake_host()).await.unwrap();
     assert_eq!(report.verdict, CheckVerdict::Problem, "{report:#?}");
     assert_eq!(report.summary, "Google refused the service account's key");

@@ -278,8 +278,24 @@ fn local_path(next: Option<String>) -> String {
         .unwrap_or_else(|| "/".to_owned())
 }
 
-/// The most a sign-in form's body may hold.
-const SIGN_IN_BODY_BYTES: u64 = 8 * 1024;
+/// The most a dashboard form's body (sign-in, Recover) may hold.
+const FORM_BODY_BYTES: u64 = 8 * 1024;
+
+/// A dashboard form's body, within the form limits.
+async fn read_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: crate::body::BodyStream,
+) -> Result<Vec<u8>, Box<Response>> {
+    let limits = crate::body::BodyLimits {
+        max_bytes: FORM_BODY_BYTES,
+        deadline: state.body_timeout,
+    };
+    match crate::body::read(headers, body, limits, &state.body_budget).await {
+        Ok(body) => Ok(body.bytes),
+        Err(e) => Err(Box::new(e.into_response())),
+    }
+}
 
 /// `POST /dashboard/login`.
 async fn sign_in(
@@ -288,13 +304,9 @@ async fn sign_in(
     headers: HeaderMap,
     body: crate::body::BodyStream,
 ) -> Response {
-    let limits = crate::body::BodyLimits {
-        max_bytes: SIGN_IN_BODY_BYTES,
-        deadline: state.body_timeout,
-    };
-    let body = match crate::body::read(&headers, body, limits, &state.body_budget).await {
-        Ok(body) => body.bytes,
-        Err(e) => return e.into_response(),
+    let body = match read_form(&state, &headers, body).await {
+        Ok(body) => body,
+        Err(refused) => return *refused,
     };
     let next = local_path(form_field(&body, "next"));
     if !credentials.same_origin {
@@ -690,14 +702,8 @@ fn button_post(
     credentials: &Credentials,
     endpoint: &str,
 ) -> Result<String, Box<Response>> {
-    if !credentials.same_origin {
-        return Err(Box::new(html_response(
-            StatusCode::FORBIDDEN,
-            html! { "cross-site request refused" },
-        )));
-    }
-    if let Some(page) = denied(state, credentials, "/#webhooks") {
-        return Err(Box::new(page));
+    if let Some(refused) = button_refusal(state, credentials, "/#webhooks") {
+        return Err(Box::new(refused));
     }
     let name = percent_decode(endpoint);
     if state.delivery.endpoint(&name).is_none() {
@@ -757,9 +763,10 @@ fn after_delivery_button(state: &AppState, queued: Result<(), storehook_db::DbEr
     }
 }
 
-/// A store card's button may change state: a same-origin session (or
-/// none needed) decides, as for the delivery buttons.
-fn store_button(state: &AppState, credentials: &Credentials, back: &str) -> Option<Response> {
+/// A dashboard button that changes state: refused unless it comes from the
+/// dashboard's own pages and the visitor is signed in (`back` is where the
+/// sign-in form returns to). Delivery and store-card buttons alike.
+fn button_refusal(state: &AppState, credentials: &Credentials, back: &str) -> Option<Response> {
     if !credentials.same_origin {
         return Some(html_response(
             StatusCode::FORBIDDEN,
@@ -778,7 +785,7 @@ async fn check_connection(
 ) -> Response {
     let store = percent_decode(&store);
     let back = format!("/#store-{store}");
-    if let Some(refused) = store_button(&state, &credentials, &back) {
+    if let Some(refused) = button_refusal(&state, &credentials, &back) {
         return refused;
     }
     match crate::store_api::start_check(&state, &store).await {
@@ -797,16 +804,12 @@ async fn start_backfill(
 ) -> Response {
     let store = percent_decode(&store);
     let back = format!("/#store-{store}");
-    if let Some(refused) = store_button(&state, &credentials, &back) {
+    if let Some(refused) = button_refusal(&state, &credentials, &back) {
         return refused;
     }
-    let limits = crate::body::BodyLimits {
-        max_bytes: SIGN_IN_BODY_BYTES,
-        deadline: state.body_timeout,
-    };
-    let body = match crate::body::read(&headers, body, limits, &state.body_budget).await {
-        Ok(body) => body.bytes,
-        Err(e) => return e.into_response(),
+    let body = match read_form(&state, &headers, body).await {
+        Ok(body) => body,
+        Err(refused) => return *refused,
     };
     let request = crate::store_api::BackfillRequest {
         since: form_field(&body, "since").unwrap_or_else(|| "3d".to_owned()),
@@ -821,7 +824,7 @@ async fn start_backfill(
 
 /// `POST /dashboard/jobs/{id}/cancel`.
 async fn cancel_job(id: i64, state: Arc<AppState>, credentials: Credentials) -> Response {
-    if let Some(refused) = store_button(&state, &credentials, "/") {
+    if let Some(refused) = button_refusal(&state, &credentials, "/") {
         return refused;
     }
     let store = match state.storage.job(id).await {

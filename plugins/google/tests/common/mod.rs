@@ -272,6 +272,29 @@ pub async fn play_stand_in(packages: &[&str]) -> PlayStandIn {
     .await
 }
 
+/// An adapter whose service-account key file holds a private key the token
+/// endpoint does not know (a revoked or replaced key); the folder holding
+/// the file lives as long as the returned guard.
+pub fn adapter_with_unknown_key(
+    stand_in: &PlayStandIn,
+    package: &str,
+) -> (tempfile::TempDir, Box<dyn StoreAdapter>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut key = read_json(fixture("service_account.json"));
+    key["private_key"] =
+        json!(std::fs::read_to_string(fixture("oidc_key_1.pem")).expect("fixture key"));
+    let path = dir.path().join("revoked.json");
+    std::fs::write(&path, key.to_string()).expect("write key file");
+    let adapter = build(&format!(
+        "package_names = ['{package}']\npush_token = 'x'\n[play_api]\nservice_account_key_file = '{}'\n\
+         base_url = '{}'\ntoken_url = '{}'\n",
+        path.display(),
+        stand_in.base_url,
+        stand_in.token_url
+    ));
+    (dir, adapter)
+}
+
 /// `[stores.google]` with the Play API pointed at `stand_in`; `extra` goes
 /// into `[play_api]`.
 pub fn play_config(stand_in: &PlayStandIn, packages: &[&str], extra: &str) -> String {
