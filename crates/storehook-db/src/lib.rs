@@ -14,6 +14,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod outbox;
+mod rules;
 mod sqlite;
 mod store_api;
 
@@ -38,8 +39,9 @@ pub use store_api::{
 /// Storage failed. The host answers 503 so the store retries.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
+    /// A statement failed (the backend's own words).
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Backend(String),
     #[error("database is unavailable: {0}")]
     Unavailable(String),
     #[error("stored data is corrupt: {0}")]

@@ -3,11 +3,11 @@
 
 mod backup;
 mod delivery;
+mod ledger;
 mod migrations;
 mod read;
 mod retention;
 mod store_api;
-mod write;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -17,6 +17,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::outbox::OutboxConfig;
+use crate::rules::{self, Ledger};
 use crate::{
     AttemptResult, DatabaseSize, DbError, DeliveryRecord, DueDelivery, EndpointStats, EventFilter,
     EventRecord, NewNotification, NotificationFilter, PendingFetch, PruneBatch, PruneReport,
@@ -26,6 +27,12 @@ use crate::{
 use storehook_core::{StateUpdate, TrackedSubscription};
 
 use crate::{AckAttempt, AckStats, DueAcknowledgement, Job, JobStep, NewJob, Overdue, StoredCheck};
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        DbError::Backend(e.to_string())
+    }
+}
 
 /// SQLite's `synchronous` setting. `Full` is the default: a 200 means the
 /// notification survives power loss. `Normal`/`Off` exist for benchmarks.
@@ -361,7 +368,7 @@ fn bump_failed(stats: &Arc<Mutex<CommitStats>>) {
 impl Storage for SqliteStorage {
     async fn record_notification(&self, new: NewNotification) -> Result<Recorded, DbError> {
         let cfg = self.outbox.clone();
-        self.write(move |conn| write::record_notification(conn, &cfg, &new))
+        self.write(move |conn| rules::record_notification(conn, &cfg, &new))
             .await
     }
 
@@ -369,7 +376,7 @@ impl Storage for SqliteStorage {
         &self,
         rejected: RejectedNotification,
     ) -> Result<Recorded, DbError> {
-        self.write(move |conn| write::record_rejected_notification(conn, &rejected))
+        self.write(move |conn| rules::record_rejected(conn, &rejected))
             .await
     }
 
@@ -379,7 +386,7 @@ impl Storage for SqliteStorage {
         }
         self.write(move |conn| {
             for t in &tallies {
-                write::record_rejection(conn, &t.store, t.count, &t.code, &t.message, t.at_ms)?;
+                conn.add_rejections(&t.store, t.count, &t.code, &t.message, t.at_ms)?;
             }
             Ok(())
         })
@@ -396,7 +403,7 @@ impl Storage for SqliteStorage {
         let (store, key) = (store.to_owned(), subscription_id.to_owned());
         let user = app_user_id.map(str::to_owned);
         let cfg = self.outbox.clone();
-        self.write(move |conn| write::track(conn, &cfg, &store, &key, user.as_deref(), now_ms))
+        self.write(move |conn| rules::track(conn, &cfg, &store, &key, user.as_deref(), now_ms))
             .await
     }
 
@@ -409,7 +416,7 @@ impl Storage for SqliteStorage {
     ) -> Result<(), DbError> {
         let (store, key) = (store.to_owned(), subscription_id.to_owned());
         let cfg = self.outbox.clone();
-        self.write(move |conn| write::apply_state_update(conn, &cfg, &store, &key, &update, now_ms))
+        self.write(move |conn| rules::apply_state_update(conn, &cfg, &store, &key, &update, now_ms))
             .await
     }
 

@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use storehook_core::{Environment, EventType, SubscriptionStatus};
 
-use crate::sqlite::write::from_json_opt;
+use crate::rules::from_json_opt;
 use crate::{
     DbError, NotificationFilter, PendingFetch, StoreStats, StoredNotification, Subscription,
     Verdict,
