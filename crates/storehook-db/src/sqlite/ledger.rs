@@ -71,11 +71,10 @@ impl Ledger for Connection {
     }
 
     fn mark_tracked(&self, row: i64) -> Result<(), DbError> {
-        self.exec(
+        self.run(
             "UPDATE notifications SET verdict = 'tracked' WHERE id = ?1",
             [row],
-        )?;
-        Ok(())
+        )
     }
 
     fn adopt_untracked_rows(&self, store: &str, key: &str) -> Result<Vec<i64>, DbError> {
@@ -233,12 +232,11 @@ impl Ledger for Connection {
         continues: Option<&str>,
         now_ms: i64,
     ) -> Result<(), DbError> {
-        self.exec(
+        self.run(
             "INSERT INTO subscriptions (store, subscription_key, app_user_id, continues_key, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT DO NOTHING",
             params![store, key, app_user_id, continues, now_ms],
-        )?;
-        Ok(())
+        )
     }
 
     fn set_app_user_id(
@@ -248,68 +246,61 @@ impl Ledger for Connection {
         user: &str,
         now_ms: i64,
     ) -> Result<(), DbError> {
-        self.exec(
+        self.run(
             "UPDATE subscriptions SET app_user_id = ?3, updated_at = ?4
              WHERE store = ?1 AND subscription_key = ?2",
             params![store, key, user, now_ms],
-        )?;
-        Ok(())
+        )
     }
 
     fn fill_app_user_id(&self, store: &str, key: &str, user: &str) -> Result<(), DbError> {
-        self.exec(
+        self.run(
             "UPDATE subscriptions SET app_user_id = ?3
              WHERE store = ?1 AND subscription_key = ?2 AND app_user_id IS NULL",
             params![store, key, user],
-        )?;
-        Ok(())
+        )
     }
 
     fn set_continues(&self, store: &str, key: &str, old: &str) -> Result<(), DbError> {
-        self.exec(
+        self.run(
             "UPDATE subscriptions SET continues_key = ?3
              WHERE store = ?1 AND subscription_key = ?2 AND continues_key IS NULL",
             params![store, key, old],
-        )?;
-        Ok(())
+        )
     }
 
     fn refresh_attention(&self, store: &str, key: &str) -> Result<(), DbError> {
-        self.exec(
+        self.run(
             "UPDATE subscriptions SET attention = (SELECT attention FROM notifications
                  WHERE store = ?1 AND subscription_key = ?2 AND attention IS NOT NULL
                  ORDER BY occurred_at DESC, notification_id DESC LIMIT 1)
              WHERE store = ?1 AND subscription_key = ?2",
             params![store, key],
-        )?;
-        Ok(())
+        )
     }
 
     fn refresh_state_pending(&self, store: &str, key: &str) -> Result<(), DbError> {
-        self.exec(
+        self.run(
             "UPDATE subscriptions SET state_pending = EXISTS (SELECT 1 FROM pending_state_fetches
                  WHERE store = ?1 AND subscription_key = ?2)
              WHERE store = ?1 AND subscription_key = ?2",
             params![store, key],
-        )?;
-        Ok(())
+        )
     }
 
     fn mark_state_pending(&self, store: &str, key: &str) -> Result<(), DbError> {
-        self.exec(
+        self.run(
             "UPDATE subscriptions SET state_pending = 1 WHERE store = ?1 AND subscription_key = ?2",
             params![store, key],
-        )?;
-        Ok(())
+        )
     }
 
     fn clear_state_pending(&self, store: &str, key: &str, now_ms: i64) -> Result<(), DbError> {
-        self.exec(
+        self.run(
             "UPDATE subscriptions SET state_pending = 0, updated_at = ?3
              WHERE store = ?1 AND subscription_key = ?2",
             params![store, key, now_ms],
-        )?;
-        Ok(())
+        )
     }
 
     fn state_as_of(&self, store: &str, key: &str) -> Result<Option<i64>, DbError> {
@@ -325,7 +316,7 @@ impl Ledger for Connection {
 
     fn merge_state(&self, store: &str, key: &str, m: &StateMerge<'_>) -> Result<(), DbError> {
         let state = m.state;
-        self.exec(
+        self.run(
             "UPDATE subscriptions SET
                  status = coalesce(?3, status),
                  expires_at = coalesce(?4, expires_at),
@@ -349,13 +340,12 @@ impl Ledger for Connection {
                 m.event.map(|(_, env)| env),
                 m.now_ms,
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn write_folded(&self, store: &str, key: &str, f: &Folded, now_ms: i64) -> Result<(), DbError> {
         let event = f.last_event.as_ref();
-        self.exec(
+        self.run(
             "UPDATE subscriptions SET status = ?3, expires_at = ?4, auto_renew = ?5, product_id = ?6,
                  last_event_type = ?7, last_event_at = ?8, environment = coalesce(?9, environment),
                  state_as_of = ?10, updated_at = ?11
@@ -373,8 +363,7 @@ impl Ledger for Connection {
                 f.as_of_ms,
                 now_ms,
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn subscription(&self, store: &str, key: &str) -> Result<Option<Subscription>, DbError> {
@@ -411,20 +400,18 @@ impl Ledger for Connection {
     }
 
     fn add_pending_fetch(&self, store: &str, key: &str, since_ms: i64) -> Result<(), DbError> {
-        self.exec(
+        self.run(
             "INSERT INTO pending_state_fetches (store, subscription_key, since) VALUES (?1, ?2, ?3)
              ON CONFLICT DO NOTHING",
             params![store, key, since_ms],
-        )?;
-        Ok(())
+        )
     }
 
     fn clear_pending_fetch(&self, store: &str, key: &str) -> Result<(), DbError> {
-        self.exec(
+        self.run(
             "DELETE FROM pending_state_fetches WHERE store = ?1 AND subscription_key = ?2",
             params![store, key],
-        )?;
-        Ok(())
+        )
     }
 
     fn insert_snapshot(
@@ -434,12 +421,11 @@ impl Ledger for Connection {
         update: &StateUpdate,
         now_ms: i64,
     ) -> Result<(), DbError> {
-        self.exec(
+        self.run(
             "INSERT INTO state_snapshots (store, subscription_key, as_of, state_json, fetched_at)
              VALUES (?1, ?2, ?3, ?4, ?5)",
             params![store, key, update.as_of_ms, to_json(&update.state)?, now_ms],
-        )?;
-        Ok(())
+        )
     }
 
     fn note_acknowledgement_state(
@@ -453,7 +439,7 @@ impl Ledger for Connection {
     }
 
     fn add_store_stats(&self, store: &str, d: &StatsDelta) -> Result<(), DbError> {
-        self.exec(
+        self.run(
             "INSERT INTO store_stats (store, last_received, last_verified, accepted, untracked, duplicates, recovered)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (store) DO UPDATE SET
@@ -474,8 +460,7 @@ impl Ledger for Connection {
                 d.duplicates,
                 d.recovered
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn add_rejections(
@@ -486,7 +471,7 @@ impl Ledger for Connection {
         message: &str,
         at_ms: i64,
     ) -> Result<(), DbError> {
-        self.exec(
+        self.run(
             "INSERT INTO store_stats (store, last_rejected, last_rejection_reason, last_rejection_message, rejected)
              VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (store) DO UPDATE SET
@@ -497,8 +482,7 @@ impl Ledger for Connection {
                  last_rejected = max(coalesce(last_rejected, 0), excluded.last_rejected),
                  rejected = rejected + excluded.rejected",
             params![store, at_ms, code, message, count as i64],
-        )?;
-        Ok(())
+        )
     }
 
     fn event_exists(&self, event_id: &str) -> Result<bool, DbError> {
@@ -531,7 +515,7 @@ impl Ledger for Connection {
     }
 
     fn insert_delivery(&self, d: &NewDelivery<'_>) -> Result<(), DbError> {
-        self.exec(
+        self.run(
             "INSERT INTO deliveries (endpoint, kind, event_seq, event_id, notification_row, order_key, status,
                  next_attempt_at, created_at, headers_json, payload)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7, ?8, ?9)",
@@ -546,7 +530,6 @@ impl Ledger for Connection {
                 d.headers_json,
                 d.payload,
             ],
-        )?;
-        Ok(())
+        )
     }
 }

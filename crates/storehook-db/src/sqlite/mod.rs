@@ -226,6 +226,11 @@ impl SqliteStorage {
 /// load (perf, Stripe traffic).
 pub(crate) trait Cached {
     fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    /// `exec` for a statement whose row count does not matter.
+    fn run<P: rusqlite::Params>(&self, sql: &str, params: P) -> Result<(), DbError> {
+        self.exec(sql, params)?;
+        Ok(())
+    }
     fn row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
     where
         P: rusqlite::Params,
