@@ -100,6 +100,17 @@ pub struct EventFilter {
     pub limit: u32,
 }
 
+impl EventFilter {
+    pub(crate) fn page_size(&self) -> i64 {
+        crate::rules::page_size(self.limit, 100, 1000)
+    }
+}
+
+/// A page of one endpoint's deliveries.
+pub(crate) fn delivery_page_size(limit: u32) -> i64 {
+    crate::rules::page_size(limit, 100, 1000)
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct AttemptRecord {
     pub at_ms: i64,
