@@ -100,6 +100,24 @@ pub struct EventFilter {
     pub limit: u32,
 }
 
+/// The id and body of a TEST event queued for delivery `id`.
+pub(crate) fn test_event(id: i64, now_ms: i64) -> (String, String) {
+    let event_id = format!("evt_test_{id}");
+    let body = serde_json::json!({
+        "api_version": "1.0",
+        "event": {
+            "id": event_id,
+            "type": "TEST",
+            "store": null,
+            "environment": "SANDBOX",
+            "event_timestamp_ms": now_ms,
+            "sequence": 0,
+        }
+    })
+    .to_string();
+    (event_id, body)
+}
+
 impl EventFilter {
     pub(crate) fn page_size(&self) -> i64 {
         crate::rules::page_size(self.limit, 100, 1000)

@@ -7,16 +7,14 @@ use storehook_core::{
     AckOutcome, BackfillWindow, CheckReport, Environment, EventDetails, EventType, Finding,
     ImpliedState, StateUpdate, SubscriptionStatus, VerifiedNotification,
 };
+mod common;
+
+use common::{Backend, TestDb};
 use storehook_db::{
-    AckAttempt, JobKind, JobStatus, JobStep, NewJob, NewNotification, Source, SqliteOptions,
-    SqliteStorage, Storage, StoredCheck,
+    AckAttempt, JobKind, JobStatus, JobStep, NewJob, NewNotification, Source, Storage, StoredCheck,
 };
 
 const HOUR: i64 = 3_600_000;
-
-fn open(dir: &tempfile::TempDir) -> SqliteStorage {
-    SqliteStorage::open(SqliteOptions::new(dir.path().join("storehook.db"))).expect("open")
-}
 
 fn notification(id: &str, key: &str, at: i64, expires: i64, source: Source) -> NewNotification {
     NewNotification {
@@ -52,7 +50,7 @@ fn notification(id: &str, key: &str, at: i64, expires: i64, source: Source) -> N
 }
 
 /// Tracks `key` and records a notification saying it expires at `expires`.
-async fn tracked(db: &SqliteStorage, key: &str, expires: i64) {
+async fn tracked(db: &dyn Storage, key: &str, expires: i64) {
     db.track("example", key, Some("user"), 10)
         .await
         .expect("track");
@@ -75,11 +73,10 @@ fn window() -> BackfillWindow {
     }
 }
 
-#[tokio::test]
-async fn a_job_keeps_its_cursor_per_page_and_a_finished_job_never_changes() {
-    let dir = tempfile::tempdir().expect("tempdir");
+async fn a_job_keeps_its_cursor_per_page_and_a_finished_job_never_changes(backend: Backend) {
+    let t = TestDb::new(backend);
     let id = {
-        let db = open(&dir);
+        let db = t.open().await;
         let job = db
             .create_job(NewJob {
                 store: "example".into(),
@@ -116,7 +113,7 @@ async fn a_job_keeps_its_cursor_per_page_and_a_finished_job_never_changes() {
         job.id
     };
     // Reopened: the job is unfinished and resumes at its last cursor.
-    let db = open(&dir);
+    let db = t.open().await;
     let unfinished = db.unfinished_jobs().await.expect("unfinished");
     assert_eq!(unfinished.len(), 1);
     assert_eq!(unfinished[0].cursor.as_deref(), Some("c2"));
@@ -160,10 +157,9 @@ async fn a_job_keeps_its_cursor_per_page_and_a_finished_job_never_changes() {
     assert_eq!(db.job(id + 1).await.expect("job"), None);
 }
 
-#[tokio::test]
-async fn a_stores_latest_check_replaces_the_one_before() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(&dir);
+async fn a_stores_latest_check_replaces_the_one_before(backend: Backend) {
+    let t = TestDb::new(backend);
+    let db = t.open().await;
     let check = |at, findings| StoredCheck {
         store: "example".into(),
         checked_at_ms: at,
@@ -185,10 +181,9 @@ async fn a_stores_latest_check_replaces_the_one_before() {
     );
 }
 
-#[tokio::test]
-async fn lookups_for_adapters_and_the_notification_detail() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(&dir);
+async fn lookups_for_adapters_and_the_notification_detail(backend: Backend) {
+    let t = TestDb::new(backend);
+    let db = t.open().await;
     for key in ["s3", "s1", "s2"] {
         db.track("example", key, Some("user"), 10)
             .await
@@ -246,12 +241,11 @@ async fn lookups_for_adapters_and_the_notification_detail() {
     assert_eq!(example.last_received_ms, None, "a recovery is not a push");
 }
 
-#[tokio::test]
-async fn a_purchase_is_queued_once_stays_acknowledged_and_is_flagged_late() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(&dir);
+async fn a_purchase_is_queued_once_stays_acknowledged_and_is_flagged_late(backend: Backend) {
+    let t = TestDb::new(backend);
+    let db = t.open().await;
     for key in ["p1", "p2"] {
-        tracked(&db, key, 9 * HOUR).await;
+        tracked(db.as_ref(), key, 9 * HOUR).await;
     }
     let pending = |purchased| StateUpdate {
         state: ImpliedState::default(),
@@ -371,16 +365,15 @@ async fn a_purchase_is_queued_once_stays_acknowledged_and_is_flagged_late() {
         .is_empty());
 }
 
-#[tokio::test]
-async fn a_subscription_past_its_expiry_with_no_word_is_overdue() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(&dir);
+async fn a_subscription_past_its_expiry_with_no_word_is_overdue(backend: Backend) {
+    let t = TestDb::new(backend);
+    let db = t.open().await;
     for (key, expires) in [
         ("late", 10 * HOUR),
         ("fine", 100 * HOUR),
         ("later", 20 * HOUR),
     ] {
-        tracked(&db, key, expires).await;
+        tracked(db.as_ref(), key, expires).await;
     }
     let overdue = db.overdue_subscriptions(30 * HOUR).await.expect("overdue");
     assert_eq!(overdue.len(), 1, "{overdue:?}");
@@ -394,14 +387,13 @@ async fn a_subscription_past_its_expiry_with_no_word_is_overdue() {
         .is_empty());
 }
 
-#[tokio::test]
-async fn subscriptions_that_ended_long_ago_are_not_listed_to_adapters() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(&dir);
+async fn subscriptions_that_ended_long_ago_are_not_listed_to_adapters(backend: Backend) {
+    let t = TestDb::new(backend);
+    let db = t.open().await;
     let now = storehook_core::time::now_ms();
-    tracked(&db, "active", now + 30 * 24 * HOUR).await;
-    tracked(&db, "ended-lately", now - 10 * 24 * HOUR).await;
-    tracked(&db, "ended-long-ago", now - 90 * 24 * HOUR).await;
+    tracked(db.as_ref(), "active", now + 30 * 24 * HOUR).await;
+    tracked(db.as_ref(), "ended-lately", now - 10 * 24 * HOUR).await;
+    tracked(db.as_ref(), "ended-long-ago", now - 90 * 24 * HOUR).await;
     for (key, at) in [
         ("ended-lately", now - 10 * 24 * HOUR),
         ("ended-long-ago", now - 90 * 24 * HOUR),
@@ -418,3 +410,12 @@ async fn subscriptions_that_ended_long_ago_are_not_listed_to_adapters() {
     let keys: Vec<_> = listed.iter().map(|t| t.key.as_str()).collect();
     assert_eq!(keys, ["active", "ended-lately"]);
 }
+
+backends!(
+    a_job_keeps_its_cursor_per_page_and_a_finished_job_never_changes,
+    a_stores_latest_check_replaces_the_one_before,
+    lookups_for_adapters_and_the_notification_detail,
+    a_purchase_is_queued_once_stays_acknowledged_and_is_flagged_late,
+    a_subscription_past_its_expiry_with_no_word_is_overdue,
+    subscriptions_that_ended_long_ago_are_not_listed_to_adapters,
+);

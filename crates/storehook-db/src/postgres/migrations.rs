@@ -254,8 +254,3 @@ async fn migrate_locked(client: &mut Client) -> Result<(), DbError> {
     }
     Ok(())
 }
-
-/// How far a database has come (for tests and `migrate-db`).
-pub(crate) fn known_version() -> i64 {
-    MIGRATIONS.len() as i64
-}

@@ -32,6 +32,7 @@ pub(crate) fn record_notification<L: Ledger + ?Sized>(
 
     let mut tracked = false;
     if let Some(key) = &n.subscription_key {
+        l.lock_subscription(&n.store, key)?;
         tracked = l.is_tracked(&n.store, key)?;
         if !tracked {
             if let Some(old) = &n.continues_subscription_key {
@@ -100,6 +101,7 @@ pub(crate) fn track<L: Ledger + ?Sized>(
     app_user_id: Option<&str>,
     now: i64,
 ) -> Result<Tracked, DbError> {
+    l.lock_subscription(store, key)?;
     let created = match l.subscription_user(store, key)? {
         Some(current) => {
             if let Some(user) = app_user_id.filter(|u| current.as_deref() != Some(*u)) {
@@ -132,6 +134,7 @@ pub(crate) fn apply_state_update<L: Ledger + ?Sized>(
     update: &StateUpdate,
     now: i64,
 ) -> Result<(), DbError> {
+    l.lock_subscription(store, key)?;
     l.insert_snapshot(store, key, update, now)?;
     l.clear_pending_fetch(store, key)?;
     l.note_acknowledgement_state(store, key, update, now)?;

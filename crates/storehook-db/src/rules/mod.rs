@@ -42,6 +42,14 @@ pub(crate) struct StateMerge<'a> {
 /// One write transaction's primitives. Every method is one statement (or a
 /// few) of the backend's dialect, with no decision of its own.
 pub(crate) trait Ledger {
+    /// Holds off every other writer of this subscription until the
+    /// transaction ends. A single writer (SQLite) has nothing to do; with
+    /// several instances on one database, this is what keeps two of them
+    /// from folding the same subscription at once.
+    fn lock_subscription(&self, _store: &str, _key: &str) -> Result<(), DbError> {
+        Ok(())
+    }
+
     // ---- notifications ----
 
     /// Inserts a verified notification as untracked; `None` when the store

@@ -97,19 +97,7 @@ pub(crate) fn enqueue_test_event(
         params![endpoint, now],
     )?;
     let id = conn.last_insert_rowid();
-    let event_id = format!("evt_test_{id}");
-    let body = serde_json::json!({
-        "api_version": "1.0",
-        "event": {
-            "id": event_id,
-            "type": "TEST",
-            "store": null,
-            "environment": "SANDBOX",
-            "event_timestamp_ms": now,
-            "sequence": 0,
-        }
-    })
-    .to_string();
+    let (event_id, body) = crate::outbox::test_event(id, now);
     conn.exec(
         "UPDATE deliveries SET event_id = ?2, payload = ?3 WHERE id = ?1",
         params![id, event_id, body.as_bytes()],

@@ -10,7 +10,8 @@ use crate::records::{self, JOB_COLUMNS};
 use crate::sqlite::Cached;
 use crate::sqlite::{all, first};
 use crate::store_api::{
-    AckAttempt, AckStats, DueAcknowledgement, Job, JobStatus, JobStep, NewJob, Overdue, StoredCheck,
+    AckAttempt, AckStats, DueAcknowledgement, Job, JobStatus, JobStep, NewJob, Overdue,
+    StoredCheck, ENDED_LONG_AGO_MS,
 };
 use crate::DbError;
 
@@ -40,11 +41,6 @@ pub(crate) fn last_test_notification(
         |r| r.get(0),
     )?)
 }
-
-/// A subscription that ended this long ago is not listed to adapters: the
-/// stores' APIs have nothing new about it (Google answers 410 for a token 60
-/// days after it expired), and re-reading it at every catch-up spends quota.
-const ENDED_LONG_AGO_MS: i64 = 60 * 86_400_000;
 
 pub(crate) fn tracked_subscriptions(
     conn: &Connection,
