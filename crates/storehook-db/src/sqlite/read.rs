@@ -208,21 +208,25 @@ pub(crate) fn notification_decoded(
 }
 
 pub(crate) fn pending_state_fetches(conn: &Connection) -> Result<Vec<PendingFetch>, DbError> {
-    // The app comes from the subscription's newest notification: what the
-    // store said last about which app it belongs to.
-    let mut stmt = conn.prepare_cached(
-        "SELECT p.store, p.subscription_key,
-                (SELECT n.app_id FROM notifications n
-                  WHERE n.store = p.store AND n.subscription_key = p.subscription_key
-                    AND n.app_id IS NOT NULL
-                  ORDER BY n.occurred_at DESC, n.id DESC LIMIT 1)
+    // The app, product and kind come from the subscription's newest
+    // notifications: what the store said last about it.
+    let said =
+        |column| crate::sqlite::store_api::newest_said(column, "p.store", "p.subscription_key");
+    let sql = format!(
+        "SELECT p.store, p.subscription_key, {}, {}, {}
            FROM pending_state_fetches p ORDER BY p.since",
-    )?;
+        said("app_id"),
+        said("product_id"),
+        said("purchase_kind"),
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map([], |r| {
         Ok(PendingFetch {
             store: r.get(0)?,
             subscription_key: r.get(1)?,
             app_id: r.get(2)?,
+            product_id: r.get(3)?,
+            kind: crate::sqlite::store_api::purchase_kind(r.get(4)?),
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -2,7 +2,7 @@
 
 use crate::sqlite::Cached;
 use rusqlite::{params, Connection, OptionalExtension};
-use storehook_core::{EventType, ImpliedState, StateUpdate, VerifiedNotification};
+use storehook_core::{EventType, ImpliedState, PurchaseKind, StateUpdate, VerifiedNotification};
 
 use crate::outbox::{self, EventSource, OutboxConfig};
 use crate::sqlite::read;
@@ -18,8 +18,10 @@ pub(crate) fn record_notification(
     let inserted = conn.exec(
         "INSERT INTO notifications (store, notification_id, received_at, verdict, subscription_key,
              event_type, raw_type, environment, occurred_at, product_id, app_id, app_user_id_hint,
-             continues_key, attention, state_json, details_json, decoded_json, raw_body, source)
-         VALUES (?1, ?2, ?3, 'untracked', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+             continues_key, attention, state_json, details_json, decoded_json, raw_body, source,
+             purchase_kind)
+         VALUES (?1, ?2, ?3, 'untracked', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+             ?19)
          ON CONFLICT (store, notification_id) DO NOTHING",
         params![
             n.store,
@@ -40,6 +42,7 @@ pub(crate) fn record_notification(
             to_json(&n.decoded)?,
             new.raw_body,
             new.source.as_str(),
+            n.purchase_kind.map(PurchaseKind::as_str),
         ],
     )?;
     if inserted == 0 {
