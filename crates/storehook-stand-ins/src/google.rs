@@ -24,6 +24,7 @@
 //! answered 404 and noted as a complaint.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -101,6 +102,30 @@ pub struct Acknowledgement {
     pub token: String,
     pub body: Value,
     pub status: u16,
+}
+
+/// The email of the test service account whose key file is
+/// `plugins/google/tests/fixtures/service_account.json`.
+pub const FIXTURE_ACCOUNT_EMAIL: &str = "play-api@storehook-test.iam.gserviceaccount.com";
+
+/// The folder of the Google plugin's test fixtures (keys, JWKS).
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../plugins/google/tests/fixtures")
+}
+
+/// The test service account's key file, for `service_account_key_file`.
+pub fn fixture_key_file() -> PathBuf {
+    fixtures_dir().join("service_account.json")
+}
+
+/// The test service account as the token endpoint knows it.
+pub fn fixture_account() -> ServiceAccount {
+    let public = fixtures_dir().join("service_account_public.pem");
+    ServiceAccount {
+        client_email: FIXTURE_ACCOUNT_EMAIL.to_owned(),
+        public_key_pem: std::fs::read(&public)
+            .unwrap_or_else(|e| panic!("{}: {e}", public.display())),
+    }
 }
 
 /// The service account whose assertions the token endpoint accepts.
