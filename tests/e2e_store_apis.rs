@@ -1,29 +1,43 @@
-//! The pull side through the real binary and a real store's client: the
-//! Stripe adapter backfills from a loopback stand-in of Stripe's API
-//! (bearer key checked as Stripe does) after a simulated 10-day outage,
-//! and ends where a server that got every event pushed ends. The host's
-//! own mechanics (restart mid-backfill, cancel, acknowledgement) are in
-//! `tests/store_apis.rs`; each adapter's client in its plugin's tests.
+//! The pull side through the real binary and each store's real client:
+//! after a simulated 10-day outage whose notifications were never pushed,
+//! `storehook backfill <store> --since …` recovers them from a loopback
+//! stand-in of the store's API (authentication checked as the store does),
+//! and the server ends where a server that got every notification pushed
+//! ends; a second backfill changes nothing. Stripe lists its events, Apple
+//! its notification history (real JWS, signed by a test chain the config
+//! trusts), Google its voided purchases and the purchases' states. The
+//! host's own mechanics (restart mid-backfill, cancel, acknowledgement)
+//! are in `tests/store_apis.rs`; each adapter's client in its plugin's
+//! tests.
 
 mod common;
 
 use std::process::Command;
 
 use common::{eventually, BinaryServer, ADMIN_TOKEN};
-use serde_json::Value;
+use serde_json::{json, Value};
+use storehook_stand_ins::apple::signing::TestChain;
+use storehook_stand_ins::apple::{AppleApiKey, AppleStandIn, HistoryRecord};
 use storehook_stand_ins::stripe::{event_copy, recorded_events, StripeStandIn};
 
 const SECRET: &str = "whsec_e2e_backfill";
 const KEY: &str = "rk_test_e2eBackfillKey0123456789";
 
-fn stores(extra: &str) -> String {
+/// Auto-tracking, no catch-up of its own (the test starts each backfill),
+/// a webhook endpoint, and `store_tables` (`[stores.<store>]` …).
+fn with_store(store_tables: &str) -> String {
     format!(
         "[tracking]\nauto_track = true\n\n[store_apis]\ncatch_up_interval_hours = 0\n\n\
          [delivery]\nallow_loopback = true\n\n\
          [[webhooks]]\nname = \"app\"\nurl = \"http://127.0.0.1:9/unreachable\"\n\
-         secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n\n\
-         [stores.stripe]\nenabled = true\nsigning_secrets = [\"{SECRET}\"]\n{extra}"
+         secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n\n{store_tables}"
     )
+}
+
+fn stores(extra: &str) -> String {
+    with_store(&format!(
+        "[stores.stripe]\nenabled = true\nsigning_secrets = [\"{SECRET}\"]\n{extra}"
+    ))
 }
 
 async fn get(client: &reqwest::Client, base: &str, path: &str) -> Value {
@@ -38,9 +52,9 @@ async fn get(client: &reqwest::Client, base: &str, path: &str) -> Value {
         .expect("json")
 }
 
-/// The events storehook emitted and the subscriptions they name, without
-/// the bookkeeping that differs between two servers.
-async fn observable(client: &reqwest::Client, base: &str) -> (Vec<Value>, Vec<Value>) {
+/// The events storehook emitted and the subscriptions of `store` they
+/// name, without the bookkeeping that differs between two servers.
+async fn observable(client: &reqwest::Client, base: &str, store: &str) -> (Vec<Value>, Vec<Value>) {
     let events = get(client, base, "/v1/events?limit=1000").await["events"]
         .as_array()
         .cloned()
@@ -53,7 +67,7 @@ async fn observable(client: &reqwest::Client, base: &str) -> (Vec<Value>, Vec<Va
     ids.dedup();
     let mut subs = Vec::new();
     for id in ids {
-        let mut sub = get(client, base, &format!("/v1/subscriptions/stripe/{id}")).await;
+        let mut sub = get(client, base, &format!("/v1/subscriptions/{store}/{id}")).await;
         for volatile in ["created_at", "updated_at", "tracked_since"] {
             sub.as_object_mut().map(|o| o.remove(volatile));
         }
@@ -78,15 +92,17 @@ async fn observable(client: &reqwest::Client, base: &str) -> (Vec<Value>, Vec<Va
     (events, subs)
 }
 
-/// `storehook backfill stripe --since 11d` against the running binary; stdout.
-async fn backfill_cli(server: &BinaryServer) -> String {
+/// `storehook backfill <store> --since <since>` against the running
+/// binary; stdout.
+async fn backfill_cli(server: &BinaryServer, store: &str, since: &str) -> String {
     let config = server.dir.join("config.toml");
     let base = server.base.clone();
+    let (store, since) = (store.to_owned(), since.to_owned());
     let out = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_storehook"))
             .arg("--config")
             .arg(&config)
-            .args(["backfill", "stripe", "--since", "11d", "--url", &base])
+            .args(["backfill", &store, "--since", &since, "--url", &base])
             .env_remove("STOREHOOK_ADMIN_TOKEN")
             .output()
             .expect("run storehook backfill")
@@ -146,7 +162,7 @@ async fn a_ten_day_stripe_outage_is_recovered_by_backfill_as_if_pushed() {
             stripe.base_url()
         )),
     );
-    let out = backfill_cli(&recovered).await;
+    let out = backfill_cli(&recovered, "stripe", "11d").await;
     assert!(
         out.contains(&format!("done: {n} read, {n} recovered", n = events.len())),
         "{out}"
@@ -157,31 +173,62 @@ async fn a_ten_day_stripe_outage_is_recovered_by_backfill_as_if_pushed() {
         listed.iter().all(|r| r.authenticated && r.status == 200),
         "every request carried the key"
     );
-
-    let from_push = observable(&client, &pushed.base).await;
-    let from_backfill = observable(&client, &recovered.base).await;
+    let from_push =
+        recovered_as_if_pushed(&pushed, &recovered, "stripe", "11d", events.len(), |_| {}).await;
     assert!(
         from_push.0.len() >= 3 && !from_push.1.is_empty(),
         "the pushed server tracked subscriptions and emitted events: {from_push:?}"
     );
+}
+
+/// What a store's API cannot say as its push did, removed from an event
+/// or a stored notification before two servers are compared.
+type Unsayable = fn(&mut Value);
+
+/// After a first backfill of `recovered`: it emitted the same events in
+/// the same order as `pushed` and holds the same subscriptions of `store`
+/// (less what `unsayable` removes), counts `count` notifications
+/// recovered, and a second `storehook backfill` finds only duplicates and
+/// changes nothing. What the pushed server shows.
+async fn recovered_as_if_pushed(
+    pushed: &BinaryServer,
+    recovered: &BinaryServer,
+    store: &str,
+    since: &str,
+    count: usize,
+    unsayable: Unsayable,
+) -> (Vec<Value>, Vec<Value>) {
+    let client = reqwest::Client::new();
+    let seen = |base: String| {
+        let client = client.clone();
+        async move {
+            let (mut events, mut subs) = observable(&client, &base, store).await;
+            events.iter_mut().for_each(unsayable);
+            for n in subs
+                .iter_mut()
+                .flat_map(|s| s["notifications"].as_array_mut().into_iter().flatten())
+            {
+                unsayable(n);
+            }
+            (events, subs)
+        }
+    };
+    let from_push = seen(pushed.base.clone()).await;
+    let from_backfill = seen(recovered.base.clone()).await;
     assert_eq!(from_backfill.0, from_push.0, "the same events, in order");
     assert_eq!(from_backfill.1, from_push.1, "the same subscriptions");
-    let store = get(&client, &recovered.base, "/v1/stores").await;
-    let stripe_status = store["stores"]
+    let stores = get(&client, &recovered.base, "/v1/stores").await;
+    let status = stores["stores"]
         .as_array()
-        .and_then(|s| s.iter().find(|s| s["store"] == "stripe").cloned())
-        .expect("stripe listed");
-    assert_eq!(
-        stripe_status["counts"]["recovered"],
-        events.len(),
-        "{stripe_status}"
-    );
+        .and_then(|s| s.iter().find(|s| s["store"] == store).cloned())
+        .expect("the store is listed");
+    assert_eq!(status["counts"]["recovered"], count, "{status}");
 
     // Twice: all duplicates, nothing changes.
-    let out = backfill_cli(&recovered).await;
+    let out = backfill_cli(recovered, store, since).await;
     assert!(out.contains("0 recovered"), "{out}");
     let again = eventually(5, "the same state", || async {
-        let now = observable(&client, &recovered.base).await;
+        let now = seen(recovered.base.clone()).await;
         if now == from_backfill {
             Ok(now)
         } else {
@@ -190,4 +237,257 @@ async fn a_ten_day_stripe_outage_is_recovered_by_backfill_as_if_pushed() {
     })
     .await;
     assert_eq!(again, from_backfill);
+    from_push
+}
+
+// ---- Apple: Get Notification History ----
+
+const BUNDLE: &str = "com.example.outage";
+const APP_APPLE_ID: i64 = 1_234_567_890;
+
+/// One App Store Server Notification V2 about `original`, with its signed
+/// transaction and renewal info, all signed by `chain`.
+struct AppleNotification<'a> {
+    uuid: &'a str,
+    kind: &'a str,
+    subtype: Option<&'a str>,
+    original: &'a str,
+    transaction: &'a str,
+    at: i64,
+    expires: i64,
+    auto_renew: bool,
+    refunded: bool,
+}
+
+impl AppleNotification<'_> {
+    fn sign(&self, chain: &TestChain) -> String {
+        let mut transaction = json!({
+            "transactionId": self.transaction, "originalTransactionId": self.original,
+            "bundleId": BUNDLE, "productId": "pro.monthly",
+            "purchaseDate": self.at - 60_000, "originalPurchaseDate": self.at - 60_000,
+            "expiresDate": self.expires, "type": "Auto-Renewable Subscription",
+            "appAccountToken": "7e3fb20b-4cdb-47cc-936d-99d65f608138",
+            "inAppOwnershipType": "PURCHASED", "signedDate": self.at,
+            "environment": "Production", "transactionReason": "PURCHASE",
+            "price": 9990, "currency": "EUR"
+        });
+        if self.refunded {
+            transaction["revocationDate"] = json!(self.at);
+            transaction["revocationReason"] = json!(0);
+        }
+        let renewal = json!({
+            "originalTransactionId": self.original, "autoRenewProductId": "pro.monthly",
+            "productId": "pro.monthly", "autoRenewStatus": i64::from(self.auto_renew),
+            "signedDate": self.at, "environment": "Production", "renewalDate": self.expires
+        });
+        let mut payload = json!({
+            "notificationType": self.kind, "notificationUUID": self.uuid,
+            "data": {"appAppleId": APP_APPLE_ID, "bundleId": BUNDLE, "bundleVersion": "1",
+                     "environment": "Production",
+                     "signedTransactionInfo": chain.sign(&transaction),
+                     "signedRenewalInfo": chain.sign(&renewal),
+                     "status": if self.refunded || self.kind == "EXPIRED" { 2 } else { 1 }},
+            "version": "2.0", "signedDate": self.at
+        });
+        if let Some(subtype) = self.subtype {
+            payload["subtype"] = json!(subtype);
+        }
+        chain.sign(&payload)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_day_apple_outage_is_recovered_by_backfill_as_if_pushed() {
+    // Ten days of two subscriptions' lives, oldest first.
+    let start = common::now_s() * 1000 - 10 * 86_400_000 + 3_600_000;
+    let at = |days: f64| start + (days * 86_400_000.0) as i64;
+    let n =
+        |uuid, kind, subtype, original, transaction, when: f64, expires: f64| AppleNotification {
+            uuid,
+            kind,
+            subtype,
+            original,
+            transaction,
+            at: at(when),
+            expires: at(expires),
+            auto_renew: true,
+            refunded: false,
+        };
+    let life = vec![
+        n(
+            "a-1",
+            "SUBSCRIBED",
+            Some("INITIAL_BUY"),
+            "2000000000000001",
+            "2000000000000001",
+            0.0,
+            3.0,
+        ),
+        n(
+            "b-1",
+            "SUBSCRIBED",
+            Some("INITIAL_BUY"),
+            "2000000000000002",
+            "2000000000000002",
+            1.0,
+            4.0,
+        ),
+        n(
+            "a-2",
+            "DID_RENEW",
+            None,
+            "2000000000000001",
+            "2000000000000011",
+            3.0,
+            6.0,
+        ),
+        AppleNotification {
+            auto_renew: false,
+            ..n(
+                "b-2",
+                "DID_CHANGE_RENEWAL_STATUS",
+                Some("AUTO_RENEW_DISABLED"),
+                "2000000000000002",
+                "2000000000000002",
+                3.5,
+                4.0,
+            )
+        },
+        AppleNotification {
+            auto_renew: false,
+            ..n(
+                "b-3",
+                "EXPIRED",
+                Some("VOLUNTARY"),
+                "2000000000000002",
+                "2000000000000002",
+                4.0,
+                4.0,
+            )
+        },
+        n(
+            "a-3",
+            "DID_RENEW",
+            None,
+            "2000000000000001",
+            "2000000000000021",
+            6.0,
+            9.0,
+        ),
+        AppleNotification {
+            refunded: true,
+            ..n(
+                "a-4",
+                "REFUND",
+                None,
+                "2000000000000001",
+                "2000000000000021",
+                8.0,
+                9.0,
+            )
+        },
+    ];
+    let chain = TestChain::good();
+    let signed: Vec<String> = life.iter().map(|n| n.sign(&chain)).collect();
+
+    // Apple's side: the history of the ten days, two pages, real JWS.
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    let apple = AppleStandIn::production(
+        AppleApiKey {
+            key_id: "2X9R4HXF34".into(),
+            issuer_id: "57246542-96fe-1a63-e053-0824d011072a".into(),
+            public_key_pem: key.public_key_pem(),
+        },
+        &[BUNDLE],
+    )
+    .await;
+    let (first, second) = signed.split_at(4);
+    apple.script_history(
+        BUNDLE,
+        vec![
+            first.iter().map(HistoryRecord::new).collect(),
+            second.iter().map(HistoryRecord::new).collect(),
+        ],
+    );
+
+    // Both servers trust the test chain's root; only one has the API key.
+    let apple_tables = |dir: &std::path::Path, api: bool| {
+        let root = dir.join("test-root.der");
+        std::fs::write(&root, &chain.root).expect("write root");
+        let mut tables = format!(
+            "[stores.apple]\nenabled = true\nenvironments = [\"Production\"]\n\
+             apps = [{{ bundle_id = \"{BUNDLE}\", app_apple_id = {APP_APPLE_ID} }}]\n\
+             root_certificates = [\"{}\"]\n",
+            root.display()
+        );
+        if api {
+            let pem = dir.join("SubscriptionKey_2X9R4HXF34.p8");
+            std::fs::write(&pem, key.serialize_pem()).expect("write key");
+            tables += &format!(
+                "[stores.apple.api]\nkey_id = \"2X9R4HXF34\"\n\
+                 issuer_id = \"57246542-96fe-1a63-e053-0824d011072a\"\n\
+                 private_key_file = \"{}\"\nproduction_url = \"{}\"\n",
+                pem.display(),
+                apple.url()
+            );
+        }
+        with_store(&tables)
+    };
+    let client = reqwest::Client::new();
+    let pushed_dir = tempfile::tempdir().expect("tempdir");
+    let pushed = BinaryServer::start(pushed_dir.path(), &apple_tables(pushed_dir.path(), false));
+    for (jws, n) in signed.iter().zip(&life) {
+        let response = client
+            .post(format!("{}/v1/notifications/apple", pushed.base))
+            .json(&json!({ "signedPayload": jws }))
+            .send()
+            .await
+            .expect("push");
+        assert_eq!(response.status().as_u16(), 200, "pushed {}", n.uuid);
+    }
+
+    let recovered_dir = tempfile::tempdir().expect("tempdir");
+    let recovered = BinaryServer::start(
+        recovered_dir.path(),
+        &apple_tables(recovered_dir.path(), true),
+    );
+    let out = backfill_cli(&recovered, "apple", "10d").await;
+    assert!(
+        out.contains(&format!("done: {n} read, {n} recovered", n = life.len())),
+        "{out}"
+    );
+    let history: Vec<_> = apple
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/inApps/v1/notifications/history")
+        .collect();
+    assert_eq!(history.len(), 2, "both pages asked for: {history:?}");
+    assert!(
+        history
+            .iter()
+            .all(|r| r.status == 200 && r.claims.is_some()),
+        "every request carried a token Apple accepts"
+    );
+
+    let from_push =
+        recovered_as_if_pushed(&pushed, &recovered, "apple", "10d", life.len(), |_| {}).await;
+    let types: Vec<_> = from_push.0.iter().map(|e| e["type"].clone()).collect();
+    assert_eq!(
+        types,
+        [
+            "INITIAL_PURCHASE",
+            "INITIAL_PURCHASE",
+            "RENEWAL",
+            "CANCELLATION",
+            "EXPIRATION",
+            "RENEWAL",
+            "REFUND"
+        ],
+        "{from_push:?}"
+    );
+    assert_eq!(
+        from_push.1.len(),
+        2,
+        "both subscriptions tracked: {from_push:?}"
+    );
 }
