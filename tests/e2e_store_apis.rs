@@ -173,8 +173,15 @@ async fn a_ten_day_stripe_outage_is_recovered_by_backfill_as_if_pushed() {
         listed.iter().all(|r| r.authenticated && r.status == 200),
         "every request carried the key"
     );
-    let from_push =
-        recovered_as_if_pushed(&pushed, &recovered, "stripe", "11d", events.len(), |_| {}).await;
+    let from_push = recovered_as_if_pushed(
+        &pushed,
+        &recovered,
+        "stripe",
+        "11d",
+        (events.len(), 0),
+        |_| {},
+    )
+    .await;
     assert!(
         from_push.0.len() >= 3 && !from_push.1.is_empty(),
         "the pushed server tracked subscriptions and emitted events: {from_push:?}"
@@ -188,14 +195,15 @@ type Unsayable = fn(&mut Value);
 /// After a first backfill of `recovered`: it emitted the same events in
 /// the same order as `pushed` and holds the same subscriptions of `store`
 /// (less what `unsayable` removes), counts `count` notifications
-/// recovered, and a second `storehook backfill` finds only duplicates and
-/// changes nothing. What the pushed server shows.
+/// recovered, and a second `storehook backfill` finds every notification a
+/// duplicate (it re-applies `rereads` states read again) and changes
+/// nothing. What the pushed server shows.
 async fn recovered_as_if_pushed(
     pushed: &BinaryServer,
     recovered: &BinaryServer,
     store: &str,
     since: &str,
-    count: usize,
+    (count, rereads): (usize, usize),
     unsayable: Unsayable,
 ) -> (Vec<Value>, Vec<Value>) {
     let client = reqwest::Client::new();
@@ -226,7 +234,10 @@ async fn recovered_as_if_pushed(
 
     // Twice: all duplicates, nothing changes.
     let out = backfill_cli(recovered, store, since).await;
-    assert!(out.contains("0 recovered"), "{out}");
+    assert!(
+        out.contains(&format!("{rereads} recovered, {count} already here")),
+        "{out}"
+    );
     let again = eventually(5, "the same state", || async {
         let now = seen(recovered.base.clone()).await;
         if now == from_backfill {
@@ -470,7 +481,7 @@ async fn a_ten_day_apple_outage_is_recovered_by_backfill_as_if_pushed() {
     );
 
     let from_push =
-        recovered_as_if_pushed(&pushed, &recovered, "apple", "10d", life.len(), |_| {}).await;
+        recovered_as_if_pushed(&pushed, &recovered, "apple", "10d", (life.len(), 0), |_| {}).await;
     let types: Vec<_> = from_push.0.iter().map(|e| e["type"].clone()).collect();
     assert_eq!(
         types,
@@ -489,5 +500,267 @@ async fn a_ten_day_apple_outage_is_recovered_by_backfill_as_if_pushed() {
         from_push.1.len(),
         2,
         "both subscriptions tracked: {from_push:?}"
+    );
+}
+
+// ---- Google: voided purchases and re-read states ----
+
+const PACKAGE: &str = "com.example.outage";
+const PUSH_TOKEN: &str = "e2e-push-secret";
+
+/// A subscription's `SubscriptionPurchaseV2` in `state`, bought at `start`.
+fn play_subscription(state: &str, start: i64, expires: i64) -> Value {
+    let rfc3339 = |ms: i64| {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .expect("a time")
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("formats")
+    };
+    json!({"kind": "androidpublisher#subscriptionPurchaseV2", "startTime": rfc3339(start),
+           "subscriptionState": state,
+           "acknowledgementState": "ACKNOWLEDGEMENT_STATE_ACKNOWLEDGED",
+           "externalAccountIdentifiers": {"obfuscatedExternalAccountId": "user-1"},
+           "lineItems": [{"productId": "premium_monthly", "expiryTime": rfc3339(expires),
+                          "autoRenewingPlan": {"autoRenewEnabled": true}}]})
+}
+
+/// A one-time product's `ProductPurchase` (`purchaseState` 0 bought, 1 canceled).
+fn play_product(product: &str, purchase_state: i64, bought: i64) -> Value {
+    json!({"kind": "androidpublisher#productPurchase", "productId": product,
+           "purchaseTimeMillis": bought.to_string(), "purchaseState": purchase_state,
+           "consumptionState": 0, "acknowledgementState": 1, "quantity": 1,
+           "obfuscatedExternalAccountId": "user-2"})
+}
+
+/// Google keeps no history of its notifications: of an outage longer than
+/// Pub/Sub's retention, a backfill recovers the voids (refunds, revocations:
+/// `voidedpurchases.list`, 30 days) and re-reads the states of the purchases
+/// it knows. Here both servers saw four purchases (two subscriptions, two
+/// one-time products) and read their states; then one server was down
+/// while Google refunded a subscription and a one-time product.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_day_google_outage_is_recovered_by_backfill_as_if_pushed() {
+    use storehook_stand_ins::google::{fixture_account, fixture_key_file, PlayStandIn, Route};
+    let now = common::now_s() * 1000;
+    let day = 86_400_000;
+    let bought = now - 12 * day;
+    let play = PlayStandIn::start(fixture_account(), &[PACKAGE]).await;
+    // Two subscriptions and two one-time products, bought before the outage.
+    play.set_purchase(
+        "sub-1.AO-J1Ox",
+        play_subscription("SUBSCRIPTION_STATE_ACTIVE", bought, now + 18 * day),
+    );
+    play.set_purchase(
+        "sub-2.AO-J1Ox",
+        play_subscription("SUBSCRIPTION_STATE_ACTIVE", bought, now + 18 * day),
+    );
+    play.set_product_purchase(
+        "otp-1.AO-J1Ox",
+        "coins_100",
+        play_product("coins_100", 0, bought),
+    );
+    play.set_product_purchase(
+        "otp-2.AO-J1Ox",
+        "coins_500",
+        play_product("coins_500", 0, bought),
+    );
+    let sub = |token: &str| {
+        json!({"version": "1.0", "notificationType": 4,
+                                   "purchaseToken": token, "subscriptionId": "premium_monthly"})
+    };
+    let otp = |token: &str, sku: &str| {
+        json!({"version": "1.0", "notificationType": 1,
+                                              "purchaseToken": token, "sku": sku})
+    };
+    let before = vec![
+        common::play_push(
+            PACKAGE,
+            "m-1",
+            bought,
+            "subscriptionNotification",
+            sub("sub-1.AO-J1Ox"),
+        ),
+        common::play_push(
+            PACKAGE,
+            "m-2",
+            bought + 1,
+            "subscriptionNotification",
+            sub("sub-2.AO-J1Ox"),
+        ),
+        common::play_push(
+            PACKAGE,
+            "m-3",
+            bought + 2,
+            "oneTimeProductNotification",
+            otp("otp-1.AO-J1Ox", "coins_100"),
+        ),
+        common::play_push(
+            PACKAGE,
+            "m-4",
+            bought + 3,
+            "oneTimeProductNotification",
+            otp("otp-2.AO-J1Ox", "coins_500"),
+        ),
+    ];
+
+    let config = with_store(&format!(
+        "[stores.google]\nenabled = true\npackage_names = [\"{PACKAGE}\"]\n\
+         push_token = \"{PUSH_TOKEN}\"\n[stores.google.play_api]\n\
+         service_account_key_file = \"{}\"\nbase_url = \"{}\"\ntoken_url = \"{}\"\n",
+        fixture_key_file().display(),
+        play.base_url,
+        play.token_url
+    ));
+    let client = reqwest::Client::new();
+    let push = |base: &str, body: &str| {
+        let request = client
+            .post(format!("{base}/v1/notifications/google?token={PUSH_TOKEN}"))
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        async move {
+            request
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    };
+    let pushed_dir = tempfile::tempdir().expect("tempdir");
+    let pushed = BinaryServer::start(pushed_dir.path(), &config);
+    let recovered_dir = tempfile::tempdir().expect("tempdir");
+    let recovered = BinaryServer::start(recovered_dir.path(), &config);
+    // Both servers got the purchases and read their states back.
+    for server in [&pushed, &recovered] {
+        for body in &before {
+            assert_eq!(push(&server.base, body).await, 200, "{body}");
+        }
+        for token in [
+            "sub-1.AO-J1Ox",
+            "sub-2.AO-J1Ox",
+            "otp-1.AO-J1Ox",
+            "otp-2.AO-J1Ox",
+        ] {
+            let path = format!("/v1/subscriptions/google/{token}");
+            eventually(10, "the state read back", || async {
+                let sub = get(&client, &server.base, &path).await;
+                if sub["state_pending"] == false && sub["status"] == "active" {
+                    Ok(())
+                } else {
+                    Err(sub)
+                }
+            })
+            .await;
+        }
+    }
+
+    // The outage: Google refunds a subscription and a one-time product.
+    // Play's states say so (a revoked subscription reads as expired), the
+    // voids are listed, and only one server gets their notifications. They
+    // happen after the states were read, as they would: Play's states carry
+    // no time of their own, a state read is as of when it was read.
+    let read_at = common::now_s() * 1000;
+    // (The stand-in's clock, like `read_at`, counts whole seconds.)
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let voids = [
+        (
+            "sub-2.AO-J1Ox",
+            "GPA.3300-1111-2222-33333",
+            1,
+            read_at + 1000,
+            true,
+        ),
+        (
+            "otp-1.AO-J1Ox",
+            "GPA.3300-4444-5555-66666",
+            2,
+            read_at + 1001,
+            false,
+        ),
+    ];
+    play.set_purchase(
+        "sub-2.AO-J1Ox",
+        play_subscription("SUBSCRIPTION_STATE_EXPIRED", bought, read_at + 1000),
+    );
+    play.set_product_purchase(
+        "otp-1.AO-J1Ox",
+        "coins_100",
+        play_product("coins_100", 1, bought),
+    );
+    for (i, (token, order, product_type, at, subscription)) in voids.into_iter().enumerate() {
+        play.add_voided(
+            PACKAGE,
+            json!({"kind": "androidpublisher#voidedPurchase", "purchaseToken": token,
+                   "orderId": order, "purchaseTimeMillis": bought.to_string(),
+                   "voidedTimeMillis": at.to_string(), "voidedSource": 0, "voidedReason": 1}),
+            subscription,
+        );
+        let void = json!({"purchaseToken": token, "orderId": order,
+                          "productType": product_type, "refundType": 1});
+        let body = common::play_push(
+            PACKAGE,
+            &format!("v-{i}"),
+            at,
+            "voidedPurchaseNotification",
+            void,
+        );
+        assert_eq!(push(&pushed.base, &body).await, 200, "{body}");
+    }
+    let reads_before = (play.subscription_gets().len(), play.product_gets().len());
+
+    let out = backfill_cli(&recovered, "google", "10d").await;
+    assert!(out.contains("done: "), "{out}");
+    // The voids, and the states of the purchases not refunded (a void is
+    // final: a revoked purchase is not read again).
+    assert!(out.contains("4 recovered"), "{out}");
+    let gets = play.subscription_gets();
+    assert_eq!(
+        gets[reads_before.0..],
+        [(PACKAGE.to_owned(), "sub-1.AO-J1Ox".to_owned())],
+        "{gets:?}"
+    );
+    let gets = play.product_gets();
+    assert_eq!(
+        gets[reads_before.1..],
+        [(
+            PACKAGE.to_owned(),
+            "coins_500".to_owned(),
+            "otp-2.AO-J1Ox".to_owned()
+        )],
+        "{gets:?}"
+    );
+    assert_eq!(play.served_on(Route::VoidedList).len(), 1);
+    assert!(play.complaints().is_empty(), "{:?}", play.complaints());
+
+    // A pushed void names the product type; the list does not, and says
+    // when the purchase was made, which the push does not: the store's own
+    // type name and the purchase time of a refund are all that differ.
+    fn unsayable(v: &mut Value) {
+        if v["type"] == "REFUND" {
+            let o = v.as_object_mut().expect("an object");
+            o.remove("store_event_type");
+            o.remove("raw_type");
+            o.remove("purchased_at_ms");
+        }
+    }
+    let from_push =
+        recovered_as_if_pushed(&pushed, &recovered, "google", "10d", (2, 2), unsayable).await;
+    let types: Vec<_> = from_push.0.iter().map(|e| e["type"].clone()).collect();
+    assert_eq!(
+        types,
+        [
+            "INITIAL_PURCHASE",
+            "INITIAL_PURCHASE",
+            "NON_RENEWING_PURCHASE",
+            "NON_RENEWING_PURCHASE",
+            "REFUND",
+            "REFUND"
+        ],
+        "{from_push:?}"
+    );
+    let status: Vec<_> = from_push.1.iter().map(|s| s["status"].clone()).collect();
+    assert_eq!(
+        status,
+        ["revoked", "active", "active", "revoked"],
+        "otp-1, otp-2, sub-1, sub-2: {from_push:?}"
     );
 }

@@ -537,17 +537,6 @@ async fn a_purchase_left_unacknowledged_is_flagged_after_48_hours() {
     );
 }
 
-/// A Pub/Sub push of one Play developer notification about `package`.
-fn play_push(package: &str, message_id: &str, branch: &str, body: Value) -> String {
-    use base64::Engine;
-    let data = json!({"version": "1.0", "packageName": package,
-                      "eventTimeMillis": now_ms().to_string(), branch: body});
-    json!({"message": {"data": base64::engine::general_purpose::STANDARD.encode(data.to_string()),
-                       "messageId": message_id, "publishTime": "2026-01-01T00:00:00.123Z"},
-           "subscription": "projects/p/subscriptions/s"})
-    .to_string()
-}
-
 #[tokio::test]
 async fn a_pushed_one_time_google_purchase_is_acknowledged_exactly_once() {
     use storehook_stand_ins::google::{fixture_account, fixture_key_file, PlayStandIn, Route};
@@ -576,7 +565,15 @@ async fn a_pushed_one_time_google_purchase_is_acknowledged_exactly_once() {
     .await;
     let bought = json!({"version": "1.0", "notificationType": 1, "purchaseToken": TOKEN,
                         "sku": "coins_100"});
-    let push = |id: &str| play_push(PACKAGE, id, "oneTimeProductNotification", bought.clone());
+    let push = |id: &str| {
+        common::play_push(
+            PACKAGE,
+            id,
+            now_ms(),
+            "oneTimeProductNotification",
+            bought.clone(),
+        )
+    };
     let headers = [("content-type", "application/json")];
     let path = "/v1/notifications/google?token=p";
     let (status, body) = server.post(path, &headers, push("m-1")).await;
