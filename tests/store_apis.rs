@@ -4,7 +4,8 @@
 //! (exactly once through conflicts and a restart) and its 48 h flag. The
 //! example plugin plays the store; its "API" answers what each test wrote.
 //! The bundled stores' clients are tested against their stand-ins in their
-//! own crates.
+//! own crates; here, one of them end to end through the host: a one-time
+//! Google Play purchase, pushed, is read back and acknowledged once.
 
 mod common;
 
@@ -401,11 +402,20 @@ fn purchase(id: &str, kind: &str, at: i64, expires: i64) -> Value {
 /// Waits until the store's acknowledgement count `field` is `value`; the
 /// store's status then.
 async fn acknowledgements_reach(server: &TestServer, field: &str, value: i64) -> Value {
+    store_acknowledgements_reach(server, "example", field, value).await
+}
+
+async fn store_acknowledgements_reach(
+    server: &TestServer,
+    store: &str,
+    field: &str,
+    value: i64,
+) -> Value {
     eventually(
         10,
-        &format!("acknowledgements.{field} = {value}"),
+        &format!("{store} acknowledgements.{field} = {value}"),
         || async {
-            let store = server.store_status("example").await;
+            let store = server.store_status(store).await;
             if store["acknowledgements"][field] == value {
                 Ok(store)
             } else {
@@ -525,4 +535,91 @@ async fn a_purchase_left_unacknowledged_is_flagged_after_48_hours() {
         common::card(&page, "example").contains("still not acknowledged"),
         "{page}"
     );
+}
+
+#[tokio::test]
+async fn a_pushed_one_time_google_purchase_is_acknowledged_exactly_once() {
+    use storehook_stand_ins::google::{fixture_account, fixture_key_file, PlayStandIn, Route};
+    const PACKAGE: &str = "com.example.game";
+    const TOKEN: &str = "otp-token.AO-J1Ox-e2e";
+    let play = PlayStandIn::start(fixture_account(), &[PACKAGE]).await;
+    play.set_product_purchase(
+        TOKEN,
+        "coins_100",
+        json!({"kind": "androidpublisher#productPurchase",
+               "purchaseTimeMillis": now_ms().to_string(), "purchaseState": 0,
+               "consumptionState": 0, "acknowledgementState": 0, "productId": "coins_100",
+               "orderId": "GPA.1234-5678-9012-34567", "quantity": 1}),
+    );
+    let config = format!(
+        "[stores.google]\nenabled = true\npackage_names = [\"{PACKAGE}\"]\npush_token = \"p\"\n\
+         [stores.google.play_api]\nservice_account_key_file = \"{}\"\nbase_url = \"{}\"\n\
+         token_url = \"{}\"\nacknowledge = true\n\n[store_apis]\ncatch_up_interval_hours = 0\n",
+        fixture_key_file().display(),
+        play.base_url,
+        play.token_url
+    );
+    let mut server = TestServer::start_tuned(&config, |c: &mut storehook_server::Config| {
+        c.store_apis.queue_tick = Some(Duration::from_millis(50));
+    })
+    .await;
+    let bought = json!({"version": "1.0", "notificationType": 1, "purchaseToken": TOKEN,
+                        "sku": "coins_100"});
+    let push = |id: &str| {
+        common::play_push(
+            PACKAGE,
+            id,
+            now_ms(),
+            "oneTimeProductNotification",
+            bought.clone(),
+        )
+    };
+    let headers = [("content-type", "application/json")];
+    let path = "/v1/notifications/google?token=p";
+    let (status, body) = server.post(path, &headers, push("m-1")).await;
+    assert_eq!(status, 200, "{body}");
+
+    let store = store_acknowledgements_reach(&server, "google", "acknowledged", 1).await;
+    assert_eq!(store["acknowledgements"]["pending"], 0, "{store}");
+    let acks = play.acknowledgements();
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert_eq!(
+        (
+            acks[0].route,
+            acks[0].product_id.as_str(),
+            acks[0].token.as_str(),
+            acks[0].status
+        ),
+        (Route::ProductAcknowledge, "coins_100", TOKEN, 200)
+    );
+    assert_eq!(
+        play.product_purchase(TOKEN).unwrap()["acknowledgementState"],
+        1
+    );
+
+    // Pub/Sub redelivers it, Google sends it again under another message
+    // id, the server restarts: read again, never acknowledged again.
+    let reads_before = play.product_gets().len();
+    server.post(path, &headers, push("m-1")).await;
+    server.post(path, &headers, push("m-2")).await;
+    server.restart().await;
+    eventually(10, "the second push read back", || async {
+        let reads = play.product_gets().len();
+        if reads > reads_before {
+            Ok(())
+        } else {
+            Err(reads)
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(play.acknowledgements().len(), 1, "exactly once");
+    assert!(
+        play.subscription_gets().is_empty(),
+        "never subscriptionsv2.get"
+    );
+    assert!(play.complaints().is_empty(), "{:?}", play.complaints());
+    let store = server.store_status("google").await;
+    assert_eq!(store["acknowledgements"]["acknowledged"], 1, "{store}");
+    assert_eq!(store["acknowledgements"]["pending"], 0, "{store}");
 }

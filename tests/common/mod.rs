@@ -486,3 +486,18 @@ pub fn card<'a>(html: &'a str, store: &str) -> &'a str {
         .map_or(html.len(), |e| start + e);
     &html[start..end]
 }
+
+/// A Pub/Sub push (wrapped format) of one Play developer notification about
+/// `package`, as Google sent it at `at_ms`: `branch` is the notification's
+/// key (`oneTimeProductNotification`…) and `body` its object.
+pub fn play_push(package: &str, message_id: &str, at_ms: i64, branch: &str, body: Value) -> String {
+    use base64::Engine;
+    let data = serde_json::json!({"version": "1.0", "packageName": package,
+                                  "eventTimeMillis": at_ms.to_string(), branch: body});
+    serde_json::json!({
+        "message": {"data": base64::engine::general_purpose::STANDARD.encode(data.to_string()),
+                    "messageId": message_id},
+        "subscription": "projects/p/subscriptions/s"
+    })
+    .to_string()
+}

@@ -5,9 +5,13 @@ use serde::de::DeserializeOwned;
 use crate::store_api::{
     AckOutcome, ApiCapabilities, BackfillPage, BackfillWindow, CheckReport, StoreHost,
 };
-use crate::{AdapterError, ConfigError, IncomingRequest, Masking, Outcome, StateUpdate, StoreHelp};
+use crate::{
+    AdapterError, ConfigError, IncomingRequest, Masking, Outcome, PurchaseKind, StateUpdate,
+    StoreHelp,
+};
 
-/// Which subscription a state fetch is for.
+/// Which subscription or purchase a state fetch, a re-read or an
+/// acknowledgement is for: what the host stored of its notifications.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SubscriptionRef<'a> {
     /// The key the adapter mapped (`VerifiedNotification::subscription_key`).
@@ -16,11 +20,56 @@ pub struct SubscriptionRef<'a> {
     /// (`VerifiedNotification::app_id`: bundle id, package name), so that an
     /// adapter serving several apps knows which one to ask about.
     pub app_id: Option<&'a str>,
+    /// The product its notifications named (`VerifiedNotification::product_id`,
+    /// or the state read since), when known.
+    pub product_id: Option<&'a str>,
+    /// What its notifications said was bought
+    /// (`VerifiedNotification::purchase_kind`); `None` when none said
+    /// (rows stored before this was kept, or a store that does not say).
+    pub kind: Option<PurchaseKind>,
 }
 
 impl<'a> SubscriptionRef<'a> {
     pub fn new(key: &'a str, app_id: Option<&'a str>) -> Self {
-        Self { key, app_id }
+        Self {
+            key,
+            app_id,
+            product_id: None,
+            kind: None,
+        }
+    }
+
+    /// The same reference, naming the product and what was bought.
+    pub fn with_product(mut self, product_id: Option<&'a str>, kind: Option<PurchaseKind>) -> Self {
+        self.product_id = product_id;
+        self.kind = kind;
+        self
+    }
+}
+
+/// [`SubscriptionRef`], owned: what the host keeps of a purchase to ask the
+/// store about it later (a queued acknowledgement, a pending fetch, a
+/// tracked subscription listed to an adapter).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PurchaseRef {
+    pub key: String,
+    pub app_id: Option<String>,
+    pub product_id: Option<String>,
+    pub kind: Option<PurchaseKind>,
+}
+
+impl PurchaseRef {
+    pub fn new(key: impl Into<String>, app_id: Option<String>) -> Self {
+        Self {
+            key: key.into(),
+            app_id,
+            ..Self::default()
+        }
+    }
+
+    pub fn subscription_ref(&self) -> SubscriptionRef<'_> {
+        SubscriptionRef::new(&self.key, self.app_id.as_deref())
+            .with_product(self.product_id.as_deref(), self.kind)
     }
 }
 

@@ -32,7 +32,7 @@ pub mod conformance;
 
 pub use adapter::{
     find_registration, parse_store_config, registrations, AdapterFactory, FactoryContext,
-    StoreAdapter, StoreRegistration, SubscriptionRef,
+    PurchaseRef, StoreAdapter, StoreRegistration, SubscriptionRef,
 };
 pub use error::{AdapterError, ConfigError};
 pub use help::{spans, HelpText, Masking, Span, StoreHelp};
@@ -43,8 +43,8 @@ pub use store_api::{
     FindingLevel, Recovered, StoreHost, TrackedSubscription,
 };
 pub use types::{
-    mask_secrets, Environment, EventDetails, EventType, ImpliedState, Outcome, StateUpdate,
-    SubscriptionStatus, VerifiedNotification,
+    mask_secrets, Environment, EventDetails, EventType, ImpliedState, Outcome, PurchaseKind,
+    StateUpdate, SubscriptionStatus, VerifiedNotification,
 };
 
 // Re-exported so that a plugin's `inventory::submit!` resolves against the

@@ -223,12 +223,9 @@ pub enum AckOutcome {
     NotNeeded,
 }
 
-/// A tracked subscription, as the host lists them to an adapter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrackedSubscription {
-    pub key: String,
-    pub app_id: Option<String>,
-}
+/// A tracked subscription (or one-time purchase), as the host lists them
+/// to an adapter: what its notifications said of it.
+pub type TrackedSubscription = crate::PurchaseRef;
 
 /// What an adapter may ask of the host during a check or a backfill.
 #[async_trait::async_trait]
@@ -241,7 +238,9 @@ pub trait StoreHost: Send + Sync {
     /// Whether a notification with this store id has been recorded.
     async fn has_notification(&self, notification_id: &str) -> Result<bool, AdapterError>;
     /// Tracked subscriptions of this store in key order, after `after`,
-    /// except those that ended more than 60 days ago.
+    /// except those that ended more than 60 days ago and those revoked (a
+    /// refund or revocation is final: a state read later says nothing new,
+    /// and has been seen to say "active" after a void).
     async fn tracked_subscriptions(
         &self,
         after: Option<&str>,

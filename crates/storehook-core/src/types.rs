@@ -184,6 +184,32 @@ impl SubscriptionStatus {
     }
 }
 
+/// What was bought, where the store says: a subscription, or a one-time
+/// product (consumable or not). A store whose API reads and acknowledges
+/// the two through different calls (Play) needs it, with the product id,
+/// to ask about a purchase after the notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PurchaseKind {
+    Subscription,
+    OneTime,
+}
+
+impl PurchaseKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PurchaseKind::Subscription => "subscription",
+            PurchaseKind::OneTime => "one_time",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [PurchaseKind::Subscription, PurchaseKind::OneTime]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
 /// The subscription state a notification implies, where its payload says.
 /// `None` means "this notification does not say", never "clear it".
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,6 +278,10 @@ pub struct VerifiedNotification {
     /// of one subscription: an older one never moves the state backwards.
     pub occurred_at_ms: i64,
     pub product_id: Option<String>,
+    /// Whether the purchase is a subscription or a one-time product, where
+    /// the store says (kept per notification; the newest that says wins).
+    #[serde(default)]
+    pub purchase_kind: Option<PurchaseKind>,
     /// Bundle id, package name, or Stripe account.
     pub app_id: Option<String>,
     /// The state this notification implies.

@@ -115,6 +115,21 @@ pub struct PendingFetch {
     pub subscription_key: String,
     /// The app named by the subscription's newest notification.
     pub app_id: Option<String>,
+    /// The product and the kind of purchase its newest notifications named.
+    pub product_id: Option<String>,
+    pub kind: Option<storehook_core::PurchaseKind>,
+}
+
+impl PendingFetch {
+    /// What the adapter is asked about.
+    pub fn purchase(&self) -> storehook_core::PurchaseRef {
+        storehook_core::PurchaseRef {
+            key: self.subscription_key.clone(),
+            app_id: self.app_id.clone(),
+            product_id: self.product_id.clone(),
+            kind: self.kind,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,9 @@
 //! columns in the order a decoder names and hands its row over as
 //! [`Columns`]; what the columns mean is decided here.
 
-use storehook_core::{Environment, EventType, SubscriptionStatus, TrackedSubscription};
+use storehook_core::{
+    Environment, EventType, PurchaseKind, SubscriptionStatus, TrackedSubscription,
+};
 
 use crate::outbox::{AttemptRecord, DeliveryRecord, DueDelivery, EndpointStats, EventRecord};
 use crate::rules::from_json_opt;
@@ -130,20 +132,28 @@ pub(crate) fn store_stats(r: &dyn Columns) -> Result<StoreStats, DbError> {
     })
 }
 
-/// `store, subscription_key, app_id`.
+fn purchase_kind(r: &dyn Columns, i: usize) -> Result<Option<PurchaseKind>, DbError> {
+    Ok(r.opt_text(i)?.as_deref().and_then(PurchaseKind::parse))
+}
+
+/// `store, subscription_key, app_id, product_id, purchase_kind`.
 pub(crate) fn pending_fetch(r: &dyn Columns) -> Result<PendingFetch, DbError> {
     Ok(PendingFetch {
         store: r.text(0)?,
         subscription_key: r.text(1)?,
         app_id: r.opt_text(2)?,
+        product_id: r.opt_text(3)?,
+        kind: purchase_kind(r, 4)?,
     })
 }
 
-/// `subscription_key, app_id`.
+/// `subscription_key, app_id, product_id, purchase_kind`.
 pub(crate) fn tracked_subscription(r: &dyn Columns) -> Result<TrackedSubscription, DbError> {
     Ok(TrackedSubscription {
         key: r.text(0)?,
         app_id: r.opt_text(1)?,
+        product_id: r.opt_text(2)?,
+        kind: purchase_kind(r, 3)?,
     })
 }
 
@@ -282,13 +292,15 @@ pub(crate) fn job(r: &dyn Columns) -> Result<Job, DbError> {
     })
 }
 
-/// `store, subscription_key, app_id, attempts`.
+/// `store, subscription_key, app_id, attempts, product_id, purchase_kind`.
 pub(crate) fn due_acknowledgement(r: &dyn Columns) -> Result<DueAcknowledgement, DbError> {
     Ok(DueAcknowledgement {
         store: r.text(0)?,
         subscription_id: r.text(1)?,
         app_id: r.opt_text(2)?,
         attempts: r.i64(3)?,
+        product_id: r.opt_text(4)?,
+        kind: purchase_kind(r, 5)?,
     })
 }
 

@@ -192,7 +192,19 @@ pub struct DueAcknowledgement {
     pub store: String,
     pub subscription_id: String,
     pub app_id: Option<String>,
+    /// The product and the kind of purchase, as its notifications (or the
+    /// state read that queued it) named them.
+    pub product_id: Option<String>,
+    pub kind: Option<storehook_core::PurchaseKind>,
     pub attempts: i64,
+}
+
+impl DueAcknowledgement {
+    /// What the adapter is asked to acknowledge.
+    pub fn purchase(&self) -> storehook_core::SubscriptionRef<'_> {
+        storehook_core::SubscriptionRef::new(&self.subscription_id, self.app_id.as_deref())
+            .with_product(self.product_id.as_deref(), self.kind)
+    }
 }
 
 /// What became of one acknowledgement attempt.

@@ -55,6 +55,7 @@ impl Spec {
             raw_type: self.event_type.as_str().into(),
             occurred_at_ms: self.at,
             product_id: self.product_id.clone(),
+            purchase_kind: None,
             app_id: Some("com.example".into()),
             state: self.state.clone(),
             app_user_id_hint: None,

@@ -19,6 +19,7 @@ fn notification(id: &str, key: &str, app: Option<&str>, at: i64) -> NewNotificat
             raw_type: "SUBSCRIPTION_RENEWED".into(),
             occurred_at_ms: at,
             product_id: None,
+            purchase_kind: None,
             app_id: app.map(Into::into),
             state: ImpliedState::default(),
             app_user_id_hint: None,
@@ -56,6 +57,8 @@ async fn pending_fetches_carry_the_newest_notifications_app(backend: Backend) {
         store: "google".into(),
         subscription_key: key.into(),
         app_id: app.map(Into::into),
+        product_id: None,
+        kind: None,
     };
     assert_eq!(
         pending,

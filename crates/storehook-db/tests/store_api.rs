@@ -5,7 +5,7 @@
 
 use storehook_core::{
     AckOutcome, BackfillWindow, CheckReport, Environment, EventDetails, EventType, Finding,
-    ImpliedState, StateUpdate, SubscriptionStatus, VerifiedNotification,
+    ImpliedState, PurchaseKind, StateUpdate, SubscriptionStatus, VerifiedNotification,
 };
 mod common;
 
@@ -27,6 +27,7 @@ fn notification(id: &str, key: &str, at: i64, expires: i64, source: Source) -> N
             raw_type: "RENEWAL".into(),
             occurred_at_ms: at,
             product_id: Some("monthly".into()),
+            purchase_kind: None,
             app_id: Some("com.example.app".into()),
             state: ImpliedState {
                 status: Some(SubscriptionStatus::Active),
@@ -411,6 +412,83 @@ async fn subscriptions_that_ended_long_ago_are_not_listed_to_adapters(backend: B
     assert_eq!(keys, ["active", "ended-lately"]);
 }
 
+async fn a_revoked_purchase_is_not_listed_to_adapters(backend: Backend) {
+    let t = TestDb::new(backend);
+    let db = t.open().await;
+    let now = storehook_core::time::now_ms();
+    tracked(db.as_ref(), "active", now + 30 * 24 * HOUR).await;
+    tracked(db.as_ref(), "refunded", now + 30 * 24 * HOUR).await;
+    let mut void = notification("v-refunded", "refunded", 2_000, 0, Source::Push);
+    void.notification.event_type = EventType::Refund;
+    void.notification.state = ImpliedState {
+        status: Some(SubscriptionStatus::Revoked),
+        ..ImpliedState::default()
+    };
+    db.record_notification(void).await.expect("record");
+    let listed = db
+        .tracked_subscriptions("example", None, 10)
+        .await
+        .expect("list");
+    let keys: Vec<_> = listed.iter().map(|t| t.key.as_str()).collect();
+    assert_eq!(keys, ["active"], "a void is final: nothing to re-read");
+}
+
+async fn what_was_bought_goes_with_the_purchase_to_fetches_lookups_and_the_queue(backend: Backend) {
+    let t = TestDb::new(backend);
+    let db = t.open().await;
+    db.track("example", "otp", Some("user"), 10)
+        .await
+        .expect("track");
+    let mut bought = notification("n-otp", "otp", 1_000, 5_000, Source::Push);
+    bought.notification.event_type = EventType::NonRenewingPurchase;
+    bought.notification.product_id = Some("coins_100".into());
+    bought.notification.state.product_id = None;
+    bought.notification.purchase_kind = Some(PurchaseKind::OneTime);
+    bought.notification.state_fetch_pending = true;
+    db.record_notification(bought).await.expect("record");
+    // A later notification that does not say what was bought changes nothing.
+    let mut later = notification("n-otp-2", "otp", 2_000, 5_000, Source::Push);
+    later.notification.product_id = None;
+    later.notification.state.product_id = None;
+    db.record_notification(later).await.expect("record");
+
+    let pending = db.pending_state_fetches().await.expect("pending");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        pending[0].purchase(),
+        storehook_core::PurchaseRef {
+            key: "otp".into(),
+            app_id: Some("com.example.app".into()),
+            product_id: Some("coins_100".into()),
+            kind: Some(PurchaseKind::OneTime),
+        }
+    );
+    let listed = db
+        .tracked_subscriptions("example", None, 10)
+        .await
+        .expect("list");
+    assert_eq!(listed, vec![pending[0].purchase()]);
+
+    // Queued by the state read: the product and kind come with it.
+    let update = StateUpdate {
+        state: ImpliedState::default(),
+        as_of_ms: 3_000,
+        acknowledgement_pending: true,
+        purchased_at_ms: Some(1_000),
+        ..StateUpdate::default()
+    };
+    db.apply_state_update("example", "otp", update, 3_000)
+        .await
+        .expect("apply");
+    let due = db.due_acknowledgements(3_000, 10).await.expect("due");
+    assert_eq!(due.len(), 1);
+    let purchase = due[0].purchase();
+    assert_eq!(
+        (purchase.key, purchase.product_id, purchase.kind),
+        ("otp", Some("coins_100"), Some(PurchaseKind::OneTime))
+    );
+}
+
 backends!(
     a_job_keeps_its_cursor_per_page_and_a_finished_job_never_changes,
     a_stores_latest_check_replaces_the_one_before,
@@ -418,4 +496,6 @@ backends!(
     a_purchase_is_queued_once_stays_acknowledged_and_is_flagged_late,
     a_subscription_past_its_expiry_with_no_word_is_overdue,
     subscriptions_that_ended_long_ago_are_not_listed_to_adapters,
+    a_revoked_purchase_is_not_listed_to_adapters,
+    what_was_bought_goes_with_the_purchase_to_fetches_lookups_and_the_queue,
 );

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use storehook_core::{AdapterError, SubscriptionRef};
+use storehook_core::{AdapterError, PurchaseRef};
 
 use crate::{now_ms, AppState};
 
@@ -30,7 +30,8 @@ pub(crate) async fn resume_pending(state: Arc<AppState>) {
     match state.storage.pending_state_fetches().await {
         Ok(pending) => {
             for p in pending {
-                schedule(state.clone(), p.store, p.subscription_key, p.app_id);
+                let purchase = p.purchase();
+                schedule(state.clone(), p.store, purchase);
             }
         }
         Err(e) => tracing::error!(error = %e, "cannot list pending state fetches"),
@@ -38,7 +39,8 @@ pub(crate) async fn resume_pending(state: Arc<AppState>) {
 }
 
 /// Fetches one subscription's state in the background, retrying until done.
-pub(crate) fn schedule(state: Arc<AppState>, store: String, key: String, app_id: Option<String>) {
+pub(crate) fn schedule(state: Arc<AppState>, store: String, purchase: PurchaseRef) {
+    let key = purchase.key.clone();
     let Some(adapter) = state.registry.get(&store).and_then(|e| e.adapter.clone()) else {
         return;
     };
@@ -58,9 +60,7 @@ pub(crate) fn schedule(state: Arc<AppState>, store: String, key: String, app_id:
         let mut refusals_left = 3u32;
         loop {
             let permit = state.fetcher.permits.clone().acquire_owned().await;
-            let fetched = adapter
-                .fetch_state(SubscriptionRef::new(&key, app_id.as_deref()))
-                .await;
+            let fetched = adapter.fetch_state(purchase.subscription_ref()).await;
             drop(permit);
             let outcome = match fetched {
                 Ok(update) => {

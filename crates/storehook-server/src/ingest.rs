@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use storehook_core::Outcome;
+use storehook_core::{Outcome, PurchaseRef};
 use storehook_db::{DbError, NewNotification, RejectedNotification, Source, Verdict};
 
 use crate::{fetch, AppState};
@@ -36,7 +36,12 @@ pub(crate) async fn store_outcome(
                 .state_fetch_pending
                 .then(|| notification.subscription_key.clone())
                 .flatten()
-                .map(|key| (key, notification.app_id.clone()));
+                .map(|key| PurchaseRef {
+                    key,
+                    app_id: notification.app_id.clone(),
+                    product_id: notification.product_id.clone(),
+                    kind: notification.purchase_kind,
+                });
             let id = notification.notification_id.clone();
             let recorded = state
                 .storage
@@ -50,8 +55,8 @@ pub(crate) async fn store_outcome(
                 })
                 .await?;
             if recorded.verdict != Verdict::Duplicate {
-                if let Some((key, app_id)) = fetch {
-                    fetch::schedule(state.clone(), store.to_owned(), key, app_id);
+                if let Some(purchase) = fetch {
+                    fetch::schedule(state.clone(), store.to_owned(), purchase);
                 }
                 state.delivery.wake();
             }

@@ -1,7 +1,8 @@
 //! Google's OAuth 2.0 token endpoint and the Play Developer API
 //! (`androidpublisher/v3`), as far as storehook calls them:
-//! `purchases.subscriptionsv2.get`, `purchases.subscriptions.acknowledge`
-//! and `purchases.voidedpurchases.list`.
+//! `purchases.subscriptionsv2.get`, `purchases.subscriptions.acknowledge`,
+//! `purchases.products.get`, `purchases.products.acknowledge` and
+//! `purchases.voidedpurchases.list`.
 //!
 //! Authentication is checked as Google does it: the token endpoint takes a
 //! JWT-bearer grant whose RS256 assertion must verify against the service
@@ -17,9 +18,13 @@
 //! on `voidedTimeMillis`, `type`, the 30-day limit against the stand-in's
 //! clock, partial refunds only on request) and paged with continuation
 //! tokens. Acknowledgements change the purchase the stand-in holds, so a
-//! second one is refused as Google refuses it.
+//! second one is refused as Google refuses it. Subscriptions and one-time
+//! products are held apart, by token: asking `subscriptionsv2` about a
+//! one-time product's token (or `products` about a subscription's) is
+//! answered 404 and noted as a complaint.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -50,6 +55,10 @@ pub enum Route {
     Token,
     SubscriptionGet,
     Acknowledge,
+    /// `purchases.products.get`.
+    ProductGet,
+    /// `purchases.products.acknowledge`.
+    ProductAcknowledge,
     VoidedList,
     /// Anything else (answered 404 as Google does).
     Unknown,
@@ -72,9 +81,11 @@ pub struct Served {
 impl Served {
     pub fn package(&self) -> Option<&str> {
         match self.route {
-            Route::SubscriptionGet | Route::Acknowledge | Route::VoidedList => {
-                self.segments.first().map(String::as_str)
-            }
+            Route::SubscriptionGet
+            | Route::Acknowledge
+            | Route::ProductGet
+            | Route::ProductAcknowledge
+            | Route::VoidedList => self.segments.first().map(String::as_str),
             _ => None,
         }
     }
@@ -84,11 +95,37 @@ impl Served {
 /// permission check (or met a scripted answer), whatever it answered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Acknowledgement {
+    /// [`Route::Acknowledge`] (a subscription) or [`Route::ProductAcknowledge`].
+    pub route: Route,
     pub package: String,
     pub product_id: String,
     pub token: String,
     pub body: Value,
     pub status: u16,
+}
+
+/// The email of the test service account whose key file is
+/// `plugins/google/tests/fixtures/service_account.json`.
+pub const FIXTURE_ACCOUNT_EMAIL: &str = "play-api@storehook-test.iam.gserviceaccount.com";
+
+/// The folder of the Google plugin's test fixtures (keys, JWKS).
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../plugins/google/tests/fixtures")
+}
+
+/// The test service account's key file, for `service_account_key_file`.
+pub fn fixture_key_file() -> PathBuf {
+    fixtures_dir().join("service_account.json")
+}
+
+/// The test service account as the token endpoint knows it.
+pub fn fixture_account() -> ServiceAccount {
+    let public = fixtures_dir().join("service_account_public.pem");
+    ServiceAccount {
+        client_email: FIXTURE_ACCOUNT_EMAIL.to_owned(),
+        public_key_pem: std::fs::read(&public)
+            .unwrap_or_else(|e| panic!("{}: {e}", public.display())),
+    }
 }
 
 /// The service account whose assertions the token endpoint accepts.
@@ -128,6 +165,8 @@ struct State {
     issued: Vec<String>,
     grants: usize,
     purchases: HashMap<String, Value>,
+    /// One-time products' purchases by token: (product id, `ProductPurchase`).
+    products: HashMap<String, (String, Value)>,
     voided: Vec<VoidedRecord>,
     page_size: usize,
     page_tokens: HashMap<String, VoidedQuery>,
@@ -163,6 +202,7 @@ impl PlayStandIn {
             issued: Vec::new(),
             grants: 0,
             purchases: HashMap::new(),
+            products: HashMap::new(),
             voided: Vec::new(),
             page_size: 1000,
             page_tokens: HashMap::new(),
@@ -223,6 +263,19 @@ impl PlayStandIn {
     /// The purchase as the stand-in holds it now (acknowledgements change it).
     pub fn purchase(&self, token: &str) -> Option<Value> {
         self.state().purchases.get(token).cloned()
+    }
+
+    /// The one-time purchase of `product_id` that `products.get` answers
+    /// for `token`, as a `ProductPurchase`.
+    pub fn set_product_purchase(&self, token: &str, product_id: &str, purchase: Value) {
+        self.state()
+            .products
+            .insert(token.to_owned(), (product_id.to_owned(), purchase));
+    }
+
+    /// The one-time purchase as the stand-in holds it now.
+    pub fn product_purchase(&self, token: &str) -> Option<Value> {
+        self.state().products.get(token).map(|(_, p)| p.clone())
     }
 
     /// Adds one voided purchase (a `VoidedPurchase` object) of `package`.
@@ -312,6 +365,21 @@ impl PlayStandIn {
             .collect()
     }
 
+    /// `(package, productId, token)` of every `products.get`, in order.
+    pub fn product_gets(&self) -> Vec<(String, String, String)> {
+        self.served_on(Route::ProductGet)
+            .into_iter()
+            .filter_map(|s| {
+                Some((
+                    s.segments.first()?.clone(),
+                    s.segments.get(3)?.clone(),
+                    s.segments.last()?.clone(),
+                ))
+            })
+            .collect()
+    }
+
+    /// Every `:acknowledge` (subscriptions and one-time products), in order.
     pub fn acknowledgements(&self) -> Vec<Acknowledgement> {
         self.state().acknowledgements.clone()
     }
@@ -395,6 +463,12 @@ fn route_of(method: &str, path: &str) -> (Route, Vec<String>) {
             if last.ends_with(":acknowledge") =>
         {
             Route::Acknowledge
+        }
+        ("GET", [_, "purchases", "products", _, "tokens", _]) => Route::ProductGet,
+        ("POST", [_, "purchases", "products", _, "tokens", last])
+            if last.ends_with(":acknowledge") =>
+        {
+            Route::ProductAcknowledge
         }
         ("GET", [_, "purchases", "voidedpurchases"]) => Route::VoidedList,
         _ => Route::Unknown,
@@ -520,9 +594,10 @@ fn play_api(
     }
     let package = segments.first().cloned().unwrap_or_default();
     if let Some(answer) = s.scripted.get_mut(&route).and_then(VecDeque::pop_front) {
-        if route == Route::Acknowledge {
+        if matches!(route, Route::Acknowledge | Route::ProductAcknowledge) {
             let (product_id, token) = ack_target(segments);
             s.acknowledgements.push(Acknowledgement {
+                route,
                 package,
                 product_id,
                 token,
@@ -552,10 +627,39 @@ fn play_api(
             let token = segments.last().cloned().unwrap_or_default();
             match s.purchases.get(&token) {
                 Some(purchase) => (200, purchase.to_string()),
-                None => not_found(),
+                None => {
+                    if s.products.contains_key(&token) {
+                        s.complaints.push(format!(
+                            "subscriptionsv2.get with the token of a one-time product: {token}"
+                        ));
+                    }
+                    not_found()
+                }
             }
         }
-        Route::Acknowledge => acknowledge(s, &package, segments, body),
+        Route::ProductGet => {
+            let (product_id, token) = product_target(segments);
+            match s.products.get(&token) {
+                Some((held, purchase)) if *held == product_id => (200, purchase.to_string()),
+                Some((held, _)) => {
+                    s.complaints.push(format!(
+                        "products.get names product {product_id:?}, the purchase is of {held:?}"
+                    ));
+                    invalid_value("The product ID does not match the purchase token.")
+                }
+                None => {
+                    if s.purchases.contains_key(&token) {
+                        s.complaints.push(format!(
+                            "products.get with the token of a subscription: {token}"
+                        ));
+                    }
+                    not_found()
+                }
+            }
+        }
+        Route::Acknowledge | Route::ProductAcknowledge => {
+            acknowledge(s, route, &package, segments, body)
+        }
         Route::VoidedList => voided_list(s, &package, query),
         Route::Token | Route::Unknown => not_found(),
     }
@@ -577,7 +681,15 @@ fn invalid_value(message: &str) -> (u16, String) {
     (400, api_error(400, "global", "invalid", message))
 }
 
-/// `(productId, token)` of `[package, "purchases", "subscriptions", productId, "tokens", "<token>:acknowledge"]`.
+/// `(productId, token)` of `[package, "purchases", "products", productId, "tokens", token]`.
+fn product_target(segments: &[String]) -> (String, String) {
+    (
+        segments.get(3).cloned().unwrap_or_default(),
+        segments.get(5).cloned().unwrap_or_default(),
+    )
+}
+
+/// `(productId, token)` of `[package, "purchases", "subscriptions" | "products", productId, "tokens", "<token>:acknowledge"]`.
 fn ack_target(segments: &[String]) -> (String, String) {
     let product_id = segments.get(3).cloned().unwrap_or_default();
     let token = segments
@@ -588,9 +700,16 @@ fn ack_target(segments: &[String]) -> (String, String) {
     (product_id, token)
 }
 
-fn acknowledge(s: &mut State, package: &str, segments: &[String], body: &[u8]) -> (u16, String) {
+fn acknowledge(
+    s: &mut State,
+    route: Route,
+    package: &str,
+    segments: &[String],
+    body: &[u8],
+) -> (u16, String) {
     let (product_id, token) = ack_target(segments);
-    // The request body is a SubscriptionPurchasesAcknowledgeRequest; empty is `{}`.
+    // The request body is a SubscriptionPurchasesAcknowledgeRequest (or a
+    // ProductPurchasesAcknowledgeRequest); empty is `{}`.
     let parsed = if body.is_empty() {
         Ok(json!({}))
     } else {
@@ -604,11 +723,16 @@ fn acknowledge(s: &mut State, package: &str, segments: &[String], body: &[u8]) -
             (st, a, Value::Null)
         }
         Ok(body) => {
-            let (st, a) = acknowledge_purchase(s, &product_id, &token);
+            let (st, a) = if route == Route::ProductAcknowledge {
+                acknowledge_product(s, &product_id, &token)
+            } else {
+                acknowledge_purchase(s, &product_id, &token)
+            };
             (st, a, body)
         }
     };
     s.acknowledgements.push(Acknowledgement {
+        route,
         package: package.to_owned(),
         product_id,
         token,
@@ -651,6 +775,36 @@ fn acknowledge_purchase(s: &mut State, product_id: &str, token: &str) -> (u16, S
         return (400, body);
     }
     purchase["acknowledgementState"] = json!("ACKNOWLEDGEMENT_STATE_ACKNOWLEDGED");
+    let body =
+        String::from_utf8(recorded("google/acknowledge.success.empty-body.txt")).expect("UTF-8");
+    (200, body)
+}
+
+/// A one-time product's acknowledgement: refused when it names another
+/// product, and (invalidPurchaseState) when the purchase is acknowledged
+/// or consumed already, canceled or not paid yet.
+fn acknowledge_product(s: &mut State, product_id: &str, token: &str) -> (u16, String) {
+    let Some((held, purchase)) = s.products.get_mut(token) else {
+        if s.purchases.contains_key(token) {
+            s.complaints.push(format!(
+                "products.acknowledge with the token of a subscription: {token}"
+            ));
+        }
+        return not_found();
+    };
+    if held != product_id {
+        s.complaints.push(format!(
+            "products.acknowledge names product {product_id:?}, the purchase is of {held:?}"
+        ));
+        return invalid_value("The product ID does not match the purchase token.");
+    }
+    let state = |key: &str| purchase[key].as_i64();
+    let done = state("acknowledgementState") == Some(1) || state("consumptionState") == Some(1);
+    if done || matches!(state("purchaseState"), Some(1 | 2)) {
+        let body = String::from_utf8(recorded(INVALID_PURCHASE_STATE)).expect("UTF-8");
+        return (400, body);
+    }
+    purchase["acknowledgementState"] = json!(1);
     let body =
         String::from_utf8(recorded("google/acknowledge.success.empty-body.txt")).expect("UTF-8");
     (200, body)

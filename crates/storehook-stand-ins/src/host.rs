@@ -70,11 +70,18 @@ impl FakeHost {
 
     /// The same host also tracking a subscription for each key, of `app`.
     pub fn tracking(mut self, keys: impl IntoIterator<Item = String>, app: Option<&str>) -> Self {
-        self.tracked
-            .extend(keys.into_iter().map(|key| TrackedSubscription {
-                key,
-                app_id: app.map(str::to_owned),
-            }));
+        self.tracked.extend(
+            keys.into_iter()
+                .map(|key| TrackedSubscription::new(key, app.map(str::to_owned))),
+        );
+        self.tracked.sort_by(|a, b| a.key.cmp(&b.key));
+        self
+    }
+
+    /// The same host also tracking one purchase as the host stores it
+    /// (product and kind included).
+    pub fn tracking_purchase(mut self, purchase: TrackedSubscription) -> Self {
+        self.tracked.push(purchase);
         self.tracked.sort_by(|a, b| a.key.cmp(&b.key));
         self
     }

@@ -197,6 +197,7 @@ pub fn to_verified_notification(n: DecodedNotification<'_>) -> VerifiedNotificat
         raw_type: raw_type(notification_type, subtype),
         occurred_at_ms: p.signed_date().unwrap_or(n.received_at_ms),
         product_id,
+        purchase_kind: None,
         app_id: Some(n.bundle_id.to_owned()),
         state,
         app_user_id_hint: non_empty(tx.and_then(TransactionInfo::app_account_token))

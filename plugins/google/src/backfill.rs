@@ -7,8 +7,9 @@
 //!    all Google keeps), each one as the notification its pushed RTDN maps
 //!    to, with the id `voided:<orderId>` (see `map::voided_notification_id`):
 //!    a void already pushed or already recovered is a duplicate.
-//! 2. **States** of the tracked subscriptions, re-read with
-//!    `subscriptionsv2.get`, a bounded number of requests per page.
+//! 2. **States** of the tracked purchases, re-read with
+//!    `subscriptionsv2.get` (subscriptions) or `products.get` (one-time
+//!    products), a bounded number of requests per page.
 //!
 //! `only_failures` (catch-up) changes nothing: Google does not say which
 //! notifications Pub/Sub failed to deliver.
@@ -20,13 +21,14 @@ use serde::{Deserialize, Serialize};
 use storehook_core::{AdapterError, BackfillPage, BackfillWindow, Outcome, Recovered, StoreHost};
 
 use crate::play_api::{PlayApiClient, PlayApiError, VoidedQuery};
+use crate::purchase::PlayPurchase;
 use crate::{map, GoogleAdapter};
 
 /// What Google keeps of voided purchases.
 pub const VOIDED_LOOKBACK_MS: i64 = 30 * 24 * 3_600_000;
 /// Google's largest page of voided purchases.
 const VOIDED_PAGE_SIZE: u32 = 1000;
-/// `subscriptionsv2.get` requests per page: far below the per-minute quota
+/// State reads per page: far below the per-minute quota
 /// (3000), and a page the host commits before asking for the next.
 pub const STATE_REQUESTS_PER_PAGE: u32 = 50;
 /// A window reaching back to within this of Google's 30-day limit (or of
@@ -228,13 +230,21 @@ async fn states_page(
                 continue;
             }
         };
-        match client.get_subscription(package, &sub.key).await {
-            Ok(purchase) => recovered.push(Recovered::State {
+        // A one-time purchase whose notifications named no product cannot
+        // be asked about.
+        let Ok(purchase) = PlayPurchase::of(sub.subscription_ref()) else {
+            gone += 1;
+            last_done = Some(sub.key.clone());
+            continue;
+        };
+        match purchase.read_state(client, package, host.now_ms()).await {
+            Ok(update) => recovered.push(Recovered::State {
                 key: sub.key.clone(),
-                update: map::state_update(&purchase, host.now_ms()),
+                update,
             }),
-            // Expired long ago (Google answers 410 after 60 days), or the
-            // token of a one-time product: nothing to re-read.
+            // Expired long ago (Google answers 410 after 60 days), or a
+            // token Play does not know as what it was stored as: nothing to
+            // re-read.
             Err(PlayApiError::NotFound { .. } | PlayApiError::Rejected { status: 400, .. }) => {
                 gone += 1;
             }

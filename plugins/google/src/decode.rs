@@ -1,6 +1,7 @@
 //! Wire types: the Pub/Sub push envelope, the Play `DeveloperNotification`
-//! inside its `message.data`, and the `purchases.subscriptionsv2.get`
-//! response. Parsing only; the meaning is in `map.rs`.
+//! inside its `message.data`, and the Play Developer API's responses
+//! (`subscriptionsv2.get`, `products.get`, `voidedpurchases.list`).
+//! Parsing only; the meaning is in `map.rs`.
 
 use base64::Engine;
 use serde::{Deserialize, Deserializer};
@@ -248,6 +249,28 @@ pub struct ExternalAccountIdentifiers {
     pub external_account_id: Option<String>,
     pub obfuscated_external_account_id: Option<String>,
     pub obfuscated_external_profile_id: Option<String>,
+}
+
+/// `purchases.products.get` response (`ProductPurchase`): a one-time
+/// product's purchase; only the fields the adapter maps. The states are
+/// integers here (not `SubscriptionPurchaseV2`'s strings), the time a
+/// string of milliseconds; both spellings are read.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductPurchase {
+    pub product_id: Option<String>,
+    #[serde(default, deserialize_with = "opt_int_or_string")]
+    pub purchase_time_millis: Option<i64>,
+    /// 0 purchased, 1 canceled, 2 pending.
+    #[serde(default, deserialize_with = "opt_int_or_string")]
+    pub purchase_state: Option<i64>,
+    /// 0 yet to be consumed, 1 consumed.
+    #[serde(default, deserialize_with = "opt_int_or_string")]
+    pub consumption_state: Option<i64>,
+    /// 0 yet to be acknowledged, 1 acknowledged.
+    #[serde(default, deserialize_with = "opt_int_or_string")]
+    pub acknowledgement_state: Option<i64>,
+    pub obfuscated_external_account_id: Option<String>,
 }
 
 /// One entry of `purchases.voidedpurchases.list` (`VoidedPurchase`). Google

@@ -6,8 +6,10 @@
 //! → `map` (normalized notification). Pub/Sub redelivers anything not
 //! answered 2xx for days, so once a request is authenticated every message
 //! is acknowledged: unusable data becomes `Outcome::AcknowledgedRejection`.
-//! With `[stores.google.play_api]`, `fetch_state` reads the subscription's
-//! full state from `purchases.subscriptionsv2.get`, and the pull side works:
+//! With `[stores.google.play_api]`, `fetch_state` reads the purchase's
+//! full state (`purchases.subscriptionsv2.get` for a subscription,
+//! `purchases.products.get` for a one-time product: `purchase.rs`), and
+//! the pull side works:
 //! `check_connection` (`check.rs`), `backfill_page` (voided purchases and
 //! re-read states, `backfill.rs`) and, with `acknowledge = true`,
 //! `acknowledge` (`acknowledge.rs`); all through `play_api.rs`.
@@ -25,6 +27,7 @@ pub mod help;
 pub mod jwks;
 pub mod map;
 pub mod play_api;
+mod purchase;
 pub mod verify;
 
 use storehook_core::{
@@ -36,6 +39,7 @@ use storehook_core::{
 use crate::config::{Settings, STORE_ID};
 use crate::decode::{parse_developer_notification, parse_push_envelope};
 use crate::play_api::PlayApiClient;
+use crate::purchase::PlayPurchase;
 use crate::verify::PushAuthenticator;
 
 /// Called by the binary so that the linker keeps this crate's registration.
@@ -171,11 +175,10 @@ impl StoreAdapter for GoogleAdapter {
             return Ok(None);
         };
         let package = self.package_for(subscription.app_id)?;
-        let purchase = client.get_subscription(package, subscription.key).await?;
-        Ok(Some(map::state_update(
-            &purchase,
-            storehook_core::time::now_ms(),
-        )))
+        let update = PlayPurchase::of(subscription)?
+            .read_state(client, package, storehook_core::time::now_ms())
+            .await?;
+        Ok(Some(update))
     }
 
     fn api_capabilities(&self) -> ApiCapabilities {

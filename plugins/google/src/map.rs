@@ -2,14 +2,14 @@
 
 use serde_json::Value;
 use storehook_core::{
-    mask_secrets, Environment, EventDetails, EventType, ImpliedState, StateUpdate,
+    mask_secrets, Environment, EventDetails, EventType, ImpliedState, PurchaseKind, StateUpdate,
     SubscriptionStatus, VerifiedNotification,
 };
 
 use crate::config::STORE_ID;
 use crate::decode::{
-    rfc3339_to_ms, DecodedData, NotificationKind, PushEnvelope, SubscriptionPurchaseV2,
-    VoidedPurchase, VoidedPurchaseNotification,
+    rfc3339_to_ms, DecodedData, NotificationKind, ProductPurchase, PushEnvelope,
+    SubscriptionPurchaseV2, VoidedPurchase, VoidedPurchaseNotification,
 };
 
 /// What one `subscriptionNotification.notificationType` means.
@@ -169,6 +169,7 @@ pub fn verified_notification(
         raw_type: String::new(),
         occurred_at_ms: n.event_time_millis,
         product_id: None,
+        purchase_kind: None,
         app_id: Some(n.package_name.clone()),
         state: ImpliedState::default(),
         app_user_id_hint: None,
@@ -186,6 +187,7 @@ pub fn verified_notification(
             out.raw_type = format!("{} ({})", t.name, s.notification_type);
             out.subscription_key = Some(s.purchase_token.clone());
             out.product_id = s.subscription_id.clone();
+            out.purchase_kind = Some(PurchaseKind::Subscription);
             out.state = ImpliedState {
                 status: t.status,
                 expires_at_ms: None,
@@ -202,6 +204,7 @@ pub fn verified_notification(
             out.raw_type = format!("{name} ({})", p.notification_type);
             out.subscription_key = Some(p.purchase_token.clone());
             out.product_id = p.sku.clone();
+            out.purchase_kind = Some(PurchaseKind::OneTime);
             if p.notification_type == 1 {
                 out.state = ImpliedState {
                     status: Some(SubscriptionStatus::Active),
@@ -209,6 +212,9 @@ pub fn verified_notification(
                     ..ImpliedState::default()
                 };
             }
+            // Read back through `products.get` (by the sku): whether the
+            // purchase still needs acknowledging, and by whom it is bought.
+            out.state_fetch_pending = fetch_state;
         }
         NotificationKind::VoidedPurchase(v) => {
             apply_void(&mut out, v);
@@ -247,6 +253,11 @@ fn apply_void(out: &mut VerifiedNotification, v: &VoidedPurchaseNotification) {
         product_type_name(v.product_type)
     );
     out.subscription_key = Some(v.purchase_token.clone());
+    out.purchase_kind = match v.product_type {
+        Some(1) => Some(PurchaseKind::Subscription),
+        Some(2) => Some(PurchaseKind::OneTime),
+        _ => None,
+    };
     out.details.transaction_id = v.order_id.clone();
     out.details.cancel_reason = Some(refund.to_string());
     // The void is authoritative: subscriptionsv2 has been seen to
@@ -356,6 +367,7 @@ pub fn recovered_void(
         raw_type: String::new(),
         occurred_at_ms: voided_at_ms,
         product_id: None,
+        purchase_kind: None,
         app_id: Some(package.to_owned()),
         state: ImpliedState::default(),
         app_user_id_hint: None,
@@ -497,6 +509,56 @@ pub fn awaits_acknowledgement(purchase: &SubscriptionPurchaseV2) -> bool {
 /// Whether Play says the purchase is acknowledged.
 pub fn acknowledged(purchase: &SubscriptionPurchaseV2) -> bool {
     purchase.acknowledgement_state.as_deref() == Some("ACKNOWLEDGEMENT_STATE_ACKNOWLEDGED")
+}
+
+/// Maps a `products.get` response (a one-time product's purchase of
+/// `product_id`) to the state update the host applies. Bought means active;
+/// a canceled one says nothing of the status (the void, pushed or listed,
+/// is what revokes it), nor does one whose payment is pending.
+pub fn product_state_update(
+    purchase: &ProductPurchase,
+    product_id: &str,
+    as_of_ms: i64,
+) -> StateUpdate {
+    StateUpdate {
+        state: ImpliedState {
+            status: (purchase.purchase_state == Some(0)).then_some(SubscriptionStatus::Active),
+            expires_at_ms: None,
+            auto_renew: None,
+            product_id: Some(
+                purchase
+                    .product_id
+                    .clone()
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| product_id.to_owned()),
+            ),
+        },
+        as_of_ms,
+        app_user_id_hint: purchase.obfuscated_external_account_id.clone(),
+        continues_subscription_key: None,
+        acknowledgement_pending: product_awaits_acknowledgement(purchase),
+        purchased_at_ms: purchase.purchase_time_millis,
+    }
+}
+
+/// Whether a one-time purchase can be acknowledged: bought, not canceled
+/// and not waiting for its payment (a `purchaseState` Google adds later
+/// counts as bought, as for subscriptions).
+pub fn product_acknowledgeable(purchase: &ProductPurchase) -> bool {
+    !matches!(purchase.purchase_state, Some(1 | 2))
+}
+
+/// Whether Play says the one-time purchase is acknowledged; consuming a
+/// consumable acknowledges it too.
+pub fn product_acknowledged(purchase: &ProductPurchase) -> bool {
+    purchase.acknowledgement_state == Some(1) || purchase.consumption_state == Some(1)
+}
+
+/// Whether the one-time purchase needs acknowledging now.
+pub fn product_awaits_acknowledgement(purchase: &ProductPurchase) -> bool {
+    purchase.acknowledgement_state == Some(0)
+        && !product_acknowledged(purchase)
+        && product_acknowledgeable(purchase)
 }
 
 #[cfg(test)]

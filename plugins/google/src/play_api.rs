@@ -1,8 +1,9 @@
 //! The Google Play Developer API client, authenticated as a service account
 //! through the OAuth2 JWT-bearer grant (RFC 7523), with the access token
 //! cached until shortly before it expires. Calls: `subscriptionsv2.get`
-//! (state fetches, backfill, acknowledgement), `voidedpurchases.list`
-//! (check, backfill) and `subscriptions.acknowledge`.
+//! and `products.get` (state fetches, backfill, acknowledgement),
+//! `voidedpurchases.list` (check, backfill), `subscriptions.acknowledge`
+//! and `products.acknowledge`.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -12,7 +13,7 @@ use serde_json::Value;
 use storehook_core::AdapterError;
 
 use crate::config::PlayApiSettings;
-use crate::decode::{parse_voided_page, SubscriptionPurchaseV2, VoidedPage};
+use crate::decode::{parse_voided_page, ProductPurchase, SubscriptionPurchaseV2, VoidedPage};
 
 pub const ANDROIDPUBLISHER_SCOPE: &str = "https://www.googleapis.com/auth/androidpublisher";
 /// The state fetch runs in the background, after the push was answered.
@@ -222,13 +223,12 @@ impl PlayApiClient {
         package_name: &str,
         purchase_token: &str,
     ) -> Result<SubscriptionPurchaseV2, PlayApiError> {
-        const WHAT: &str = "purchases.subscriptionsv2.get";
-        let url = self.api_url(
+        self.get_json(
+            "purchases.subscriptionsv2.get",
             package_name,
             &["purchases", "subscriptionsv2", "tokens", purchase_token],
-        )?;
-        let body = self.call(WHAT, |http| http.get(url.clone())).await?;
-        serde_json::from_slice(&body).map_err(|e| PlayApiError::BadResponse(WHAT, e.to_string()))
+        )
+        .await
     }
 
     /// `GET …/applications/{package}/purchases/voidedpurchases?type=1…`: one
@@ -258,6 +258,40 @@ impl PlayApiClient {
         parse_voided_page(&body).map_err(|e| PlayApiError::BadResponse(WHAT, e))
     }
 
+    /// `GET …/applications/{package}/purchases/products/{productId}/tokens/{token}`:
+    /// a one-time product's purchase.
+    pub async fn get_product(
+        &self,
+        package_name: &str,
+        product_id: &str,
+        purchase_token: &str,
+    ) -> Result<ProductPurchase, PlayApiError> {
+        self.get_json(
+            "purchases.products.get",
+            package_name,
+            &[
+                "purchases",
+                "products",
+                product_id,
+                "tokens",
+                purchase_token,
+            ],
+        )
+        .await
+    }
+
+    /// `GET` of one resource of `package_name`, its JSON answer read as `T`.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &'static str,
+        package_name: &str,
+        rest: &[&str],
+    ) -> Result<T, PlayApiError> {
+        let url = self.api_url(package_name, rest)?;
+        let body = self.call(what, |http| http.get(url.clone())).await?;
+        serde_json::from_slice(&body).map_err(|e| PlayApiError::BadResponse(what, e.to_string()))
+    }
+
     /// `POST …/purchases/subscriptions/{productId}/tokens/{token}:acknowledge`
     /// with an empty request (`{}`); Google answers with an empty body.
     pub async fn acknowledge_subscription(
@@ -266,13 +300,48 @@ impl PlayApiClient {
         product_id: &str,
         purchase_token: &str,
     ) -> Result<(), PlayApiError> {
-        const WHAT: &str = "purchases.subscriptions.acknowledge";
+        self.acknowledge(
+            "purchases.subscriptions.acknowledge",
+            "subscriptions",
+            package_name,
+            product_id,
+            purchase_token,
+        )
+        .await
+    }
+
+    /// `POST …/purchases/products/{productId}/tokens/{token}:acknowledge`
+    /// (a one-time product), the same way.
+    pub async fn acknowledge_product(
+        &self,
+        package_name: &str,
+        product_id: &str,
+        purchase_token: &str,
+    ) -> Result<(), PlayApiError> {
+        self.acknowledge(
+            "purchases.products.acknowledge",
+            "products",
+            package_name,
+            product_id,
+            purchase_token,
+        )
+        .await
+    }
+
+    async fn acknowledge(
+        &self,
+        what: &'static str,
+        resource: &str,
+        package_name: &str,
+        product_id: &str,
+        purchase_token: &str,
+    ) -> Result<(), PlayApiError> {
         let last = format!("{purchase_token}:acknowledge");
         let url = self.api_url(
             package_name,
-            &["purchases", "subscriptions", product_id, "tokens", &last],
+            &["purchases", resource, product_id, "tokens", &last],
         )?;
-        self.call(WHAT, |http| {
+        self.call(what, |http| {
             http.post(url.clone())
                 .json(&Value::Object(serde_json::Map::new()))
         })

@@ -6,7 +6,8 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use storehook_core::{
-    EventType, IncomingRequest, Outcome, StoreAdapter, SubscriptionRef, SubscriptionStatus,
+    EventType, IncomingRequest, Outcome, PurchaseKind, StoreAdapter, SubscriptionRef,
+    SubscriptionStatus,
 };
 use storehook_google::decode::rfc3339_to_ms;
 
@@ -297,6 +298,7 @@ async fn synthetic_notifications_of_every_type() {
                     );
                     // Always a re-fetch, unknown types included.
                     assert_eq!(n.state_fetch_pending, api, "{id}");
+                    assert_eq!(n.purchase_kind, Some(PurchaseKind::Subscription), "{id}");
                     let event = match number {
                         1 | 2 => E::Renewal,
                         3 | 18 => E::Cancellation,
@@ -326,7 +328,10 @@ async fn synthetic_notifications_of_every_type() {
                     assert_eq!(n.event_type, event, "{id}");
                     assert_eq!(n.subscription_key.as_deref(), Some("synthetic-otp-token"));
                     assert_eq!(n.product_id.as_deref(), Some("coins_100"));
-                    assert!(!n.state_fetch_pending, "{id}");
+                    assert_eq!(n.purchase_kind, Some(PurchaseKind::OneTime), "{id}");
+                    // Read back through products.get (acknowledgement), as a
+                    // subscription's state is.
+                    assert_eq!(n.state_fetch_pending, api, "{id}");
                 }
                 "voided" => {
                     assert_eq!(n.event_type, E::Refund, "{id}");
@@ -334,6 +339,12 @@ async fn synthetic_notifications_of_every_type() {
                     assert_eq!(n.subscription_key.as_deref(), v["purchaseToken"].as_str());
                     assert_eq!(n.details.transaction_id.as_deref(), v["orderId"].as_str());
                     let partial = v["refundType"] == 2;
+                    let kind = match v["productType"].as_i64() {
+                        Some(1) => Some(PurchaseKind::Subscription),
+                        Some(2) => Some(PurchaseKind::OneTime),
+                        _ => None,
+                    };
+                    assert_eq!(n.purchase_kind, kind, "{id}");
                     assert_eq!(
                         n.state.status,
                         (!partial).then_some(SubscriptionStatus::Revoked),

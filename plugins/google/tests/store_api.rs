@@ -9,7 +9,7 @@ use common::*;
 use serde_json::{json, Value};
 use storehook_core::{
     AckOutcome, AdapterError, BackfillPage, BackfillWindow, CheckVerdict, EventType, FindingLevel,
-    Outcome, Recovered, StoreAdapter, SubscriptionRef, SubscriptionStatus,
+    Outcome, PurchaseKind, Recovered, StoreAdapter, SubscriptionRef, SubscriptionStatus,
 };
 use storehook_stand_ins::google::{
     CONCURRENT_UPDATE, INVALID_PURCHASE_STATE, VOIDED_DOCS_EXAMPLE, VOIDED_EDX,
@@ -711,4 +711,240 @@ async fn acknowledge_refusals() {
     assert!(!e.is_transient(), "{e:?}");
     assert_eq!(e.code(), "play_api_forbidden");
     assert!(play.acknowledgements().is_empty());
+}
+
+// ---- one-time products ----
+
+const COINS: &str = "coins_100";
+
+/// A `ProductPurchase` of [`COINS`] bought at [`PURCHASED_AT`], with Play's
+/// integer states (`purchaseState` 0 purchased, 1 canceled, 2 pending).
+fn product_purchase(purchase_state: i64, acknowledgement_state: i64) -> Value {
+    json!({
+        "kind": "androidpublisher#productPurchase",
+        "purchaseTimeMillis": PURCHASED_AT.to_string(),
+        "purchaseState": purchase_state,
+        "consumptionState": 0,
+        "orderId": "GPA.3341-0022-1234-56789",
+        "purchaseType": 0,
+        "acknowledgementState": acknowledgement_state,
+        "productId": COINS,
+        "quantity": 1,
+        "obfuscatedExternalAccountId": "user-42",
+        "regionCode": "DE"
+    })
+}
+
+/// A one-time purchase of [`COINS`] as the host hands it back.
+fn one_time(token: &str) -> SubscriptionRef<'_> {
+    SubscriptionRef::new(token, Some(PACKAGE))
+        .with_product(Some(COINS), Some(PurchaseKind::OneTime))
+}
+
+#[tokio::test]
+async fn a_pushed_one_time_purchase_is_read_through_products_get() {
+    let play = stand_in(&[PACKAGE]).await;
+    play.set_product_purchase("otp-1", COINS, product_purchase(0, 0));
+    let adapter = ack_config(&play);
+    let pushed = serde_json::to_vec(&developer_notification(
+        "oneTimeProductNotification",
+        json!({"version": "1.0", "notificationType": 1, "purchaseToken": "otp-1", "sku": COINS}),
+    ))
+    .unwrap();
+    let n = expect_notification(
+        adapter.as_ref(),
+        &with_push_token(push_body(&pushed, Some("7"))),
+    )
+    .await;
+    assert!(n.state_fetch_pending, "the state is read back");
+    assert_eq!(n.purchase_kind, Some(PurchaseKind::OneTime));
+    assert_eq!(n.product_id.as_deref(), Some(COINS));
+
+    // The host asks with what the notification said.
+    let key = n.subscription_key.as_deref().unwrap();
+    let reference = SubscriptionRef::new(key, n.app_id.as_deref())
+        .with_product(n.product_id.as_deref(), n.purchase_kind);
+    let update = adapter
+        .fetch_state(reference)
+        .await
+        .unwrap()
+        .expect("a state");
+    assert!(update.acknowledgement_pending, "{update:?}");
+    assert_eq!(update.purchased_at_ms, Some(PURCHASED_AT));
+    assert_eq!(update.state.status, Some(SubscriptionStatus::Active));
+    assert_eq!(update.state.product_id.as_deref(), Some(COINS));
+    assert_eq!(update.app_user_id_hint.as_deref(), Some("user-42"));
+    assert_eq!(
+        play.product_gets(),
+        vec![(PACKAGE.to_owned(), COINS.to_owned(), "otp-1".to_owned())]
+    );
+    assert!(
+        play.subscription_gets().is_empty(),
+        "never subscriptionsv2.get"
+    );
+    assert!(play.complaints().is_empty(), "{:?}", play.complaints());
+
+    // Acknowledged, consumed, canceled or unpaid: nothing pending.
+    for (state, ack, consumed) in [(0, 1, 0), (0, 0, 1), (1, 0, 0), (2, 0, 0)] {
+        let mut p = product_purchase(state, ack);
+        p["consumptionState"] = json!(consumed);
+        play.set_product_purchase("otp-1", COINS, p);
+        let update = adapter
+            .fetch_state(one_time("otp-1"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            !update.acknowledgement_pending,
+            "{state}/{ack}/{consumed}: {update:?}"
+        );
+        let active = (state == 0).then_some(SubscriptionStatus::Active);
+        assert_eq!(update.state.status, active, "{state}");
+    }
+    // Without the sku there is nothing to ask Play.
+    let e = adapter
+        .fetch_state(
+            SubscriptionRef::new("otp-1", Some(PACKAGE))
+                .with_product(None, Some(PurchaseKind::OneTime)),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "product_unknown");
+}
+
+#[tokio::test]
+async fn a_one_time_purchase_is_acknowledged_once() {
+    let play = stand_in(&[PACKAGE]).await;
+    play.set_product_purchase("otp-1", COINS, product_purchase(0, 0));
+    let adapter = ack_config(&play);
+    assert_eq!(
+        adapter.acknowledge(one_time("otp-1")).await.unwrap(),
+        AckOutcome::Acknowledged
+    );
+    let acks = play.acknowledgements();
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert_eq!(
+        (
+            acks[0].route,
+            acks[0].package.as_str(),
+            acks[0].product_id.as_str(),
+            acks[0].token.as_str(),
+            acks[0].status
+        ),
+        (Route::ProductAcknowledge, PACKAGE, COINS, "otp-1", 200)
+    );
+    assert_eq!(acks[0].body, json!({}));
+    assert_eq!(
+        play.product_purchase("otp-1").unwrap()["acknowledgementState"],
+        1
+    );
+    // Asked again: read, not written.
+    assert_eq!(
+        adapter.acknowledge(one_time("otp-1")).await.unwrap(),
+        AckOutcome::AlreadyAcknowledged
+    );
+    assert_eq!(play.acknowledgements().len(), 1);
+    assert_eq!(play.product_gets().len(), 2);
+    assert!(play.subscription_gets().is_empty());
+    assert!(play.complaints().is_empty(), "{:?}", play.complaints());
+
+    // Consumed by the app (which acknowledges it), canceled, not paid yet:
+    // nothing to post.
+    let mut consumed = product_purchase(0, 0);
+    consumed["consumptionState"] = json!(1);
+    play.set_product_purchase("consumed", COINS, consumed);
+    play.set_product_purchase("canceled", COINS, product_purchase(1, 0));
+    play.set_product_purchase("unpaid", COINS, product_purchase(2, 0));
+    for (token, expected) in [
+        ("consumed", AckOutcome::AlreadyAcknowledged),
+        ("canceled", AckOutcome::NotNeeded),
+        ("unpaid", AckOutcome::NotNeeded),
+    ] {
+        assert_eq!(
+            adapter.acknowledge(one_time(token)).await.unwrap(),
+            expected,
+            "{token}"
+        );
+    }
+    assert_eq!(play.acknowledgements().len(), 1);
+}
+
+#[tokio::test]
+async fn a_one_time_purchase_conflict_is_retried_then_succeeds() {
+    let play = stand_in(&[PACKAGE]).await;
+    play.set_product_purchase("otp-1", COINS, product_purchase(0, 0));
+    play.script_recorded(Route::ProductAcknowledge, 409, CONCURRENT_UPDATE);
+    let adapter = ack_config(&play);
+    let e = adapter.acknowledge(one_time("otp-1")).await.unwrap_err();
+    assert!(e.is_transient(), "{e:?}");
+    assert_eq!(e.code(), "play_api_concurrent_update");
+    assert_eq!(
+        adapter.acknowledge(one_time("otp-1")).await.unwrap(),
+        AckOutcome::Acknowledged
+    );
+    assert_eq!(
+        play.acknowledgements()
+            .iter()
+            .map(|a| (a.route, a.status))
+            .collect::<Vec<_>>(),
+        vec![
+            (Route::ProductAcknowledge, 409),
+            (Route::ProductAcknowledge, 200)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_one_time_invalid_purchase_state_is_answered_by_reading_again() {
+    let play = stand_in(&[PACKAGE]).await;
+    // The app acknowledged it between storehook's read and its write.
+    play.set_product_purchase("otp-1", COINS, product_purchase(0, 1));
+    play.script(Route::ProductGet, 200, product_purchase(0, 0).to_string());
+    let adapter = ack_config(&play);
+    assert_eq!(
+        adapter.acknowledge(one_time("otp-1")).await.unwrap(),
+        AckOutcome::AlreadyAcknowledged
+    );
+    let acks = play.acknowledgements();
+    assert_eq!(acks.iter().map(|a| a.status).collect::<Vec<_>>(), vec![400]);
+    assert_eq!(play.product_gets().len(), 2, "read, write, read again");
+
+    // Refused while the state still says pending: not something a retry fixes.
+    play.set_product_purchase("otp-2", COINS, product_purchase(0, 0));
+    play.script_recorded(Route::ProductAcknowledge, 400, INVALID_PURCHASE_STATE);
+    let e = adapter.acknowledge(one_time("otp-2")).await.unwrap_err();
+    assert!(!e.is_transient(), "{e:?}");
+    assert_eq!(e.code(), "play_api_invalid_purchase_state");
+    assert!(play.subscription_gets().is_empty());
+}
+
+#[tokio::test]
+async fn backfill_rereads_one_time_purchases_through_products_get() {
+    let play = stand_in(&[PACKAGE]).await;
+    play.set_purchase("sub-1", purchase(ACTIVE, ACKNOWLEDGED));
+    play.set_product_purchase("otp-1", COINS, product_purchase(0, 0));
+    let adapter = build(&play_config(&play, &[PACKAGE], ""));
+    let otp = storehook_core::TrackedSubscription {
+        key: "otp-1".into(),
+        app_id: Some(PACKAGE.into()),
+        product_id: Some(COINS.into()),
+        kind: Some(PurchaseKind::OneTime),
+    };
+    let host = fake_host()
+        .tracking(["sub-1".to_owned()], Some(PACKAGE))
+        .tracking_purchase(otp);
+    let pages = backfill(adapter.as_ref(), &window(NOW - DAY, NOW), None, &host).await;
+    let read = states(&pages);
+    assert_eq!(
+        read.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+        vec!["otp-1", "sub-1"]
+    );
+    assert!(read[0].1.acknowledgement_pending);
+    assert_eq!(read[0].1.state.product_id.as_deref(), Some(COINS));
+    assert_eq!(play.product_gets().len(), 1);
+    assert_eq!(
+        play.subscription_gets(),
+        vec![(PACKAGE.to_owned(), "sub-1".to_owned())]
+    );
+    assert!(play.complaints().is_empty(), "{:?}", play.complaints());
 }

@@ -249,6 +249,7 @@ impl StripeAdapter {
             raw_type,
             occurred_at_ms,
             product_id: mapped.product_id,
+            purchase_kind: None,
             app_id: envelope.account.clone().filter(|a| !a.is_empty()),
             state: mapped.state,
             app_user_id_hint: mapped.app_user_id_hint,

@@ -182,6 +182,7 @@ fn map_notification(
         raw_type: wire.kind,
         occurred_at_ms: wire.at,
         product_id: wire.product.clone(),
+        purchase_kind: None,
         app_id: Some("com.example.app".into()),
         state: ImpliedState {
             status,

@@ -1,7 +1,9 @@
 //! The write primitives in PostgreSQL's dialect; the rules that use them
 //! are in [`crate::rules`].
 
-use storehook_core::{Environment, EventDetails, EventType, ImpliedState, StateUpdate};
+use storehook_core::{
+    Environment, EventDetails, EventType, ImpliedState, PurchaseKind, StateUpdate,
+};
 
 use super::conn::PgConn;
 use crate::records::{self, Columns, SUBSCRIPTION_COLUMNS};
@@ -31,8 +33,10 @@ impl Ledger for PgConn {
         let row = self.first(
             "INSERT INTO notifications (store, notification_id, received_at, verdict, subscription_key,
                  event_type, raw_type, environment, occurred_at, product_id, app_id, app_user_id_hint,
-                 continues_key, attention, state_json, details_json, decoded_json, raw_body, source)
-             VALUES ($1, $2, $3, 'untracked', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+                 continues_key, attention, state_json, details_json, decoded_json, raw_body, source,
+                 purchase_kind)
+             VALUES ($1, $2, $3, 'untracked', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+                 $19)
              ON CONFLICT (store, notification_id) DO NOTHING RETURNING id",
             &[
                 &n.store,
@@ -53,6 +57,7 @@ impl Ledger for PgConn {
                 &decoded,
                 &new.raw_body,
                 &new.source.as_str(),
+                &n.purchase_kind.map(PurchaseKind::as_str),
             ],
         )?;
         row.map(|r| r.i64(0)).transpose()
@@ -414,21 +419,32 @@ impl Ledger for PgConn {
         now_ms: i64,
     ) -> Result<(), DbError> {
         if update.acknowledgement_pending {
-            self.run(
-                "INSERT INTO acknowledgements (store, subscription_key, app_id, status, purchased_at,
-                     next_attempt_at, created_at, updated_at)
-                 VALUES ($1, $2,
-                     (SELECT n.app_id FROM notifications n
-                       WHERE n.store = $1 AND n.subscription_key = $2 AND n.app_id IS NOT NULL
-                       ORDER BY n.occurred_at DESC, n.id DESC LIMIT 1),
-                     'pending', $3, $4, $4, $4)
+            let said = |column| super::queries::newest_said(column, "$1", "$2");
+            let sql = format!(
+                "INSERT INTO acknowledgements (store, subscription_key, app_id, product_id, purchase_kind,
+                     status, purchased_at, next_attempt_at, created_at, updated_at)
+                 VALUES ($1, $2, {}, coalesce($5, {}), {}, 'pending', $3, $4, $4, $4)
                  ON CONFLICT (store, subscription_key) DO UPDATE SET
                      status = CASE WHEN acknowledgements.status IN ('acknowledged', 'already')
                                    THEN acknowledgements.status ELSE 'pending' END,
                      app_id = coalesce(excluded.app_id, acknowledgements.app_id),
+                     product_id = coalesce(excluded.product_id, acknowledgements.product_id),
+                     purchase_kind = coalesce(excluded.purchase_kind, acknowledgements.purchase_kind),
                      purchased_at = coalesce(acknowledgements.purchased_at, excluded.purchased_at),
                      updated_at = excluded.updated_at",
-                &[&store, &key, &update.purchased_at_ms, &now_ms],
+                said("app_id"),
+                said("product_id"),
+                said("purchase_kind"),
+            );
+            self.run(
+                &sql,
+                &[
+                    &store,
+                    &key,
+                    &update.purchased_at_ms,
+                    &now_ms,
+                    &update.state.product_id,
+                ],
             )
         } else {
             self.run(

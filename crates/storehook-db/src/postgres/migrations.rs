@@ -14,7 +14,7 @@ use crate::DbError;
 const MIGRATION_LOCK: i64 = 0x5354_4f52_4548_4f4b; // "STOREHOK"
 
 const MIGRATIONS: &[&str] = &[
-    // 1: everything SQLite's migrations 1–5 built, plus what several
+    // 1: everything SQLite's migrations 1–6 built, plus what several
     // instances need: delivery leases fenced by a claim id, and the
     // instances' heartbeats.
     r#"
@@ -41,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
         rejection_message TEXT,
         raw_body          BYTEA NOT NULL,
         source            TEXT NOT NULL DEFAULT 'push',
+        purchase_kind     TEXT,
         UNIQUE (store, notification_id)
     );
     CREATE INDEX notifications_by_subscription ON notifications (store, subscription_key, occurred_at);
@@ -191,6 +192,8 @@ const MIGRATIONS: &[&str] = &[
         store            TEXT NOT NULL,
         subscription_key TEXT NOT NULL,
         app_id           TEXT,
+        product_id       TEXT,
+        purchase_kind    TEXT,
         status           TEXT NOT NULL CHECK (status IN ('pending', 'acknowledged', 'already', 'elsewhere', 'not_needed')),
         purchased_at     BIGINT,
         attempts         BIGINT NOT NULL DEFAULT 0,

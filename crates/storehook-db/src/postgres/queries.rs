@@ -55,6 +55,16 @@ async fn scalar(c: &Object, sql: &str, params: Params<'_>) -> Result<Option<i64>
     Ok(first(c, sql, params, |r| r.opt_i64(0)).await?.flatten())
 }
 
+/// SQL for the newest non-null `column` that a notification of the purchase
+/// (`store`, `key`: SQL expressions) said: what the store said last of it.
+pub(super) fn newest_said(column: &str, store: &str, key: &str) -> String {
+    format!(
+        "(SELECT n.{column} FROM notifications n
+           WHERE n.store = {store} AND n.subscription_key = {key} AND n.{column} IS NOT NULL
+           ORDER BY n.occurred_at DESC, n.id DESC LIMIT 1)"
+    )
+}
+
 // ---- notifications and subscriptions ----
 
 pub(super) async fn store_stats(c: &Object) -> Result<Vec<StoreStats>, DbError> {
@@ -139,18 +149,15 @@ pub(super) async fn notification_decoded(
 }
 
 pub(super) async fn pending_state_fetches(c: &Object) -> Result<Vec<PendingFetch>, DbError> {
-    all(
-        c,
-        "SELECT p.store, p.subscription_key,
-                (SELECT n.app_id FROM notifications n
-                  WHERE n.store = p.store AND n.subscription_key = p.subscription_key
-                    AND n.app_id IS NOT NULL
-                  ORDER BY n.occurred_at DESC, n.id DESC LIMIT 1)
+    let said = |column| newest_said(column, "p.store", "p.subscription_key");
+    let sql = format!(
+        "SELECT p.store, p.subscription_key, {}, {}, {}
            FROM pending_state_fetches p ORDER BY p.since",
-        &[],
-        records::pending_fetch,
-    )
-    .await
+        said("app_id"),
+        said("product_id"),
+        said("purchase_kind"),
+    );
+    all(c, &sql, &[], records::pending_fetch).await
 }
 
 // ---- the outbox ----
@@ -402,19 +409,22 @@ pub(super) async fn tracked_subscriptions(
     after: Option<&str>,
     limit: u32,
 ) -> Result<Vec<TrackedSubscription>, DbError> {
+    let said = |column| newest_said(column, "s.store", "s.subscription_key");
+    let sql = format!(
+        "SELECT s.subscription_key, {}, coalesce(s.product_id, {}), {}
+           FROM subscriptions s
+          WHERE s.store = $1 AND ($2::text IS NULL OR s.subscription_key > $2)
+            AND coalesce(s.status, '') <> 'revoked'
+            AND NOT (coalesce(s.status, '') = 'expired' AND coalesce(s.expires_at, 0) < $4)
+          ORDER BY s.subscription_key LIMIT $3",
+        said("app_id"),
+        said("product_id"),
+        said("purchase_kind"),
+    );
     let ended_before = storehook_core::time::now_ms() - ENDED_LONG_AGO_MS;
     all(
         c,
-        "SELECT s.subscription_key,
-                (SELECT n.app_id FROM notifications n
-                  WHERE n.store = s.store AND n.subscription_key = s.subscription_key
-                    AND n.app_id IS NOT NULL
-                  ORDER BY n.occurred_at DESC, n.id DESC LIMIT 1)
-           FROM subscriptions s
-          WHERE s.store = $1 AND ($2::text IS NULL OR s.subscription_key > $2)
-            AND NOT (coalesce(s.status, '') IN ('expired', 'revoked')
-                     AND coalesce(s.expires_at, 0) < $4)
-          ORDER BY s.subscription_key LIMIT $3",
+        &sql,
         &[&store, &after, &i64::from(limit), &ended_before],
         records::tracked_subscription,
     )
@@ -530,7 +540,8 @@ pub(super) async fn due_acknowledgements(
 ) -> Result<Vec<DueAcknowledgement>, DbError> {
     all(
         c,
-        "SELECT store, subscription_key, app_id, attempts FROM acknowledgements
+        "SELECT store, subscription_key, app_id, attempts, product_id, purchase_kind
+         FROM acknowledgements
          WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2",
         &[&now, &i64::from(limit)],
         records::due_acknowledgement,

@@ -2,7 +2,9 @@
 //! in [`crate::rules`].
 
 use rusqlite::{params, Connection, OptionalExtension};
-use storehook_core::{Environment, EventDetails, EventType, ImpliedState, StateUpdate};
+use storehook_core::{
+    Environment, EventDetails, EventType, ImpliedState, PurchaseKind, StateUpdate,
+};
 
 use crate::rules::{
     from_json_opt, to_json, EventSource, Folded, HistoryEntry, Ledger, NewDelivery, NewEvent,
@@ -17,8 +19,10 @@ impl Ledger for Connection {
         let inserted = self.exec(
             "INSERT INTO notifications (store, notification_id, received_at, verdict, subscription_key,
                  event_type, raw_type, environment, occurred_at, product_id, app_id, app_user_id_hint,
-                 continues_key, attention, state_json, details_json, decoded_json, raw_body, source)
-             VALUES (?1, ?2, ?3, 'untracked', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+                 continues_key, attention, state_json, details_json, decoded_json, raw_body, source,
+                 purchase_kind)
+             VALUES (?1, ?2, ?3, 'untracked', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+                 ?19)
              ON CONFLICT (store, notification_id) DO NOTHING",
             params![
                 n.store,
@@ -39,6 +43,7 @@ impl Ledger for Connection {
                 to_json(&n.decoded)?,
                 new.raw_body,
                 new.source.as_str(),
+                n.purchase_kind.map(PurchaseKind::as_str),
             ],
         )?;
         Ok((inserted > 0).then(|| self.last_insert_rowid()))

@@ -213,6 +213,15 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE store_jobs ADD COLUMN skipped INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 6: what a notification says was bought (a subscription or a one-time
+    // product), and the product and kind of each queued acknowledgement: a
+    // store may read and acknowledge the two through different calls, by
+    // product id.
+    r#"
+    ALTER TABLE notifications ADD COLUMN purchase_kind TEXT;
+    ALTER TABLE acknowledgements ADD COLUMN product_id TEXT;
+    ALTER TABLE acknowledgements ADD COLUMN purchase_kind TEXT;
+    "#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), DbError> {

@@ -88,17 +88,16 @@ pub(crate) fn notification_decoded(
 }
 
 pub(crate) fn pending_state_fetches(conn: &Connection) -> Result<Vec<PendingFetch>, DbError> {
-    // The app comes from the subscription's newest notification: what the
-    // store said last about which app it belongs to.
-    all(
-        conn,
-        "SELECT p.store, p.subscription_key,
-                (SELECT n.app_id FROM notifications n
-                  WHERE n.store = p.store AND n.subscription_key = p.subscription_key
-                    AND n.app_id IS NOT NULL
-                  ORDER BY n.occurred_at DESC, n.id DESC LIMIT 1)
+    // The app, product and kind come from the subscription's newest
+    // notifications: what the store said last about it.
+    let said =
+        |column| crate::sqlite::store_api::newest_said(column, "p.store", "p.subscription_key");
+    let sql = format!(
+        "SELECT p.store, p.subscription_key, {}, {}, {}
            FROM pending_state_fetches p ORDER BY p.since",
-        [],
-        records::pending_fetch,
-    )
+        said("app_id"),
+        said("product_id"),
+        said("purchase_kind"),
+    );
+    all(conn, &sql, [], records::pending_fetch)
 }

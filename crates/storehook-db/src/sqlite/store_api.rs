@@ -42,25 +42,38 @@ pub(crate) fn last_test_notification(
     )?)
 }
 
+/// SQL for the newest non-null `column` that a notification of the purchase
+/// (`store`, `key`: SQL expressions) said: what the store said last of it.
+pub(crate) fn newest_said(column: &str, store: &str, key: &str) -> String {
+    format!(
+        "(SELECT n.{column} FROM notifications n
+           WHERE n.store = {store} AND n.subscription_key = {key} AND n.{column} IS NOT NULL
+           ORDER BY n.occurred_at DESC, n.id DESC LIMIT 1)"
+    )
+}
+
 pub(crate) fn tracked_subscriptions(
     conn: &Connection,
     store: &str,
     after: Option<&str>,
     limit: u32,
 ) -> Result<Vec<TrackedSubscription>, DbError> {
+    let said = |column| newest_said(column, "s.store", "s.subscription_key");
+    let sql = format!(
+        "SELECT s.subscription_key, {}, coalesce(s.product_id, {}), {}
+           FROM subscriptions s
+          WHERE s.store = ?1 AND (?2 IS NULL OR s.subscription_key > ?2)
+            AND coalesce(s.status, '') <> 'revoked'
+            AND NOT (coalesce(s.status, '') = 'expired' AND coalesce(s.expires_at, 0) < ?4)
+          ORDER BY s.subscription_key LIMIT ?3",
+        said("app_id"),
+        said("product_id"),
+        said("purchase_kind"),
+    );
     let ended_before = storehook_core::time::now_ms() - ENDED_LONG_AGO_MS;
     all(
         conn,
-        "SELECT s.subscription_key,
-                (SELECT n.app_id FROM notifications n
-                  WHERE n.store = s.store AND n.subscription_key = s.subscription_key
-                    AND n.app_id IS NOT NULL
-                  ORDER BY n.occurred_at DESC, n.id DESC LIMIT 1)
-           FROM subscriptions s
-          WHERE s.store = ?1 AND (?2 IS NULL OR s.subscription_key > ?2)
-            AND NOT (coalesce(s.status, '') IN ('expired', 'revoked')
-                     AND coalesce(s.expires_at, 0) < ?4)
-          ORDER BY s.subscription_key LIMIT ?3",
+        &sql,
         params![store, after, limit, ended_before],
         records::tracked_subscription,
     )
@@ -192,23 +205,34 @@ pub(crate) fn note_acknowledgement_state(
     now: i64,
 ) -> Result<(), DbError> {
     if update.acknowledgement_pending {
-        conn.exec(
-            "INSERT INTO acknowledgements (store, subscription_key, app_id, status, purchased_at,
-                 next_attempt_at, created_at, updated_at)
-             VALUES (?1, ?2,
-                 (SELECT n.app_id FROM notifications n
-                   WHERE n.store = ?1 AND n.subscription_key = ?2 AND n.app_id IS NOT NULL
-                   ORDER BY n.occurred_at DESC, n.id DESC LIMIT 1),
-                 'pending', ?3, ?4, ?4, ?4)
+        let said = |column| newest_said(column, "?1", "?2");
+        let sql = format!(
+            "INSERT INTO acknowledgements (store, subscription_key, app_id, product_id, purchase_kind,
+                 status, purchased_at, next_attempt_at, created_at, updated_at)
+             VALUES (?1, ?2, {}, coalesce(?5, {}), {}, 'pending', ?3, ?4, ?4, ?4)
              ON CONFLICT (store, subscription_key) DO UPDATE SET
                  -- Once acknowledged, it stays so: a state re-read that lags
                  -- behind the acknowledgement must not queue a second one.
                  status = CASE WHEN status IN ('acknowledged', 'already') THEN status
                                ELSE 'pending' END,
                  app_id = coalesce(excluded.app_id, app_id),
+                 product_id = coalesce(excluded.product_id, product_id),
+                 purchase_kind = coalesce(excluded.purchase_kind, purchase_kind),
                  purchased_at = coalesce(purchased_at, excluded.purchased_at),
                  updated_at = excluded.updated_at",
-            params![store, key, update.purchased_at_ms, now],
+            said("app_id"),
+            said("product_id"),
+            said("purchase_kind"),
+        );
+        conn.exec(
+            &sql,
+            params![
+                store,
+                key,
+                update.purchased_at_ms,
+                now,
+                update.state.product_id
+            ],
         )?;
     } else {
         conn.exec(
@@ -227,7 +251,8 @@ pub(crate) fn due_acknowledgements(
 ) -> Result<Vec<DueAcknowledgement>, DbError> {
     all(
         conn,
-        "SELECT store, subscription_key, app_id, attempts FROM acknowledgements
+        "SELECT store, subscription_key, app_id, attempts, product_id, purchase_kind
+         FROM acknowledgements
          WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?2",
         params![now, limit],
         records::due_acknowledgement,

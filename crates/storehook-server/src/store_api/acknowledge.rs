@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use storehook_core::SubscriptionRef;
 use storehook_db::{AckAttempt, DueAcknowledgement};
 
 use crate::metrics::StoreApiSnapshot;
@@ -51,12 +50,7 @@ async fn acknowledge_due(state: &Arc<AppState>) {
             // Not ours to acknowledge (the app does it): only watched.
             continue;
         };
-        let result = adapter
-            .acknowledge(SubscriptionRef::new(
-                &item.subscription_id,
-                item.app_id.as_deref(),
-            ))
-            .await;
+        let result = adapter.acknowledge(item.purchase()).await;
         let attempt = match result {
             Ok(outcome) => {
                 tracing::info!(store = %item.store, ?outcome, "purchase acknowledgement finished");
@@ -147,6 +141,8 @@ mod tests {
             store: "s".into(),
             subscription_id: "k".into(),
             app_id: None,
+            product_id: None,
+            kind: None,
             attempts,
         };
         let busy = storehook_core::AdapterError::unavailable("busy", "409");

@@ -255,21 +255,13 @@ impl JwksServer {
 }
 
 /// The service account of `fixtures/service_account.json`.
-pub const SA_EMAIL: &str = "play-api@storehook-test.iam.gserviceaccount.com";
+pub const SA_EMAIL: &str = storehook_stand_ins::google::FIXTURE_ACCOUNT_EMAIL;
 
 /// The stand-in of Google's token endpoint and the Play Developer API
 /// (storehook-stand-ins), accepting the fixture service account's
 /// assertions and knowing `packages`.
 pub async fn play_stand_in(packages: &[&str]) -> PlayStandIn {
-    PlayStandIn::start(
-        ServiceAccount {
-            client_email: SA_EMAIL.to_owned(),
-            public_key_pem: std::fs::read(fixture("service_account_public.pem"))
-                .expect("fixture public key"),
-        },
-        packages,
-    )
-    .await
+    PlayStandIn::start(storehook_stand_ins::google::fixture_account(), packages).await
 }
 
 /// An adapter whose service-account key file holds a private key the token
