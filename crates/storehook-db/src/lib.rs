@@ -296,6 +296,10 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<Option<(StoredNotification, serde_json::Value)>, DbError>;
     /// Answers when the database does (health check).
     async fn ping(&self) -> Result<(), DbError>;
+    /// The storehook processes using this database, newest first: only
+    /// this one for an embedded database; every instance whose heartbeat
+    /// was seen in the last day for a shared one.
+    async fn instances(&self) -> Result<Vec<Instance>, DbError>;
     /// Write transactions so far, for `/metrics`.
     fn commit_stats(&self) -> CommitStats {
         CommitStats::default()
@@ -391,6 +395,41 @@ pub trait Storage: Send + Sync + 'static {
     async fn reclaim_space(&self, max_pages: u32) -> Result<u64, DbError>;
     /// The database's size on disk.
     async fn database_size(&self) -> Result<DatabaseSize, DbError>;
+}
+
+/// One storehook process on the database, as its heartbeat says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Instance {
+    pub id: String,
+    pub host: String,
+    pub pid: i64,
+    pub version: String,
+    pub started_at_ms: i64,
+    pub last_seen_ms: i64,
+    /// This process.
+    pub this: bool,
+}
+
+impl Instance {
+    /// This process, as it introduces itself.
+    pub fn this_process(now_ms: i64) -> Self {
+        let host = std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "localhost".to_owned());
+        let pid = i64::from(std::process::id());
+        Self {
+            id: format!("{host}-{pid}-{now_ms}"),
+            host,
+            pid,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at_ms: now_ms,
+            last_seen_ms: now_ms,
+            this: true,
+        }
+    }
 }
 
 /// Commit statistics, for metrics.

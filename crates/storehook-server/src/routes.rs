@@ -174,6 +174,12 @@ fn admin(state: Arc<AppState>) -> Partial {
         .and(auth.clone())
         .then(handlers::list_stores);
 
+    let instances = warp::path!("v1" / "instances")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(auth.clone())
+        .then(handlers::list_instances);
+
     // The pull side: connection checks, backfills and their jobs.
     let post_check = warp::path!("v1" / "stores" / String / "check")
         .and(warp::post())
@@ -223,6 +229,8 @@ fn admin(state: Arc<AppState>) -> Partial {
 
     metrics
         .or(stores)
+        .unify()
+        .or(instances)
         .unify()
         .or(healthz(state.clone()))
         .unify()

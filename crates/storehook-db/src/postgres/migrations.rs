@@ -139,6 +139,7 @@ const MIGRATIONS: &[&str] = &[
         -- Several instances: the one sending holds a lease, fenced by a
         -- claim id so a late answer of a lost lease changes nothing.
         claim_id         TEXT,
+        claimed_by       TEXT,
         lease_until      BIGINT
     );
     CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at);
@@ -208,10 +209,11 @@ const MIGRATIONS: &[&str] = &[
 
     CREATE TABLE instances (
         id         TEXT PRIMARY KEY,
+        host       TEXT NOT NULL,
+        pid        BIGINT NOT NULL,
         version    TEXT NOT NULL,
         started_at BIGINT NOT NULL,
-        last_seen  BIGINT NOT NULL,
-        listen     TEXT
+        last_seen  BIGINT NOT NULL
     );
     "#,
 ];

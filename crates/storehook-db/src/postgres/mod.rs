@@ -73,6 +73,37 @@ pub(crate) struct PostgresStorage {
     pool: Pool,
     writer: Writer<PgConn>,
     outbox: Arc<OutboxConfig>,
+    instance: crate::Instance,
+    /// Stops the heartbeat when the storage is dropped.
+    _heartbeat: tokio::task::JoinHandle<()>,
+}
+
+/// How often an instance says it is alive.
+const HEARTBEAT: Duration = Duration::from_secs(3);
+
+/// Keeps this instance's row fresh; its claims stay its own only while it
+/// does (see `queries::claim_due_deliveries`).
+async fn beat(pool: Pool, id: String) {
+    loop {
+        tokio::time::sleep(HEARTBEAT).await;
+        let now = storehook_core::time::now_ms();
+        match pool.get().await {
+            Ok(client) => {
+                if let Err(e) = queries::heartbeat(&client, &id, now).await {
+                    tracing::warn!(error = %e, "instance heartbeat failed");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %DbError::from(e), "instance heartbeat: no connection")
+            }
+        }
+    }
+}
+
+impl Drop for PostgresStorage {
+    fn drop(&mut self) {
+        self._heartbeat.abort();
+    }
 }
 
 impl PostgresStorage {
@@ -101,10 +132,13 @@ impl PostgresStorage {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| DbError::Config(format!("cannot build the connection pool: {e}")))?;
+        let instance = crate::Instance::this_process(storehook_core::time::now_ms());
         {
             let mut client = pool.get().await?;
             migrations::migrate(&mut client).await?;
+            queries::register(&client, &instance).await?;
         }
+        let heartbeat = tokio::spawn(beat(pool.clone(), instance.id.clone()));
         let writer = Writer::start(
             "storehook-db-writer",
             PgConn::new(tokio::runtime::Handle::current(), pool.clone()),
@@ -114,6 +148,8 @@ impl PostgresStorage {
             pool,
             writer,
             outbox: Arc::new(outbox),
+            instance,
+            _heartbeat: heartbeat,
         })
     }
 
@@ -238,13 +274,17 @@ impl Storage for PostgresStorage {
         queries::notification_decoded(&self.client().await?, id).await
     }
 
+    async fn instances(&self) -> Result<Vec<crate::Instance>, DbError> {
+        queries::instances(&self.client().await?, &self.instance.id).await
+    }
+
     async fn ping(&self) -> Result<(), DbError> {
         self.client().await?.simple_query("SELECT 1").await?;
         Ok(())
     }
 
     async fn due_deliveries(&self, now_ms: i64, limit: u32) -> Result<Vec<DueDelivery>, DbError> {
-        queries::claim_due_deliveries(&self.client().await?, now_ms, limit).await
+        queries::claim_due_deliveries(&self.client().await?, &self.instance.id, now_ms, limit).await
     }
 
     async fn next_delivery_due(&self) -> Result<Option<i64>, DbError> {

@@ -19,8 +19,11 @@ use crate::{
 };
 
 /// How long a claimed delivery is an instance's before another may take
-/// it over (its sender died or hung). Longer than any delivery attempt.
+/// it over (its sender hung). Longer than any delivery attempt.
 const DELIVERY_LEASE_MS: i64 = 120_000;
+/// An instance not heard of for this long is gone (killed, cut off): its
+/// claims are taken over at once, without waiting for their leases.
+pub(super) const INSTANCE_GONE_MS: i64 = 15_000;
 
 type Decode<T> = fn(&dyn Columns) -> Result<T, DbError>;
 
@@ -168,6 +171,7 @@ pub(super) async fn pending_state_fetches(c: &Object) -> Result<Vec<PendingFetch
 /// instance's for a lease.
 pub(super) async fn claim_due_deliveries(
     c: &Object,
+    instance: &str,
     now: i64,
     limit: u32,
 ) -> Result<Vec<DueDelivery>, DbError> {
@@ -176,7 +180,9 @@ pub(super) async fn claim_due_deliveries(
         "WITH due AS (
              SELECT d.id FROM deliveries d
              WHERE d.status = 'pending' AND d.next_attempt_at <= $1
-               AND (d.lease_until IS NULL OR d.lease_until <= $1)
+               AND (d.lease_until IS NULL OR d.lease_until <= $1
+                    OR NOT EXISTS (SELECT 1 FROM instances i
+                                    WHERE i.id = d.claimed_by AND i.last_seen > $1 - $6))
                AND (d.order_key IS NULL OR NOT EXISTS (
                     SELECT 1 FROM deliveries e
                     WHERE e.endpoint = d.endpoint AND e.order_key = d.order_key
@@ -184,14 +190,21 @@ pub(super) async fn claim_due_deliveries(
              ORDER BY d.next_attempt_at, d.id
              LIMIT $2
              FOR UPDATE SKIP LOCKED)
-         UPDATE deliveries d SET claim_id = $3, lease_until = $1 + $4
+         UPDATE deliveries d SET claim_id = $3, lease_until = $1 + $4, claimed_by = $5
          FROM due WHERE d.id = due.id
          RETURNING {DUE_DELIVERY_COLUMNS}"
     );
     let mut due = all(
         c,
         &sql,
-        &[&now, &i64::from(limit), &claim, &DELIVERY_LEASE_MS],
+        &[
+            &now,
+            &i64::from(limit),
+            &claim,
+            &DELIVERY_LEASE_MS,
+            &instance,
+            &INSTANCE_GONE_MS,
+        ],
         records::due_delivery,
     )
     .await?;
@@ -244,7 +257,7 @@ pub(super) fn record_attempt(c: &PgConn, a: &AttemptResult) -> Result<(), DbErro
         "UPDATE deliveries SET status = $2, attempts = attempts + 1,
              next_attempt_at = coalesce($3, next_attempt_at), last_attempt_at = $4, last_status = $5,
              last_error = $6, delivered_at = coalesce($7, delivered_at),
-             claim_id = NULL, lease_until = NULL
+             claim_id = NULL, claimed_by = NULL, lease_until = NULL
          WHERE id = $1 AND status = 'pending'",
         &[
             &a.delivery_id,
@@ -266,7 +279,7 @@ pub(super) fn retry_delivery(
 ) -> Result<bool, DbError> {
     let changed = c.exec(
         "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = $3,
-             claim_id = NULL, lease_until = NULL
+             claim_id = NULL, claimed_by = NULL, lease_until = NULL
          WHERE id = $1 AND endpoint = $2 AND status IN ('dead', 'pending')",
         &[&id, &endpoint, &now],
     )?;
@@ -654,6 +667,62 @@ pub(super) async fn overdue_subscriptions(
         records::overdue,
     )
     .await
+}
+
+// ---- instances ----
+
+pub(super) async fn register(c: &Object, i: &crate::Instance) -> Result<(), DbError> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO instances (id, host, pid, version, started_at, last_seen)
+             VALUES ($1, $2, $3, $4, $5, $5)
+             ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen",
+        )
+        .await?;
+    c.execute(
+        &stmt,
+        &[&i.id, &i.host, &i.pid, &i.version, &i.started_at_ms],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn heartbeat(c: &Object, id: &str, now: i64) -> Result<(), DbError> {
+    let stmt = c
+        .prepare_cached("UPDATE instances SET last_seen = $2 WHERE id = $1")
+        .await?;
+    c.execute(&stmt, &[&id, &now]).await?;
+    // Instances gone for a day are forgotten.
+    let stmt = c
+        .prepare_cached("DELETE FROM instances WHERE last_seen < $1")
+        .await?;
+    c.execute(&stmt, &[&(now - 86_400_000)]).await?;
+    Ok(())
+}
+
+pub(super) async fn instances(c: &Object, this: &str) -> Result<Vec<crate::Instance>, DbError> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT id, host, pid, version, started_at, last_seen FROM instances
+             ORDER BY started_at DESC, id",
+        )
+        .await?;
+    c.query(&stmt, &[])
+        .await?
+        .iter()
+        .map(|r| {
+            let id = r.text(0)?;
+            Ok(crate::Instance {
+                this: id == this,
+                id,
+                host: r.text(1)?,
+                pid: r.i64(2)?,
+                version: r.text(3)?,
+                started_at_ms: r.i64(4)?,
+                last_seen_ms: r.i64(5)?,
+            })
+        })
+        .collect()
 }
 
 // ---- retention ----

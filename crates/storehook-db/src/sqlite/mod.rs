@@ -82,6 +82,8 @@ pub struct SqliteStorage {
     readers: Arc<Mutex<Vec<Connection>>>,
     options: SqliteOptions,
     outbox: Arc<OutboxConfig>,
+    /// The one process on this file.
+    instance: crate::Instance,
     /// Held shared while open, so that `storehook restore` can tell.
     _lock: Arc<std::fs::File>,
 }
@@ -106,6 +108,7 @@ impl SqliteStorage {
         let writer = Writer::start("storehook-db-writer", writer, options.max_batch)?;
         Ok(Self {
             writer,
+            instance: crate::Instance::this_process(storehook_core::time::now_ms()),
             readers: Arc::new(Mutex::new(Vec::new())),
             outbox: Arc::new(options.outbox.clone()),
             options,
@@ -593,6 +596,12 @@ impl Storage for SqliteStorage {
     async fn overdue_subscriptions(&self, due_before_ms: i64) -> Result<Vec<Overdue>, DbError> {
         self.read(move |conn| store_api::overdue_subscriptions(conn, due_before_ms))
             .await
+    }
+
+    async fn instances(&self) -> Result<Vec<crate::Instance>, DbError> {
+        let mut this = self.instance.clone();
+        this.last_seen_ms = storehook_core::time::now_ms();
+        Ok(vec![this])
     }
 
     async fn ping(&self) -> Result<(), DbError> {
