@@ -206,19 +206,8 @@ async fn trickled_bodies_get_408_at_the_body_timeout() {
 }
 
 async fn stripe_status(server: &BinaryServer) -> serde_json::Value {
-    let stores: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/v1/stores", server.base))
-        .bearer_auth(common::ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("stores")
-        .json()
-        .await
-        .expect("json");
-    stores["stores"]
-        .as_array()
-        .and_then(|a| a.iter().find(|s| s["store"] == "stripe").cloned())
-        .expect("stripe listed")
+    let stores = common::get_admin_json(&format!("{}/v1/stores", server.base)).await;
+    common::store_entry(&stores, "stripe")
 }
 
 /// A declared 100 MiB body is refused before any of it is read; an endless

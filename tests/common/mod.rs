@@ -202,11 +202,7 @@ impl TestServer {
     pub async fn store_status(&self, store: &str) -> Value {
         let (status, body) = self.get_admin("/v1/stores").await;
         assert_eq!(status, 200, "{body}");
-        body["stores"]
-            .as_array()
-            .and_then(|a| a.iter().find(|s| s["store"] == store))
-            .cloned()
-            .unwrap_or_else(|| panic!("store {store} not listed: {body}"))
+        store_entry(&body, store)
     }
 
     pub async fn subscription(&self, store: &str, id: &str) -> (u16, Value) {
@@ -221,6 +217,31 @@ impl Drop for TestServer {
             drop(r);
         }
     }
+}
+
+/// One store's entry in a `GET /v1/stores` answer.
+pub fn store_entry(stores: &Value, store: &str) -> Value {
+    stores["stores"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["store"] == store))
+        .cloned()
+        .unwrap_or_else(|| panic!("store {store} not listed: {stores}"))
+}
+
+/// `GET url` (a whole URL, for servers other than [`TestServer`]) with the
+/// admin token.
+pub async fn get_admin_response(url: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("request")
+}
+
+/// [`get_admin_response`]'s body as JSON.
+pub async fn get_admin_json(url: &str) -> Value {
+    get_admin_response(url).await.json().await.expect("json")
 }
 
 pub async fn into_json(resp: reqwest::Response) -> (u16, Value) {
