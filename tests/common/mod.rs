@@ -244,6 +244,16 @@ pub async fn get_admin_json(url: &str) -> Value {
     get_admin_response(url).await.json().await.expect("json")
 }
 
+/// Asserts an answer's status and what its `field` ("error", "verdict",
+/// "status") says, showing the whole body when either differs.
+pub fn assert_answer((status, body): (u16, &Value), expected: u16, field: &str, says: &str) {
+    assert_eq!(
+        (status, body[field].as_str()),
+        (expected, Some(says)),
+        "{body}"
+    );
+}
+
 pub async fn into_json(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap_or_default();
