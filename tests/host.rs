@@ -89,29 +89,15 @@ async fn rejections_are_answered_counted_and_visible() {
         .post("/v1/notifications/example", &[], body.clone())
         .await;
     assert_answer((status, &err), 401, "error", "missing_key");
-    let (status, err) = server
-        .post(
-            "/v1/notifications/example",
-            &[("x-example-key", "wrong")],
-            body.clone(),
-        )
-        .await;
+    let (status, err) = server.send_example_raw("wrong", body.clone()).await;
     assert_answer((status, &err), 401, "error", "wrong_key");
     assert!(!err["message"].as_str().unwrap().is_empty());
 
-    let (status, err) = server
-        .post(
-            "/v1/notifications/example",
-            &[("x-example-key", "k")],
-            "not json",
-        )
-        .await;
+    let (status, err) = server.send_example_raw("k", "not json").await;
     assert_answer((status, &err), 400, "error", "invalid_json");
 
     let huge = vec![b'x'; 300 * 1024];
-    let (status, err) = server
-        .post("/v1/notifications/example", &[("x-example-key", "k")], huge)
-        .await;
+    let (status, err) = server.send_example_raw("k", huge).await;
     assert_answer((status, &err), 413, "error", "payload_too_large");
 
     let s = server.store_status("example").await;
@@ -199,12 +185,7 @@ async fn tracking_later_applies_earlier_notifications_in_store_order() {
     assert_eq!(sub["auto_renew"], true);
     assert_eq!(sub["last_event"]["type"], "RENEWAL");
     let (_, sub) = server.subscription("example", "s1").await;
-    let kinds: Vec<_> = sub["notifications"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["verdict"].clone())
-        .collect();
+    let kinds = common::field_of_each(&sub["notifications"], "verdict");
     assert_eq!(kinds, vec![json!("tracked"), json!("tracked")]);
 }
 

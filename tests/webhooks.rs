@@ -145,12 +145,7 @@ async fn a_receiver_that_fails_twice_gets_the_event_on_the_third_attempt() {
     let delivered = server.wait_for_deliveries("main", "delivered").await;
     let d = &delivered["deliveries"][0];
     assert_eq!(d["attempts"], 3, "{delivered}");
-    let statuses: Vec<_> = d["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["status"].clone())
-        .collect();
+    let statuses = common::field_of_each(&d["history"], "status");
     assert_eq!(statuses, vec![json!(500), json!(500), json!(200)]);
     let (_, hooks) = server.get_admin("/v1/webhooks").await;
     assert_eq!(hooks["webhooks"][0]["delivered"], 1, "{hooks}");
@@ -294,9 +289,7 @@ async fn forwards_pass_the_raw_body_and_store_headers_byte_for_byte() {
         log[0].headers
     );
     // A duplicate is not forwarded twice.
-    server
-        .post("/v1/notifications/example", &[("x-example-key", "k")], raw)
-        .await;
+    server.send_example_raw("k", raw).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(rx.received().len(), 1);
 }

@@ -142,12 +142,17 @@ impl TestServer {
     /// Posts a notification to the example plugin, authenticated with `key`
     /// (the test configs use `k`).
     pub async fn send_example(&self, key: &str, body: &Value) -> (u16, Value) {
-        self.post(
-            "/v1/notifications/example",
-            &[("x-example-key", key)],
-            body.to_string(),
-        )
-        .await
+        self.send_example_raw(key, body.to_string()).await
+    }
+
+    /// [`TestServer::send_example`] with a body as it is (not JSON, say).
+    pub async fn send_example_raw(
+        &self,
+        key: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        self.post("/v1/notifications/example", &[("x-example-key", key)], body)
+            .await
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -217,6 +222,14 @@ impl Drop for TestServer {
             drop(r);
         }
     }
+}
+
+/// `field` of each entry of the JSON array `list`, in order.
+pub fn field_of_each(list: &Value, field: &str) -> Vec<Value> {
+    let entries = list
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"));
+    entries.iter().map(|entry| entry[field].clone()).collect()
 }
 
 /// One store's entry in a `GET /v1/stores` answer.

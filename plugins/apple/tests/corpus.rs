@@ -134,17 +134,19 @@ fn check_decoded(e: &Value, n: &VerifiedNotification) {
             !tx["revocationReason"].is_null(),
             "{file}"
         );
-        let decoded_tx = &n.decoded["data"]["signedTransactionInfo"];
-        for field in [
-            "transactionId",
-            "originalTransactionId",
-            "productId",
-            "type",
-            "purchaseDate",
-            "signedDate",
-        ] {
-            assert_eq!(decoded_tx[field], tx[field], "{file} transaction {field}");
-        }
+        assert_decoded_as(
+            &n.decoded["data"]["signedTransactionInfo"],
+            tx,
+            &[
+                "transactionId",
+                "originalTransactionId",
+                "productId",
+                "type",
+                "purchaseDate",
+                "signedDate",
+            ],
+            &format!("{file} transaction"),
+        );
     }
     if let Some(r) = e.get("renewalInfo") {
         assert_eq!(
@@ -152,26 +154,32 @@ fn check_decoded(e: &Value, n: &VerifiedNotification) {
             opt_i64(&r["autoRenewStatus"]).map(|s| s == 1),
             "{file}"
         );
-        let decoded = &n.decoded["data"]["signedRenewalInfo"];
-        for field in [
-            "autoRenewStatus",
-            "autoRenewProductId",
-            "productId",
-            "expirationIntent",
-            "signedDate",
-        ] {
-            assert_eq!(
-                decoded.get(field).unwrap_or(&Value::Null),
-                &r[field],
-                "{file} renewal {field}"
-            );
-        }
+        assert_decoded_as(
+            &n.decoded["data"]["signedRenewalInfo"],
+            r,
+            &[
+                "autoRenewStatus",
+                "autoRenewProductId",
+                "productId",
+                "expirationIntent",
+                "signedDate",
+            ],
+            &format!("{file} renewal"),
+        );
     } else {
         assert_eq!(n.state.auto_renew, None, "{file}");
         assert!(
             n.decoded["data"].get("signedRenewalInfo").is_none(),
             "{file}"
         );
+    }
+}
+
+/// A nested JWS, decoded, has the `fields` Apple's library reported (a
+/// missing one is null on both sides).
+fn assert_decoded_as(decoded: &Value, expected: &Value, fields: &[&str], what: &str) {
+    for field in fields {
+        assert_eq!(decoded[field], expected[field], "{what} {field}");
     }
 }
 
