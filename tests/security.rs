@@ -115,12 +115,7 @@ impl Server {
 
     async fn metric(&self, name: &str) -> f64 {
         let base = self.admin.as_deref().unwrap_or(&self.base);
-        let text = reqwest::get(format!("{base}/metrics"))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text");
+        let text = common::metrics_text(base).await;
         text.lines()
             .filter(|l| l.starts_with(name))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

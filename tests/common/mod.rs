@@ -224,6 +224,16 @@ impl Drop for TestServer {
     }
 }
 
+/// `GET {base}/metrics` (open on its listener, no token): the exposition text.
+pub async fn metrics_text(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
 /// `field` of each entry of the JSON array `list`, in order.
 pub fn field_of_each(list: &Value, field: &str) -> Vec<Value> {
     let entries = list
