@@ -68,7 +68,8 @@ pub fn routes(state: Arc<AppState>, surface: Surface) -> Routes {
         .boxed()
 }
 
-fn body() -> impl Filter<Extract = (BodyStream,), Error = warp::Rejection> + Clone {
+/// The request body as a stream, read as the handler consumes it.
+pub(crate) fn body() -> impl Filter<Extract = (BodyStream,), Error = warp::Rejection> + Clone {
     warp::body::stream().map(|s| Box::pin(into_bytes_stream(s)) as BodyStream)
 }
 
@@ -178,7 +179,7 @@ fn admin(state: Arc<AppState>) -> Partial {
     .boxed()
 }
 
-pub(crate) fn into_bytes_stream(
+fn into_bytes_stream(
     s: impl Stream<Item = Result<impl Buf, warp::Error>> + Send + 'static,
 ) -> impl Stream<Item = Result<bytes::Bytes, String>> + Send + 'static {
     s.map_ok(|mut buf| buf.copy_to_bytes(buf.remaining()))

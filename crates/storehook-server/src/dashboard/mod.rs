@@ -31,7 +31,7 @@ use warp::{Filter, Reply};
 
 use crate::auth::{self, Credentials, SESSION_COOKIE};
 use crate::error::ApiError;
-use crate::routes::{first_of, route};
+use crate::routes::{body, first_of, route};
 use crate::{now_ms, queries, AppState};
 use html::Frame;
 use views::StoreView;
@@ -54,11 +54,6 @@ pub(crate) fn routes(
     let query = warp::query::<HashMap<String, String>>();
     // What nearly every route takes: the state and who is asking.
     let ctx = with_state.clone().and(credentials.clone());
-
-    let body = || {
-        warp::body::stream()
-            .map(|s| Box::pin(crate::routes::into_bytes_stream(s)) as crate::body::BodyStream)
-    };
 
     let overview = route!(get warp::path::end(), ctx.clone(), headers, query => overview_page);
     let live = route!(get warp::path!("dashboard" / "live"), ctx.clone(), headers => live_part);
