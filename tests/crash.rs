@@ -174,25 +174,44 @@ impl Ledger {
     }
 }
 
-/// Runs `workers` senders against `base` until `stop`: fresh events from
-/// `next`, and every eighth request a store retry of an earlier one.
-fn spawn_load(
-    base: String,
+/// What every sender shares: the traffic, the next fresh event's number
+/// and the ledger of what was answered.
+#[derive(Clone)]
+struct Load {
     traffic: Arc<Traffic>,
     next: Arc<AtomicU64>,
     ledger: Arc<Mutex<Ledger>>,
-    stop: Arc<AtomicBool>,
+}
+
+impl Load {
+    fn new() -> Self {
+        Self {
+            traffic: Arc::new(Traffic::new()),
+            next: Arc::new(AtomicU64::new(0)),
+            ledger: Arc::new(Mutex::new(Ledger::default())),
+        }
+    }
+}
+
+/// Runs `workers` senders against `base` until `stop`: fresh events from
+/// `load.next`, and every eighth request a store retry of an earlier one.
+fn spawn_load(
+    base: &str,
+    load: &Load,
+    stop: &Arc<AtomicBool>,
     workers: usize,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     (0..workers)
         .map(|w| {
-            let (base, traffic, next, ledger, stop) = (
-                base.clone(),
-                traffic.clone(),
-                next.clone(),
-                ledger.clone(),
-                stop.clone(),
-            );
+            let (
+                base,
+                Load {
+                    traffic,
+                    next,
+                    ledger,
+                },
+                stop,
+            ) = (base.to_owned(), load.clone(), stop.clone());
             tokio::spawn(async move {
                 let client = client();
                 let mut i = 0u64;
@@ -368,9 +387,8 @@ async fn kill_9_under_load_loses_nothing_acknowledged_and_applies_nothing_twice(
     )
     .expect("config");
 
-    let traffic = Arc::new(Traffic::new());
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let next = Arc::new(AtomicU64::new(0));
+    let load = Load::new();
+    let ledger = &load.ledger;
     let mut rng = Rng::from_env("CRASH_SEED");
     eprintln!("kill schedule seed: CRASH_SEED={}", rng.seed());
     let started = Instant::now();
@@ -380,14 +398,7 @@ async fn kill_9_under_load_loses_nothing_acknowledged_and_applies_nothing_twice(
     const KILLS: usize = 5;
     for round in 0..KILLS {
         let stop = Arc::new(AtomicBool::new(false));
-        let workers = spawn_load(
-            server.base.clone(),
-            traffic.clone(),
-            next.clone(),
-            ledger.clone(),
-            stop.clone(),
-            12,
-        );
+        let workers = spawn_load(&server.base, &load, &stop, 12);
         // A random moment: sometimes right after start-up, sometimes deep
         // into the load.
         tokio::time::sleep(Duration::from_millis(rng.between(30, 900))).await;
@@ -445,7 +456,7 @@ async fn kill_9_under_load_loses_nothing_acknowledged_and_applies_nothing_twice(
     // The store retries everything it has no 200 for.
     let unacked = ledger.lock().expect("ledger").unacked();
     for sent in &unacked {
-        retry_until_acked(&server.base, sent, &ledger, 10).await;
+        retry_until_acked(&server.base, sent, ledger, 10).await;
     }
     // The ledger stays locked only for these synchronous checks.
     let sent_count = {
@@ -612,13 +623,12 @@ fn have_prlimit() -> bool {
 /// Sends fresh events one by one (plus a few concurrent ones) until the
 /// server answers 503, at most `limit` of them. Every answer must be 200 or
 /// 503 `storage_unavailable`.
-async fn send_until_refused(
-    base: &str,
-    traffic: &Traffic,
-    next: &AtomicU64,
-    ledger: &Mutex<Ledger>,
-    limit: usize,
-) -> usize {
+async fn send_until_refused(base: &str, load: &Load, limit: usize) -> usize {
+    let Load {
+        traffic,
+        next,
+        ledger,
+    } = load;
     let client = client();
     let mut refused = 0;
     for _ in 0..limit {
@@ -725,11 +735,10 @@ async fn a_full_disk_answers_503_and_recovers_when_space_is_freed() {
     let config = dir.path().join("config.toml");
     std::fs::write(&config, config_text(&db, "")).expect("config");
     let server = start(dir.path(), &config, mounted.is_none());
-    let traffic = Traffic::new();
-    let next = AtomicU64::new(0);
-    let ledger = Mutex::new(Ledger::default());
+    let load = Load::new();
+    let ledger = &load.ledger;
     assert_eq!(
-        send_until_refused(&server.base, &traffic, &next, &ledger, 20).await,
+        send_until_refused(&server.base, &load, 20).await,
         0,
         "a healthy disk"
     );
@@ -749,7 +758,7 @@ async fn a_full_disk_answers_503_and_recovers_when_space_is_freed() {
             .unwrap_or(0);
         set_file_size_limit(server.child.id(), Some(used));
     }
-    let refused = send_until_refused(&server.base, &traffic, &next, &ledger, 2_000).await;
+    let refused = send_until_refused(&server.base, &load, 2_000).await;
     assert!(refused > 0, "the full disk was never noticed");
     // Reads still work while writes fail.
     assert_eq!(get_status(&server.base, "/v1/stores").await, 200);
@@ -759,7 +768,7 @@ async fn a_full_disk_answers_503_and_recovers_when_space_is_freed() {
     } else {
         set_file_size_limit(server.child.id(), None);
     }
-    assert_recovers(&server.base, &db, &ledger).await;
+    assert_recovers(&server.base, &db, ledger).await;
     drop(server);
     drop(mounted);
 }
@@ -817,19 +826,15 @@ async fn a_read_only_database_answers_503_and_recovers() {
     let config = dir.path().join("config.toml");
     std::fs::write(&config, config_text(&db, "")).expect("config");
     let server = start(dir.path(), &config, !chattr);
-    let traffic = Traffic::new();
-    let next = AtomicU64::new(0);
-    let ledger = Mutex::new(Ledger::default());
-    assert_eq!(
-        send_until_refused(&server.base, &traffic, &next, &ledger, 10).await,
-        0
-    );
+    let load = Load::new();
+    let ledger = &load.ledger;
+    assert_eq!(send_until_refused(&server.base, &load, 10).await, 0);
 
     let guard = Immutable(vec![db.clone(), wal.clone()]);
     if chattr {
         assert!(immutable(&db, true));
         assert_eq!(
-            send_until_refused(&server.base, &traffic, &next, &ledger, 30).await,
+            send_until_refused(&server.base, &load, 30).await,
             0,
             "with only the main file read-only, commits still go to the WAL"
         );
@@ -837,7 +842,7 @@ async fn a_read_only_database_answers_503_and_recovers() {
     } else {
         set_file_size_limit(server.child.id(), Some(1));
     }
-    let refused = send_until_refused(&server.base, &traffic, &next, &ledger, 200).await;
+    let refused = send_until_refused(&server.base, &load, 200).await;
     assert!(refused > 0, "the read-only database was never noticed");
 
     if chattr {
@@ -846,7 +851,7 @@ async fn a_read_only_database_answers_503_and_recovers() {
         set_file_size_limit(server.child.id(), None);
         drop(guard);
     }
-    assert_recovers(&server.base, &db, &ledger).await;
+    assert_recovers(&server.base, &db, ledger).await;
 }
 
 /// Another process holds the write lock (`BEGIN EXCLUSIVE` from this test
@@ -860,26 +865,15 @@ async fn a_database_locked_by_another_process_answers_503_under_load_and_recover
     let config = dir.path().join("config.toml");
     std::fs::write(&config, config_text(&db, "")).expect("config");
     let server = start(dir.path(), &config, false);
-    let traffic = Arc::new(Traffic::new());
-    let next = Arc::new(AtomicU64::new(0));
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    assert_eq!(
-        send_until_refused(&server.base, &traffic, &next, &ledger, 10).await,
-        0
-    );
+    let load = Load::new();
+    let ledger = &load.ledger;
+    assert_eq!(send_until_refused(&server.base, &load, 10).await, 0);
 
     let locker = rusqlite::Connection::open(&db).expect("open");
     locker.execute_batch("BEGIN EXCLUSIVE").expect("lock");
     let stop = Arc::new(AtomicBool::new(false));
     let lock_started = Instant::now();
-    let workers = spawn_load(
-        server.base.clone(),
-        traffic.clone(),
-        next.clone(),
-        ledger.clone(),
-        stop.clone(),
-        8,
-    );
+    let workers = spawn_load(&server.base, &load, &stop, 8);
     // Reads are not blocked by the writer's lock (WAL).
     let health = Instant::now();
     assert_eq!(get_status(&server.base, "/v1/stores").await, 200);
@@ -903,5 +897,5 @@ async fn a_database_locked_by_another_process_answers_503_under_load_and_recover
             vec![200, 503]
         );
     }
-    assert_recovers(&server.base, &db, &ledger).await;
+    assert_recovers(&server.base, &db, ledger).await;
 }
