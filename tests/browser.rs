@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{TestServer, ADMIN_TOKEN};
+use common::{assert_answer, TestServer, ADMIN_TOKEN};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
@@ -384,11 +384,7 @@ async fn the_bundled_stores_show_their_states_in_plain_words() {
             body.clone(),
         )
         .await;
-    assert_eq!(
-        (status, answer["verdict"].as_str()),
-        (200, Some("tracked")),
-        "{answer}"
-    );
+    assert_answer((status, &answer), 200, "verdict", "tracked");
     let bad = stripe_signature("whsec_not_the_configured_one", now, &body);
     let (status, _) = server
         .post(

@@ -4,11 +4,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
 use common::BinaryServer;
 
-fn storehook(args: &[&str]) -> std::process::Output {
+fn storehook(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_storehook"))
         .args(args)
         .env_remove("STOREHOOK_ADMIN_TOKEN")
@@ -21,15 +21,26 @@ fn shipped_config() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml").to_owned()
 }
 
+/// What a run printed: stdout, then stderr.
+fn printed(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `storehook --config <the shipped config> <command>`, which must succeed:
+/// what it printed on stdout.
+fn shipped_config_says(command: &str) -> String {
+    let out = storehook(&["--config", &shipped_config(), command]);
+    assert!(out.status.success(), "{}", printed(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn stores_lists_every_bundled_plugin() {
-    let out = storehook(&["--config", &shipped_config(), "stores"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = shipped_config_says("stores");
     for line in ["amazon", "apple", "google", "stripe"] {
         assert!(
             text.lines().any(|l| l.starts_with(line)),
@@ -49,26 +60,14 @@ fn stores_lists_every_bundled_plugin() {
 
 #[test]
 fn the_shipped_config_is_valid() {
-    let out = storehook(&["--config", &shipped_config(), "check-config"]);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+    assert!(shipped_config_says("check-config").contains("ok"));
 }
 
 fn check(dir: &Path, text: &str) -> (bool, String) {
     let path = dir.join("config.toml");
     std::fs::write(&path, text).unwrap();
     let out = storehook(&["--config", path.to_str().unwrap(), "check-config"]);
-    let msg = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), msg)
+    (out.status.success(), printed(&out))
 }
 
 #[test]

@@ -26,15 +26,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::db::Probe;
 use common::load::*;
 use common::receiver::Receiver;
-use common::{BinaryServer, Rng, ADMIN_TOKEN};
-use serde_json::{json, Value};
+use common::{BinaryServer, Rng};
 
 // ------------------------------------------------------------- the server
 
@@ -93,9 +92,8 @@ async fn kill_9_under_load_loses_nothing_acknowledged_and_applies_nothing_twice(
     )
     .expect("config");
 
-    let traffic = Arc::new(Traffic::new());
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let next = Arc::new(AtomicU64::new(0));
+    let load = Load::new();
+    let ledger = &load.ledger;
     let mut rng = Rng::from_env("CRASH_SEED");
     eprintln!("kill schedule seed: CRASH_SEED={}", rng.seed());
     let started = Instant::now();
@@ -105,14 +103,7 @@ async fn kill_9_under_load_loses_nothing_acknowledged_and_applies_nothing_twice(
     const KILLS: usize = 5;
     for round in 0..KILLS {
         let stop = Arc::new(AtomicBool::new(false));
-        let workers = spawn_load(
-            vec![server.base.clone()],
-            traffic.clone(),
-            next.clone(),
-            ledger.clone(),
-            stop.clone(),
-            12,
-        );
+        let workers = spawn_load(std::slice::from_ref(&server.base), &load, &stop, 12);
         // A random moment: sometimes right after start-up, sometimes deep
         // into the load.
         tokio::time::sleep(Duration::from_millis(rng.between(30, 900))).await;
@@ -171,7 +162,7 @@ async fn kill_9_under_load_loses_nothing_acknowledged_and_applies_nothing_twice(
     // The store retries everything it has no 200 for.
     let unacked = ledger.lock().expect("ledger").unacked();
     for sent in &unacked {
-        retry_until_acked(&server.base, sent, &ledger, 10).await;
+        retry_until_acked(&server.base, sent, ledger, 10).await;
     }
     // What the database says, read before the ledger is locked for the
     // synchronous checks.
@@ -332,13 +323,12 @@ fn have_prlimit() -> bool {
 /// Sends fresh events one by one (plus a few concurrent ones) until the
 /// server answers 503, at most `limit` of them. Every answer must be 200 or
 /// 503 `storage_unavailable`.
-async fn send_until_refused(
-    base: &str,
-    traffic: &Traffic,
-    next: &AtomicU64,
-    ledger: &Mutex<Ledger>,
-    limit: usize,
-) -> usize {
+async fn send_until_refused(base: &str, load: &Load, limit: usize) -> usize {
+    let Load {
+        traffic,
+        next,
+        ledger,
+    } = load;
     let client = client();
     let mut refused = 0;
     for _ in 0..limit {
@@ -452,11 +442,10 @@ async fn a_full_disk_answers_503_and_recovers_when_space_is_freed() {
     let config = dir.path().join("config.toml");
     std::fs::write(&config, config_text(&db, "")).expect("config");
     let server = start(dir.path(), &config, mounted.is_none());
-    let traffic = Traffic::new();
-    let next = AtomicU64::new(0);
-    let ledger = Mutex::new(Ledger::default());
+    let load = Load::new();
+    let ledger = &load.ledger;
     assert_eq!(
-        send_until_refused(&server.base, &traffic, &next, &ledger, 20).await,
+        send_until_refused(&server.base, &load, 20).await,
         0,
         "a healthy disk"
     );
@@ -476,7 +465,7 @@ async fn a_full_disk_answers_503_and_recovers_when_space_is_freed() {
             .unwrap_or(0);
         set_file_size_limit(server.child.id(), Some(used));
     }
-    let refused = send_until_refused(&server.base, &traffic, &next, &ledger, 2_000).await;
+    let refused = send_until_refused(&server.base, &load, 2_000).await;
     assert!(refused > 0, "the full disk was never noticed");
     // Reads still work while writes fail.
     assert_eq!(get_status(&server.base, "/v1/stores").await, 200);
@@ -486,7 +475,7 @@ async fn a_full_disk_answers_503_and_recovers_when_space_is_freed() {
     } else {
         set_file_size_limit(server.child.id(), None);
     }
-    assert_recovers(&server.base, &Probe::Sqlite(db.clone()), &ledger).await;
+    assert_recovers(&server.base, &Probe::Sqlite(db.clone()), ledger).await;
     drop(server);
     drop(mounted);
 }
@@ -547,19 +536,15 @@ async fn a_read_only_database_answers_503_and_recovers() {
     let config = dir.path().join("config.toml");
     std::fs::write(&config, config_text(&db, "")).expect("config");
     let server = start(dir.path(), &config, !chattr);
-    let traffic = Traffic::new();
-    let next = AtomicU64::new(0);
-    let ledger = Mutex::new(Ledger::default());
-    assert_eq!(
-        send_until_refused(&server.base, &traffic, &next, &ledger, 10).await,
-        0
-    );
+    let load = Load::new();
+    let ledger = &load.ledger;
+    assert_eq!(send_until_refused(&server.base, &load, 10).await, 0);
 
     let guard = Immutable(vec![db.clone(), wal.clone()]);
     if chattr {
         assert!(immutable(&db, true));
         assert_eq!(
-            send_until_refused(&server.base, &traffic, &next, &ledger, 30).await,
+            send_until_refused(&server.base, &load, 30).await,
             0,
             "with only the main file read-only, commits still go to the WAL"
         );
@@ -567,7 +552,7 @@ async fn a_read_only_database_answers_503_and_recovers() {
     } else {
         set_file_size_limit(server.child.id(), Some(1));
     }
-    let refused = send_until_refused(&server.base, &traffic, &next, &ledger, 200).await;
+    let refused = send_until_refused(&server.base, &load, 200).await;
     assert!(refused > 0, "the read-only database was never noticed");
 
     if chattr {
@@ -576,7 +561,7 @@ async fn a_read_only_database_answers_503_and_recovers() {
         set_file_size_limit(server.child.id(), None);
         drop(guard);
     }
-    assert_recovers(&server.base, &Probe::Sqlite(db.clone()), &ledger).await;
+    assert_recovers(&server.base, &Probe::Sqlite(db.clone()), ledger).await;
 }
 
 /// Another process holds the write lock (`BEGIN EXCLUSIVE` from this test
@@ -593,26 +578,15 @@ async fn a_database_locked_by_another_process_answers_503_under_load_and_recover
     let config = dir.path().join("config.toml");
     std::fs::write(&config, config_text(&db, "")).expect("config");
     let server = start(dir.path(), &config, false);
-    let traffic = Arc::new(Traffic::new());
-    let next = Arc::new(AtomicU64::new(0));
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    assert_eq!(
-        send_until_refused(&server.base, &traffic, &next, &ledger, 10).await,
-        0
-    );
+    let load = Load::new();
+    let ledger = &load.ledger;
+    assert_eq!(send_until_refused(&server.base, &load, 10).await, 0);
 
     let locker = rusqlite::Connection::open(&db).expect("open");
     locker.execute_batch("BEGIN EXCLUSIVE").expect("lock");
     let stop = Arc::new(AtomicBool::new(false));
     let lock_started = Instant::now();
-    let workers = spawn_load(
-        vec![server.base.clone()],
-        traffic.clone(),
-        next.clone(),
-        ledger.clone(),
-        stop.clone(),
-        8,
-    );
+    let workers = spawn_load(std::slice::from_ref(&server.base), &load, &stop, 8);
     // Reads are not blocked by the writer's lock (WAL).
     let health = Instant::now();
     assert_eq!(get_status(&server.base, "/v1/stores").await, 200);
@@ -636,5 +610,5 @@ async fn a_database_locked_by_another_process_answers_503_under_load_and_recover
             vec![200, 503]
         );
     }
-    assert_recovers(&server.base, &Probe::Sqlite(db.clone()), &ledger).await;
+    assert_recovers(&server.base, &Probe::Sqlite(db.clone()), ledger).await;
 }

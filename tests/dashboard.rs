@@ -67,6 +67,28 @@ async fn post_form(
     req.send().await.expect("request")
 }
 
+/// POSTs the sign-in form with `form` (its URL-encoded fields).
+async fn sign_in_form(server: &TestServer, form: &str) -> reqwest::Response {
+    post_form(server, "/dashboard/login", form, &[]).await
+}
+
+/// Presses a dashboard button (a form POST to `action`) signed in with
+/// `cookie`, as a browser sends it from `fetch_site` (Sec-Fetch-Site).
+async fn press(
+    server: &TestServer,
+    action: &str,
+    cookie: &str,
+    fetch_site: &str,
+) -> reqwest::Response {
+    post_form(
+        server,
+        action,
+        "",
+        &[("cookie", cookie), ("sec-fetch-site", fetch_site)],
+    )
+    .await
+}
+
 #[tokio::test]
 async fn without_the_admin_token_every_page_shows_the_sign_in_form_and_no_data() {
     let server = TestServer::start(EXAMPLE).await;
@@ -118,7 +140,7 @@ async fn without_a_configured_token_the_dashboard_takes_the_generated_one() {
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("storehook admin-token"), "{body}");
     assert!(!body.contains("Example Store"), "{body}");
-    let r = post_form(&server, "/dashboard/login", "token=anything", &[]).await;
+    let r = sign_in_form(&server, "token=anything").await;
     assert_eq!(r.status(), 401);
     assert!(r.headers().get("set-cookie").is_none());
     let token = std::fs::read_to_string(server.dir.path().join("admin-token")).unwrap();
@@ -137,7 +159,7 @@ async fn without_a_configured_token_the_dashboard_takes_the_generated_one() {
 async fn signing_in_sets_an_http_only_strict_session_cookie() {
     let server = TestServer::start(EXAMPLE).await;
 
-    let wrong = post_form(&server, "/dashboard/login", "token=nope&next=%2F", &[]).await;
+    let wrong = sign_in_form(&server, "token=nope&next=%2F").await;
     assert_eq!(wrong.status(), 401);
     assert!(wrong.headers().get("set-cookie").is_none());
     assert!(wrong
@@ -186,11 +208,9 @@ async fn signing_in_sets_an_http_only_strict_session_cookie() {
     assert_eq!(status, 200);
 
     // An open redirect is not followed.
-    let evil = post_form(
+    let evil = sign_in_form(
         &server,
-        "/dashboard/login",
         &format!("token={ADMIN_TOKEN}&next=%2F%2Fevil.example"),
-        &[],
     )
     .await;
     assert_eq!(evil.headers()["location"], "/");
@@ -233,11 +253,7 @@ async fn store_cards_follow_the_notifications() {
     // adapter's message, not red (anonymous traffic must not be able to
     // turn a delivering store's card red; issue 12).
     let (status, _) = server
-        .post(
-            "/v1/notifications/example",
-            &[("x-example-key", "bad")],
-            notification("n3", "sub-2").to_string(),
-        )
+        .send_example_raw("bad", notification("n3", "sub-2").to_string())
         .await;
     assert_eq!(status, 401);
     let html = page(&server, "/").await;
@@ -298,13 +314,7 @@ async fn setup_urls_come_from_public_url_or_the_request_host() {
     );
     assert!(!c.contains("set <code>[server] public_url</code>"), "{c}");
     // Behind HTTPS the session cookie is Secure.
-    let ok = post_form(
-        &server,
-        "/dashboard/login",
-        &format!("token={ADMIN_TOKEN}"),
-        &[],
-    )
-    .await;
+    let ok = sign_in_form(&server, &format!("token={ADMIN_TOKEN}")).await;
     assert!(ok.headers()["set-cookie"]
         .to_str()
         .unwrap()
@@ -490,13 +500,7 @@ async fn metrics_parse_and_move_as_notifications_arrive() {
     assert_eq!(send(&server, notification("m1", "s1")).await.0, 200); // a redelivery
     assert_eq!(server.track("example", "s2", "u2").await.0, 201);
     assert_eq!(send(&server, notification("m2", "s2")).await.0, 200);
-    let (status, _) = server
-        .post(
-            "/v1/notifications/example",
-            &[("x-example-key", "bad")],
-            "{}",
-        )
-        .await;
+    let (status, _) = server.send_example_raw("bad", "{}").await;
     assert_eq!(status, 401);
     let (status, _) = server
         .post("/v1/notifications/no-such-store-123", &[], "{}")
@@ -575,13 +579,7 @@ async fn metrics_parse_and_move_as_notifications_arrive() {
 // ---- webhook endpoints ----
 
 async fn session_cookie(server: &TestServer) -> String {
-    let ok = post_form(
-        server,
-        "/dashboard/login",
-        &format!("token={ADMIN_TOKEN}"),
-        &[],
-    )
-    .await;
+    let ok = sign_in_form(server, &format!("token={ADMIN_TOKEN}")).await;
     assert_eq!(ok.status(), 303);
     ok.headers()["set-cookie"]
         .to_str()
@@ -636,24 +634,12 @@ async fn dead_deliveries_can_be_retried_from_the_dashboard() {
     let cookie = session_cookie(&server).await;
     let r = post_form(&server, &action, "", &[]).await;
     assert_eq!(r.status(), 401);
-    let r = post_form(
-        &server,
-        &action,
-        "",
-        &[("cookie", &cookie), ("sec-fetch-site", "cross-site")],
-    )
-    .await;
+    let r = press(&server, &action, &cookie, "cross-site").await;
     assert_eq!(r.status(), 403);
     assert!(rx.delivered().is_empty());
 
     rx.answer_with(|_, _| 200);
-    let r = post_form(
-        &server,
-        &action,
-        "",
-        &[("cookie", &cookie), ("sec-fetch-site", "same-origin")],
-    )
-    .await;
+    let r = press(&server, &action, &cookie, "same-origin").await;
     assert_eq!(r.status(), 303);
     rx.wait_for(10, "the retried delivery", |l| {
         l.iter().any(|r| r.answered == 200)

@@ -7,7 +7,7 @@ mod common;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use common::TestServer;
+use common::{assert_answer, TestServer};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -45,6 +45,36 @@ async fn push(server: &TestServer, body: Vec<u8>) -> (u16, Value) {
     post(server, &format!("?token={PUSH_TOKEN}"), &[], body).await
 }
 
+/// Pushes the TEST notification through the OIDC path, with `authorization`.
+async fn push_test_notification(server: &TestServer, authorization: Option<&str>) -> (u16, Value) {
+    let headers: Vec<_> = authorization
+        .map(|a| ("authorization", a))
+        .into_iter()
+        .collect();
+    post(
+        server,
+        "",
+        &headers,
+        push_body("okmusician_2019_test_notification"),
+    )
+    .await
+}
+
+/// [`assert_answer`], naming the push `what` on failure.
+fn assert_answered_in(
+    what: &str,
+    (status, body): (u16, &Value),
+    expected: u16,
+    field: &str,
+    value: &str,
+) {
+    assert_eq!(
+        (status, body[field].as_str()),
+        (expected, Some(value)),
+        "{what}: {body}"
+    );
+}
+
 #[tokio::test]
 async fn a_redelivered_message_is_a_duplicate() {
     let server = TestServer::start(&push_token_config("")).await;
@@ -54,11 +84,7 @@ async fn a_redelivered_message_is_a_duplicate() {
     assert_ne!(first["verdict"], "duplicate", "{first}");
     // Pub/Sub redelivers the same message (same messageId) after a lost ack.
     let (status, again) = push(&server, push_body("okmusician_2019_subscription_purchased")).await;
-    assert_eq!(
-        (status, again["verdict"].as_str()),
-        (200, Some("duplicate")),
-        "{again}"
-    );
+    assert_answer((status, &again), 200, "verdict", "duplicate");
     assert_eq!(
         server.store_status("google").await["counts"]["duplicates"],
         1
@@ -77,21 +103,13 @@ async fn authenticated_but_unusable_messages_are_acknowledged() {
         ("aitubo_2025_subscription_canceled", "wrong_package"),
     ] {
         let (status, body) = push(&server, push_body(file)).await;
-        assert_eq!(
-            (status, body["error"].as_str()),
-            (200, Some(code)),
-            "{file}: {body}"
-        );
+        assert_answered_in(file, (status, &body), 200, "error", code);
         let s = server.store_status("google").await;
         assert_eq!(s["last_rejection_reason"], code, "{s}");
     }
     // Not a push at all, or not authenticated: refused, so not acknowledged.
     let (status, body) = push(&server, b"{\"not\":\"a push\"}".to_vec()).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("not_a_push_envelope")),
-        "{body}"
-    );
+    assert_answer((status, &body), 400, "error", "not_a_push_envelope");
     let (status, body) = post(
         &server,
         "?token=wrong",
@@ -99,11 +117,7 @@ async fn authenticated_but_unusable_messages_are_acknowledged() {
         push_body("okmusician_2019_test_notification"),
     )
     .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("bad_push_token")),
-        "{body}"
-    );
+    assert_answer((status, &body), 401, "error", "bad_push_token");
 }
 
 #[tokio::test]
@@ -118,31 +132,11 @@ async fn oidc_push_authentication_over_http() {
     let token =
         std::fs::read_to_string(format!("{FIXTURES}/long_lived_push_token.jwt")).expect("token");
     let bearer = format!("Bearer {}", token.trim());
-    let (status, body) = post(
-        &server,
-        "",
-        &[("authorization", bearer.as_str())],
-        push_body("okmusician_2019_test_notification"),
-    )
-    .await;
-    assert_eq!(
-        (status, body["verdict"].as_str()),
-        (200, Some("tracked")),
-        "{body}"
-    );
+    let (status, body) = push_test_notification(&server, Some(&bearer)).await;
+    assert_answer((status, &body), 200, "verdict", "tracked");
 
-    let (status, body) = post(
-        &server,
-        "",
-        &[],
-        push_body("okmusician_2019_test_notification"),
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("missing_token")),
-        "{body}"
-    );
+    let (status, body) = push_test_notification(&server, None).await;
+    assert_answer((status, &body), 401, "error", "missing_token");
     // One character of the claims changed: the signature no longer covers them.
     let mut segments: Vec<String> = bearer.split('.').map(str::to_string).collect();
     let claims = &mut segments[1];
@@ -153,18 +147,8 @@ async fn oidc_push_authentication_over_http() {
     };
     claims.replace_range(10..11, flipped);
     let forged = segments.join(".");
-    let (status, body) = post(
-        &server,
-        "",
-        &[("authorization", forged.as_str())],
-        push_body("okmusician_2019_test_notification"),
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("bad_signature")),
-        "{body}"
-    );
+    let (status, body) = push_test_notification(&server, Some(&forged)).await;
+    assert_answer((status, &body), 401, "error", "bad_signature");
 }
 
 /// A subscription bought as an upgrade: the Play API reports the new

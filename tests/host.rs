@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, ADMIN_TOKEN};
+use common::{assert_answer, TestServer, ADMIN_TOKEN};
 use serde_json::{json, Value};
 
 const EXAMPLE: &str = "[stores.example]\nenabled = true\nkey = \"k\"\n";
@@ -18,6 +18,18 @@ async fn send(server: &TestServer, body: Value) -> (u16, Value) {
 fn renewal(id: &str, sub: &str, at: i64, status: &str) -> Value {
     json!({"id": id, "type": "RENEWAL", "subscription": sub, "at": at, "status": status,
            "expires_at": at + 1000, "auto_renew": true, "product": "monthly"})
+}
+
+/// The example store, with `server` added to `[server]` (and so no
+/// admin token unless it sets one).
+async fn example_server_with(server: &str) -> TestServer {
+    TestServer::start_with(|dir| {
+        format!(
+            "[database]\npath = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n{server}{EXAMPLE}",
+            dir.join("db.sqlite").display()
+        )
+    })
+    .await
 }
 
 #[tokio::test]
@@ -40,17 +52,9 @@ async fn unknown_and_disabled_stores_answer_404() {
     let (status, body) = server
         .post("/v1/notifications/nosuchstore", &[], "{}")
         .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (404, Some("unknown_store")),
-        "{body}"
-    );
+    assert_answer((status, &body), 404, "error", "unknown_store");
     let (status, body) = server.post("/v1/notifications/example", &[], "{}").await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (404, Some("store_disabled")),
-        "{body}"
-    );
+    assert_answer((status, &body), 404, "error", "store_disabled");
     assert!(
         body["message"].as_str().unwrap().contains("enabled = true"),
         "{body}"
@@ -84,47 +88,17 @@ async fn rejections_are_answered_counted_and_visible() {
     let (status, err) = server
         .post("/v1/notifications/example", &[], body.clone())
         .await;
-    assert_eq!(
-        (status, err["error"].as_str()),
-        (401, Some("missing_key")),
-        "{err}"
-    );
-    let (status, err) = server
-        .post(
-            "/v1/notifications/example",
-            &[("x-example-key", "wrong")],
-            body.clone(),
-        )
-        .await;
-    assert_eq!(
-        (status, err["error"].as_str()),
-        (401, Some("wrong_key")),
-        "{err}"
-    );
+    assert_answer((status, &err), 401, "error", "missing_key");
+    let (status, err) = server.send_example_raw("wrong", body.clone()).await;
+    assert_answer((status, &err), 401, "error", "wrong_key");
     assert!(!err["message"].as_str().unwrap().is_empty());
 
-    let (status, err) = server
-        .post(
-            "/v1/notifications/example",
-            &[("x-example-key", "k")],
-            "not json",
-        )
-        .await;
-    assert_eq!(
-        (status, err["error"].as_str()),
-        (400, Some("invalid_json")),
-        "{err}"
-    );
+    let (status, err) = server.send_example_raw("k", "not json").await;
+    assert_answer((status, &err), 400, "error", "invalid_json");
 
     let huge = vec![b'x'; 300 * 1024];
-    let (status, err) = server
-        .post("/v1/notifications/example", &[("x-example-key", "k")], huge)
-        .await;
-    assert_eq!(
-        (status, err["error"].as_str()),
-        (413, Some("payload_too_large")),
-        "{err}"
-    );
+    let (status, err) = server.send_example_raw("k", huge).await;
+    assert_answer((status, &err), 413, "error", "payload_too_large");
 
     let s = server.store_status("example").await;
     assert_eq!(s["counts"]["rejected"], 4, "{s}");
@@ -158,11 +132,7 @@ async fn tracked_sets_last_received_and_state() {
     assert_eq!(status, 200, "tracking is idempotent: {body}");
 
     let (status, body) = send(&server, renewal("n1", "s1", 10, "active")).await;
-    assert_eq!(
-        (status, body["verdict"].as_str()),
-        (200, Some("tracked")),
-        "{body}"
-    );
+    assert_answer((status, &body), 200, "verdict", "tracked");
     let s = server.store_status("example").await;
     assert!(s["last_received"].is_string(), "{s}");
 
@@ -215,12 +185,7 @@ async fn tracking_later_applies_earlier_notifications_in_store_order() {
     assert_eq!(sub["auto_renew"], true);
     assert_eq!(sub["last_event"]["type"], "RENEWAL");
     let (_, sub) = server.subscription("example", "s1").await;
-    let kinds: Vec<_> = sub["notifications"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["verdict"].clone())
-        .collect();
+    let kinds = common::field_of_each(&sub["notifications"], "verdict");
     assert_eq!(kinds, vec![json!("tracked"), json!("tracked")]);
 }
 
@@ -301,7 +266,7 @@ async fn state_survives_a_restart() {
     let after = server.store_status("example").await;
     assert_eq!(before, after);
     let (status, sub) = server.subscription("example", "s1").await;
-    assert_eq!((status, sub["status"].as_str()), (200, Some("active")));
+    assert_answer((status, &sub), 200, "status", "active");
     // And the de-duplication memory survived too.
     let (_, again) = send(&server, renewal("n1", "s1", 10, "active")).await;
     assert_eq!(again["verdict"], "duplicate");
@@ -331,10 +296,7 @@ async fn admin_routes_require_the_token() {
             .unwrap(),
     )
     .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("unauthorized"))
-    );
+    assert_answer((status, &body), 401, "error", "unauthorized");
     let right = server
         .client
         .get(&url)
@@ -349,13 +311,7 @@ async fn admin_routes_require_the_token() {
 /// admin token (issue 13: a first run lets its operator in).
 #[tokio::test]
 async fn without_a_configured_token_admin_routes_take_the_generated_one() {
-    let server = TestServer::start_with(|dir| {
-        format!(
-            "[database]\npath = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n{EXAMPLE}",
-            dir.join("db.sqlite").display()
-        )
-    })
-    .await;
+    let server = example_server_with("").await;
     let (status, body) = server.get_admin("/v1/subscribers/u").await;
     assert_eq!(
         status, 401,
@@ -387,33 +343,24 @@ async fn bad_management_requests_get_clear_errors() {
             .body(body)
             .send()
     };
-    let (status, body) = common::into_json(post("nope".into()).await.unwrap()).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_json"))
-    );
-    let (status, body) = common::into_json(
-        post(json!({"store": "nosuch", "subscription_id": "x"}).to_string())
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (404, Some("unknown_store"))
-    );
-    let (status, body) = common::into_json(
-        post(json!({"store": "amazon", "subscription_id": "x"}).to_string())
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (501, Some("unsupported_store"))
-    );
+    for (request, status, error) in [
+        ("nope".to_owned(), 400, "invalid_json"),
+        (
+            json!({"store": "nosuch", "subscription_id": "x"}).to_string(),
+            404,
+            "unknown_store",
+        ),
+        (
+            json!({"store": "amazon", "subscription_id": "x"}).to_string(),
+            501,
+            "unsupported_store",
+        ),
+    ] {
+        let (got, body) = common::into_json(post(request).await.unwrap()).await;
+        assert_answer((got, &body), status, "error", error);
+    }
     let (status, body) = server.get("/v1/nothing-here").await;
-    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    assert_answer((status, &body), 404, "error", "not_found");
 }
 
 #[tokio::test]
@@ -421,11 +368,7 @@ async fn an_authenticated_but_unusable_notification_is_acknowledged_as_rejected(
     let server = TestServer::start(EXAMPLE).await;
     let garbage = json!({"id": "g1", "type": "RENEWAL", "at": 1, "garbage": true});
     let (status, body) = send(&server, garbage.clone()).await;
-    assert_eq!(
-        (status, body["status"].as_str()),
-        (200, Some("rejected")),
-        "{body}"
-    );
+    assert_answer((status, &body), 200, "status", "rejected");
     let (status, _) = send(&server, garbage).await;
     assert_eq!(status, 200);
     let s = server.store_status("example").await;
@@ -442,11 +385,7 @@ async fn auto_tracking_starts_with_the_stores_user_id() {
         json!({"id": "p1", "type": "INITIAL_PURCHASE", "subscription": "s7", "at": 5, "status": "active", "user": "app-user-7"}),
     )
     .await;
-    assert_eq!(
-        (status, body["verdict"].as_str()),
-        (200, Some("tracked")),
-        "{body}"
-    );
+    assert_answer((status, &body), 200, "verdict", "tracked");
     let (_, user) = server.get_admin("/v1/subscribers/app-user-7").await;
     assert_eq!(user["subscriptions"][0]["subscription_id"], "s7", "{user}");
     // A renewal alone does not start tracking.
@@ -511,20 +450,12 @@ async fn a_locked_database_answers_503_and_recovers() {
     let locker = rusqlite::Connection::open(server.db_path()).unwrap();
     locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let (status, body) = send(&server, renewal("n1", "s1", 10, "active")).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (503, Some("storage_unavailable")),
-        "{body}"
-    );
+    assert_answer((status, &body), 503, "error", "storage_unavailable");
     locker.execute_batch("COMMIT").unwrap();
     drop(locker);
     // The store retries; now it is stored, once.
     let (status, body) = send(&server, renewal("n1", "s1", 10, "active")).await;
-    assert_eq!(
-        (status, body["verdict"].as_str()),
-        (200, Some("untracked")),
-        "{body}"
-    );
+    assert_answer((status, &body), 200, "verdict", "untracked");
     let s = server.store_status("example").await;
     assert_eq!(s["counts"]["accepted"], 1, "{s}");
 }
@@ -533,19 +464,13 @@ async fn a_locked_database_answers_503_and_recovers() {
 async fn healthz_answers_when_the_database_does() {
     let server = TestServer::start("").await;
     let (status, body) = server.get("/healthz").await;
-    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    assert_answer((status, &body), 200, "status", "ok");
 }
 
 #[tokio::test]
 async fn a_client_trickling_its_headers_is_cut_off_while_others_are_served() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let server = TestServer::start_with(|dir| {
-        format!(
-            "[database]\npath = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\nheader_timeout_seconds = 1\n{EXAMPLE}",
-            dir.join("db.sqlite").display()
-        )
-    })
-    .await;
+    let server = example_server_with("header_timeout_seconds = 1\n").await;
     let addr = server.base.trim_start_matches("http://").to_owned();
     let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
     slow.write_all(b"POST /v1/notifications/example HTTP/1.1\r\nHost: x\r\n")

@@ -99,6 +99,28 @@ fn status_of(response: &[u8]) -> Option<u16> {
 /// Trickles `prefix` then one byte of `drip` every `every` until the server
 /// closes the connection or `give_up` passes; returns when it closed (and
 /// the status it answered, if any).
+/// `count` clients, each trickling as [`trickle`] does.
+fn spawn_tricklers(
+    count: usize,
+    server: &BinaryServer,
+    prefix: &[u8],
+    drip: &[u8],
+    every: Duration,
+    give_up: Duration,
+) -> Vec<tokio::task::JoinHandle<(Option<u16>, Option<Duration>)>> {
+    (0..count)
+        .map(|_| {
+            tokio::spawn(trickle(
+                addr(server),
+                prefix.to_vec(),
+                drip.to_vec(),
+                every,
+                give_up,
+            ))
+        })
+        .collect()
+}
+
 async fn trickle(
     addr: String,
     prefix: Vec<u8>,
@@ -138,17 +160,14 @@ async fn trickle(
 async fn trickled_headers_are_cut_off_at_the_header_timeout() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = start(dir.path());
-    let slow: Vec<_> = (0..200)
-        .map(|_| {
-            tokio::spawn(trickle(
-                addr(&server),
-                b"POST /v1/notifications/stripe HTTP/1.1\r\nHost: storehook\r\n".to_vec(),
-                b"X-Slow: still coming\r\n".to_vec(),
-                Duration::from_millis(250),
-                Duration::from_secs(HEADER_TIMEOUT_S + 10),
-            ))
-        })
-        .collect();
+    let slow = spawn_tricklers(
+        200,
+        &server,
+        b"POST /v1/notifications/stripe HTTP/1.1\r\nHost: storehook\r\n",
+        b"X-Slow: still coming\r\n",
+        Duration::from_millis(250),
+        Duration::from_secs(HEADER_TIMEOUT_S + 10),
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let worst = stores_are_served(&server, 10, 0).await;
     assert!(worst < Duration::from_secs(2), "others waited {worst:?}");
@@ -177,17 +196,14 @@ async fn trickled_bodies_get_408_at_the_body_timeout() {
          Content-Type: application/json\r\nContent-Length: 4000\r\n\r\n{{",
         now_s()
     );
-    let slow: Vec<_> = (0..50)
-        .map(|_| {
-            tokio::spawn(trickle(
-                addr(&server),
-                head.clone().into_bytes(),
-                b"\"a\":1,".to_vec(),
-                Duration::from_millis(200),
-                Duration::from_secs(BODY_TIMEOUT_S + 10),
-            ))
-        })
-        .collect();
+    let slow = spawn_tricklers(
+        50,
+        &server,
+        head.as_bytes(),
+        b"\"a\":1,",
+        Duration::from_millis(200),
+        Duration::from_secs(BODY_TIMEOUT_S + 10),
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     let worst = stores_are_served(&server, 10, 100).await;
     assert!(worst < Duration::from_secs(2), "others waited {worst:?}");
@@ -206,19 +222,8 @@ async fn trickled_bodies_get_408_at_the_body_timeout() {
 }
 
 async fn stripe_status(server: &BinaryServer) -> serde_json::Value {
-    let stores: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/v1/stores", server.base))
-        .bearer_auth(common::ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("stores")
-        .json()
-        .await
-        .expect("json");
-    stores["stores"]
-        .as_array()
-        .and_then(|a| a.iter().find(|s| s["store"] == "stripe").cloned())
-        .expect("stripe listed")
+    let stores = common::get_admin_json(&format!("{}/v1/stores", server.base)).await;
+    common::store_entry(&stores, "stripe")
 }
 
 /// A declared 100 MiB body is refused before any of it is read; an endless

@@ -106,12 +106,7 @@ async fn a_first_run_prints_a_sign_in_link_and_keeps_its_token() {
         .and_then(|v| v.split(';').next())
         .expect("a session cookie")
         .to_owned();
-    let page = http
-        .get(format!("{}/", server.base))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let page = overview_with(&http, &server.base, &cookie).await;
     assert_eq!(page.status().as_u16(), 200);
     assert!(page.text().await.unwrap().contains("Stripe"));
     let again = http.get(&link).send().await.unwrap();
@@ -169,12 +164,7 @@ async fn a_first_run_prints_a_sign_in_link_and_keeps_its_token() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(admin_status(&server.base, &token).await, 401);
-    let stale = http
-        .get(format!("{}/", server.base))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let stale = overview_with(&http, &server.base, &cookie).await;
     assert_eq!(stale.status().as_u16(), 401, "sessions end with the token");
 }
 
@@ -267,16 +257,30 @@ fn stored_ids(db: &Path) -> BTreeSet<String> {
     ids
 }
 
-fn restore(config: &Path, file: &Path) -> std::process::Output {
+/// `storehook --config <config> <command> <file>` (backup, restore).
+fn on_file(config: &Path, command: &str, file: &Path) -> std::process::Output {
     storehook(
         &[
             "--config",
             config.to_str().unwrap(),
-            "restore",
+            command,
             file.to_str().unwrap(),
         ],
         &[],
     )
+}
+
+/// The dashboard's overview, asked for with the session `cookie`.
+async fn overview_with(http: &reqwest::Client, base: &str, cookie: &str) -> reqwest::Response {
+    http.get(format!("{base}/"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn restore(config: &Path, file: &Path) -> std::process::Output {
+    on_file(config, "restore", file)
 }
 
 /// A backup taken while notifications keep arriving holds every one
@@ -316,17 +320,7 @@ async fn an_online_backup_under_write_load_restores() {
     let backup = dir.path().join("backup.db");
     let out = tokio::task::spawn_blocking({
         let (config, backup) = (config.clone(), backup.clone());
-        move || {
-            storehook(
-                &[
-                    "--config",
-                    config.to_str().unwrap(),
-                    "backup",
-                    backup.to_str().unwrap(),
-                ],
-                &[],
-            )
-        }
+        move || on_file(&config, "backup", &backup)
     })
     .await
     .unwrap();

@@ -65,12 +65,7 @@ async fn get(base: &str, path: &str) -> Value {
 }
 
 async fn metric(base: &str, name_and_labels: &str) -> f64 {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = common::metrics_text(base).await;
     text.lines()
         .find_map(|l| l.strip_prefix(name_and_labels))
         .and_then(|v| v.trim().parse().ok())

@@ -115,12 +115,7 @@ impl Server {
 
     async fn metric(&self, name: &str) -> f64 {
         let base = self.admin.as_deref().unwrap_or(&self.base);
-        let text = reqwest::get(format!("{base}/metrics"))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text");
+        let text = common::metrics_text(base).await;
         text.lines()
             .filter(|l| l.starts_with(name))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -129,28 +124,25 @@ impl Server {
 
     async fn stores_admin(&self) -> Value {
         let base = self.admin.as_deref().unwrap_or(&self.base);
-        reqwest::Client::new()
-            .get(format!("{base}/v1/stores"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .expect("stores")
-            .json()
-            .await
-            .expect("json")
+        common::get_admin_json(&format!("{base}/v1/stores")).await
     }
 
     async fn stripe_status(&self) -> Value {
-        let stores = self.stores_admin().await;
-        stores["stores"]
-            .as_array()
-            .and_then(|a| a.iter().find(|s| s["store"] == "stripe").cloned())
-            .expect("stripe listed")
+        common::store_entry(&self.stores_admin().await, "stripe")
     }
 }
 
 async fn send_signed(client: &reqwest::Client, base: &str, body: String) -> u16 {
     common::send_stripe(client, base, SECRET, body).await
+}
+
+/// A genuine event with `id`, signed as Stripe would, is accepted.
+async fn assert_accepted(client: &reqwest::Client, base: &str, id: &str) {
+    assert_eq!(
+        send_signed(client, base, stripe_event(id)).await,
+        200,
+        "{id}"
+    );
 }
 
 /// Reads until the server closes or answers; the status, if any.
@@ -211,10 +203,7 @@ async fn declared_but_unsent_bodies_reserve_no_memory() {
         "",
     );
     let client = reqwest::Client::new();
-    assert_eq!(
-        send_signed(&client, &server.base, stripe_event("evt_warm")).await,
-        200
-    );
+    assert_accepted(&client, &server.base, "evt_warm").await;
     let before = server.rss_kib();
     let count = 1_000.min(open_files_limit().saturating_sub(200) / 2);
     let mut held = Vec::with_capacity(count);
@@ -232,10 +221,7 @@ async fn declared_but_unsent_bodies_reserve_no_memory() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let during = server.rss_kib();
     // A genuine store is still served meanwhile.
-    assert_eq!(
-        send_signed(&client, &server.base, stripe_event("evt_during")).await,
-        200
-    );
+    assert_accepted(&client, &server.base, "evt_during").await;
     drop(held);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = server.rss_kib();
@@ -319,10 +305,7 @@ async fn trickled_bodies_are_cut_on_every_route_and_anonymous_ones_are_not_read(
         );
     }
     let client = reqwest::Client::new();
-    assert_eq!(
-        send_signed(&client, &server.base, stripe_event("evt_after")).await,
-        200
-    );
+    assert_accepted(&client, &server.base, "evt_after").await;
 
     // Without the token, the admin API answers 401 at once, without
     // waiting for (or reading) the declared body.
@@ -574,20 +557,9 @@ async fn the_admin_surface_can_listen_on_its_own_address() {
     }
     assert_eq!(status(format!("{}/healthz", server.base)).await, 200);
     // The public /v1/stores never looks at a token there.
-    let public: Value = client
-        .get(format!("{}/v1/stores", server.base))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("stores")
-        .json()
-        .await
-        .expect("json");
+    let public = common::get_admin_json(&format!("{}/v1/stores", server.base)).await;
     assert!(public["stores"][0].get("counts").is_none(), "{public}");
-    assert_eq!(
-        send_signed(&client, &server.base, stripe_event("evt_public")).await,
-        200
-    );
+    assert_accepted(&client, &server.base, "evt_public").await;
     // Store endpoints are not on the admin address.
     let resp = client
         .post(format!("{admin}/v1/notifications/stripe"))
@@ -605,10 +577,7 @@ async fn forged_floods_cost_no_commits_and_leave_the_card_delivering() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), "", "[tracking]\nauto_track = true\n");
     let client = reqwest::Client::new();
-    assert_eq!(
-        send_signed(&client, &server.base, stripe_event("evt_genuine_1")).await,
-        200
-    );
+    assert_accepted(&client, &server.base, "evt_genuine_1").await;
     let commits_before = server.metric("storehook_db_commits_total").await;
     let log_before = server.log_text().len();
     const FORGED: usize = 20_000;
@@ -659,12 +628,8 @@ async fn forged_floods_cost_no_commits_and_leave_the_card_delivering() {
     let stripe = server.stripe_status().await;
     assert_eq!(stripe["counts"]["rejected"], FORGED as u64, "{stripe}");
     // The card: genuine notifications are still arriving, so not red.
-    let html = client
-        .get(format!("{}/", server.base))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
+    let html = common::get_admin_response(&format!("{}/", server.base))
         .await
-        .expect("dashboard")
         .text()
         .await
         .expect("html");
@@ -812,10 +777,7 @@ async fn the_data_folder_and_database_files_are_owner_only() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), "", "");
     let client = reqwest::Client::new();
-    assert_eq!(
-        send_signed(&client, &server.base, stripe_event("evt_perm")).await,
-        200
-    );
+    assert_accepted(&client, &server.base, "evt_perm").await;
     let data = dir.path().join("data");
     let mode = |p: &Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
     assert_eq!(mode(&data), 0o700, "data folder");

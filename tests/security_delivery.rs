@@ -190,9 +190,7 @@ impl Rx {
                         .unwrap()
                 }
             });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(warp::serve(route).incoming(listener).run());
+        let addr = storehook_stand_ins::serve(route).await;
         Rx { addr, hits }
     }
 

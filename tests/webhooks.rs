@@ -6,7 +6,7 @@ mod common;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use common::receiver::{signature_valid, Receiver};
+use common::receiver::{signature_valid, Received, Receiver};
 use common::TestServer;
 use serde_json::{json, Value};
 
@@ -21,6 +21,24 @@ fn webhook(name: &str, url: &str, extra: &str) -> String {
     format!("[[webhooks]]\nname = \"{name}\"\nurl = \"{url}\"\nsecret = \"{SECRET}\"\n{extra}\n")
 }
 
+/// The example store, and one webhook, "main", at `url`.
+async fn server_with_main_webhook(url: &str, retry_schedule: &str, extra: &str) -> TestServer {
+    TestServer::start(&format!(
+        "{EXAMPLE}{}{}",
+        delivery(retry_schedule),
+        webhook("main", url, extra)
+    ))
+    .await
+}
+
+/// The store's notification id an event delivery carries.
+fn notification_id(r: &Received) -> String {
+    r.json()["event"]["store_notification_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 async fn send(server: &TestServer, body: Value) -> (u16, Value) {
     server.send_example("k", &body).await
 }
@@ -33,15 +51,11 @@ fn note(id: &str, kind: &str, sub: &str, at: i64) -> Value {
 #[tokio::test]
 async fn every_event_is_delivered_signed_with_the_event_body() {
     let rx = Receiver::start().await;
-    let server = TestServer::start(&format!(
-        "{EXAMPLE}{}{}",
-        delivery("[0.1]"),
-        webhook(
-            "main",
-            &rx.url("/hook"),
-            "authorization = \"Bearer op-token\""
-        )
-    ))
+    let server = server_with_main_webhook(
+        &rx.url("/hook"),
+        "[0.1]",
+        "authorization = \"Bearer op-token\"",
+    )
     .await;
     server.track("example", "s1", "user-1").await;
     for (i, kind) in ["INITIAL_PURCHASE", "RENEWAL", "CANCELLATION"]
@@ -110,12 +124,7 @@ async fn every_event_is_delivered_signed_with_the_event_body() {
 async fn a_receiver_that_fails_twice_gets_the_event_on_the_third_attempt() {
     let rx = Receiver::start().await;
     rx.answer_with(|_, n| if n < 2 { 500 } else { 200 });
-    let server = TestServer::start(&format!(
-        "{EXAMPLE}{}{}",
-        delivery("[0.1, 0.1, 0.1]"),
-        webhook("main", &rx.url("/"), "")
-    ))
-    .await;
+    let server = server_with_main_webhook(&rx.url("/"), "[0.1, 0.1, 0.1]", "").await;
     server.track("example", "s1", "u").await;
     send(&server, note("n1", "RENEWAL", "s1", 10)).await;
     let log = rx
@@ -136,12 +145,7 @@ async fn a_receiver_that_fails_twice_gets_the_event_on_the_third_attempt() {
     let delivered = server.wait_for_deliveries("main", "delivered").await;
     let d = &delivered["deliveries"][0];
     assert_eq!(d["attempts"], 3, "{delivered}");
-    let statuses: Vec<_> = d["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["status"].clone())
-        .collect();
+    let statuses = common::field_of_each(&d["history"], "status");
     assert_eq!(statuses, vec![json!(500), json!(500), json!(200)]);
     let (_, hooks) = server.get_admin("/v1/webhooks").await;
     assert_eq!(hooks["webhooks"][0]["delivered"], 1, "{hooks}");
@@ -164,12 +168,7 @@ async fn a_failing_subscription_holds_back_only_its_own_events() {
             200
         }
     });
-    let server = TestServer::start(&format!(
-        "{EXAMPLE}{}{}",
-        delivery("[0.05]"),
-        webhook("main", &rx.url("/"), "max_attempts = 1000")
-    ))
-    .await;
+    let server = server_with_main_webhook(&rx.url("/"), "[0.05]", "max_attempts = 1000").await;
     server.track("example", "A", "ua").await;
     server.track("example", "B", "ub").await;
     send(&server, note("a1", "INITIAL_PURCHASE", "A", 1)).await;
@@ -182,16 +181,10 @@ async fn a_failing_subscription_holds_back_only_its_own_events() {
                 && l.iter().filter(|r| r.answered == 503).count() >= 3
         })
         .await;
-    let notification = |r: &common::receiver::Received| {
-        r.json()["event"]["store_notification_id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
     assert!(
         log.iter()
             .filter(|r| r.answered == 503)
-            .all(|r| notification(r) == "a1"),
+            .all(|r| notification_id(r) == "a1"),
         "a2 must wait behind a1"
     );
     block_a.store(false, Ordering::SeqCst);
@@ -203,32 +196,25 @@ async fn a_failing_subscription_holds_back_only_its_own_events() {
     let delivered: Vec<_> = log
         .iter()
         .filter(|r| r.answered == 200)
-        .map(notification)
+        .map(notification_id)
         .collect();
-    let a_order: Vec<_> = delivered
-        .iter()
-        .filter(|n| n.starts_with('a'))
-        .cloned()
-        .collect();
-    assert_eq!(a_order, vec!["a1", "a2"]);
-    let b_order: Vec<_> = delivered
-        .iter()
-        .filter(|n| n.starts_with('b'))
-        .cloned()
-        .collect();
-    assert_eq!(b_order, vec!["b1", "b2"]);
+    // Each subscription's notifications ("a…" and "b…") in their order.
+    let order_of = |subscription: char| -> Vec<&str> {
+        delivered
+            .iter()
+            .filter(|n| n.starts_with(subscription))
+            .map(String::as_str)
+            .collect()
+    };
+    assert_eq!(order_of('a'), vec!["a1", "a2"]);
+    assert_eq!(order_of('b'), vec!["b1", "b2"]);
 }
 
 #[tokio::test]
 async fn dead_deliveries_are_listed_and_can_be_retried() {
     let rx = Receiver::start().await;
     rx.answer_with(|_, _| 500);
-    let server = TestServer::start(&format!(
-        "{EXAMPLE}{}{}",
-        delivery("[0.05]"),
-        webhook("main", &rx.url("/"), "max_attempts = 2")
-    ))
-    .await;
+    let server = server_with_main_webhook(&rx.url("/"), "[0.05]", "max_attempts = 2").await;
     server.track("example", "s1", "u").await;
     send(&server, note("n1", "RENEWAL", "s1", 10)).await;
     let dead = server.wait_for_deliveries("main", "dead").await;
@@ -256,12 +242,7 @@ async fn dead_deliveries_are_listed_and_can_be_retried() {
 #[tokio::test]
 async fn a_test_event_can_be_sent_on_demand() {
     let rx = Receiver::start().await;
-    let server = TestServer::start(&format!(
-        "{EXAMPLE}{}{}",
-        delivery("[0.1]"),
-        webhook("main", &rx.url("/"), "")
-    ))
-    .await;
+    let server = server_with_main_webhook(&rx.url("/"), "[0.1]", "").await;
     let url = format!("{}/v1/webhooks/main/test", server.base);
     assert_eq!(server.post_admin_status(&url).await, 202);
     let log = rx.wait_for(10, "the test event", |l| !l.is_empty()).await;
@@ -308,9 +289,7 @@ async fn forwards_pass_the_raw_body_and_store_headers_byte_for_byte() {
         log[0].headers
     );
     // A duplicate is not forwarded twice.
-    server
-        .post("/v1/notifications/example", &[("x-example-key", "k")], raw)
-        .await;
+    server.send_example_raw("k", raw).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(rx.received().len(), 1);
 }
@@ -347,16 +326,8 @@ async fn filters_route_by_store_environment_and_type() {
         .wait_for(10, "sandbox events", |l| l.len() >= 2)
         .await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let ids = |l: &[common::receiver::Received]| -> Vec<String> {
-        let mut v: Vec<String> = l
-            .iter()
-            .map(|r| {
-                r.json()["event"]["store_notification_id"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
-            .collect();
+    let ids = |l: &[Received]| -> Vec<String> {
+        let mut v: Vec<String> = l.iter().map(notification_id).collect();
         v.sort();
         v
     };
@@ -367,12 +338,7 @@ async fn filters_route_by_store_environment_and_type() {
 #[tokio::test]
 async fn events_of_notifications_received_before_tracking_go_out_when_tracking_starts() {
     let rx = Receiver::start().await;
-    let server = TestServer::start(&format!(
-        "{EXAMPLE}{}{}",
-        delivery("[0.1]"),
-        webhook("main", &rx.url("/"), "")
-    ))
-    .await;
+    let server = server_with_main_webhook(&rx.url("/"), "[0.1]", "").await;
     send(&server, note("n2", "RENEWAL", "s1", 20)).await;
     send(&server, note("n1", "INITIAL_PURCHASE", "s1", 10)).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;

@@ -158,26 +158,45 @@ impl Ledger {
     }
 }
 
+/// What every sender shares: the traffic, the next fresh event's number
+/// and the ledger of what was answered.
+#[derive(Clone)]
+pub struct Load {
+    pub traffic: Arc<Traffic>,
+    pub next: Arc<AtomicU64>,
+    pub ledger: Arc<Mutex<Ledger>>,
+}
+
+impl Load {
+    pub fn new() -> Self {
+        Self {
+            traffic: Arc::new(Traffic::new()),
+            next: Arc::new(AtomicU64::new(0)),
+            ledger: Arc::new(Mutex::new(Ledger::default())),
+        }
+    }
+}
+
 /// Runs `workers` senders until `stop`, worker `w` against `bases[w %
-/// bases.len()]`: fresh events from `next`, and every eighth request a store
-/// retry of an earlier one.
+/// bases.len()]`: fresh events from `load.next`, and every eighth request
+/// a store retry of an earlier one.
 pub fn spawn_load(
-    bases: Vec<String>,
-    traffic: Arc<Traffic>,
-    next: Arc<AtomicU64>,
-    ledger: Arc<Mutex<Ledger>>,
-    stop: Arc<AtomicBool>,
+    bases: &[String],
+    load: &Load,
+    stop: &Arc<AtomicBool>,
     workers: usize,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     (0..workers)
         .map(|w| {
-            let (base, traffic, next, ledger, stop) = (
-                bases[w % bases.len()].clone(),
-                traffic.clone(),
-                next.clone(),
-                ledger.clone(),
-                stop.clone(),
-            );
+            let base = bases[w % bases.len()].clone();
+            let (
+                Load {
+                    traffic,
+                    next,
+                    ledger,
+                },
+                stop,
+            ) = (load.clone(), stop.clone());
             tokio::spawn(async move {
                 let client = client();
                 let mut i = 0u64;

@@ -183,12 +183,17 @@ impl TestServer {
     /// Posts a notification to the example plugin, authenticated with `key`
     /// (the test configs use `k`).
     pub async fn send_example(&self, key: &str, body: &Value) -> (u16, Value) {
-        self.post(
-            "/v1/notifications/example",
-            &[("x-example-key", key)],
-            body.to_string(),
-        )
-        .await
+        self.send_example_raw(key, body.to_string()).await
+    }
+
+    /// [`TestServer::send_example`] with a body as it is (not JSON, say).
+    pub async fn send_example_raw(
+        &self,
+        key: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        self.post("/v1/notifications/example", &[("x-example-key", key)], body)
+            .await
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -243,11 +248,7 @@ impl TestServer {
     pub async fn store_status(&self, store: &str) -> Value {
         let (status, body) = self.get_admin("/v1/stores").await;
         assert_eq!(status, 200, "{body}");
-        body["stores"]
-            .as_array()
-            .and_then(|a| a.iter().find(|s| s["store"] == store))
-            .cloned()
-            .unwrap_or_else(|| panic!("store {store} not listed: {body}"))
+        store_entry(&body, store)
     }
 
     pub async fn subscription(&self, store: &str, id: &str) -> (u16, Value) {
@@ -262,6 +263,59 @@ impl Drop for TestServer {
             drop(r);
         }
     }
+}
+
+/// `GET {base}/metrics` (open on its listener, no token): the exposition text.
+pub async fn metrics_text(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+/// `field` of each entry of the JSON array `list`, in order.
+pub fn field_of_each(list: &Value, field: &str) -> Vec<Value> {
+    let entries = list
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"));
+    entries.iter().map(|entry| entry[field].clone()).collect()
+}
+
+/// One store's entry in a `GET /v1/stores` answer.
+pub fn store_entry(stores: &Value, store: &str) -> Value {
+    stores["stores"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["store"] == store))
+        .cloned()
+        .unwrap_or_else(|| panic!("store {store} not listed: {stores}"))
+}
+
+/// `GET url` (a whole URL, for servers other than [`TestServer`]) with the
+/// admin token.
+pub async fn get_admin_response(url: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("request")
+}
+
+/// [`get_admin_response`]'s body as JSON.
+pub async fn get_admin_json(url: &str) -> Value {
+    get_admin_response(url).await.json().await.expect("json")
+}
+
+/// Asserts an answer's status and what its `field` ("error", "verdict",
+/// "status") says, showing the whole body when either differs.
+pub fn assert_answer((status, body): (u16, &Value), expected: u16, field: &str, says: &str) {
+    assert_eq!(
+        (status, body[field].as_str()),
+        (expected, Some(says)),
+        "{body}"
+    );
 }
 
 pub async fn into_json(resp: reqwest::Response) -> (u16, Value) {

@@ -97,6 +97,32 @@ fn named(params: &mut CertificateParams, cn: &str) {
         .push(DnType::OrganizationName, "storehook-bench");
 }
 
+/// A certificate issued by its parent (the intermediate or the leaf), from
+/// 2020 until the start of `until_year`, naming its issuer's key and carrying
+/// Apple's marker extension `marker_oid`.
+fn issued_params(
+    common_name: &str,
+    is_ca: IsCa,
+    key_usages: Vec<KeyUsagePurpose>,
+    until_year: i32,
+    marker_oid: &[u64],
+) -> Result<CertificateParams> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    named(&mut params, common_name);
+    params.is_ca = is_ca;
+    params.key_usages = key_usages;
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(until_year, 1, 1);
+    params.use_authority_key_identifier_extension = true;
+    params
+        .custom_extensions
+        .push(CustomExtension::from_oid_content(
+            marker_oid,
+            vec![0x05, 0x00],
+        ));
+    Ok(params)
+}
+
 fn create_apple_chain(dir: &Path) -> Result<()> {
     let root_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384)?;
     let mut root = CertificateParams::new(Vec::<String>::new())?;
@@ -109,35 +135,24 @@ fn create_apple_chain(dir: &Path) -> Result<()> {
     let root_issuer = Issuer::from_params(&root, &root_key);
 
     let intermediate_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384)?;
-    let mut intermediate = CertificateParams::new(Vec::<String>::new())?;
-    named(&mut intermediate, "storehook-bench WWDR Intermediate");
-    intermediate.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    intermediate.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    intermediate.not_before = rcgen::date_time_ymd(2020, 1, 1);
-    intermediate.not_after = rcgen::date_time_ymd(2044, 1, 1);
-    intermediate.use_authority_key_identifier_extension = true;
-    intermediate
-        .custom_extensions
-        .push(CustomExtension::from_oid_content(
-            INTERMEDIATE_OID,
-            vec![0x05, 0x00],
-        ));
+    let intermediate = issued_params(
+        "storehook-bench WWDR Intermediate",
+        IsCa::Ca(BasicConstraints::Unconstrained),
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign],
+        2044,
+        INTERMEDIATE_OID,
+    )?;
     let intermediate_cert = intermediate.signed_by(&intermediate_key, &root_issuer)?;
     let intermediate_issuer = Issuer::from_params(&intermediate, &intermediate_key);
 
     let leaf_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-    let mut leaf = CertificateParams::new(Vec::<String>::new())?;
-    named(&mut leaf, "storehook-bench Receipt Signing");
-    leaf.is_ca = IsCa::ExplicitNoCa;
-    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    leaf.not_before = rcgen::date_time_ymd(2020, 1, 1);
-    leaf.not_after = rcgen::date_time_ymd(2043, 1, 1);
-    leaf.use_authority_key_identifier_extension = true;
-    leaf.custom_extensions
-        .push(CustomExtension::from_oid_content(
-            LEAF_OID,
-            vec![0x05, 0x00],
-        ));
+    let leaf = issued_params(
+        "storehook-bench Receipt Signing",
+        IsCa::ExplicitNoCa,
+        vec![KeyUsagePurpose::DigitalSignature],
+        2043,
+        LEAF_OID,
+    )?;
     let leaf_cert = leaf.signed_by(&leaf_key, &intermediate_issuer)?;
 
     std::fs::write(dir.join("apple-root.der"), root_cert.der())?;

@@ -178,6 +178,12 @@ impl WorkloadArgs {
     }
 }
 
+/// The server binary given on the command line, else the one built next to
+/// this one.
+fn server_bin(given: Option<PathBuf>) -> Result<PathBuf> {
+    given.map_or_else(default_server_bin, Ok)
+}
+
 fn default_server_bin() -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let bin = exe.with_file_name("storehook");
@@ -336,10 +342,7 @@ async fn async_main(cli: Cli) -> Result<()> {
                     )
                 }
                 None => {
-                    let bin = match server {
-                        Some(b) => b,
-                        None => default_server_bin()?,
-                    };
+                    let bin = server_bin(server)?;
                     let target = Target {
                         label: "run",
                         bin: &bin,
@@ -373,10 +376,7 @@ async fn async_main(cli: Cli) -> Result<()> {
         } => {
             let keys = Keys::load_or_create(&args.workdir)?;
             let mut workload = Arc::new(args.generate(&keys)?);
-            let a_bin = match a_bin {
-                Some(b) => b,
-                None => default_server_bin()?,
-            };
+            let a_bin = server_bin(a_bin)?;
             let b_bin = b_bin.unwrap_or_else(|| a_bin.clone());
             let a = Target {
                 label: "A",

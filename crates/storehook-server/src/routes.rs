@@ -26,6 +26,24 @@ pub enum Surface {
     Admin,
 }
 
+/// One route: `method` on `path`, then each filter in `with` (what the
+/// handler takes after the path's parameters), then `handler`. One line a
+/// route keeps the tables below readable as tables.
+macro_rules! route {
+    ($method:ident $path:expr, $($with:expr),+ => $handler:expr) => {
+        $path.and(warp::$method())$(.and($with))+.then($handler)
+    };
+}
+pub(crate) use route;
+
+/// The first of several routes that matches (`a.or(b).unify()…`).
+macro_rules! first_of {
+    ($first:expr $(, $rest:expr)* $(,)?) => {
+        $first$(.or($rest).unify())*
+    };
+}
+pub(crate) use first_of;
+
 type Routes = warp::filters::BoxedFilter<(warp::reply::Response,)>;
 
 pub fn routes(state: Arc<AppState>, surface: Surface) -> Routes {
@@ -50,7 +68,8 @@ pub fn routes(state: Arc<AppState>, surface: Surface) -> Routes {
         .boxed()
 }
 
-fn body() -> impl Filter<Extract = (BodyStream,), Error = warp::Rejection> + Clone {
+/// The request body as a stream, read as the handler consumes it.
+pub(crate) fn body() -> impl Filter<Extract = (BodyStream,), Error = warp::Rejection> + Clone {
     warp::body::stream().map(|s| Box::pin(into_bytes_stream(s)) as BodyStream)
 }
 
@@ -84,12 +103,7 @@ fn public(state: Arc<AppState>, admin_elsewhere: bool) -> Partial {
         }))
         .then(handlers::list_stores);
 
-    notifications
-        .or(stores)
-        .unify()
-        .or(healthz(state))
-        .unify()
-        .boxed()
+    first_of!(notifications, stores, healthz(state)).boxed()
 }
 
 fn healthz(
@@ -114,150 +128,62 @@ fn admin(state: Arc<AppState>) -> Partial {
         .and(with_state.clone())
         .map(|state: Arc<AppState>| crate::metrics::response(&state.metrics));
 
-    let auth = state.auth.credentials();
-
-    // The body is read only after the credentials are checked.
-    let track = warp::path!("v1" / "subscriptions")
-        .and(warp::post())
-        .and(with_state.clone())
-        .and(auth.clone())
-        .and(warp::header::headers_cloned())
-        .and(body())
-        .then(handlers::track_subscription);
-
-    let subscription = warp::path!("v1" / "subscriptions" / String / String)
-        .and(warp::get())
-        .and(with_state.clone())
-        .and(auth.clone())
-        .then(handlers::get_subscription);
-
-    let subscriber = warp::path!("v1" / "subscribers" / String)
-        .and(warp::get())
-        .and(with_state.clone())
-        .and(auth.clone())
-        .then(handlers::get_subscriber);
-
+    // What nearly every route takes: the state and who is asking. The body
+    // is read only after the credentials are checked.
+    let ctx = with_state.clone().and(state.auth.credentials());
+    let headers = warp::header::headers_cloned;
     let query = warp::query::<std::collections::HashMap<String, String>>()
         .or(warp::any().map(std::collections::HashMap::new))
         .unify();
-    let events = warp::path!("v1" / "events")
-        .and(warp::get())
-        .and(query)
-        .and(with_state.clone())
-        .and(auth.clone())
-        .then(webhooks::list_events);
-    let list_webhooks = warp::path!("v1" / "webhooks")
-        .and(warp::get())
-        .and(with_state.clone())
-        .and(auth.clone())
-        .then(webhooks::list_webhooks);
-    let deliveries = warp::path!("v1" / "webhooks" / String / "deliveries")
-        .and(warp::get())
-        .and(query)
-        .and(with_state.clone())
-        .and(auth.clone())
-        .then(webhooks::list_deliveries);
-    let retry = warp::path!("v1" / "webhooks" / String / "deliveries" / i64 / "retry")
-        .and(warp::post())
-        .and(with_state.clone())
-        .and(auth.clone())
-        .then(webhooks::retry_delivery);
-    let test_event = warp::path!("v1" / "webhooks" / String / "test")
-        .and(warp::post())
-        .and(with_state.clone())
-        .and(auth.clone())
-        .then(webhooks::send_test);
 
-    let stores = warp::path!("v1" / "stores")
-        .and(warp::get())
-        .and(with_state.clone())
-        .and(auth.clone())
-        .then(handlers::list_stores);
+    let track = route!(post warp::path!("v1" / "subscriptions"), ctx.clone(), headers(), body() => handlers::track_subscription);
+    let subscription = route!(get warp::path!("v1" / "subscriptions" / String / String), ctx.clone() => handlers::get_subscription);
+    let subscriber = route!(get warp::path!("v1" / "subscribers" / String), ctx.clone() => handlers::get_subscriber);
 
-    let instances = warp::path!("v1" / "instances")
-        .and(warp::get())
-        .and(with_state.clone())
-        .and(auth.clone())
-        .then(handlers::list_instances);
+    let events =
+        route!(get warp::path!("v1" / "events"), query, ctx.clone() => webhooks::list_events);
+    let list_webhooks =
+        route!(get warp::path!("v1" / "webhooks"), ctx.clone() => webhooks::list_webhooks);
+    let deliveries = route!(get warp::path!("v1" / "webhooks" / String / "deliveries"), query, ctx.clone() => webhooks::list_deliveries);
+    let retry = route!(post warp::path!("v1" / "webhooks" / String / "deliveries" / i64 / "retry"), ctx.clone() => webhooks::retry_delivery);
+    let test_event = route!(post warp::path!("v1" / "webhooks" / String / "test"), ctx.clone() => webhooks::send_test);
+
+    let stores = route!(get warp::path!("v1" / "stores"), ctx.clone() => handlers::list_stores);
+
+    let instances =
+        route!(get warp::path!("v1" / "instances"), ctx.clone() => handlers::list_instances);
 
     // The pull side: connection checks, backfills and their jobs.
-    let post_check = warp::path!("v1" / "stores" / String / "check")
-        .and(warp::post())
-        .and(with_state.clone())
-        .and(auth.clone())
-        .then(api::post_check);
-    let get_check = warp::path!("v1" / "stores" / String / "check")
-        .and(warp::get())
-        .and(with_state.clone())
-        .and(auth.clone())
-        .then(api::get_check);
-    let backfill = warp::path!("v1" / "stores" / String / "backfill")
-        .and(warp::post())
-        .and(with_state.clone())
-        .and(auth.clone())
-        .and(warp::header::headers_cloned())
-        .and(body())
-        .then(api::post_backfill);
-    let jobs = warp::path!("v1" / "jobs")
-        .and(warp::get())
-        .and(query)
-        .and(with_state.clone())
-        .and(auth.clone())
-        .then(api::list_jobs);
-    let job = warp::path!("v1" / "jobs" / i64)
-        .and(warp::get())
-        .and(with_state.clone())
-        .and(auth.clone())
-        .then(api::get_job);
-    let cancel = warp::path!("v1" / "jobs" / i64 / "cancel")
-        .and(warp::post())
-        .and(with_state.clone())
-        .and(auth.clone())
-        .then(api::post_cancel);
-    let store_api = post_check
-        .or(get_check)
-        .unify()
-        .or(backfill)
-        .unify()
-        .or(jobs)
-        .unify()
-        .or(job)
-        .unify()
-        .or(cancel)
-        .unify()
-        .boxed();
+    let post_check = route!(post warp::path!("v1" / "stores" / String / "check"), ctx.clone() => api::post_check);
+    let get_check =
+        route!(get warp::path!("v1" / "stores" / String / "check"), ctx.clone() => api::get_check);
+    let backfill = route!(post warp::path!("v1" / "stores" / String / "backfill"), ctx.clone(), headers(), body() => api::post_backfill);
+    let jobs = route!(get warp::path!("v1" / "jobs"), query, ctx.clone() => api::list_jobs);
+    let job = route!(get warp::path!("v1" / "jobs" / i64), ctx.clone() => api::get_job);
+    let cancel =
+        route!(post warp::path!("v1" / "jobs" / i64 / "cancel"), ctx.clone() => api::post_cancel);
+    let store_api = first_of!(post_check, get_check, backfill, jobs, job, cancel).boxed();
 
-    metrics
-        .or(stores)
-        .unify()
-        .or(instances)
-        .unify()
-        .or(healthz(state.clone()))
-        .unify()
-        .or(track)
-        .unify()
-        .or(subscription)
-        .unify()
-        .or(subscriber)
-        .unify()
-        .or(events)
-        .unify()
-        .or(list_webhooks)
-        .unify()
-        .or(deliveries)
-        .unify()
-        .or(retry)
-        .unify()
-        .or(test_event)
-        .unify()
-        .or(store_api)
-        .unify()
-        .or(crate::dashboard::routes(state.clone()))
-        .unify()
-        .boxed()
+    first_of!(
+        metrics,
+        stores,
+        instances,
+        healthz(state.clone()),
+        track,
+        subscription,
+        subscriber,
+        events,
+        list_webhooks,
+        deliveries,
+        retry,
+        test_event,
+        store_api,
+        crate::dashboard::routes(state.clone()),
+    )
+    .boxed()
 }
 
-pub(crate) fn into_bytes_stream(
+fn into_bytes_stream(
     s: impl Stream<Item = Result<impl Buf, warp::Error>> + Send + 'static,
 ) -> impl Stream<Item = Result<bytes::Bytes, String>> + Send + 'static {
     s.map_ok(|mut buf| buf.copy_to_bytes(buf.remaining()))

@@ -601,6 +601,34 @@ pub mod signing {
             .push(DnType::OrganizationName, "storehook tests");
     }
 
+    /// (year, month, day) of notBefore and notAfter.
+    type Validity = ((i32, u8, u8), (i32, u8, u8));
+
+    /// A certificate issued by its parent (the intermediate or the leaf):
+    /// it names its issuer's key, and carries Apple's marker extension
+    /// `marker_oid` unless the chain leaves it out.
+    fn issued_params(
+        common_name: &str,
+        is_ca: IsCa,
+        key_usages: Vec<KeyUsagePurpose>,
+        ((y0, m0, d0), (y1, m1, d1)): Validity,
+        marker_oid: Option<&[u64]>,
+    ) -> CertificateParams {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        name(&mut params, common_name);
+        params.is_ca = is_ca;
+        params.key_usages = key_usages;
+        params.not_before = rcgen::date_time_ymd(y0, m0, d0);
+        params.not_after = rcgen::date_time_ymd(y1, m1, d1);
+        params.use_authority_key_identifier_extension = true;
+        if let Some(oid) = marker_oid {
+            params
+                .custom_extensions
+                .push(CustomExtension::from_oid_content(oid, vec![0x05, 0x00]));
+        }
+        params
+    }
+
     impl TestChain {
         pub fn new(options: ChainOptions) -> Self {
             let root_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
@@ -617,54 +645,30 @@ pub mod signing {
             let root_issuer = Issuer::from_params(&root_params, &root_key);
 
             let intermediate_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
-            let mut intermediate_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-            name(
-                &mut intermediate_params,
+            let intermediate_params = issued_params(
                 &format!("Test WWDR Intermediate{}", options.names_suffix),
+                if options.intermediate_is_ca {
+                    IsCa::Ca(BasicConstraints::Unconstrained)
+                } else {
+                    IsCa::ExplicitNoCa
+                },
+                vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign],
+                ((2016, 1, 1), (2038, 1, 1)),
+                options.intermediate_oid.then_some(INTERMEDIATE_OID),
             );
-            intermediate_params.is_ca = if options.intermediate_is_ca {
-                IsCa::Ca(BasicConstraints::Unconstrained)
-            } else {
-                IsCa::ExplicitNoCa
-            };
-            intermediate_params.key_usages =
-                vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-            intermediate_params.not_before = rcgen::date_time_ymd(2016, 1, 1);
-            intermediate_params.not_after = rcgen::date_time_ymd(2038, 1, 1);
-            intermediate_params.use_authority_key_identifier_extension = true;
-            if options.intermediate_oid {
-                intermediate_params
-                    .custom_extensions
-                    .push(CustomExtension::from_oid_content(
-                        INTERMEDIATE_OID,
-                        vec![0x05, 0x00],
-                    ));
-            }
             let intermediate = intermediate_params
                 .signed_by(&intermediate_key, &root_issuer)
                 .unwrap();
             let intermediate_issuer = Issuer::from_params(&intermediate_params, &intermediate_key);
 
             let leaf_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-            let mut leaf_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-            name(
-                &mut leaf_params,
+            let leaf_params = issued_params(
                 &format!("Test Receipt Signing{}", options.names_suffix),
+                IsCa::ExplicitNoCa,
+                vec![KeyUsagePurpose::DigitalSignature],
+                options.leaf_validity,
+                options.leaf_oid.then_some(LEAF_OID),
             );
-            leaf_params.is_ca = IsCa::ExplicitNoCa;
-            leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-            let ((y0, m0, d0), (y1, m1, d1)) = options.leaf_validity;
-            leaf_params.not_before = rcgen::date_time_ymd(y0, m0, d0);
-            leaf_params.not_after = rcgen::date_time_ymd(y1, m1, d1);
-            leaf_params.use_authority_key_identifier_extension = true;
-            if options.leaf_oid {
-                leaf_params
-                    .custom_extensions
-                    .push(CustomExtension::from_oid_content(
-                        LEAF_OID,
-                        vec![0x05, 0x00],
-                    ));
-            }
             let leaf = leaf_params
                 .signed_by(&leaf_key, &intermediate_issuer)
                 .unwrap();

@@ -276,8 +276,7 @@ impl ScopedVerifier<'_> {
         jws: &str,
         now_ms: i64,
     ) -> Result<(NotificationPayload, Map<String, Value>), VerificationError> {
-        let json = self.verifier.verify_signed_object(jws, now_ms)?;
-        let payload: NotificationPayload = structure(&json).map_err(schema_error)?;
+        let (payload, json): (NotificationPayload, _) = self.verify_object(jws, now_ms)?;
         self.check_notification(&payload.identity())?;
         Ok((payload, json))
     }
@@ -308,18 +307,8 @@ impl ScopedVerifier<'_> {
         jws: &str,
         now_ms: i64,
     ) -> Result<(TransactionInfo, Map<String, Value>), VerificationError> {
-        let json = self.verifier.verify_signed_object(jws, now_ms)?;
-        let tx: TransactionInfo = structure(&json).map_err(schema_error)?;
-        if tx.bundle_id() != Some(self.app.bundle_id.as_str()) {
-            return Err(VerificationError::new(
-                VerificationStatus::InvalidAppIdentifier,
-                format!(
-                    "the transaction's bundle id {} is not {}",
-                    describe(tx.bundle_id()),
-                    self.app.bundle_id
-                ),
-            ));
-        }
+        let (tx, json): (TransactionInfo, _) = self.verify_object(jws, now_ms)?;
+        self.check_app_of("transaction", tx.bundle_id(), None)?;
         self.check_environment(tx.environment(), "transaction")?;
         Ok((tx, json))
     }
@@ -330,8 +319,7 @@ impl ScopedVerifier<'_> {
         jws: &str,
         now_ms: i64,
     ) -> Result<(RenewalInfo, Map<String, Value>), VerificationError> {
-        let json = self.verifier.verify_signed_object(jws, now_ms)?;
-        let renewal: RenewalInfo = structure(&json).map_err(schema_error)?;
+        let (renewal, json): (RenewalInfo, _) = self.verify_object(jws, now_ms)?;
         self.check_environment(renewal.environment(), "renewal info")?;
         Ok((renewal, json))
     }
@@ -343,22 +331,49 @@ impl ScopedVerifier<'_> {
         jws: &str,
         now_ms: i64,
     ) -> Result<(AppTransaction, Map<String, Value>), VerificationError> {
+        let (app_tx, json): (AppTransaction, _) = self.verify_object(jws, now_ms)?;
+        self.check_app_of(
+            "app transaction",
+            app_tx.bundle_id(),
+            Some(app_tx.app_apple_id()),
+        )?;
+        self.check_environment(app_tx.receipt_type(), "app transaction")?;
+        Ok((app_tx, json))
+    }
+
+    /// Verifies `jws` and reads its payload in Apple's schema, keeping the
+    /// JSON too.
+    fn verify_object<T: serde::de::DeserializeOwned>(
+        &self,
+        jws: &str,
+        now_ms: i64,
+    ) -> Result<(T, Map<String, Value>), VerificationError> {
         let json = self.verifier.verify_signed_object(jws, now_ms)?;
-        let app_tx: AppTransaction = structure(&json).map_err(schema_error)?;
-        if app_tx.bundle_id() != Some(self.app.bundle_id.as_str())
-            || (self.production() && app_tx.app_apple_id() != self.app.app_apple_id)
-        {
+        let object = structure(&json).map_err(schema_error)?;
+        Ok((object, json))
+    }
+
+    /// `what` names this app: its bundle id, and in Production its app
+    /// Apple id when one is given (`Some`: the payload carries the field).
+    fn check_app_of(
+        &self,
+        what: &str,
+        bundle_id: Option<&str>,
+        app_apple_id: Option<Option<i64>>,
+    ) -> Result<(), VerificationError> {
+        let other_app =
+            app_apple_id.is_some_and(|id| self.production() && id != self.app.app_apple_id);
+        if bundle_id != Some(self.app.bundle_id.as_str()) || other_app {
             return Err(VerificationError::new(
                 VerificationStatus::InvalidAppIdentifier,
                 format!(
-                    "the app transaction's bundle id {} is not {}",
-                    describe(app_tx.bundle_id()),
+                    "the {what}'s bundle id {} is not {}",
+                    describe(bundle_id),
                     self.app.bundle_id
                 ),
             ));
         }
-        self.check_environment(app_tx.receipt_type(), "app transaction")?;
-        Ok((app_tx, json))
+        Ok(())
     }
 
     fn check_environment(

@@ -20,18 +20,23 @@ fn adapter_trusting(chain: &TestChain) -> AppleAdapter {
     adapter(&[(BUNDLE, Some(APP_ID))], BOTH, vec![chain.root.clone()])
 }
 
-fn verify(
-    adapter: &AppleAdapter,
-    jws: &str,
-) -> Result<storehook_core::VerifiedNotification, storehook_core::AdapterError> {
-    adapter.verify_body(&body(jws), NOW_2026_MS)
+/// A good chain and an adapter trusting its root.
+fn good_chain_and_adapter() -> (TestChain, AppleAdapter) {
+    let chain = TestChain::good();
+    let adapter = adapter_trusting(&chain);
+    (chain, adapter)
+}
+
+/// A SUBSCRIBED notification from Sandbox, signed in June 2025 (when the
+/// test chains are valid).
+fn june_notification(chain: &TestChain) -> Value {
+    subscribed_notification(chain, "Sandbox", JUNE_2025_MS)
 }
 
 #[test]
 fn a_good_chain_verifies_and_decodes() {
-    let chain = TestChain::good();
-    let adapter = adapter_trusting(&chain);
-    let jws = chain.sign(&subscribed_notification(&chain, "Sandbox", JUNE_2025_MS));
+    let (chain, adapter) = good_chain_and_adapter();
+    let jws = chain.sign(&june_notification(&chain));
     let n = verify(&adapter, &jws).unwrap();
     assert_eq!(n.event_type, EventType::InitialPurchase);
     assert_eq!(n.raw_type, "SUBSCRIBED/INITIAL_BUY");
@@ -80,8 +85,8 @@ fn each_missing_oid_is_a_verification_failure() {
     ] {
         let chain = TestChain::new(options);
         let adapter = adapter_trusting(&chain);
-        let jws = chain.sign(&subscribed_notification(&chain, "Sandbox", JUNE_2025_MS));
-        let e = assert_refused(verify(&adapter, &jws), "VERIFICATION_FAILURE");
+        let jws = chain.sign(&june_notification(&chain));
+        let e = refuses(&adapter, &jws, "VERIFICATION_FAILURE");
         assert!(e.message().contains(what), "{}", e.message());
     }
 }
@@ -93,15 +98,14 @@ fn an_intermediate_that_is_not_a_ca_fails() {
         ..Default::default()
     });
     let adapter = adapter_trusting(&chain);
-    let jws = chain.sign(&subscribed_notification(&chain, "Sandbox", JUNE_2025_MS));
-    assert_refused(verify(&adapter, &jws), "VERIFICATION_FAILURE");
+    let jws = chain.sign(&june_notification(&chain));
+    refuses(&adapter, &jws, "VERIFICATION_FAILURE");
 }
 
 #[test]
 fn chains_of_one_two_and_four_have_the_wrong_length() {
-    let chain = TestChain::good();
-    let adapter = adapter_trusting(&chain);
-    let payload = subscribed_notification(&chain, "Sandbox", JUNE_2025_MS);
+    let (chain, adapter) = good_chain_and_adapter();
+    let payload = june_notification(&chain);
     let x5c = chain.x5c();
     for certs in [
         vec![x5c[0].clone()],
@@ -114,7 +118,7 @@ fn chains_of_one_two_and_four_have_the_wrong_length() {
         ],
     ] {
         let jws = chain.sign_with_header(&json!({"alg": "ES256", "x5c": certs}), &payload);
-        assert_refused(verify(&adapter, &jws), "INVALID_CHAIN_LENGTH");
+        refuses(&adapter, &jws, "INVALID_CHAIN_LENGTH");
     }
 }
 
@@ -131,22 +135,21 @@ fn a_chain_to_another_root_fails() {
             storehook_apple::APPLE_ROOT_CA_G3.to_vec(),
         ],
     );
-    let jws = chain.sign(&subscribed_notification(&chain, "Sandbox", JUNE_2025_MS));
-    assert_refused(verify(&adapter, &jws), "VERIFICATION_FAILURE");
+    let jws = chain.sign(&june_notification(&chain));
+    refuses(&adapter, &jws, "VERIFICATION_FAILURE");
     // x5c[2] claiming to be the pinned root changes nothing: it is never used.
     let mut x5c = chain.x5c();
     x5c[2] = b64(&other.root);
     let jws = chain.sign_with_header(
         &json!({"alg": "ES256", "x5c": x5c}),
-        &subscribed_notification(&chain, "Sandbox", JUNE_2025_MS),
+        &june_notification(&chain),
     );
-    assert_refused(verify(&adapter, &jws), "VERIFICATION_FAILURE");
+    refuses(&adapter, &jws, "VERIFICATION_FAILURE");
 }
 
 #[test]
 fn x5c_2_is_never_used() {
-    let chain = TestChain::good();
-    let adapter = adapter_trusting(&chain);
+    let (chain, adapter) = good_chain_and_adapter();
     let mut x5c = chain.x5c();
     x5c[2] = "not a certificate at all!".into();
     let jws = chain.sign_with_header(
@@ -169,24 +172,20 @@ fn validity_is_checked_at_each_payloads_signed_date() {
     );
     assert!(n.is_ok(), "{n:?}");
     // Same chain, cached now; a payload signed after expiry fails.
-    let e = assert_refused(
-        verify(
-            &adapter,
-            &chain.sign(&subscribed_notification(&chain, "Sandbox", JUNE_2025_MS)),
-        ),
+    let e = refuses(
+        &adapter,
+        &chain.sign(&june_notification(&chain)),
         "VERIFICATION_FAILURE",
     );
     assert!(e.message().contains("not valid at"), "{}", e.message());
     // Not yet valid: signed before the leaf's notBefore.
-    let e = assert_refused(
-        verify(
-            &adapter,
-            &chain.sign(&subscribed_notification(
-                &chain,
-                "Sandbox",
-                1_500_000_000_000,
-            )),
-        ),
+    let e = refuses(
+        &adapter,
+        &chain.sign(&subscribed_notification(
+            &chain,
+            "Sandbox",
+            1_500_000_000_000,
+        )),
         "VERIFICATION_FAILURE",
     );
     assert!(e.message().contains("not valid at"), "{}", e.message());
@@ -202,9 +201,9 @@ fn a_nested_jws_is_checked_at_its_own_signed_date() {
     // The transaction says it was signed after the leaf expired.
     payload["data"]["signedTransactionInfo"] =
         Value::String(chain.sign(&transaction_payload("Sandbox", JUNE_2025_MS)));
-    assert_refused_in(
-        verify(&adapter, &chain.sign(&payload)),
-        "VERIFICATION_FAILURE",
+    refuses_nested(
+        &adapter,
+        &chain.sign(&payload),
         "data.signedTransactionInfo",
     );
 }
@@ -227,14 +226,13 @@ fn without_signed_date_validity_is_checked_now() {
 
 #[test]
 fn a_tampered_payload_fails() {
-    let chain = TestChain::good();
-    let adapter = adapter_trusting(&chain);
-    let jws = chain.sign(&subscribed_notification(&chain, "Sandbox", JUNE_2025_MS));
+    let (chain, adapter) = good_chain_and_adapter();
+    let jws = chain.sign(&june_notification(&chain));
     let mut parts: Vec<String> = jws.split('.').map(str::to_owned).collect();
     let mut payload = segment_json(&parts[1]);
     payload["data"]["status"] = json!(5);
     parts[1] = b64url(payload.to_string().as_bytes());
-    assert_refused(verify(&adapter, &parts.join(".")), "VERIFICATION_FAILURE");
+    refuses(&adapter, &parts.join("."), "VERIFICATION_FAILURE");
     // A signature from another key over the same bytes.
     let other = TestChain::good();
     let resigned = sign_raw(
@@ -242,14 +240,13 @@ fn a_tampered_payload_fails() {
         &payload.to_string(),
         &other.leaf_key,
     );
-    assert_refused(verify(&adapter, &resigned), "VERIFICATION_FAILURE");
+    refuses(&adapter, &resigned, "VERIFICATION_FAILURE");
 }
 
 #[test]
 fn only_es256_is_accepted() {
-    let chain = TestChain::good();
-    let adapter = adapter_trusting(&chain);
-    let payload = subscribed_notification(&chain, "Sandbox", JUNE_2025_MS);
+    let (chain, adapter) = good_chain_and_adapter();
+    let payload = june_notification(&chain);
     for alg in [
         json!("ES384"),
         json!("none"),
@@ -259,17 +256,16 @@ fn only_es256_is_accepted() {
         json!(256),
     ] {
         let jws = chain.sign_with_header(&json!({"alg": alg, "x5c": chain.x5c()}), &payload);
-        assert_refused(verify(&adapter, &jws), "VERIFICATION_FAILURE");
+        refuses(&adapter, &jws, "VERIFICATION_FAILURE");
     }
     let jws = chain.sign_with_header(&json!({"x5c": chain.x5c()}), &payload);
-    assert_refused(verify(&adapter, &jws), "VERIFICATION_FAILURE");
+    refuses(&adapter, &jws, "VERIFICATION_FAILURE");
 }
 
 #[test]
 fn a_jws_must_have_three_parts() {
-    let chain = TestChain::good();
-    let adapter = adapter_trusting(&chain);
-    let jws = chain.sign(&subscribed_notification(&chain, "Sandbox", JUNE_2025_MS));
+    let (chain, adapter) = good_chain_and_adapter();
+    let jws = chain.sign(&june_notification(&chain));
     let parts: Vec<&str> = jws.split('.').collect();
     for bad in [
         parts[..2].join("."),
@@ -280,15 +276,14 @@ fn a_jws_must_have_three_parts() {
         "a.b.c".into(),
         "a.b.c.d".into(),
     ] {
-        assert_refused(verify(&adapter, &bad), "VERIFICATION_FAILURE");
+        refuses(&adapter, &bad, "VERIFICATION_FAILURE");
     }
 }
 
 #[test]
 fn bad_base64_in_x5c_is_an_invalid_certificate() {
-    let chain = TestChain::good();
-    let adapter = adapter_trusting(&chain);
-    let payload = subscribed_notification(&chain, "Sandbox", JUNE_2025_MS);
+    let (chain, adapter) = good_chain_and_adapter();
+    let payload = june_notification(&chain);
     let x5c = chain.x5c();
     let mut cases = vec![
         ("%%%".to_owned(), x5c[1].clone()),
@@ -310,32 +305,34 @@ fn bad_base64_in_x5c_is_an_invalid_certificate() {
     for (leaf, intermediate) in cases {
         let header = json!({"alg": "ES256", "x5c": [leaf, intermediate, x5c[2]]});
         let jws = chain.sign_with_header(&header, &payload);
-        assert_refused(verify(&adapter, &jws), "INVALID_CERTIFICATE");
+        refuses(&adapter, &jws, "INVALID_CERTIFICATE");
     }
     // Entries that are not strings.
     let header = json!({"alg": "ES256", "x5c": [1, 2, 3]});
-    assert_refused(
-        verify(&adapter, &chain.sign_with_header(&header, &payload)),
+    refuses(
+        &adapter,
+        &chain.sign_with_header(&header, &payload),
         "INVALID_CERTIFICATE",
     );
     // x5c a 3-character string or a 3-key object: Python's len() is 3.
     let header = json!({"alg": "ES256", "x5c": "abc"});
-    assert_refused(
-        verify(&adapter, &chain.sign_with_header(&header, &payload)),
+    refuses(
+        &adapter,
+        &chain.sign_with_header(&header, &payload),
         "INVALID_CERTIFICATE",
     );
     let header = json!({"alg": "ES256", "x5c": {"a": 1, "b": 2, "c": 3}});
-    assert_refused(
-        verify(&adapter, &chain.sign_with_header(&header, &payload)),
+    refuses(
+        &adapter,
+        &chain.sign_with_header(&header, &payload),
         "INVALID_CERTIFICATE",
     );
 }
 
 #[test]
 fn missing_or_empty_x5c_and_bad_header_fields_fail() {
-    let chain = TestChain::good();
-    let adapter = adapter_trusting(&chain);
-    let payload = subscribed_notification(&chain, "Sandbox", JUNE_2025_MS);
+    let (chain, adapter) = good_chain_and_adapter();
+    let payload = june_notification(&chain);
     for header in [
         json!({"alg": "ES256"}),
         json!({"alg": "ES256", "x5c": null}),
@@ -348,7 +345,7 @@ fn missing_or_empty_x5c_and_bad_header_fields_fail() {
         json!(["ES256"]),
     ] {
         let jws = chain.sign_with_header(&header, &payload);
-        assert_refused(verify(&adapter, &jws), "VERIFICATION_FAILURE");
+        refuses(&adapter, &jws, "VERIFICATION_FAILURE");
     }
     // A string kid is fine (PyJWT only checks its type).
     let jws = chain.sign_with_header(
@@ -360,73 +357,54 @@ fn missing_or_empty_x5c_and_bad_header_fields_fail() {
 
 #[test]
 fn a_nested_jws_signed_by_another_key_fails() {
-    let chain = TestChain::good();
-    let adapter = adapter_trusting(&chain);
+    let (chain, adapter) = good_chain_and_adapter();
     let stranger = TestChain::good();
-    let mut payload = subscribed_notification(&chain, "Sandbox", JUNE_2025_MS);
+    let mut payload = june_notification(&chain);
     // Carries our chain but is signed by another key.
     payload["data"]["signedRenewalInfo"] = Value::String(sign(
         &chain.header(),
         &renewal_payload("Sandbox", JUNE_2025_MS),
         &stranger.leaf_key,
     ));
-    assert_refused_in(
-        verify(&adapter, &chain.sign(&payload)),
-        "VERIFICATION_FAILURE",
-        "data.signedRenewalInfo",
-    );
+    refuses_nested(&adapter, &chain.sign(&payload), "data.signedRenewalInfo");
     // Signed by an untrusted chain altogether.
     payload["data"]["signedRenewalInfo"] =
         Value::String(stranger.sign(&renewal_payload("Sandbox", JUNE_2025_MS)));
-    assert_refused_in(
-        verify(&adapter, &chain.sign(&payload)),
-        "VERIFICATION_FAILURE",
-        "data.signedRenewalInfo",
-    );
+    refuses_nested(&adapter, &chain.sign(&payload), "data.signedRenewalInfo");
     // Not a JWS at all.
     payload["data"]["signedTransactionInfo"] = json!("signed_transaction_info_value");
-    assert_refused_in(
-        verify(&adapter, &chain.sign(&payload)),
-        "VERIFICATION_FAILURE",
+    refuses_nested(
+        &adapter,
+        &chain.sign(&payload),
         "data.signedTransactionInfo",
     );
 }
 
 #[test]
 fn nested_payloads_are_checked_like_the_library_does() {
-    let chain = TestChain::good();
-    let adapter = adapter_trusting(&chain);
+    let (chain, adapter) = good_chain_and_adapter();
     // Transaction of another app.
-    let mut payload = subscribed_notification(&chain, "Sandbox", JUNE_2025_MS);
+    let mut payload = june_notification(&chain);
     let mut tx = transaction_payload("Sandbox", JUNE_2025_MS);
     tx["bundleId"] = json!("com.other");
     payload["data"]["signedTransactionInfo"] = Value::String(chain.sign(&tx));
-    assert_refused(
-        verify(&adapter, &chain.sign(&payload)),
-        "INVALID_APP_IDENTIFIER",
-    );
+    refuses(&adapter, &chain.sign(&payload), "INVALID_APP_IDENTIFIER");
     // Transaction from another environment.
     payload["data"]["signedTransactionInfo"] =
         Value::String(chain.sign(&transaction_payload("Production", JUNE_2025_MS)));
-    assert_refused(
-        verify(&adapter, &chain.sign(&payload)),
-        "INVALID_ENVIRONMENT",
-    );
+    refuses(&adapter, &chain.sign(&payload), "INVALID_ENVIRONMENT");
     // Renewal info: only the environment is checked.
-    let mut payload = subscribed_notification(&chain, "Sandbox", JUNE_2025_MS);
+    let mut payload = june_notification(&chain);
     payload["data"]["signedRenewalInfo"] =
         Value::String(chain.sign(&renewal_payload("Production", JUNE_2025_MS)));
-    assert_refused(
-        verify(&adapter, &chain.sign(&payload)),
-        "INVALID_ENVIRONMENT",
-    );
+    refuses(&adapter, &chain.sign(&payload), "INVALID_ENVIRONMENT");
 }
 
 #[test]
 fn app_checks_follow_apples_order() {
     let chain = TestChain::good();
     let roots = vec![chain.root.clone()];
-    let sandbox = subscribed_notification(&chain, "Sandbox", JUNE_2025_MS);
+    let sandbox = june_notification(&chain);
     let production = subscribed_notification(&chain, "Production", JUNE_2025_MS);
 
     // Several apps on one server.
@@ -440,55 +418,52 @@ fn app_checks_follow_apples_order() {
 
     // Unknown bundle id.
     let other = adapter(&[("com.a", Some(1))], BOTH, roots.clone());
-    assert_refused(
-        verify(&other, &chain.sign(&sandbox)),
-        "INVALID_APP_IDENTIFIER",
-    );
+    refuses(&other, &chain.sign(&sandbox), "INVALID_APP_IDENTIFIER");
     // Production with the wrong app Apple id.
     let wrong_id = adapter(&[(BUNDLE, Some(APP_ID + 1))], BOTH, roots.clone());
-    assert_refused(
-        verify(&wrong_id, &chain.sign(&production)),
+    refuses(
+        &wrong_id,
+        &chain.sign(&production),
         "INVALID_APP_IDENTIFIER",
     );
     // ... which Sandbox does not check.
     assert!(verify(&wrong_id, &chain.sign(&sandbox)).is_ok());
     // Environment not accepted.
     let only_production = adapter(&[(BUNDLE, Some(APP_ID))], PRODUCTION, roots.clone());
-    assert_refused(
-        verify(&only_production, &chain.sign(&sandbox)),
+    refuses(
+        &only_production,
+        &chain.sign(&sandbox),
         "INVALID_ENVIRONMENT",
     );
     let only_sandbox = adapter(&[(BUNDLE, Some(APP_ID))], SANDBOX, roots.clone());
-    assert_refused(
-        verify(&only_sandbox, &chain.sign(&production)),
+    refuses(
+        &only_sandbox,
+        &chain.sign(&production),
         "INVALID_ENVIRONMENT",
     );
     // An app without app_apple_id cannot accept Production (the library
     // cannot even be configured so); its Sandbox verifier answers.
     let no_id = adapter(&[(BUNDLE, None)], BOTH, roots.clone());
     assert!(verify(&no_id, &chain.sign(&sandbox)).is_ok());
-    assert_refused(
-        verify(&no_id, &chain.sign(&production)),
-        "INVALID_ENVIRONMENT",
-    );
+    refuses(&no_id, &chain.sign(&production), "INVALID_ENVIRONMENT");
     // App identifier is checked before the environment: a Sandbox payload
     // without appAppleId against Production answers INVALID_APP_IDENTIFIER.
     let test = json!({"notificationType": "TEST", "notificationUUID": "u", "signedDate": JUNE_2025_MS,
                       "data": {"bundleId": BUNDLE, "environment": "Sandbox"}});
-    assert_refused(
-        verify(&only_production, &chain.sign(&test)),
+    refuses(
+        &only_production,
+        &chain.sign(&test),
         "INVALID_APP_IDENTIFIER",
     );
     // No identity at all.
     let empty =
         json!({"notificationType": "TEST", "notificationUUID": "u", "signedDate": JUNE_2025_MS});
-    assert_refused(verify(&many, &chain.sign(&empty)), "INVALID_APP_IDENTIFIER");
+    refuses(&many, &chain.sign(&empty), "INVALID_APP_IDENTIFIER");
 }
 
 #[test]
 fn a_verified_chain_is_not_verified_again() {
-    let chain = TestChain::good();
-    let adapter = adapter_trusting(&chain);
+    let (chain, adapter) = good_chain_and_adapter();
     for i in 0..5 {
         let jws = chain.sign(&subscribed_notification(
             &chain,
@@ -501,31 +476,26 @@ fn a_verified_chain_is_not_verified_again() {
     let mut x5c = chain.x5c();
     x5c[2] = "ignored".into();
     let header = json!({"alg": "ES256", "x5c": x5c, "kid": "x"});
-    let jws = chain.sign_with_header(
-        &header,
-        &subscribed_notification(&chain, "Sandbox", JUNE_2025_MS),
-    );
+    let jws = chain.sign_with_header(&header, &june_notification(&chain));
     verify(&adapter, &jws).unwrap();
     assert_eq!(adapter.verifier().chain_verifier().full_verifications(), 1);
 }
 
 #[test]
 fn a_forged_signature_does_not_poison_the_cache() {
-    let chain = TestChain::good();
-    let adapter = adapter_trusting(&chain);
+    let (chain, adapter) = good_chain_and_adapter();
     let stranger = TestChain::good();
-    let payload = subscribed_notification(&chain, "Sandbox", JUNE_2025_MS);
+    let payload = june_notification(&chain);
     let forged = sign(&chain.header(), &payload, &stranger.leaf_key);
-    assert_refused(verify(&adapter, &forged), "VERIFICATION_FAILURE");
-    assert_refused(verify(&adapter, &forged), "VERIFICATION_FAILURE");
+    refuses(&adapter, &forged, "VERIFICATION_FAILURE");
+    refuses(&adapter, &forged, "VERIFICATION_FAILURE");
     assert!(verify(&adapter, &chain.sign(&payload)).is_ok());
-    assert_refused(verify(&adapter, &forged), "VERIFICATION_FAILURE");
+    refuses(&adapter, &forged, "VERIFICATION_FAILURE");
 }
 
 #[test]
 fn pyjwt_registered_claims_are_enforced() {
-    let chain = TestChain::good();
-    let adapter = adapter_trusting(&chain);
+    let (chain, adapter) = good_chain_and_adapter();
     let now_s = NOW_2026_MS / 1000;
     for (claim, value, ok) in [
         ("exp", json!(now_s + 60), true),
@@ -536,7 +506,7 @@ fn pyjwt_registered_claims_are_enforced() {
         ("aud", json!("someone"), false),
         ("sub", json!(42), false),
     ] {
-        let mut payload = subscribed_notification(&chain, "Sandbox", JUNE_2025_MS);
+        let mut payload = june_notification(&chain);
         payload[claim] = value;
         let result = verify(&adapter, &chain.sign(&payload));
         if ok {
@@ -549,14 +519,10 @@ fn pyjwt_registered_claims_are_enforced() {
 
 #[test]
 fn a_signed_date_that_is_not_a_number_fails() {
-    let chain = TestChain::good();
-    let adapter = adapter_trusting(&chain);
-    let mut payload = subscribed_notification(&chain, "Sandbox", JUNE_2025_MS);
+    let (chain, adapter) = good_chain_and_adapter();
+    let mut payload = june_notification(&chain);
     payload["signedDate"] = json!("yesterday");
-    assert_refused(
-        verify(&adapter, &chain.sign(&payload)),
-        "VERIFICATION_FAILURE",
-    );
+    refuses(&adapter, &chain.sign(&payload), "VERIFICATION_FAILURE");
     // A numeric string is what Python's int() takes.
     payload["signedDate"] = json!(JUNE_2025_MS.to_string());
     assert!(verify(&adapter, &chain.sign(&payload)).is_ok());
@@ -564,9 +530,8 @@ fn a_signed_date_that_is_not_a_number_fails() {
 
 #[test]
 fn unknown_types_are_kept_raw() {
-    let chain = TestChain::good();
-    let adapter = adapter_trusting(&chain);
-    let mut payload = subscribed_notification(&chain, "Sandbox", JUNE_2025_MS);
+    let (chain, adapter) = good_chain_and_adapter();
+    let mut payload = june_notification(&chain);
     payload["notificationType"] = json!("SOMETHING_NEW");
     payload["subtype"] = json!("BRAND_NEW");
     let n = verify(&adapter, &chain.sign(&payload)).unwrap();
@@ -576,22 +541,17 @@ fn unknown_types_are_kept_raw() {
 
 #[test]
 fn a_payload_off_apples_schema_is_refused() {
-    let chain = TestChain::good();
-    let adapter = adapter_trusting(&chain);
-    let mut payload = subscribed_notification(&chain, "Sandbox", JUNE_2025_MS);
+    let (chain, adapter) = good_chain_and_adapter();
+    let mut payload = june_notification(&chain);
     payload["data"]["status"] = json!({"not": "a number"});
-    let e = assert_refused(
-        verify(&adapter, &chain.sign(&payload)),
-        "VERIFICATION_FAILURE",
-    );
+    let e = refuses(&adapter, &chain.sign(&payload), "VERIFICATION_FAILURE");
     assert!(e.message().contains("schema"), "{}", e.message());
 }
 
 #[test]
 fn a_notification_without_uuid_gets_a_stable_id() {
-    let chain = TestChain::good();
-    let adapter = adapter_trusting(&chain);
-    let mut payload = subscribed_notification(&chain, "Sandbox", JUNE_2025_MS);
+    let (chain, adapter) = good_chain_and_adapter();
+    let mut payload = june_notification(&chain);
     payload.as_object_mut().unwrap().remove("notificationUUID");
     let jws = chain.sign(&payload);
     let a = verify(&adapter, &jws).unwrap();
@@ -613,16 +573,13 @@ fn refusals_do_not_quote_certificate_names() {
     let adapter = adapter_trusting(&genuine);
     let payload = subscribed_notification(&forged, "Sandbox", JUNE_2025_MS);
     // A chain to a root that is not pinned.
-    let e = assert_refused(
-        verify(&adapter, &forged.sign(&payload)),
-        "VERIFICATION_FAILURE",
-    );
+    let e = refuses(&adapter, &forged.sign(&payload), "VERIFICATION_FAILURE");
     assert!(!e.message().contains("MARKER"), "{}", e.message());
     // A leaf whose issuer is not the intermediate it is sent with.
     let mut x5c = genuine.x5c();
     x5c[0] = b64(&forged.leaf);
     let jws = forged.sign_with_header(&json!({"alg": "ES256", "x5c": x5c}), &payload);
-    let e = assert_refused(verify(&adapter, &jws), "VERIFICATION_FAILURE");
+    let e = refuses(&adapter, &jws, "VERIFICATION_FAILURE");
     assert!(!e.message().contains("MARKER"), "{}", e.message());
 }
 
@@ -632,16 +589,15 @@ fn refusals_do_not_quote_certificate_names() {
 /// as such (issue 12, item 9).
 #[test]
 fn the_signature_is_checked_before_the_payload_is_decoded() {
-    let chain = TestChain::good();
-    let adapter = adapter_trusting(&chain);
-    let genuine = chain.sign(&subscribed_notification(&chain, "Sandbox", JUNE_2025_MS));
+    let (chain, adapter) = good_chain_and_adapter();
+    let genuine = chain.sign(&june_notification(&chain));
     let header = genuine.split('.').next().unwrap();
     let garbage_payload = "!".repeat(200_000);
     let forged = format!("{header}.{garbage_payload}.{}", b64url(&[7u8; 64]));
-    let e = assert_refused(verify(&adapter, &forged), "VERIFICATION_FAILURE");
+    let e = refuses(&adapter, &forged, "VERIFICATION_FAILURE");
     assert!(e.message().contains("signature"), "{}", e.message());
 
     let not_json = sign_raw(&chain.header().to_string(), "not json", &chain.leaf_key);
-    let e = assert_refused(verify(&adapter, &not_json), "VERIFICATION_FAILURE");
+    let e = refuses(&adapter, &not_json, "VERIFICATION_FAILURE");
     assert!(e.message().contains("not JSON"), "{}", e.message());
 }

@@ -128,7 +128,7 @@ fn test_notification() {
     assert_ne!(header["x5c"][2].as_str().unwrap(), b64(&test_ca()));
 
     let sandbox = official(&[("com.example", None)], SANDBOX);
-    let n = sandbox.verify_body(&body(&jws), NOW_2026_MS).unwrap();
+    let n = verify(&sandbox, &jws).unwrap();
     assert_eq!(n.event_type, EventType::Test);
     assert_eq!(n.raw_type, "TEST");
     assert_eq!(n.subscription_key, None);
@@ -143,24 +143,15 @@ fn test_notification() {
     assert_eq!(payload.notification_type(), Some("TEST"));
 
     let production = official(&[("com.example", Some(1234))], PRODUCTION);
-    assert_refused(
-        production.verify_body(&body(&jws), NOW_2026_MS),
-        "INVALID_ENVIRONMENT",
-    );
+    refuses(&production, &jws, "INVALID_ENVIRONMENT");
     let wrong_id = official(&[("com.example", Some(1235))], PRODUCTION);
-    assert_refused(
-        wrong_id.verify_body(&body(&jws), NOW_2026_MS),
-        "INVALID_APP_IDENTIFIER",
-    );
+    refuses(&wrong_id, &jws, "INVALID_APP_IDENTIFIER");
     let apple_root = adapter(
         &[("com.example", None)],
         SANDBOX,
         vec![APPLE_ROOT_CA_G3.to_vec()],
     );
-    assert_refused(
-        apple_root.verify_body(&body(&jws), NOW_2026_MS),
-        "VERIFICATION_FAILURE",
-    );
+    refuses(&apple_root, &jws, "VERIFICATION_FAILURE");
 }
 
 #[test]
@@ -209,36 +200,24 @@ fn wrong_bundle_id() {
     let jws = mock("wrongBundleId");
     for configured in ["com.examplex", "com.example"] {
         let a = official(&[(configured, None)], SANDBOX);
-        assert_refused(
-            a.verify_body(&body(&jws), NOW_2026_MS),
-            "INVALID_APP_IDENTIFIER",
-        );
+        refuses(&a, &jws, "INVALID_APP_IDENTIFIER");
     }
     // The right bundle id, but the payload has no environment.
     let a = official(&[("com.example.wrong", None)], SANDBOX);
-    assert_refused(
-        a.verify_body(&body(&jws), NOW_2026_MS),
-        "INVALID_ENVIRONMENT",
-    );
+    refuses(&a, &jws, "INVALID_ENVIRONMENT");
 }
 
 #[test]
 fn missing_x5c_header_claim() {
     let a = official(&[("com.example", None)], SANDBOX);
-    assert_refused(
-        a.verify_body(&body(&mock("missingX5CHeaderClaim")), NOW_2026_MS),
-        "VERIFICATION_FAILURE",
-    );
+    refuses(&a, &mock("missingX5CHeaderClaim"), "VERIFICATION_FAILURE");
 }
 
 #[test]
 fn malformed_jws_strings() {
     let a = official(&[("com.example", None)], SANDBOX);
     for jws in ["a.b.c.d", "a.b.c", mock("legacyTransaction").as_str()] {
-        assert_refused(
-            a.verify_body(&body(jws), NOW_2026_MS),
-            "VERIFICATION_FAILURE",
-        );
+        refuses(&a, jws, "VERIFICATION_FAILURE");
     }
 }
 
@@ -262,10 +241,7 @@ fn xcode_signed_data_is_refused() {
             .verify_signed_object(jws.trim(), NOW_2026_MS)
             .unwrap_err();
         assert_eq!(err.status, VerificationStatus::InvalidChainLength, "{name}");
-        assert_refused(
-            a.verify_body(&body(jws.trim()), NOW_2026_MS),
-            "INVALID_CHAIN_LENGTH",
-        );
+        refuses(&a, jws.trim(), "INVALID_CHAIN_LENGTH");
     }
 }
 
@@ -315,9 +291,7 @@ fn models_adapter() -> AppleAdapter {
 fn model_subscribed_notification_maps() {
     let signer = TestSigner::new();
     let n = with_nested(&signer, model("signedNotification", "Sandbox"), "Sandbox");
-    let v = models_adapter()
-        .verify_body(&body(&signer.sign(&n)), NOW_2026_MS)
-        .unwrap();
+    let v = verify(&models_adapter(), &signer.sign(&n)).unwrap();
     assert_eq!(v.event_type, EventType::InitialPurchase);
     assert_eq!(v.raw_type, "SUBSCRIBED/INITIAL_BUY");
     assert_eq!(v.notification_id, "002e14d5-51f5-4503-b5a8-c3a1af68eb20");
@@ -354,10 +328,7 @@ fn model_subscribed_notification_maps() {
 fn model_local_testing_environment_is_refused() {
     let signer = TestSigner::new();
     let n = model("signedNotification", "LocalTesting");
-    assert_refused(
-        models_adapter().verify_body(&body(&signer.sign(&n)), NOW_2026_MS),
-        "INVALID_ENVIRONMENT",
-    );
+    refuses(&models_adapter(), &signer.sign(&n), "INVALID_ENVIRONMENT");
 }
 
 #[test]
@@ -368,9 +339,7 @@ fn model_consumption_request_asks_for_attention() {
         model("signedConsumptionRequestNotification", "Production"),
         "Production",
     );
-    let v = models_adapter()
-        .verify_body(&body(&signer.sign(&n)), NOW_2026_MS)
-        .unwrap();
+    let v = verify(&models_adapter(), &signer.sign(&n)).unwrap();
     assert_eq!(v.event_type, EventType::Other);
     assert_eq!(v.raw_type, "CONSUMPTION_REQUEST");
     assert_eq!(v.environment, Environment::Production);
@@ -385,9 +354,7 @@ fn model_consumption_request_asks_for_attention() {
 fn model_summary_notification_maps() {
     let signer = TestSigner::new();
     let n = model("signedSummaryNotification", "Sandbox");
-    let v = models_adapter()
-        .verify_body(&body(&signer.sign(&n)), NOW_2026_MS)
-        .unwrap();
+    let v = verify(&models_adapter(), &signer.sign(&n)).unwrap();
     assert_eq!(v.event_type, EventType::Other);
     assert_eq!(v.raw_type, "RENEWAL_EXTENSION/SUMMARY");
     assert_eq!(v.subscription_key, None);
@@ -438,9 +405,7 @@ fn model_rescind_consent_verifies_its_app_transaction() {
         "originalPlatform": "iOS", "appTransactionId": "71134"
     });
     n["appData"]["signedAppTransactionInfo"] = Value::String(signer.sign(&app_transaction));
-    let v = models_adapter()
-        .verify_body(&body(&signer.sign(&n)), NOW_2026_MS)
-        .unwrap();
+    let v = verify(&models_adapter(), &signer.sign(&n)).unwrap();
     assert_eq!(v.raw_type, "RESCIND_CONSENT");
     assert_eq!(v.event_type, EventType::Other);
     assert_eq!(
@@ -453,7 +418,7 @@ fn model_rescind_consent_verifies_its_app_transaction() {
     other["appAppleId"] = json!(1);
     n["appData"]["signedAppTransactionInfo"] = Value::String(signer.sign(&other));
     assert_refused_in(
-        models_adapter().verify_body(&body(&signer.sign(&n)), NOW_2026_MS),
+        verify(&models_adapter(), &signer.sign(&n)),
         "INVALID_APP_IDENTIFIER",
         "appData.signedAppTransactionInfo",
     );
@@ -461,10 +426,7 @@ fn model_rescind_consent_verifies_its_app_transaction() {
     let mut sandbox = app_transaction;
     sandbox["receiptType"] = json!("Sandbox");
     n["appData"]["signedAppTransactionInfo"] = Value::String(signer.sign(&sandbox));
-    assert_refused(
-        models_adapter().verify_body(&body(&signer.sign(&n)), NOW_2026_MS),
-        "INVALID_ENVIRONMENT",
-    );
+    refuses(&models_adapter(), &signer.sign(&n), "INVALID_ENVIRONMENT");
 }
 
 #[test]
@@ -477,9 +439,7 @@ fn model_refund_with_revocation_maps() {
         Value::String(signer.sign(&model("signedTransactionWithRevocation", "Sandbox")));
     n["data"]["signedRenewalInfo"] =
         Value::String(signer.sign(&model("signedRenewalInfo", "Sandbox")));
-    let v = models_adapter()
-        .verify_body(&body(&signer.sign(&n)), NOW_2026_MS)
-        .unwrap();
+    let v = verify(&models_adapter(), &signer.sign(&n)).unwrap();
     assert_eq!(v.event_type, EventType::Refund);
     assert_eq!(v.raw_type, "REFUND");
     assert_eq!(

@@ -144,6 +144,33 @@ impl World {
             &self.key.private_pem,
         )
     }
+
+    /// Sandbox's next test notification: `attempts` as Apple reports them
+    /// after `not_ready` status polls, its payload signed by `signer`.
+    fn script_sandbox_test(
+        &self,
+        attempts: &[&str],
+        signer: &TestChain,
+        uuid: &str,
+        not_ready: u32,
+    ) {
+        self.sandbox.script_test_notification(
+            BUNDLE,
+            script(
+                attempts,
+                test_notification(signer, "Sandbox", uuid),
+                not_ready,
+            ),
+        );
+    }
+
+    /// "Check connection" of a Sandbox-only app.
+    async fn check_sandbox(&self, host: &FakeHost) -> CheckReport {
+        self.adapter(&["Sandbox"])
+            .check_connection(host)
+            .await
+            .unwrap()
+    }
 }
 
 fn now_ms() -> i64 {
@@ -199,14 +226,7 @@ fn jwt_header(token: &str) -> Value {
 async fn the_check_confirms_a_recorded_test_notification_with_one_reused_token() {
     let world = World::start().await;
     let uuid = "5a2b7c3e-0d6f-4a8e-9b1c-2d3e4f5a6b7c";
-    world.sandbox.script_test_notification(
-        BUNDLE,
-        script(
-            &["SUCCESS"],
-            test_notification(&world.chain, "Sandbox", uuid),
-            2,
-        ),
-    );
+    world.script_sandbox_test(&["SUCCESS"], &world.chain, uuid, 2);
     let adapter = world.adapter(&["Sandbox"]);
     assert_eq!(
         adapter.api_capabilities(),
@@ -325,26 +345,20 @@ async fn a_production_app_not_released_yet_is_a_401_in_the_same_words() {
 async fn every_send_attempt_is_reported_with_what_to_do() {
     let world = World::start().await;
     let uuid = "7d1e2f3a-4b5c-4d6e-8f9a-0b1c2d3e4f5a";
-    world.sandbox.script_test_notification(
-        BUNDLE,
-        script(
-            &[
-                "TLS_ISSUE",
-                "UNSUCCESSFUL_HTTP_RESPONSE_CODE",
-                "CARRIER_PIGEON_LOST",
-                "SUCCESS",
-            ],
-            test_notification(&world.chain, "Sandbox", uuid),
-            0,
-        ),
+    world.script_sandbox_test(
+        &[
+            "TLS_ISSUE",
+            "UNSUCCESSFUL_HTTP_RESPONSE_CODE",
+            "CARRIER_PIGEON_LOST",
+            "SUCCESS",
+        ],
+        &world.chain,
+        uuid,
+        0,
     );
     let host = fake_host();
     host.record(uuid);
-    let report = world
-        .adapter(&["Sandbox"])
-        .check_connection(&host)
-        .await
-        .unwrap();
+    let report = world.check_sandbox(&host).await;
 
     let tls = finding(&report, "attempt 1");
     assert_eq!(tls.code.as_deref(), Some("TLS_ISSUE"));
@@ -382,19 +396,8 @@ async fn every_send_attempt_is_reported_with_what_to_do() {
 async fn failed_attempts_without_success_are_problems() {
     let world = World::start().await;
     let uuid = "0a0b0c0d-1e1f-4a2b-8c3d-4e5f6a7b8c9d";
-    world.sandbox.script_test_notification(
-        BUNDLE,
-        script(
-            &["TLS_ISSUE"],
-            test_notification(&world.chain, "Sandbox", uuid),
-            1,
-        ),
-    );
-    let report = world
-        .adapter(&["Sandbox"])
-        .check_connection(&fake_host())
-        .await
-        .unwrap();
+    world.script_sandbox_test(&["TLS_ISSUE"], &world.chain, uuid, 1);
+    let report = world.check_sandbox(&fake_host()).await;
     assert_eq!(report.verdict, CheckVerdict::Problem);
     let tls = finding(&report, "attempt 1");
     assert_eq!(tls.level, FindingLevel::Error);
@@ -407,22 +410,11 @@ async fn failed_attempts_without_success_are_problems() {
 async fn delivered_but_not_recorded_means_something_else_answered() {
     let world = World::start().await;
     let uuid = "9f8e7d6c-5b4a-4392-8a1b-0c9d8e7f6a5b";
-    world.sandbox.script_test_notification(
-        BUNDLE,
-        script(
-            &["SUCCESS"],
-            test_notification(&world.chain, "Sandbox", uuid),
-            0,
-        ),
-    );
+    world.script_sandbox_test(&["SUCCESS"], &world.chain, uuid, 0);
     // The host recorded some other notification, not this one.
     let host = fake_host();
     host.record("another-uuid");
-    let report = world
-        .adapter(&["Sandbox"])
-        .check_connection(&host)
-        .await
-        .unwrap();
+    let report = world.check_sandbox(&host).await;
     assert_eq!(report.verdict, CheckVerdict::Problem);
     let missing = finding(&report, "storehook has no record of it");
     assert_eq!(missing.level, FindingLevel::Error);
@@ -435,19 +427,13 @@ async fn delivered_but_not_recorded_means_something_else_answered() {
 async fn a_test_notification_signed_by_another_chain_is_not_taken_for_apple_s() {
     let world = World::start().await;
     let impostor = TestChain::good();
-    world.sandbox.script_test_notification(
-        BUNDLE,
-        script(
-            &["SUCCESS"],
-            test_notification(&impostor, "Sandbox", "1b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e"),
-            0,
-        ),
+    world.script_sandbox_test(
+        &["SUCCESS"],
+        &impostor,
+        "1b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e",
+        0,
     );
-    let report = world
-        .adapter(&["Sandbox"])
-        .check_connection(&fake_host())
-        .await
-        .unwrap();
+    let report = world.check_sandbox(&fake_host()).await;
     let refused = finding(&report, "did not verify");
     assert_eq!(refused.level, FindingLevel::Error);
     assert_eq!(refused.code.as_deref(), Some("VERIFICATION_FAILURE"));
@@ -458,14 +444,7 @@ async fn each_environment_is_checked_and_a_missing_url_says_what_to_paste() {
     let world = World::start().await;
     world.production.set_notification_url(false);
     let uuid = "2c3d4e5f-6a7b-4c8d-9e0f-1a2b3c4d5e6f";
-    world.sandbox.script_test_notification(
-        BUNDLE,
-        script(
-            &["SUCCESS"],
-            test_notification(&world.chain, "Sandbox", uuid),
-            0,
-        ),
-    );
+    world.script_sandbox_test(&["SUCCESS"], &world.chain, uuid, 0);
     let host = fake_host();
     host.record(uuid);
     let report = world
@@ -497,20 +476,9 @@ async fn each_environment_is_checked_and_a_missing_url_says_what_to_paste() {
 #[tokio::test]
 async fn apple_never_sending_the_status_ends_after_about_a_minute() {
     let world = World::start().await;
-    world.sandbox.script_test_notification(
-        BUNDLE,
-        script(
-            &["SUCCESS"],
-            test_notification(&world.chain, "Sandbox", "x"),
-            u32::MAX,
-        ),
-    );
+    world.script_sandbox_test(&["SUCCESS"], &world.chain, "x", u32::MAX);
     let host = fake_host();
-    let report = world
-        .adapter(&["Sandbox"])
-        .check_connection(&host)
-        .await
-        .unwrap();
+    let report = world.check_sandbox(&host).await;
     let late = finding(
         &report,
         "Apple did not report sending the test notification",
@@ -531,14 +499,7 @@ async fn apple_never_sending_the_status_ends_after_about_a_minute() {
 async fn a_rate_limit_during_polling_is_waited_out() {
     let world = World::start().await;
     let uuid = "3d4e5f6a-7b8c-4d9e-8f0a-1b2c3d4e5f6a";
-    world.sandbox.script_test_notification(
-        BUNDLE,
-        script(
-            &["SUCCESS"],
-            test_notification(&world.chain, "Sandbox", uuid),
-            0,
-        ),
-    );
+    world.script_sandbox_test(&["SUCCESS"], &world.chain, uuid, 0);
     let retry_at = now_ms() + 5_000;
     world.sandbox.fail_next_on(
         "GET",
@@ -549,11 +510,7 @@ async fn a_rate_limit_during_polling_is_waited_out() {
     );
     let host = fake_host();
     host.record(uuid);
-    let report = world
-        .adapter(&["Sandbox"])
-        .check_connection(&host)
-        .await
-        .unwrap();
+    let report = world.check_sandbox(&host).await;
     assert_eq!(report.verdict, CheckVerdict::Connected, "{report:#?}");
     let statuses: Vec<u16> = world.sandbox.requests().iter().map(|r| r.status).collect();
     assert_eq!(statuses, [200, 429, 200]);
@@ -591,11 +548,7 @@ async fn without_credentials_nothing_is_offered_and_the_check_says_what_to_set()
     ] {
         assert!(what.contains(key), "{what}");
     }
-    let window = BackfillWindow {
-        since_ms: 0,
-        until_ms: 1,
-        only_failures: false,
-    };
+    let window = backfill_window(0, 1, false);
     let e = adapter
         .backfill_page(&window, None, &fake_host())
         .await
@@ -604,6 +557,14 @@ async fn without_credentials_nothing_is_offered_and_the_check_says_what_to_set()
 }
 
 // ------------------------------------------------------------ backfill
+
+fn backfill_window(since_ms: i64, until_ms: i64, only_failures: bool) -> BackfillWindow {
+    BackfillWindow {
+        since_ms,
+        until_ms,
+        only_failures,
+    }
+}
 
 fn ids(page: &BackfillPage) -> Vec<String> {
     page.recovered
@@ -661,11 +622,7 @@ async fn backfill_walks_every_page_of_each_environment_in_order_and_resumes_from
     );
     let adapter = world.adapter(&["Production", "Sandbox"]);
     let host = fake_host();
-    let window = BackfillWindow {
-        since_ms: now_ms() - 14 * DAY_MS,
-        until_ms: now_ms(),
-        only_failures: true,
-    };
+    let window = backfill_window(now_ms() - 14 * DAY_MS, now_ms(), true);
 
     let first = adapter.backfill_page(&window, None, &host).await.unwrap();
     assert_eq!(ids(&first), ["p-1", "p-2"]);
@@ -718,11 +675,7 @@ async fn the_window_is_clamped_to_what_apple_keeps() {
     let adapter = world.adapter(&["Production", "Sandbox"]);
     let host = fake_host();
     let now = now_ms();
-    let window = BackfillWindow {
-        since_ms: now - 400 * DAY_MS,
-        until_ms: now + DAY_MS,
-        only_failures: false,
-    };
+    let window = backfill_window(now - 400 * DAY_MS, now + DAY_MS, false);
     let mut cursor = None;
     loop {
         let page = adapter
@@ -751,11 +704,7 @@ async fn the_window_is_clamped_to_what_apple_keeps() {
     }
 
     // A window wholly older than Sandbox's 30 days asks Sandbox nothing.
-    let old = BackfillWindow {
-        since_ms: now - 60 * DAY_MS,
-        until_ms: now - 40 * DAY_MS,
-        only_failures: false,
-    };
+    let old = backfill_window(now - 60 * DAY_MS, now - 40 * DAY_MS, false);
     let sandbox_only = world.adapter(&["Sandbox"]);
     let page = sandbox_only.backfill_page(&old, None, &host).await.unwrap();
     assert_eq!((page.recovered.len(), page.next_cursor), (0, None));
@@ -764,6 +713,14 @@ async fn the_window_is_clamped_to_what_apple_keeps() {
         .progress_lines()
         .iter()
         .any(|l| l.contains("older than Apple's history (30 days)")));
+}
+
+/// When a page refused as rate limited may be asked for again.
+fn rate_limited_until(page: Result<BackfillPage, AdapterError>) -> Option<i64> {
+    match page {
+        Err(AdapterError::RateLimited { retry_at_ms, .. }) => retry_at_ms,
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -780,32 +737,24 @@ async fn a_429_is_rate_limited_until_retry_after_and_a_500_is_unavailable() {
     );
     let adapter = world.adapter(&["Sandbox"]);
     let host = fake_host();
-    let window = BackfillWindow {
-        since_ms: now_ms() - 2 * DAY_MS,
-        until_ms: now_ms(),
-        only_failures: true,
-    };
+    let window = backfill_window(now_ms() - 2 * DAY_MS, now_ms(), true);
 
     let retry_at = now_ms() + 42_000;
     world.sandbox.fail_next(Failure::RateLimited {
         retry_after: retry_at.to_string(),
     });
-    match adapter.backfill_page(&window, None, &host).await {
-        Err(AdapterError::RateLimited { retry_at_ms, .. }) => {
-            assert_eq!(retry_at_ms, Some(retry_at))
-        }
-        other => panic!("expected RateLimited, got {other:?}"),
-    }
+    assert_eq!(
+        rate_limited_until(adapter.backfill_page(&window, None, &host).await),
+        Some(retry_at)
+    );
     // Seconds are tolerated.
     world.sandbox.fail_next(Failure::RateLimited {
         retry_after: (retry_at / 1000).to_string(),
     });
-    match adapter.backfill_page(&window, None, &host).await {
-        Err(AdapterError::RateLimited { retry_at_ms, .. }) => {
-            assert_eq!(retry_at_ms, Some(retry_at / 1000 * 1000))
-        }
-        other => panic!("expected RateLimited, got {other:?}"),
-    }
+    assert_eq!(
+        rate_limited_until(adapter.backfill_page(&window, None, &host).await),
+        Some(retry_at / 1000 * 1000)
+    );
     world.sandbox.fail_next(Failure::ServerError);
     let e = adapter
         .backfill_page(&window, None, &host)
@@ -832,11 +781,7 @@ async fn an_apple_error_in_backfill_keeps_its_code_and_a_401_its_words() {
     let world = World::start().await;
     let adapter = world.adapter(&["Sandbox"]);
     let host = fake_host();
-    let window = BackfillWindow {
-        since_ms: now_ms() - DAY_MS,
-        until_ms: now_ms(),
-        only_failures: false,
-    };
+    let window = backfill_window(now_ms() - DAY_MS, now_ms(), false);
     world.sandbox.fail_next(Failure::Error {
         status: 400,
         body: storehook_stand_ins::recorded_json(
@@ -992,17 +937,21 @@ async fn the_stand_in_refuses_tokens_apple_would_refuse() {
         h.typ = typ.map(str::to_owned);
         h
     };
-    let claims = |iss: &str, aud: &str, bid: &str, iat: i64, exp: i64| json!({ "iss": iss, "aud": aud, "bid": bid, "iat": iat, "exp": exp });
-    let good = claims(ISSUER_ID, "appstoreconnect-v1", BUNDLE, now, now + 900);
+    let good = json!({
+        "iss": ISSUER_ID, "aud": "appstoreconnect-v1", "bid": BUNDLE, "iat": now, "exp": now + 900
+    });
+    // The good claims but for `changes`.
+    let good_but = |changes: &[(&str, Value)]| {
+        let mut claims = good.clone();
+        for (name, value) in changes {
+            claims[*name] = value.clone();
+        }
+        claims
+    };
+    let jwt = header(KEY_ID, Some("JWT"));
     let cases = [
-        ("good", header(KEY_ID, Some("JWT")), good.clone(), &key, 200),
-        (
-            "other key",
-            header(KEY_ID, Some("JWT")),
-            good.clone(),
-            &stranger_key,
-            401,
-        ),
+        ("good", jwt.clone(), good.clone(), &key, 200),
+        ("other key", jwt.clone(), good.clone(), &stranger_key, 401),
         (
             "wrong kid",
             header("OTHERKEY99", Some("JWT")),
@@ -1013,73 +962,53 @@ async fn the_stand_in_refuses_tokens_apple_would_refuse() {
         ("no typ", header(KEY_ID, None), good.clone(), &key, 401),
         (
             "wrong aud",
-            header(KEY_ID, Some("JWT")),
-            claims(ISSUER_ID, "appstoreconnect-v2", BUNDLE, now, now + 900),
+            jwt.clone(),
+            good_but(&[("aud", json!("appstoreconnect-v2"))]),
             &key,
             401,
         ),
         (
             "wrong iss",
-            header(KEY_ID, Some("JWT")),
-            claims(
-                "69a6de7e-0000-47e3-e053-5b8c7c11a4d1",
-                "appstoreconnect-v1",
-                BUNDLE,
-                now,
-                now + 900,
-            ),
+            jwt.clone(),
+            good_but(&[("iss", json!("69a6de7e-0000-47e3-e053-5b8c7c11a4d1"))]),
             &key,
             401,
         ),
         (
             "other app",
-            header(KEY_ID, Some("JWT")),
-            claims(
-                ISSUER_ID,
-                "appstoreconnect-v1",
-                "com.example.other",
-                now,
-                now + 900,
-            ),
+            jwt.clone(),
+            good_but(&[("bid", json!("com.example.other"))]),
             &key,
             401,
         ),
         (
             "lives 30 min",
-            header(KEY_ID, Some("JWT")),
-            claims(ISSUER_ID, "appstoreconnect-v1", BUNDLE, now, now + 1800),
+            jwt.clone(),
+            good_but(&[("exp", json!(now + 1800))]),
             &key,
             401,
         ),
         (
             "expired",
-            header(KEY_ID, Some("JWT")),
-            claims(
-                ISSUER_ID,
-                "appstoreconnect-v1",
-                BUNDLE,
-                now - 1200,
-                now - 300,
-            ),
+            jwt.clone(),
+            good_but(&[("iat", json!(now - 1200)), ("exp", json!(now - 300))]),
             &key,
             401,
         ),
         (
             "no iat",
-            header(KEY_ID, Some("JWT")),
+            jwt.clone(),
             json!({ "iss": ISSUER_ID, "aud": "appstoreconnect-v1", "bid": BUNDLE, "exp": now + 300 }),
             &key,
             401,
         ),
     ];
     let http = reqwest::Client::new();
+    let test_url = format!("{}/inApps/v1/notifications/test", world.sandbox.url());
     for (what, header, claims, key, expected) in cases {
         let token = encode(&header, &claims, key).unwrap();
         let response = http
-            .post(format!(
-                "{}/inApps/v1/notifications/test",
-                world.sandbox.url()
-            ))
+            .post(&test_url)
             .bearer_auth(token)
             .send()
             .await
@@ -1091,13 +1020,6 @@ async fn the_stand_in_refuses_tokens_apple_would_refuse() {
             assert!(body.is_empty(), "{what}: Apple's 401 has no body");
         }
     }
-    let response = http
-        .post(format!(
-            "{}/inApps/v1/notifications/test",
-            world.sandbox.url()
-        ))
-        .send()
-        .await
-        .unwrap();
+    let response = http.post(&test_url).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 401, "no token");
 }

@@ -226,20 +226,8 @@ impl OidcVerifier {
 
     fn check_claims(&self, claims: &PushClaims, now_ms: i64) -> Result<(), AuthError> {
         // google-auth requires both iat and exp.
-        let exp = claims
-            .exp
-            .as_ref()
-            .and_then(numeric_date)
-            .ok_or(AuthError::MalformedToken(
-                "`exp` is missing or not a number",
-            ))?;
-        let iat = claims
-            .iat
-            .as_ref()
-            .and_then(numeric_date)
-            .ok_or(AuthError::MalformedToken(
-                "`iat` is missing or not a number",
-            ))?;
+        let exp = required_date(&claims.exp, "`exp` is missing or not a number")?;
+        let iat = required_date(&claims.iat, "`iat` is missing or not a number")?;
 
         let iss = claims.iss.as_ref().and_then(|v| v.as_str()).unwrap_or("");
         if !GOOGLE_ISSUERS.contains(&iss) {
@@ -333,6 +321,17 @@ fn jose_header(token: &str) -> Result<JoseHeader, AuthError> {
 }
 
 /// A JWT NumericDate (seconds; fractions are truncated as google-auth does).
+/// A claim that must be a NumericDate; `missing` says which when it is not.
+fn required_date(
+    claim: &Option<serde_json::Value>,
+    missing: &'static str,
+) -> Result<i64, AuthError> {
+    claim
+        .as_ref()
+        .and_then(numeric_date)
+        .ok_or(AuthError::MalformedToken(missing))
+}
+
 fn numeric_date(value: &serde_json::Value) -> Option<i64> {
     match value {
         serde_json::Value::Number(n) => n.as_i64().or_else(|| {
@@ -398,17 +397,21 @@ mod tests {
 
     #[test]
     fn claims_are_quoted_only_when_plain() {
-        assert_eq!(
-            shown("https://accounts.google.com"),
-            "\"https://accounts.google.com\""
-        );
-        assert_eq!(
-            shown("a@b.iam.gserviceaccount.com"),
-            "\"a@b.iam.gserviceaccount.com\""
-        );
-        assert_eq!(shown(""), "(none)");
-        assert_eq!(shown("visit <b>evil</b> now"), "(not shown: 21 bytes)");
-        assert_eq!(shown("line\r\nbreak"), "(not shown: 11 bytes)");
+        for (claim, as_shown) in [
+            (
+                "https://accounts.google.com",
+                "\"https://accounts.google.com\"",
+            ),
+            (
+                "a@b.iam.gserviceaccount.com",
+                "\"a@b.iam.gserviceaccount.com\"",
+            ),
+            ("", "(none)"),
+            ("visit <b>evil</b> now", "(not shown: 21 bytes)"),
+            ("line\r\nbreak", "(not shown: 11 bytes)"),
+        ] {
+            assert_eq!(shown(claim), as_shown, "{claim:?}");
+        }
         assert!(shown(&"a".repeat(121)).starts_with("(not shown"));
     }
 

@@ -442,18 +442,22 @@ mod tests {
 
     #[test]
     fn keys_are_taken_out_of_messages() {
-        assert_eq!(
-            redact_keys("Invalid API Key provided: sk_test_************S8wL"),
-            "Invalid API Key provided: sk_test_…"
-        );
-        assert_eq!(
-            redact_keys("The provided key 'rk_test_Cb3gph' does not have"),
-            "The provided key 'rk_test_…' does not have"
-        );
-        assert_eq!(redact_keys("whsec_abc, pk_live_x."), "whsec_…, pk_live_….");
-        // Only at a word's start.
-        assert_eq!(redact_keys("desk_top risk_x"), "desk_top risk_x");
-        assert_eq!(redact_keys("näive sk_"), "näive sk_…");
+        for (message, redacted) in [
+            (
+                "Invalid API Key provided: sk_test_************S8wL",
+                "Invalid API Key provided: sk_test_…",
+            ),
+            (
+                "The provided key 'rk_test_Cb3gph' does not have",
+                "The provided key 'rk_test_…' does not have",
+            ),
+            ("whsec_abc, pk_live_x.", "whsec_…, pk_live_…."),
+            // Only at a word's start.
+            ("desk_top risk_x", "desk_top risk_x"),
+            ("näive sk_", "näive sk_…"),
+        ] {
+            assert_eq!(redact_keys(message), redacted, "{message}");
+        }
     }
 
     #[test]

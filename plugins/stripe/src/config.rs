@@ -450,17 +450,27 @@ mod tests {
         toml::from_str(text).expect("test TOML")
     }
 
+    /// `[stores.stripe]` as `text`, with `env` for the environment.
+    fn parse_with_env(
+        text: &str,
+        env: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<StripeConfig, ConfigError> {
+        StripeConfig::from_table(&table(text), &ctx(env))
+    }
+
+    /// `[stores.stripe]` as `text`, with nothing in the environment.
+    fn parse(text: &str) -> Result<StripeConfig, ConfigError> {
+        parse_with_env(text, &no_env)
+    }
+
+    fn exposed(secrets: &[Secret]) -> Vec<&str> {
+        secrets.iter().map(Secret::expose).collect()
+    }
+
     #[test]
     fn defaults() {
-        let c = StripeConfig::from_table(&table("signing_secrets = ['whsec_a']"), &ctx(&no_env))
-            .expect("valid");
-        assert_eq!(
-            c.signing_secrets
-                .iter()
-                .map(Secret::expose)
-                .collect::<Vec<_>>(),
-            vec!["whsec_a"]
-        );
+        let c = parse("signing_secrets = ['whsec_a']").expect("valid");
+        assert_eq!(exposed(&c.signing_secrets), vec!["whsec_a"]);
         assert_eq!(c.tolerance_seconds, 300);
         assert_eq!(c.livemode, AcceptedMode::Both);
         assert_eq!(c.app_user_id_metadata_key, None);
@@ -469,12 +479,9 @@ mod tests {
 
     #[test]
     fn all_keys() {
-        let c = StripeConfig::from_table(
-            &table(
-                "signing_secrets = ['whsec_a', 'whsec_b']\ntolerance_seconds = 0\n\
+        let c = parse(
+            "signing_secrets = ['whsec_a', 'whsec_b']\ntolerance_seconds = 0\n\
                  livemode = 'live'\napp_user_id_metadata_key = 'uid'",
-            ),
-            &ctx(&no_env),
         )
         .expect("valid");
         assert_eq!(c.signing_secrets.len(), 2);
@@ -486,11 +493,10 @@ mod tests {
 
     #[test]
     fn no_secret_names_signing_secrets() {
-        let err = StripeConfig::from_table(&table(""), &ctx(&no_env)).unwrap_err();
+        let err = parse("").unwrap_err();
         assert!(err.0.contains("stores.stripe.signing_secrets"), "{err}");
         assert!(err.0.contains(SIGNING_SECRETS_ENV), "{err}");
-        let err =
-            StripeConfig::from_table(&table("signing_secrets = []"), &ctx(&no_env)).unwrap_err();
+        let err = parse("signing_secrets = []").unwrap_err();
         assert!(err.0.contains("signing_secrets"), "{err}");
     }
 
@@ -498,63 +504,36 @@ mod tests {
     fn env_replaces_the_file_and_splits_on_commas() {
         let env =
             |name: &str| (name == SIGNING_SECRETS_ENV).then(|| "whsec_new, whsec_old,".to_string());
-        let c = StripeConfig::from_table(&table("signing_secrets = ['whsec_file']"), &ctx(&env))
-            .expect("valid");
-        assert_eq!(
-            c.signing_secrets
-                .iter()
-                .map(Secret::expose)
-                .collect::<Vec<_>>(),
-            vec!["whsec_new", "whsec_old"]
-        );
+        let c = parse_with_env("signing_secrets = ['whsec_file']", &env).expect("valid");
+        assert_eq!(exposed(&c.signing_secrets), vec!["whsec_new", "whsec_old"]);
         // The env alone is enough.
-        let c = StripeConfig::from_table(&table(""), &ctx(&env)).expect("valid");
+        let c = parse_with_env("", &env).expect("valid");
         assert_eq!(c.signing_secrets.len(), 2);
     }
 
     #[test]
     fn bad_values_are_refused_without_echoing_secrets() {
-        let err = StripeConfig::from_table(
-            &table("signing_secrets = ['whsec_ok', 'whsec_bad ']"),
-            &ctx(&no_env),
-        )
-        .unwrap_err();
+        let err = parse("signing_secrets = ['whsec_ok', 'whsec_bad ']").unwrap_err();
         assert!(
             err.0.contains("entry 2") && err.0.contains("whitespace"),
             "{err}"
         );
         assert!(!err.0.contains("whsec_bad"), "{err}");
 
-        let err = StripeConfig::from_table(
-            &table("signing_secrets = ['whsec_a']\nlivemode = 'prod'"),
-            &ctx(&no_env),
-        )
-        .unwrap_err();
+        let err = parse("signing_secrets = ['whsec_a']\nlivemode = 'prod'").unwrap_err();
         assert!(
             err.0.contains("livemode") || err.0.contains("prod"),
             "{err}"
         );
 
-        let err = StripeConfig::from_table(
-            &table("signing_secrets = ['whsec_a']\ntolerance_seconds = -1"),
-            &ctx(&no_env),
-        )
-        .unwrap_err();
-        assert!(err.0.contains("stores.stripe"), "{err}");
-
-        let err = StripeConfig::from_table(
-            &table("signing_secrets = ['whsec_a']\nsigning_secret = 'x'"),
-            &ctx(&no_env),
-        )
-        .unwrap_err();
-        assert!(err.0.contains("signing_secret"), "{err}");
-
-        let err = StripeConfig::from_table(
-            &table("signing_secrets = ['whsec_a']\napp_user_id_metadata_key = ''"),
-            &ctx(&no_env),
-        )
-        .unwrap_err();
-        assert!(err.0.contains("app_user_id_metadata_key"), "{err}");
+        for (line, named) in [
+            ("tolerance_seconds = -1", "stores.stripe"),
+            ("signing_secret = 'x'", "signing_secret"),
+            ("app_user_id_metadata_key = ''", "app_user_id_metadata_key"),
+        ] {
+            let err = parse(&format!("signing_secrets = ['whsec_a']\n{line}")).unwrap_err();
+            assert!(err.0.contains(named), "{line}: {err}");
+        }
     }
 
     #[test]
@@ -573,18 +552,14 @@ mod tests {
 
     #[test]
     fn no_api_table_no_api() {
-        let c = StripeConfig::from_table(&table("signing_secrets = ['whsec_a']"), &ctx(&no_env))
-            .expect("valid");
+        let c = parse("signing_secrets = ['whsec_a']").expect("valid");
         assert!(c.api.is_none());
     }
 
     #[test]
     fn api_table_with_defaults_and_modes() {
-        let c = StripeConfig::from_table(
-            &table("signing_secrets = ['whsec_a']\n[api]\nsecret_key = 'rk_test_abc'"),
-            &ctx(&no_env),
-        )
-        .expect("valid");
+        let c = parse("signing_secrets = ['whsec_a']\n[api]\nsecret_key = 'rk_test_abc'")
+            .expect("valid");
         let api = c.api.expect("api");
         assert_eq!(api.secret_key.expose(), "rk_test_abc");
         assert_eq!(api.base_url, DEFAULT_API_BASE_URL);
@@ -597,12 +572,9 @@ mod tests {
         );
         assert_eq!(ApiSettings::new("sk_x").key_mode(), None);
 
-        let c = StripeConfig::from_table(
-            &table(
-                "signing_secrets = ['whsec_a']\n[api]\nsecret_key = 'sk_live_abc'\n\
+        let c = parse(
+            "signing_secrets = ['whsec_a']\n[api]\nsecret_key = 'sk_live_abc'\n\
                  base_url = 'http://127.0.0.1:9'\napi_version = '2025-03-31.basil'",
-            ),
-            &ctx(&no_env),
         )
         .expect("valid");
         let api = c.api.as_ref().expect("api");
@@ -618,12 +590,11 @@ mod tests {
     #[test]
     fn the_api_key_env_enables_and_overrides() {
         let env = |name: &str| (name == API_KEY_ENV).then(|| "rk_live_env".to_string());
-        let c = StripeConfig::from_table(&table("signing_secrets = ['whsec_a']"), &ctx(&env))
-            .expect("valid");
+        let c = parse_with_env("signing_secrets = ['whsec_a']", &env).expect("valid");
         assert_eq!(c.api.expect("api").secret_key.expose(), "rk_live_env");
-        let c = StripeConfig::from_table(
-            &table("signing_secrets = ['whsec_a']\n[api]\nsecret_key = 'rk_test_file'\napi_version = 'v'"),
-            &ctx(&env),
+        let c = parse_with_env(
+            "signing_secrets = ['whsec_a']\n[api]\nsecret_key = 'rk_test_file'\napi_version = 'v'",
+            &env,
         )
         .expect("valid");
         let api = c.api.expect("api");
@@ -658,19 +629,14 @@ mod tests {
             ),
             ("[api]\nsecret_key = 'rk_test_a'\nkey = 'x'", "key"),
         ] {
-            let err = StripeConfig::from_table(
-                &table(&format!("signing_secrets = ['whsec_a']\n{text}")),
-                &ctx(&no_env),
-            )
-            .unwrap_err();
+            let err = parse(&format!("signing_secrets = ['whsec_a']\n{text}")).unwrap_err();
             assert!(err.0.contains(key), "{text}: {err}");
             for secret in ["Zq9x", "Zq8y", "Zq7"] {
                 assert!(!err.0.contains(secret), "{text}: {err}");
             }
         }
         let env = |name: &str| (name == API_KEY_ENV).then(|| "whsec_wrongvar".to_string());
-        let err = StripeConfig::from_table(&table("signing_secrets = ['whsec_a']"), &ctx(&env))
-            .unwrap_err();
+        let err = parse_with_env("signing_secrets = ['whsec_a']", &env).unwrap_err();
         assert!(err.0.contains("stores.stripe.api.secret_key"), "{err}");
         assert!(err.0.contains(API_KEY_ENV), "{err}");
         assert!(!err.0.contains("wrongvar"), "{err}");

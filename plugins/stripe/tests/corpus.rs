@@ -9,6 +9,8 @@ use storehook_core::{
 };
 use storehook_stripe::verify::{verify_signed_payload, SigningKeys};
 use storehook_stripe::{signature_header, StripeAdapter, StripeConfig};
+use EventType::*;
+use SubscriptionStatus::*;
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/corpus/stripe");
 
@@ -296,271 +298,186 @@ const MOCK_CUS: &str = "cus_00000000000000";
 const MOCK_PRICE: &str = "price_000000000000000000000000";
 const MOCK_PI: &str = "pi_000000000000000000000000";
 
-/// A subscription event's expectation: the subscription, its price and its
-/// customer are those of the fixture family.
-fn subscription_expect(
-    (key, product_id, hint): (&'static str, &'static str, &'static str),
-    event_type: EventType,
-    status: Option<SubscriptionStatus>,
-    expires_at_ms: Option<i64>,
-    auto_renew: Option<bool>,
-) -> Expect {
-    Expect {
-        event_type,
-        key: Some(key),
-        status,
-        expires_at_ms,
-        auto_renew,
-        product_id: Some(product_id),
-        hint: Some(hint),
+/// The ids a fixture family's events are about.
+struct Family {
+    subscription: &'static str,
+    price: &'static str,
+    customer: &'static str,
+}
+
+const OPENAPI: Family = Family {
+    subscription: SUB,
+    price: PRICE,
+    customer: CUS,
+};
+const MOCK: Family = Family {
+    subscription: MOCK_SUB,
+    price: MOCK_PRICE,
+    customer: MOCK_CUS,
+};
+
+impl Family {
+    /// A subscription event: keyed by the family's subscription, for its
+    /// price and customer.
+    const fn subscription(&self, event_type: EventType, auto_renew: bool) -> Expect {
+        Expect {
+            event_type,
+            key: Some(self.subscription),
+            auto_renew: Some(auto_renew),
+            product_id: Some(self.price),
+            hint: Some(self.customer),
+            ..NONE
+        }
+    }
+
+    /// An event keyed by `key`, for the family's customer.
+    const fn about(&self, event_type: EventType, key: &'static str) -> Expect {
+        Expect {
+            event_type,
+            key: Some(key),
+            hint: Some(self.customer),
+            ..NONE
+        }
     }
 }
 
-const OPENAPI: (&str, &str, &str) = (SUB, PRICE, CUS);
-const MOCK: (&str, &str, &str) = (MOCK_SUB, MOCK_PRICE, MOCK_CUS);
+impl Expect {
+    const fn status(self, status: SubscriptionStatus) -> Self {
+        Expect {
+            status: Some(status),
+            ..self
+        }
+    }
 
+    const fn expires(self, at_ms: i64) -> Self {
+        Expect {
+            expires_at_ms: Some(at_ms),
+            ..self
+        }
+    }
+}
+
+/// One test per fixture: `name: path => expectation`, then, where the
+/// fixture carries more, a check of the notification.
 macro_rules! fixture_tests {
-    ($($name:ident: $path:literal => $body:expr;)*) => {
+    ($($name:ident: $path:literal => $expect:expr $(, $then:expr)?;)*) => {
         $(
             #[test]
             fn $name() {
-                let check: fn(&str) = $body;
-                check($path);
+                let then: fn(&VerifiedNotification) = fixture_tests!(@then $($then)?);
+                then(&check_fixture($path, $expect));
             }
         )*
         const FIXTURE_TESTS: &[&str] = &[$($path),*];
     };
+    (@then) => { |_| {} };
+    (@then $then:expr) => { $then };
 }
 
 fixture_tests! {
     // ----- events_openapi (API 2026-07-29.dahlia)
-    openapi_charge_refunded: "events_openapi/charge.refunded.json" => |p| {
+    openapi_charge_refunded: "events_openapi/charge.refunded.json"
         // No payment intent and (since basil) no invoice on the charge: keyed
         // by the charge; a one-off refunded in full is revoked.
-        let n = check_fixture(p, Expect {
-            event_type: EventType::Refund,
-            key: Some("ch_1PgafuB7WZ01zgkWXYmPNZs8"),
-            status: Some(SubscriptionStatus::Revoked),
-            hint: Some(CUS),
-            ..NONE
-        });
-        assert_eq!(n.details.transaction_id.as_deref(), Some("ch_1PgafuB7WZ01zgkWXYmPNZs8"));
-        assert_eq!(n.details.price, Some(20.0));
-        assert_eq!(n.details.currency.as_deref(), Some("USD"));
-    };
-    openapi_checkout_session_completed: "events_openapi/checkout.session.completed.json" => |p| {
-        let n = check_fixture(p, Expect {
-            event_type: EventType::InitialPurchase,
-            key: Some(SUB),
-            status: Some(SubscriptionStatus::Active),
-            hint: Some(CUS),
-            ..NONE
-        });
-        assert_eq!(n.details.transaction_id.as_deref(), Some(INVOICE));
-        assert_eq!(n.details.original_transaction_id.as_deref(), Some(SUB));
-    };
-    openapi_subscription_created: "events_openapi/customer.subscription.created.json" => |p| {
+        => OPENAPI.about(Refund, "ch_1PgafuB7WZ01zgkWXYmPNZs8").status(Revoked), |n| {
+            assert_eq!(n.details.transaction_id.as_deref(), Some("ch_1PgafuB7WZ01zgkWXYmPNZs8"));
+            assert_eq!(n.details.price, Some(20.0));
+            assert_eq!(n.details.currency.as_deref(), Some("USD"));
+        };
+    openapi_checkout_session_completed: "events_openapi/checkout.session.completed.json"
+        => OPENAPI.about(InitialPurchase, SUB).status(Active), |n| {
+            assert_eq!(n.details.transaction_id.as_deref(), Some(INVOICE));
+            assert_eq!(n.details.original_transaction_id.as_deref(), Some(SUB));
+        };
+    openapi_subscription_created: "events_openapi/customer.subscription.created.json"
         // `incomplete`: no entitlement yet, and no expiry either.
-        let n = check_fixture(p, subscription_expect(
-            OPENAPI,
-            EventType::InitialPurchase,
-            None,
-            None,
-            Some(true),
-        ));
-        assert_eq!(n.details.price, Some(20.0));
-        assert_eq!(n.details.currency.as_deref(), Some("USD"));
-        assert_eq!(n.details.purchased_at_ms, Some(1_767_225_600_000));
-    };
-    openapi_subscription_updated: "events_openapi/customer.subscription.updated.json" => |p| {
+        => OPENAPI.subscription(InitialPurchase, true), |n| {
+            assert_eq!(n.details.price, Some(20.0));
+            assert_eq!(n.details.currency.as_deref(), Some("USD"));
+            assert_eq!(n.details.purchased_at_ms, Some(1_767_225_600_000));
+        };
+    openapi_subscription_updated: "events_openapi/customer.subscription.updated.json"
         // cancel_at_period_end false → true: keeps access until the period end.
-        let n = check_fixture(p, subscription_expect(
-            OPENAPI,
-            EventType::Cancellation,
-            Some(SubscriptionStatus::Active),
-            Some(1_769_904_000_000),
-            Some(false),
-        ));
-        assert_eq!(n.details.cancel_reason.as_deref(), Some("cancellation_requested"));
-    };
-    openapi_subscription_deleted: "events_openapi/customer.subscription.deleted.json" => |p| {
-        let n = check_fixture(p, subscription_expect(
-            OPENAPI,
-            EventType::Expiration,
-            Some(SubscriptionStatus::Expired),
-            Some(1_769_904_000_000),
-            Some(false),
-        ));
-        assert_eq!(n.details.expiration_reason.as_deref(), Some("cancellation_requested"));
-    };
-    openapi_subscription_paused: "events_openapi/customer.subscription.paused.json" => |p| {
-        check_fixture(p, subscription_expect(
-            OPENAPI,
-            EventType::SubscriptionPaused,
-            Some(SubscriptionStatus::Paused),
-            Some(1_767_830_400_000),
-            Some(true),
-        ));
-    };
-    openapi_subscription_resumed: "events_openapi/customer.subscription.resumed.json" => |p| {
-        check_fixture(p, subscription_expect(
-            OPENAPI,
-            EventType::SubscriptionResumed,
-            Some(SubscriptionStatus::Active),
-            Some(1_770_681_600_000),
-            Some(true),
-        ));
-    };
-    openapi_subscription_trial_will_end: "events_openapi/customer.subscription.trial_will_end.json" => |p| {
+        => OPENAPI.subscription(Cancellation, false).status(Active).expires(1_769_904_000_000),
+        |n| assert_eq!(n.details.cancel_reason.as_deref(), Some("cancellation_requested"));
+    openapi_subscription_deleted: "events_openapi/customer.subscription.deleted.json"
+        => OPENAPI.subscription(Expiration, false).status(Expired).expires(1_769_904_000_000),
+        |n| assert_eq!(n.details.expiration_reason.as_deref(), Some("cancellation_requested"));
+    openapi_subscription_paused: "events_openapi/customer.subscription.paused.json"
+        => OPENAPI.subscription(SubscriptionPaused, true).status(Paused).expires(1_767_830_400_000);
+    openapi_subscription_resumed: "events_openapi/customer.subscription.resumed.json"
+        => OPENAPI.subscription(SubscriptionResumed, true)
+            .status(Active)
+            .expires(1_770_681_600_000);
+    openapi_subscription_trial_will_end: "events_openapi/customer.subscription.trial_will_end.json"
         // A reminder: OTHER; the state it carries is the one already known
         // (trialing → active until the trial end).
-        check_fixture(p, subscription_expect(
-            OPENAPI,
-            EventType::Other,
-            Some(SubscriptionStatus::Active),
-            Some(1_768_435_200_000),
-            Some(true),
-        ));
-    };
-    openapi_invoice_paid: "events_openapi/invoice.paid.json" => |p| {
+        => OPENAPI.subscription(Other, true).status(Active).expires(1_768_435_200_000);
+    openapi_invoice_paid: "events_openapi/invoice.paid.json"
         // basil+: the subscription is under parent.subscription_details; the
         // paid line covers 2026-02-01 → 2026-03-01.
-        let n = check_fixture(p, Expect {
-            event_type: EventType::Renewal,
-            key: Some(SUB),
-            status: Some(SubscriptionStatus::Active),
-            expires_at_ms: Some(1_772_323_200_000),
-            hint: Some(CUS),
-            ..NONE
-        });
-        assert_eq!(n.details.transaction_id.as_deref(), Some(INVOICE));
-        assert_eq!(n.details.price, Some(20.0));
-        assert_eq!(n.details.purchased_at_ms, Some(1_769_907_600_000));
-    };
-    openapi_invoice_payment_failed: "events_openapi/invoice.payment_failed.json" => |p| {
-        let n = check_fixture(p, Expect {
-            event_type: EventType::BillingIssue,
-            key: Some(SUB),
-            status: Some(SubscriptionStatus::BillingRetry),
-            hint: Some(CUS),
-            ..NONE
-        });
-        assert_eq!(n.details.price, Some(20.0), "amount due");
-    };
-    openapi_invoice_payment_action_required: "events_openapi/invoice.payment_action_required.json" => |p| {
+        => OPENAPI.about(Renewal, SUB).status(Active).expires(1_772_323_200_000), |n| {
+            assert_eq!(n.details.transaction_id.as_deref(), Some(INVOICE));
+            assert_eq!(n.details.price, Some(20.0));
+            assert_eq!(n.details.purchased_at_ms, Some(1_769_907_600_000));
+        };
+    openapi_invoice_payment_failed: "events_openapi/invoice.payment_failed.json"
+        => OPENAPI.about(BillingIssue, SUB).status(BillingRetry), |n| {
+            assert_eq!(n.details.price, Some(20.0), "amount due");
+        };
+    openapi_invoice_payment_action_required: "events_openapi/invoice.payment_action_required.json"
         // Prompt the user; do not revoke.
-        let n = check_fixture(p, Expect {
-            event_type: EventType::Other,
-            key: Some(SUB),
-            hint: Some(CUS),
-            ..NONE
-        });
-        let attention = n.attention.expect("attention");
-        assert!(attention.contains(INVOICE), "{attention}");
-    };
+        => OPENAPI.about(Other, SUB), |n| {
+            let attention = n.attention.as_deref().expect("attention");
+            assert!(attention.contains(INVOICE), "{attention}");
+        };
 
     // ----- events_ruby_mock (API 2020-08-27; every file has the same event id)
-    mock_charge_refunded: "events_ruby_mock/charge.refunded.json" => |p| {
-        let n = check_fixture(p, Expect {
-            event_type: EventType::Refund,
-            key: Some("ch_000000000000000000000000"),
-            status: Some(SubscriptionStatus::Revoked),
-            ..NONE
-        });
-        assert_eq!(n.details.price, Some(1.0));
-    };
-    mock_checkout_session_completed: "events_ruby_mock/checkout.session.completed.json" => |p| {
+    mock_charge_refunded: "events_ruby_mock/charge.refunded.json"
+        // No customer on the charge.
+        => Expect {
+            hint: None,
+            ..MOCK.about(Refund, "ch_000000000000000000000000").status(Revoked)
+        },
+        |n| assert_eq!(n.details.price, Some(1.0));
+    mock_checkout_session_completed: "events_ruby_mock/checkout.session.completed.json"
         // mode payment: a one-off purchase keyed by its payment intent.
-        let n = check_fixture(p, Expect {
-            event_type: EventType::NonRenewingPurchase,
-            key: Some(MOCK_PI),
-            status: Some(SubscriptionStatus::Active),
-            hint: Some(MOCK_CUS),
-            ..NONE
-        });
-        assert_eq!(n.details.transaction_id.as_deref(), Some(MOCK_PI));
-    };
-    mock_subscription_created: "events_ruby_mock/customer.subscription.created.json" => |p| {
-        let n = check_fixture(p, subscription_expect(
-            MOCK,
-            EventType::InitialPurchase,
-            Some(SubscriptionStatus::Active),
-            Some(1_650_998_510_000),
-            Some(true),
-        ));
-        assert_eq!(n.details.price, Some(15.0));
-    };
-    mock_subscription_updated: "events_ruby_mock/customer.subscription.updated.json" => |p| {
+        => MOCK.about(NonRenewingPurchase, MOCK_PI).status(Active), |n| {
+            assert_eq!(n.details.transaction_id.as_deref(), Some(MOCK_PI));
+        };
+    mock_subscription_created: "events_ruby_mock/customer.subscription.created.json"
+        => MOCK.subscription(InitialPurchase, true).status(Active).expires(1_650_998_510_000), |n| {
+            assert_eq!(n.details.price, Some(15.0));
+        };
+    mock_subscription_updated: "events_ruby_mock/customer.subscription.updated.json"
         // Only `schedule` changed.
-        check_fixture(p, subscription_expect(
-            MOCK,
-            EventType::Other,
-            Some(SubscriptionStatus::Active),
-            Some(1_650_998_505_000),
-            Some(true),
-        ));
-    };
-    mock_subscription_deleted: "events_ruby_mock/customer.subscription.deleted.json" => |p| {
+        => MOCK.subscription(Other, true).status(Active).expires(1_650_998_505_000);
+    mock_subscription_deleted: "events_ruby_mock/customer.subscription.deleted.json"
         // Cancelled immediately: ended_at, not the period end.
-        check_fixture(p, subscription_expect(
-            MOCK,
-            EventType::Expiration,
-            Some(SubscriptionStatus::Expired),
-            Some(1_648_320_097_000),
-            Some(false),
-        ));
-    };
-    mock_subscription_trial_will_end: "events_ruby_mock/customer.subscription.trial_will_end.json" => |p| {
+        => MOCK.subscription(Expiration, false).status(Expired).expires(1_648_320_097_000);
+    mock_subscription_trial_will_end: "events_ruby_mock/customer.subscription.trial_will_end.json"
         // 2012-era object: `su_` id, plans without prices, no api_version.
-        check_fixture(p, Expect {
-            event_type: EventType::Other,
+        => Expect {
             key: Some("su_00000000000000"),
-            status: Some(SubscriptionStatus::Active),
-            expires_at_ms: Some(1_383_759_023_000),
-            auto_renew: Some(true),
             product_id: Some("fkx0AFo_00000000000000"),
-            hint: Some(MOCK_CUS),
-        });
-    };
-    mock_invoice_paid: "events_ruby_mock/invoice.paid.json" => |p| {
+            ..MOCK.subscription(Other, true).status(Active).expires(1_383_759_023_000)
+        };
+    mock_invoice_paid: "events_ruby_mock/invoice.paid.json"
         // billing_reason manual, no subscription: a one-off purchase.
-        let n = check_fixture(p, Expect {
-            event_type: EventType::NonRenewingPurchase,
-            key: Some(MOCK_PI),
-            status: Some(SubscriptionStatus::Active),
-            hint: Some(MOCK_CUS),
-            ..NONE
-        });
-        assert_eq!(n.details.transaction_id.as_deref(), Some("in_000000000000000000000000"));
-        assert_eq!(n.details.price, Some(20.0));
-    };
-    mock_invoice_payment_succeeded: "events_ruby_mock/invoice.payment_succeeded.json" => |p| {
+        => MOCK.about(NonRenewingPurchase, MOCK_PI).status(Active), |n| {
+            assert_eq!(n.details.transaction_id.as_deref(), Some("in_000000000000000000000000"));
+            assert_eq!(n.details.price, Some(20.0));
+        };
+    mock_invoice_payment_succeeded: "events_ruby_mock/invoice.payment_succeeded.json"
         // invoice.paid carries the purchase; this one is informational.
-        check_fixture(p, Expect {
-            event_type: EventType::Other,
-            key: Some(MOCK_PI),
-            hint: Some(MOCK_CUS),
-            ..NONE
-        });
-    };
-    mock_invoice_payment_failed: "events_ruby_mock/invoice.payment_failed.json" => |p| {
+        => MOCK.about(Other, MOCK_PI);
+    mock_invoice_payment_failed: "events_ruby_mock/invoice.payment_failed.json"
         // Not a subscription invoice: no billing retry to speak of.
-        check_fixture(p, Expect {
-            event_type: EventType::Other,
-            key: Some(MOCK_PI),
-            hint: Some(MOCK_CUS),
-            ..NONE
-        });
-    };
-    mock_invoice_payment_action_required: "events_ruby_mock/invoice.payment_action_required.json" => |p| {
-        let n = check_fixture(p, Expect {
-            event_type: EventType::Other,
-            key: Some(MOCK_PI),
-            hint: Some(MOCK_CUS),
-            ..NONE
-        });
-        assert!(n.attention.is_some());
-    };
+        => MOCK.about(Other, MOCK_PI);
+    mock_invoice_payment_action_required: "events_ruby_mock/invoice.payment_action_required.json"
+        => MOCK.about(Other, MOCK_PI), |n| {
+            assert!(n.attention.is_some());
+        };
 }
 
 #[test]

@@ -29,12 +29,23 @@ fn fake_host() -> FakeHost {
     FakeHost::new(PUBLIC_URL).with_now_ms(NOW_S * 1000)
 }
 
-fn adapter_with_key(stand_in: &StripeStandIn, key: &str) -> StripeAdapter {
+/// An adapter with `key` on the API at `base_url`, its config and API
+/// settings changed by `adjust` first.
+fn adapter_adjusted(
+    base_url: String,
+    key: &str,
+    adjust: impl FnOnce(&mut StripeConfig, &mut ApiSettings),
+) -> StripeAdapter {
     let mut config = StripeConfig::with_secrets(["whsec_store_api"]);
     let mut api = ApiSettings::new(key);
-    api.base_url = stand_in.base_url();
+    api.base_url = base_url;
+    adjust(&mut config, &mut api);
     config.api = Some(api);
     StripeAdapter::new(config).expect("valid config")
+}
+
+fn adapter_with_key(stand_in: &StripeStandIn, key: &str) -> StripeAdapter {
+    adapter_adjusted(stand_in.base_url(), key, |_, _| {})
 }
 
 fn adapter(stand_in: &StripeStandIn) -> StripeAdapter {
@@ -52,12 +63,41 @@ fn endpoint(url: &str, events: &[&str]) -> Value {
     )
 }
 
+/// Our endpoint, sent every event type.
+fn our_endpoint() -> Value {
+    endpoint(PUBLIC_URL, &["*"])
+}
+
+/// A stand-in whose one webhook endpoint is ours.
+async fn stand_in_calling_storehook() -> StripeStandIn {
+    let stand_in = StripeStandIn::start(KEY).await;
+    stand_in.set_webhook_endpoints(vec![our_endpoint()]);
+    stand_in
+}
+
+/// The report is a problem, and the finding titled `title_part` an error.
+fn error_finding<'a>(report: &'a CheckReport, title_part: &str) -> &'a Finding {
+    assert_eq!(report.verdict, CheckVerdict::Problem, "{report:#?}");
+    let f = finding(report, title_part);
+    assert_eq!(f.level, FindingLevel::Error);
+    f
+}
+
 fn finding<'a>(report: &'a CheckReport, title_part: &str) -> &'a Finding {
     report
         .findings
         .iter()
         .find(|f| f.title.contains(title_part))
         .unwrap_or_else(|| panic!("no finding {title_part:?} in {:#?}", report.findings))
+}
+
+/// `finding`'s detail says `words`.
+fn assert_says(finding: &Finding, words: &str) {
+    assert!(
+        finding.detail.contains(words),
+        "{words:?} not in {}",
+        finding.detail
+    );
 }
 
 fn no_finding(report: &CheckReport, level: FindingLevel) {
@@ -89,8 +129,8 @@ async fn a_wrong_key_is_refused_in_words() {
     assert_eq!(report.summary, "Stripe refused the API key");
     let f = finding(&report, "refused the API key");
     assert_eq!(f.level, FindingLevel::Error);
-    assert!(f.detail.contains("wrong or revoked"), "{}", f.detail);
-    assert!(f.detail.contains(API_KEY_ENV), "{}", f.detail);
+    assert_says(f, "wrong or revoked");
+    assert_says(f, API_KEY_ENV);
     assert_eq!(f.code.as_deref(), Some("invalid_api_key"));
     let everything = serde_json::to_string(&report).unwrap();
     assert!(!everything.contains("WrongKey"), "{everything}");
@@ -168,8 +208,7 @@ async fn the_stand_in_checks_keys_as_stripe_does() {
 
 #[tokio::test]
 async fn every_request_carries_the_key_and_the_pinned_version() {
-    let stand_in = StripeStandIn::start(KEY).await;
-    stand_in.set_webhook_endpoints(vec![endpoint(PUBLIC_URL, &["*"])]);
+    let stand_in = stand_in_calling_storehook().await;
     let report = check(&stand_in, &fake_host()).await;
     assert_eq!(report.verdict, CheckVerdict::Connected, "{report:#?}");
     let served = stand_in.requests();
@@ -193,27 +232,16 @@ async fn no_endpoint_here_lists_the_ones_that_exist() {
     second["id"] = "we_crm".into();
     stand_in.set_webhook_endpoints(vec![other, second]);
     let report = check(&stand_in, &fake_host()).await;
-    assert_eq!(report.verdict, CheckVerdict::Problem);
-    let f = finding(&report, "No webhook endpoint calls this server");
-    assert_eq!(f.level, FindingLevel::Error);
-    assert!(f.detail.contains(PUBLIC_URL), "{}", f.detail);
-    assert!(
-        f.detail
-            .contains("https://old.example.com/stripe/webhook (we_old)"),
-        "{}",
-        f.detail
-    );
-    assert!(
-        f.detail.contains("https://crm.example.com/hooks (we_crm)"),
-        "{}",
-        f.detail
-    );
+    let f = error_finding(&report, "No webhook endpoint calls this server");
+    assert_says(f, PUBLIC_URL);
+    assert_says(f, "https://old.example.com/stripe/webhook (we_old)");
+    assert_says(f, "https://crm.example.com/hooks (we_crm)");
 
     // No endpoint at all says so.
     stand_in.set_webhook_endpoints(Vec::new());
     let report = check(&stand_in, &fake_host()).await;
     let f = finding(&report, "No webhook endpoint calls this server");
-    assert!(f.detail.contains("no webhook endpoint"), "{}", f.detail);
+    assert_says(f, "no webhook endpoint");
 }
 
 #[tokio::test]
@@ -234,13 +262,8 @@ async fn the_url_matches_with_or_without_a_trailing_slash_and_public_url_is_need
     let report = check(&stand_in, &host).await;
     assert_eq!(report.verdict, CheckVerdict::Problem);
     let f = finding(&report, "public URL is not known");
-    assert!(f.detail.contains("[server] public_url"), "{}", f.detail);
-    assert!(
-        f.detail
-            .contains("https://HOOKS.example.com/v1/notifications/stripe/"),
-        "{}",
-        f.detail
-    );
+    assert_says(f, "[server] public_url");
+    assert_says(f, "https://HOOKS.example.com/v1/notifications/stripe/");
 }
 
 #[tokio::test]
@@ -251,9 +274,7 @@ async fn a_disabled_endpoint_is_an_error_with_what_to_do() {
     disabled["url"] = PUBLIC_URL.into();
     stand_in.set_webhook_endpoints(vec![disabled]);
     let report = check(&stand_in, &fake_host()).await;
-    assert_eq!(report.verdict, CheckVerdict::Problem);
-    let f = finding(&report, "is disabled");
-    assert_eq!(f.level, FindingLevel::Error);
+    let f = error_finding(&report, "is disabled");
     assert_eq!(f.code.as_deref(), Some("disabled"));
     assert!(
         f.title.contains("we_1Pgc6yB7WZ01zgkWzAudq4eU"),
@@ -261,7 +282,7 @@ async fn a_disabled_endpoint_is_an_error_with_what_to_do() {
         f.title
     );
     for words in ["re-enable", "backfill", "several days"] {
-        assert!(f.detail.contains(words), "{words}: {}", f.detail);
+        assert_says(f, words);
     }
     assert_eq!(report.summary, f.title);
 }
@@ -292,7 +313,7 @@ async fn missing_event_types_are_warned_and_star_is_accepted() {
         "charge.refunded",
         "checkout.session.completed",
     ] {
-        assert!(f.detail.contains(missing), "{missing}: {}", f.detail);
+        assert_says(f, missing);
     }
     assert!(!f.detail.contains("invoice.paid,"), "{}", f.detail);
     assert!(
@@ -301,7 +322,7 @@ async fn missing_event_types_are_warned_and_star_is_accepted() {
         f.detail
     );
 
-    stand_in.set_webhook_endpoints(vec![endpoint(PUBLIC_URL, &["*"])]);
+    stand_in.set_webhook_endpoints(vec![our_endpoint()]);
     let report = check(&stand_in, &fake_host()).await;
     no_finding(&report, FindingLevel::Warning);
     no_finding(&report, FindingLevel::Error);
@@ -311,54 +332,48 @@ async fn missing_event_types_are_warned_and_star_is_accepted() {
 #[tokio::test]
 async fn a_livemode_mismatch_is_an_error() {
     let stand_in = StripeStandIn::start(KEY).await;
-    let mut live = endpoint(PUBLIC_URL, &["*"]);
+    let mut live = our_endpoint();
     live["livemode"] = true.into();
     stand_in.set_webhook_endpoints(vec![live]);
     let report = check(&stand_in, &fake_host()).await;
-    assert_eq!(report.verdict, CheckVerdict::Problem);
-    let f = finding(&report, "is in live mode but the API key is a test key");
-    assert_eq!(f.level, FindingLevel::Error);
-    assert!(f.detail.contains("live-mode key"), "{}", f.detail);
+    let f = error_finding(&report, "is in live mode but the API key is a test key");
+    assert_says(f, "live-mode key");
 
     // A test-mode key where [stores.stripe] livemode accepts live only.
-    stand_in.set_webhook_endpoints(vec![endpoint(PUBLIC_URL, &["*"])]);
-    let mut config = StripeConfig::with_secrets(["whsec_a"]);
-    config.livemode = AcceptedMode::Live;
-    let mut api = ApiSettings::new(KEY);
-    api.base_url = stand_in.base_url();
-    config.api = Some(api);
-    let report = StripeAdapter::new(config)
-        .unwrap()
-        .check_connection(&fake_host())
-        .await
-        .unwrap();
+    stand_in.set_webhook_endpoints(vec![our_endpoint()]);
+    let report = adapter_adjusted(stand_in.base_url(), KEY, |config, _| {
+        config.livemode = AcceptedMode::Live
+    })
+    .check_connection(&fake_host())
+    .await
+    .unwrap();
     assert_eq!(report.verdict, CheckVerdict::Problem);
     let f = finding(&report, "accepts only live-mode events");
-    assert!(f.detail.contains("livemode = \"live\""), "{}", f.detail);
+    assert_says(f, "livemode = \"live\"");
 }
 
 #[tokio::test]
 async fn the_endpoints_api_version_is_reported() {
     let stand_in = StripeStandIn::start(KEY).await;
-    let mut account_default = endpoint(PUBLIC_URL, &["*"]);
+    let mut account_default = our_endpoint();
     account_default["api_version"] = Value::Null;
     stand_in.set_webhook_endpoints(vec![account_default]);
     let report = check(&stand_in, &fake_host()).await;
     let f = finding(&report, "account's default API version");
     assert_eq!(f.level, FindingLevel::Info);
-    assert!(f.detail.contains(DEFAULT_API_VERSION), "{}", f.detail);
+    assert_says(f, DEFAULT_API_VERSION);
     assert_eq!(report.verdict, CheckVerdict::Connected);
 
-    let mut older = endpoint(PUBLIC_URL, &["*"]);
+    let mut older = our_endpoint();
     older["api_version"] = "2020-08-27".into();
     stand_in.set_webhook_endpoints(vec![older]);
     let report = check(&stand_in, &fake_host()).await;
     let f = finding(&report, "use API version 2020-08-27");
     assert_eq!(f.level, FindingLevel::Warning);
     assert_eq!(f.code.as_deref(), Some("2020-08-27"));
-    assert!(f.detail.contains("api_version"), "{}", f.detail);
+    assert_says(f, "api_version");
 
-    stand_in.set_webhook_endpoints(vec![endpoint(PUBLIC_URL, &["*"])]);
+    stand_in.set_webhook_endpoints(vec![our_endpoint()]);
     let report = check(&stand_in, &fake_host()).await;
     assert_eq!(
         finding(&report, &format!("use API version {DEFAULT_API_VERSION}")).level,
@@ -368,8 +383,7 @@ async fn the_endpoints_api_version_is_reported() {
 
 #[tokio::test]
 async fn undelivered_events_of_the_last_3_days_are_counted_as_recoverable() {
-    let stand_in = StripeStandIn::start(KEY).await;
-    stand_in.set_webhook_endpoints(vec![endpoint(PUBLIC_URL, &["*"])]);
+    let stand_in = stand_in_calling_storehook().await;
     let paid = recorded_event("invoice.paid");
     // Three undelivered in the last 3 days, one of them already recorded
     // here (it failed at another endpoint); one delivered; one undelivered
@@ -391,17 +405,9 @@ async fn undelivered_events_of_the_last_3_days_are_counted_as_recoverable() {
         f.title,
         "2 event(s) that Stripe failed to deliver can be recovered"
     );
-    assert!(
-        f.detail.contains("failed to deliver 3 event(s)"),
-        "{}",
-        f.detail
-    );
-    assert!(f.detail.contains("\"only_failures\": true"), "{}", f.detail);
-    assert!(
-        f.detail.contains("/v1/stores/stripe/backfill"),
-        "{}",
-        f.detail
-    );
+    assert_says(f, "failed to deliver 3 event(s)");
+    assert_says(f, "\"only_failures\": true");
+    assert_says(f, "/v1/stores/stripe/backfill");
 
     let events = stand_in.requests_to("/v1/events");
     assert_eq!(events.len(), 1);
@@ -416,8 +422,7 @@ async fn undelivered_events_of_the_last_3_days_are_counted_as_recoverable() {
         .any(|l| l.contains("failed to deliver")));
 
     // Nothing undelivered: no recoverable event, said plainly.
-    let clean = StripeStandIn::start(KEY).await;
-    clean.set_webhook_endpoints(vec![endpoint(PUBLIC_URL, &["*"])]);
+    let clean = stand_in_calling_storehook().await;
     let report = check(&clean, &fake_host()).await;
     assert_eq!(report.recoverable, Some(0));
     assert_eq!(
@@ -426,44 +431,31 @@ async fn undelivered_events_of_the_last_3_days_are_counted_as_recoverable() {
     );
 }
 
+fn missing_permission(slug: &str) -> Scripted {
+    Scripted::MissingPermission { slug: slug.into() }
+}
+
 #[tokio::test]
 async fn a_restricted_key_without_a_permission_is_told_which_to_add() {
-    let stand_in = StripeStandIn::start(KEY).await;
-    stand_in.set_webhook_endpoints(vec![endpoint(PUBLIC_URL, &["*"])]);
+    let stand_in = stand_in_calling_storehook().await;
     stand_in.script(
         Route::WebhookEndpoints,
-        Scripted::MissingPermission {
-            slug: "rak_webhook_read".into(),
-        },
+        missing_permission("rak_webhook_read"),
     );
-    stand_in.script(
-        Route::Events,
-        Scripted::MissingPermission {
-            slug: "rak_event_read".into(),
-        },
-    );
+    stand_in.script(Route::Events, missing_permission("rak_event_read"));
     let report = check(&stand_in, &fake_host()).await;
     assert_eq!(report.verdict, CheckVerdict::Problem);
     let f = finding(&report, "may not read webhook endpoints");
-    assert!(
-        f.detail.contains("\"Webhook Endpoints: Read\""),
-        "{}",
-        f.detail
-    );
-    assert!(f.detail.contains("API keys"), "{}", f.detail);
+    assert_says(f, "\"Webhook Endpoints: Read\"");
+    assert_says(f, "API keys");
     let f = finding(&report, "may not read events");
-    assert!(f.detail.contains("\"Events: Read\""), "{}", f.detail);
+    assert_says(f, "\"Events: Read\"");
     assert_eq!(report.recoverable, None);
     let everything = serde_json::to_string(&report).unwrap();
     assert!(!everything.contains("51StandIn"), "{everything}");
 
     // In a backfill, the permission is named in the job's error.
-    stand_in.script(
-        Route::Events,
-        Scripted::MissingPermission {
-            slug: "rak_event_read".into(),
-        },
-    );
+    stand_in.script(Route::Events, missing_permission("rak_event_read"));
     let err = adapter(&stand_in)
         .backfill_page(&window(NOW_S - DAY_S, NOW_S, false), None, &fake_host())
         .await
@@ -475,8 +467,7 @@ async fn a_restricted_key_without_a_permission_is_told_which_to_add() {
 
 #[tokio::test]
 async fn the_check_waits_out_a_429_and_reports_stripe_down_as_unavailable() {
-    let stand_in = StripeStandIn::start(KEY).await;
-    stand_in.set_webhook_endpoints(vec![endpoint(PUBLIC_URL, &["*"])]);
+    let stand_in = stand_in_calling_storehook().await;
     stand_in.script(
         Route::WebhookEndpoints,
         Scripted::RateLimited {
@@ -499,25 +490,17 @@ async fn the_check_waits_out_a_429_and_reports_stripe_down_as_unavailable() {
 #[tokio::test]
 async fn a_version_stripe_refuses_is_a_problem_naming_api_version() {
     let stand_in = StripeStandIn::start(KEY).await;
-    let mut config = StripeConfig::with_secrets(["whsec_a"]);
-    let mut api = ApiSettings::new(KEY);
-    api.base_url = stand_in.base_url();
-    api.api_version = "latest".into();
-    config.api = Some(api);
-    let report = StripeAdapter::new(config)
-        .unwrap()
-        .check_connection(&fake_host())
-        .await
-        .unwrap();
+    let report = adapter_adjusted(stand_in.base_url(), KEY, |_, api| {
+        api.api_version = "latest".into()
+    })
+    .check_connection(&fake_host())
+    .await
+    .unwrap();
     assert_eq!(report.verdict, CheckVerdict::Problem);
     assert_eq!(report.summary, "Stripe refused storehook's request");
     let f = finding(&report, "refused storehook's request");
-    assert!(
-        f.detail.contains("Invalid Stripe API version: latest"),
-        "{}",
-        f.detail
-    );
-    assert!(f.detail.contains("api_version"), "{}", f.detail);
+    assert_says(f, "Invalid Stripe API version: latest");
+    assert_says(f, "api_version");
     assert_eq!(
         stand_in.requests()[0].stripe_version.as_deref(),
         Some("latest")
@@ -909,12 +892,7 @@ async fn rate_limits_and_outages_are_handed_to_the_host() {
     assert!(rest.is_empty() && end.is_none(), "{rest:?}");
 
     // Stripe unreachable altogether is transient too.
-    let mut config = StripeConfig::with_secrets(["whsec_a"]);
-    let mut api = ApiSettings::new(KEY);
-    api.base_url = "http://127.0.0.1:9".into();
-    config.api = Some(api);
-    let err = StripeAdapter::new(config)
-        .unwrap()
+    let err = adapter_adjusted("http://127.0.0.1:9".into(), KEY, |_, _| {})
         .backfill_page(&w, None, &host)
         .await
         .unwrap_err();

@@ -31,6 +31,7 @@ use warp::{Filter, Reply};
 
 use crate::auth::{self, Credentials, SESSION_COOKIE};
 use crate::error::ApiError;
+use crate::routes::{body, first_of, route};
 use crate::{now_ms, queries, AppState};
 use html::Frame;
 use views::StoreView;
@@ -54,40 +55,14 @@ pub(crate) fn routes(
     // What nearly every route takes: the state and who is asking.
     let ctx = with_state.clone().and(credentials.clone());
 
-    let overview = warp::path::end()
-        .and(warp::get())
-        .and(ctx.clone())
-        .and(headers)
-        .and(query)
-        .then(overview_page);
+    let overview = route!(get warp::path::end(), ctx.clone(), headers, query => overview_page);
+    let live = route!(get warp::path!("dashboard" / "live"), ctx.clone(), headers => live_part);
+    let detail = route!(get warp::path!("dashboard" / "notifications" / i64), ctx.clone() => notification_page);
+    let lookup =
+        route!(get warp::path!("dashboard" / "subscriptions"), ctx.clone(), query => lookup_page);
 
-    let live = warp::path!("dashboard" / "live")
-        .and(warp::get())
-        .and(ctx.clone())
-        .and(headers)
-        .then(live_part);
-
-    let detail = warp::path!("dashboard" / "notifications" / i64)
-        .and(warp::get())
-        .and(ctx.clone())
-        .then(notification_page);
-
-    let lookup = warp::path!("dashboard" / "subscriptions")
-        .and(warp::get())
-        .and(ctx.clone())
-        .and(query)
-        .then(lookup_page);
-
-    let login = warp::path!("dashboard" / "login")
-        .and(warp::post())
-        .and(ctx.clone())
-        .and(headers)
-        .and(
-            warp::body::stream()
-                .map(|s| Box::pin(crate::routes::into_bytes_stream(s)) as crate::body::BodyStream),
-        )
-        .then(sign_in);
-
+    let login =
+        route!(post warp::path!("dashboard" / "login"), ctx.clone(), headers, body() => sign_in);
     // The first run's console link: a one-time code for a session.
     let login_link = warp::path!("dashboard" / "login")
         .and(warp::get())
@@ -95,73 +70,27 @@ pub(crate) fn routes(
         .and(headers)
         .and(query)
         .map(sign_in_with_code);
-
     let logout = warp::path!("dashboard" / "logout")
         .and(warp::post())
         .and(ctx.clone())
         .and(headers)
         .map(sign_out);
 
-    let retry = warp::path!("dashboard" / "webhooks" / String / "deliveries" / i64 / "retry")
-        .and(warp::post())
-        .and(ctx.clone())
-        .then(retry_delivery);
-
-    let test_event = warp::path!("dashboard" / "webhooks" / String / "test")
-        .and(warp::post())
-        .and(ctx.clone())
-        .then(send_test_event);
-
-    let body_stream = || {
-        warp::body::stream()
-            .map(|s| Box::pin(crate::routes::into_bytes_stream(s)) as crate::body::BodyStream)
-    };
-    let check = warp::path!("dashboard" / "stores" / String / "check")
-        .and(warp::post())
-        .and(ctx.clone())
-        .then(check_connection);
-
-    let backfill = warp::path!("dashboard" / "stores" / String / "backfill")
-        .and(warp::post())
-        .and(ctx.clone())
-        .and(headers)
-        .and(body_stream())
-        .then(start_backfill);
-
-    let cancel = warp::path!("dashboard" / "jobs" / i64 / "cancel")
-        .and(warp::post())
-        .and(ctx.clone())
-        .then(cancel_job);
+    let retry = route!(post warp::path!("dashboard" / "webhooks" / String / "deliveries" / i64 / "retry"), ctx.clone() => retry_delivery);
+    let test_event = route!(post warp::path!("dashboard" / "webhooks" / String / "test"), ctx.clone() => send_test_event);
+    let check = route!(post warp::path!("dashboard" / "stores" / String / "check"), ctx.clone() => check_connection);
+    let backfill = route!(post warp::path!("dashboard" / "stores" / String / "backfill"), ctx.clone(), headers, body() => start_backfill);
+    let cancel =
+        route!(post warp::path!("dashboard" / "jobs" / i64 / "cancel"), ctx.clone() => cancel_job);
 
     let assets = warp::path!("dashboard" / "assets" / String)
         .and(warp::get())
         .map(asset);
 
-    overview
-        .or(live)
-        .unify()
-        .or(detail)
-        .unify()
-        .or(lookup)
-        .unify()
-        .or(login)
-        .unify()
-        .or(login_link)
-        .unify()
-        .or(logout)
-        .unify()
-        .or(retry)
-        .unify()
-        .or(test_event)
-        .unify()
-        .or(check)
-        .unify()
-        .or(backfill)
-        .unify()
-        .or(cancel)
-        .unify()
-        .or(assets)
-        .unify()
+    first_of!(
+        overview, live, detail, lookup, login, login_link, logout, retry, test_event, check,
+        backfill, cancel, assets,
+    )
 }
 
 // ---- responses ----
@@ -187,6 +116,22 @@ fn html_response(status: StatusCode, body: Markup) -> Response {
     h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     h.insert("cache-control", HeaderValue::from_static("no-store"));
     r
+}
+
+/// The sign-in form (`views::login`) as a page.
+fn sign_in_page(
+    status: StatusCode,
+    message: Option<&str>,
+    next: &str,
+    admin_configured: bool,
+) -> Response {
+    page(
+        status,
+        "Sign in",
+        "",
+        false,
+        views::login(message, next, admin_configured),
+    )
 }
 
 fn page(status: StatusCode, title: &str, section: &str, signed_in: bool, body: Markup) -> Response {
@@ -240,13 +185,7 @@ fn denied(state: &AppState, credentials: &Credentials, next: &str) -> Option<Res
                 .session
                 .as_ref()
                 .map(|_| "Your session has ended (the admin token changed?). Sign in again.");
-            Some(page(
-                status,
-                "Sign in",
-                "",
-                false,
-                views::login(message, next, configured),
-            ))
+            Some(sign_in_page(status, message, next, configured))
         }
     }
 }
@@ -310,52 +249,39 @@ async fn sign_in(
     };
     let next = local_path(form_field(&body, "next"));
     if !credentials.same_origin {
-        return page(
+        return sign_in_page(
             StatusCode::FORBIDDEN,
-            "Sign in",
-            "",
-            false,
-            views::login(Some("Cross-site sign-in refused."), &next, true),
+            Some("Cross-site sign-in refused."),
+            &next,
+            true,
         );
     }
     let given = form_field(&body, "token").unwrap_or_default();
     let session = match state.auth.sign_in(credentials.client, &given) {
         Ok(session) => session,
         Err(auth::SignInError::Disabled) => {
-            return page(
-                StatusCode::FORBIDDEN,
-                "Sign in",
-                "",
-                false,
-                views::login(None, &next, false),
-            )
+            return sign_in_page(StatusCode::FORBIDDEN, None, &next, false)
         }
         Err(auth::SignInError::Wrong) => {
             // A pause slows a single guesser; the per-address throttle
             // stops parallel ones.
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-            return page(
+            return sign_in_page(
                 StatusCode::UNAUTHORIZED,
-                "Sign in",
-                "",
-                false,
-                views::login(Some("That is not the admin token."), &next, true),
+                Some("That is not the admin token."),
+                &next,
+                true,
             );
         }
         Err(auth::SignInError::Throttled(wait)) => {
             let seconds = wait.as_secs().max(1);
-            let mut r = page(
+            let mut r = sign_in_page(
                 StatusCode::TOO_MANY_REQUESTS,
-                "Sign in",
-                "",
-                false,
-                views::login(
-                    Some(&format!(
-                        "Too many wrong tokens from this address. Try again in {seconds} s."
-                    )),
-                    &next,
-                    true,
-                ),
+                Some(&format!(
+                    "Too many wrong tokens from this address. Try again in {seconds} s."
+                )),
+                &next,
+                true,
             );
             r.headers_mut()
                 .insert("retry-after", HeaderValue::from(seconds));
@@ -393,19 +319,14 @@ fn sign_in_with_code(
     let code = query.get("code").map(String::as_str).unwrap_or_default();
     match state.auth.redeem_sign_in_code(code) {
         Some(session) => signed_in(&state, &headers, &session, "/"),
-        None => page(
+        None => sign_in_page(
             StatusCode::UNAUTHORIZED,
-            "Sign in",
-            "",
-            false,
-            views::login(
-                Some(
-                    "This sign-in link has been used or has expired. Sign in with the admin token \
-                     (`storehook admin-token` prints it).",
-                ),
-                "/",
-                state.auth.configured(),
+            Some(
+                "This sign-in link has been used or has expired. Sign in with the admin token \
+                 (`storehook admin-token` prints it).",
             ),
+            "/",
+            state.auth.configured(),
         ),
     }
 }

@@ -631,6 +631,30 @@ fn notification_rows(
     }
 }
 
+/// `rows` as a table (with a Store column when `with_store`), or `empty`
+/// when there are none.
+fn notification_table(
+    now_ms: i64,
+    rows: &[StoredNotification],
+    store_names: &dyn Fn(&str) -> String,
+    with_store: bool,
+    empty: &str,
+) -> Markup {
+    html! {
+        @if rows.is_empty() {
+            p.muted { (empty) }
+        } @else {
+            div.scroll { table.list {
+                thead { tr {
+                    th { "Received" } @if with_store { th { "Store" } } th { "Type" }
+                    th { "Subscription" } th { "Verdict" } th { "Environment" }
+                } }
+                tbody { (notification_rows(now_ms, rows, store_names, with_store)) }
+            } }
+        }
+    }
+}
+
 fn recent_table(
     now_ms: i64,
     recent: &[StoredNotification],
@@ -639,17 +663,7 @@ fn recent_table(
     html! {
         section #recent aria-labelledby="recent-h" {
             h2 #recent-h { "Recent notifications" }
-            @if recent.is_empty() {
-                p.muted { "No notification stored yet." }
-            } @else {
-                div.scroll { table.list {
-                    thead { tr {
-                        th { "Received" } th { "Store" } th { "Type" } th { "Subscription" }
-                        th { "Verdict" } th { "Environment" }
-                    } }
-                    tbody { (notification_rows(now_ms, recent, store_names, true)) }
-                } }
-            }
+            (notification_table(now_ms, recent, store_names, true, "No notification stored yet."))
         }
     }
 }
@@ -844,17 +858,7 @@ pub fn subscription_block(
                 }
             }
             h4 { "History" }
-            @if history.is_empty() {
-                p.muted { "No notification stored for it." }
-            } @else {
-                div.scroll { table.list {
-                    thead { tr {
-                        th { "Received" } th { "Type" } th { "Subscription" } th { "Verdict" }
-                        th { "Environment" }
-                    } }
-                    tbody { (notification_rows(now_ms, history, store_names, false)) }
-                } }
-            }
+            (notification_table(now_ms, history, store_names, false, "No notification stored for it."))
         }
     }
 }
@@ -1058,31 +1062,23 @@ mod tests {
     fn states_follow_the_latest_event() {
         let now = 20;
         let mut s = StoreStats::default();
-        assert_eq!(StoreState::of(&view(s.clone()), now), StoreState::Waiting);
+        let state = |s: &StoreStats, at: i64| StoreState::of(&view(s.clone()), at);
+        assert_eq!(state(&s, now), StoreState::Waiting);
         s.last_rejected_ms = Some(9);
         // Refusals before anything verified: red.
-        assert_eq!(StoreState::of(&view(s.clone()), now), StoreState::Rejecting);
+        assert_eq!(state(&s, now), StoreState::Rejecting);
         s.last_verified_ms = Some(10);
-        assert_eq!(
-            StoreState::of(&view(s.clone()), now),
-            StoreState::UntrackedOnly
-        );
+        assert_eq!(state(&s, now), StoreState::UntrackedOnly);
         s.last_received_ms = Some(10);
-        assert_eq!(StoreState::of(&view(s.clone()), now), StoreState::Connected);
+        assert_eq!(state(&s, now), StoreState::Connected);
         // A refusal after a verified notification only warns while the store
         // keeps delivering…
         s.last_rejected_ms = Some(11);
-        assert_eq!(
-            StoreState::of(&view(s.clone()), now),
-            StoreState::RefusingSome
-        );
+        assert_eq!(state(&s, now), StoreState::RefusingSome);
         // …and turns red once nothing verified has come for a day.
-        assert_eq!(
-            StoreState::of(&view(s.clone()), 10 + DELIVERING_FOR_MS),
-            StoreState::Rejecting
-        );
+        assert_eq!(state(&s, 10 + DELIVERING_FOR_MS), StoreState::Rejecting);
         s.last_verified_ms = Some(12);
-        assert_eq!(StoreState::of(&view(s.clone()), now), StoreState::Connected);
+        assert_eq!(state(&s, now), StoreState::Connected);
         let mut v = view(s);
         v.enabled = false;
         assert_eq!(StoreState::of(&v, now), StoreState::Disabled);

@@ -10,7 +10,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
 use storehook_apple::{App, AppleAdapter, AppleEnvironment, AppleSettings};
-use storehook_core::AdapterError;
+use storehook_core::{AdapterError, VerifiedNotification};
 pub use storehook_stand_ins::apple::signing::*;
 
 pub const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/corpus/apple");
@@ -103,6 +103,23 @@ pub fn adapter(
 pub const BOTH: &[AppleEnvironment] = &[AppleEnvironment::Production, AppleEnvironment::Sandbox];
 pub const SANDBOX: &[AppleEnvironment] = &[AppleEnvironment::Sandbox];
 pub const PRODUCTION: &[AppleEnvironment] = &[AppleEnvironment::Production];
+
+/// `jws` as the body of a notification, verified by `adapter` in 2026.
+pub fn verify(adapter: &AppleAdapter, jws: &str) -> Result<VerifiedNotification, AdapterError> {
+    adapter.verify_body(&body(jws), NOW_2026_MS)
+}
+
+/// Asserts `adapter` refuses `jws` with Apple's status `code`.
+#[track_caller]
+pub fn refuses(adapter: &AppleAdapter, jws: &str, code: &str) -> AdapterError {
+    assert_refused(verify(adapter, jws), code)
+}
+
+/// Asserts `adapter` refuses `jws` for the JWS nested in its `field`.
+#[track_caller]
+pub fn refuses_nested(adapter: &AppleAdapter, jws: &str, field: &str) {
+    assert_refused_in(verify(adapter, jws), "VERIFICATION_FAILURE", field);
+}
 
 /// Asserts a 401 with Apple's status `code`.
 #[track_caller]

@@ -4,7 +4,6 @@
 //! Play Developer API set up with the fixture service account.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -190,19 +189,6 @@ pub fn closed_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
-async fn serve<F>(routes: F) -> SocketAddr
-where
-    F: Filter + Clone + Send + Sync + 'static,
-    F::Extract: warp::Reply,
-{
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binds loopback");
-    let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(warp::serve(routes).incoming(listener).run());
-    addr
-}
-
 /// A JWKS endpoint whose document and `Cache-Control` the test changes.
 pub struct JwksServer {
     pub url: String,
@@ -238,7 +224,7 @@ impl JwksServer {
                 }
                 response.body(s.document.to_string()).expect("response")
             });
-        let addr = serve(route).await;
+        let addr = storehook_stand_ins::serve(route).await;
         JwksServer {
             url: format!("http://{addr}/oauth2/v3/certs"),
             state,

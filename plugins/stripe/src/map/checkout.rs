@@ -73,33 +73,24 @@ mod tests {
                 "subscription": if mode == "subscription" { json!("sub_1") } else { Value::Null },
                 "payment_intent": "pi_1", "customer": "cus_1", "amount_total": 2000, "currency": "usd"})
         };
-        let m = map(
-            "checkout.session.completed",
-            session("subscription", "paid"),
-            None,
-        );
+        let completed = |mode: &str, payment_status: &str| {
+            map(
+                "checkout.session.completed",
+                session(mode, payment_status),
+                None,
+            )
+        };
+        let m = completed("subscription", "paid");
         assert_eq!(m.event_type, EventType::InitialPurchase);
         assert_eq!(m.subscription_key.as_deref(), Some("sub_1"));
         assert_eq!(m.state.status, Some(SubscriptionStatus::Active));
-        let m = map(
-            "checkout.session.completed",
-            session("subscription", "unpaid"),
-            None,
-        );
+        let m = completed("subscription", "unpaid");
         assert_eq!(m.event_type, EventType::InitialPurchase);
         assert_eq!(m.state.status, None);
-        let m = map(
-            "checkout.session.completed",
-            session("payment", "paid"),
-            None,
-        );
+        let m = completed("payment", "paid");
         assert_eq!(m.event_type, EventType::NonRenewingPurchase);
         assert_eq!(m.subscription_key.as_deref(), Some("pi_1"));
-        let m = map(
-            "checkout.session.completed",
-            session("payment", "unpaid"),
-            None,
-        );
+        let m = completed("payment", "unpaid");
         assert_eq!(m.event_type, EventType::Other);
         let m = map(
             "checkout.session.async_payment_succeeded",
@@ -107,11 +98,7 @@ mod tests {
             None,
         );
         assert_eq!(m.event_type, EventType::NonRenewingPurchase);
-        let m = map(
-            "checkout.session.completed",
-            session("setup", "no_payment_required"),
-            None,
-        );
+        let m = completed("setup", "no_payment_required");
         assert_eq!(m.event_type, EventType::Other);
         assert_eq!(m.subscription_key, None);
     }

@@ -246,76 +246,55 @@ mod tests {
     #[test]
     fn updated_is_classified_by_previous_attributes() {
         use EventType::*;
+        let status = |s: &str| json!({ "status": s });
         // (fields now, previous_attributes, expected)
         let cases = [
+            (status("past_due"), status("active"), BillingIssue),
+            (status("unpaid"), status("past_due"), BillingIssue),
+            (status("active"), status("past_due"), Renewal),
+            (status("active"), status("trialing"), Other),
+            (status("active"), status("incomplete"), Other),
+            (status("canceled"), status("active"), Expiration),
             (
-                r#"{"status":"past_due"}"#,
-                r#"{"status":"active"}"#,
-                BillingIssue,
-            ),
-            (
-                r#"{"status":"unpaid"}"#,
-                r#"{"status":"past_due"}"#,
-                BillingIssue,
-            ),
-            (
-                r#"{"status":"active"}"#,
-                r#"{"status":"past_due"}"#,
-                Renewal,
-            ),
-            (r#"{"status":"active"}"#, r#"{"status":"trialing"}"#, Other),
-            (
-                r#"{"status":"active"}"#,
-                r#"{"status":"incomplete"}"#,
-                Other,
-            ),
-            (
-                r#"{"status":"canceled"}"#,
-                r#"{"status":"active"}"#,
-                Expiration,
-            ),
-            (
-                r#"{"cancel_at_period_end":true}"#,
-                r#"{"cancel_at_period_end":false}"#,
+                json!({"cancel_at_period_end": true}),
+                json!({"cancel_at_period_end": false}),
                 Cancellation,
             ),
             (
-                r#"{"cancel_at_period_end":false}"#,
-                r#"{"cancel_at_period_end":true}"#,
+                json!({"cancel_at_period_end": false}),
+                json!({"cancel_at_period_end": true}),
                 Uncancellation,
             ),
             (
-                r#"{"cancel_at":1769904000}"#,
-                r#"{"cancel_at":null}"#,
+                json!({"cancel_at": 1769904000}),
+                json!({"cancel_at": null}),
                 Cancellation,
             ),
-            ("{}", r#"{"cancel_at":1769904000}"#, Uncancellation),
+            (json!({}), json!({"cancel_at": 1769904000}), Uncancellation),
             (
-                "{}",
-                r#"{"items":{"data":[{"id":"si_1","price":{"id":"price_year"}}]}}"#,
+                json!({}),
+                json!({"items": {"data": [{"id": "si_1", "price": {"id": "price_year"}}]}}),
                 ProductChange,
             ),
             // A renewal moves the item period; the price is unchanged.
             (
-                "{}",
-                r#"{"items":{"data":[{"id":"si_1","price":{"id":"price_month"},"current_period_end":1}]}}"#,
+                json!({}),
+                json!({"items": {"data": [{"id": "si_1", "price": {"id": "price_month"}, "current_period_end": 1}]}}),
                 Other,
             ),
             (
-                r#"{"plan":{"id":"plan_b"}}"#,
-                r#"{"plan":{"id":"plan_a"}}"#,
+                json!({"plan": {"id": "plan_b"}}),
+                json!({"plan": {"id": "plan_a"}}),
                 ProductChange,
             ),
-            ("{}", r#"{"schedule":"sub_sched_1"}"#, Other),
+            (json!({}), json!({"schedule": "sub_sched_1"}), Other),
             (
-                "{}",
-                r#"{"current_period_end":1,"latest_invoice":"in_0"}"#,
+                json!({}),
+                json!({"current_period_end": 1, "latest_invoice": "in_0"}),
                 Other,
             ),
         ];
         for (i, (now, prev, expected)) in cases.into_iter().enumerate() {
-            let now: Value = serde_json::from_str(now).expect("case JSON");
-            let prev: Value = serde_json::from_str(prev).expect("case JSON");
             let m = map(
                 "customer.subscription.updated",
                 subscription(now),
