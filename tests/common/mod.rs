@@ -358,7 +358,11 @@ impl BinaryServer {
     /// Spawns `cmd` (the binary, or a wrapper that execs it) and waits for
     /// the `storehook listening on` line it prints once it serves.
     pub fn spawn(mut cmd: Command, dir: &Path) -> Self {
-        if let Some(url) = postgres_url(dir) {
+        // A database the test chose itself wins over the pass's.
+        let chosen = cmd
+            .get_envs()
+            .any(|(k, v)| k == "STOREHOOK_DATABASE_URL" && v.is_some());
+        if let Some(url) = postgres_url(dir).filter(|_| !chosen) {
             cmd.env("STOREHOOK_DATABASE_URL", url);
         }
         cmd.env_remove("STOREHOOK_ADMIN_TOKEN")

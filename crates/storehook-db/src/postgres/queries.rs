@@ -168,7 +168,10 @@ pub(super) async fn pending_state_fetches(c: &Object) -> Result<Vec<PendingFetch
 /// Claims the deliveries due now, at most one per endpoint and order key
 /// (the oldest pending: strict order per subscription, across instances),
 /// skipping rows another instance is claiming this moment; each is this
-/// instance's for a lease.
+/// instance's for a lease. An instance may take back its own claims (its
+/// delivery worker knows what it is sending; an attempt whose result could
+/// not be written, the database being down, is simply due again), and
+/// those of an instance whose heartbeat stopped.
 pub(super) async fn claim_due_deliveries(
     c: &Object,
     instance: &str,
@@ -180,7 +183,7 @@ pub(super) async fn claim_due_deliveries(
         "WITH due AS (
              SELECT d.id FROM deliveries d
              WHERE d.status = 'pending' AND d.next_attempt_at <= $1
-               AND (d.lease_until IS NULL OR d.lease_until <= $1
+               AND (d.lease_until IS NULL OR d.lease_until <= $1 OR d.claimed_by = $5
                     OR NOT EXISTS (SELECT 1 FROM instances i
                                     WHERE i.id = d.claimed_by AND i.last_seen > $1 - $6))
                AND (d.order_key IS NULL OR NOT EXISTS (
