@@ -10,7 +10,14 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{CommitObserver, CommitStats, DbError};
+use storehook_core::StateUpdate;
+
+use crate::outbox::OutboxConfig;
+use crate::rules::{self, Ledger};
+use crate::{
+    CommitObserver, CommitStats, DbError, NewNotification, Recorded, RefusalTally,
+    RejectedNotification, Tracked,
+};
 
 /// A connection the writer can batch on. `C` is what a write job is given.
 pub(crate) trait BatchConnection: Send + 'static {
@@ -90,6 +97,66 @@ impl<C: BatchConnection> Writer<C> {
 
     pub fn observe_commits(&self, observer: CommitObserver) {
         let _ = self.observer.set(observer);
+    }
+}
+
+/// The notification path's writes, the same for every backend: the
+/// shared rules run inside the batch on the backend's [`Ledger`].
+impl<C: BatchConnection + Ledger> Writer<C> {
+    pub async fn record_notification(
+        &self,
+        cfg: &Arc<OutboxConfig>,
+        new: NewNotification,
+    ) -> Result<Recorded, DbError> {
+        let cfg = cfg.clone();
+        self.write(move |c| rules::record_notification(c, &cfg, &new))
+            .await
+    }
+
+    pub async fn record_rejected(
+        &self,
+        rejected: RejectedNotification,
+    ) -> Result<Recorded, DbError> {
+        self.write(move |c| rules::record_rejected(c, &rejected))
+            .await
+    }
+
+    pub async fn record_refusals(&self, tallies: Vec<RefusalTally>) -> Result<(), DbError> {
+        if tallies.is_empty() {
+            return Ok(());
+        }
+        self.write(move |c| {
+            for t in &tallies {
+                c.add_rejections(&t.store, t.count, &t.code, &t.message, t.at_ms)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn track(
+        &self,
+        cfg: &Arc<OutboxConfig>,
+        (store, key): (&str, &str),
+        app_user_id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Tracked, DbError> {
+        let (cfg, store, key) = (cfg.clone(), store.to_owned(), key.to_owned());
+        let user = app_user_id.map(str::to_owned);
+        self.write(move |c| rules::track(c, &cfg, &store, &key, user.as_deref(), now_ms))
+            .await
+    }
+
+    pub async fn apply_state_update(
+        &self,
+        cfg: &Arc<OutboxConfig>,
+        (store, key): (&str, &str),
+        update: StateUpdate,
+        now_ms: i64,
+    ) -> Result<(), DbError> {
+        let (cfg, store, key) = (cfg.clone(), store.to_owned(), key.to_owned());
+        self.write(move |c| rules::apply_state_update(c, &cfg, &store, &key, &update, now_ms))
+            .await
     }
 }
 

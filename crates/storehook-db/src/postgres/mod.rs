@@ -19,7 +19,6 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use storehook_core::{StateUpdate, TrackedSubscription};
 
 use crate::outbox::OutboxConfig;
-use crate::rules::{self, Ledger};
 use crate::writer::Writer;
 use crate::{
     AckAttempt, AckStats, AttemptResult, CommitObserver, CommitStats, DatabaseSize, DbError,
@@ -177,30 +176,18 @@ impl Storage for PostgresStorage {
     }
 
     async fn record_notification(&self, new: NewNotification) -> Result<Recorded, DbError> {
-        let cfg = self.outbox.clone();
-        self.write(move |c| rules::record_notification(c, &cfg, &new))
-            .await
+        self.writer.record_notification(&self.outbox, new).await
     }
 
     async fn record_rejected_notification(
         &self,
         rejected: RejectedNotification,
     ) -> Result<Recorded, DbError> {
-        self.write(move |c| rules::record_rejected(c, &rejected))
-            .await
+        self.writer.record_rejected(rejected).await
     }
 
     async fn record_refusals(&self, tallies: Vec<RefusalTally>) -> Result<(), DbError> {
-        if tallies.is_empty() {
-            return Ok(());
-        }
-        self.write(move |c| {
-            for t in &tallies {
-                c.add_rejections(&t.store, t.count, &t.code, &t.message, t.at_ms)?;
-            }
-            Ok(())
-        })
-        .await
+        self.writer.record_refusals(tallies).await
     }
 
     async fn track(
@@ -210,10 +197,9 @@ impl Storage for PostgresStorage {
         app_user_id: Option<&str>,
         now_ms: i64,
     ) -> Result<Tracked, DbError> {
-        let (store, key) = (store.to_owned(), subscription_id.to_owned());
-        let user = app_user_id.map(str::to_owned);
-        let cfg = self.outbox.clone();
-        self.write(move |c| rules::track(c, &cfg, &store, &key, user.as_deref(), now_ms))
+        let key = (store, subscription_id);
+        self.writer
+            .track(&self.outbox, key, app_user_id, now_ms)
             .await
     }
 
@@ -224,9 +210,9 @@ impl Storage for PostgresStorage {
         update: StateUpdate,
         now_ms: i64,
     ) -> Result<(), DbError> {
-        let (store, key) = (store.to_owned(), subscription_id.to_owned());
-        let cfg = self.outbox.clone();
-        self.write(move |c| rules::apply_state_update(c, &cfg, &store, &key, &update, now_ms))
+        let key = (store, subscription_id);
+        self.writer
+            .apply_state_update(&self.outbox, key, update, now_ms)
             .await
     }
 

@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::outbox::OutboxConfig;
-use crate::rules::{self, Ledger};
 use crate::writer::{BatchConnection, Writer};
 use crate::{
     AttemptResult, CommitObserver, CommitStats, DatabaseSize, DbError, DeliveryRecord, DueDelivery,
@@ -311,30 +310,18 @@ impl Storage for SqliteStorage {
     }
 
     async fn record_notification(&self, new: NewNotification) -> Result<Recorded, DbError> {
-        let cfg = self.outbox.clone();
-        self.write(move |conn| rules::record_notification(conn, &cfg, &new))
-            .await
+        self.writer.record_notification(&self.outbox, new).await
     }
 
     async fn record_rejected_notification(
         &self,
         rejected: RejectedNotification,
     ) -> Result<Recorded, DbError> {
-        self.write(move |conn| rules::record_rejected(conn, &rejected))
-            .await
+        self.writer.record_rejected(rejected).await
     }
 
     async fn record_refusals(&self, tallies: Vec<RefusalTally>) -> Result<(), DbError> {
-        if tallies.is_empty() {
-            return Ok(());
-        }
-        self.write(move |conn| {
-            for t in &tallies {
-                conn.add_rejections(&t.store, t.count, &t.code, &t.message, t.at_ms)?;
-            }
-            Ok(())
-        })
-        .await
+        self.writer.record_refusals(tallies).await
     }
 
     async fn track(
@@ -344,10 +331,9 @@ impl Storage for SqliteStorage {
         app_user_id: Option<&str>,
         now_ms: i64,
     ) -> Result<Tracked, DbError> {
-        let (store, key) = (store.to_owned(), subscription_id.to_owned());
-        let user = app_user_id.map(str::to_owned);
-        let cfg = self.outbox.clone();
-        self.write(move |conn| rules::track(conn, &cfg, &store, &key, user.as_deref(), now_ms))
+        let key = (store, subscription_id);
+        self.writer
+            .track(&self.outbox, key, app_user_id, now_ms)
             .await
     }
 
@@ -358,9 +344,9 @@ impl Storage for SqliteStorage {
         update: StateUpdate,
         now_ms: i64,
     ) -> Result<(), DbError> {
-        let (store, key) = (store.to_owned(), subscription_id.to_owned());
-        let cfg = self.outbox.clone();
-        self.write(move |conn| rules::apply_state_update(conn, &cfg, &store, &key, &update, now_ms))
+        let key = (store, subscription_id);
+        self.writer
+            .apply_state_update(&self.outbox, key, update, now_ms)
             .await
     }
 
