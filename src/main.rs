@@ -319,8 +319,8 @@ fn run_local(
             Ok(())
         }
         Command::Backup { file } => {
-            let config = load(cli_config)?;
-            let report = storehook_db::backup(&config.database_path(), &file)?;
+            let db = sqlite_file(&load(cli_config)?, "backup")?;
+            let report = storehook_db::backup(&db, &file)?;
             println!(
                 "{}: {} bytes, {} notifications, integrity_check ok",
                 file.display(),
@@ -330,11 +330,11 @@ fn run_local(
             Ok(())
         }
         Command::Restore { file } => {
-            let config = load(cli_config)?;
-            let report = storehook_db::restore(&file, &config.database_path())?;
+            let db = sqlite_file(&load(cli_config)?, "restore")?;
+            let report = storehook_db::restore(&file, &db)?;
             println!(
                 "{} restored from {} ({} notifications){}",
-                config.database_path().display(),
+                db.display(),
                 file.display(),
                 report.notifications,
                 report
@@ -344,6 +344,19 @@ fn run_local(
             );
             Ok(())
         }
+    }
+}
+
+/// The SQLite file `storehook backup`/`restore` work on; PostgreSQL has
+/// its own tools for that.
+fn sqlite_file(config: &Config, command: &str) -> Result<std::path::PathBuf> {
+    let url = config.database_url(&|name| std::env::var(name).ok())?;
+    match url.sqlite_path() {
+        Some(path) => Ok(path.to_owned()),
+        None => bail!(
+            "`storehook {command}` works on the embedded SQLite database; the database is {url}: \
+             use PostgreSQL's own pg_dump / pg_restore (or your provider's backups)"
+        ),
     }
 }
 

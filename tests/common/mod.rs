@@ -1,5 +1,8 @@
 //! Test harness: starts the real storehook server on a loopback port with a
-//! temporary SQLite file and talks HTTP to it.
+//! temporary SQLite file and talks HTTP to it. With
+//! `STOREHOOK_TEST_BACKEND=postgres` (scripts/test's second pass) every
+//! server uses a throwaway PostgreSQL database instead, whatever its config
+//! says (`STOREHOOK_DATABASE_URL`, as an operator would set it).
 //!
 //! Two ways to run it:
 //! - [`TestServer`]: in this test process, through `storehook_server::start`
@@ -16,6 +19,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub mod db;
+pub mod load;
 pub mod receiver;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
@@ -28,6 +33,36 @@ pub fn link_plugins() {
     storehook_google::link();
     storehook_stripe::link();
     storehook_plugin_example::link();
+}
+
+/// Whether this run's servers use PostgreSQL (`STOREHOOK_TEST_BACKEND=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("STOREHOOK_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// On the PostgreSQL pass, the database the servers of the test whose
+/// folder is `dir` use: created at the first ask, the same after restarts.
+pub fn postgres_url(dir: &Path) -> Option<String> {
+    if !on_postgres() {
+        return None;
+    }
+    let file = dir.join("postgres-url");
+    if let Ok(url) = std::fs::read_to_string(&file) {
+        return Some(url);
+    }
+    let url = storehook_test_postgres::database().expect("a throwaway PostgreSQL");
+    std::fs::write(&file, &url).expect("keep the database url");
+    Some(url)
+}
+
+/// True (and says so) on the PostgreSQL pass, for a test of what only an
+/// SQLite file does (a lock held by another process, a full disk): its
+/// PostgreSQL counterparts are in tests/postgres.rs.
+pub fn sqlite_only(what: &str) -> bool {
+    if on_postgres() {
+        eprintln!("SQLite only, not run on the PostgreSQL pass: {what}");
+    }
+    on_postgres()
 }
 
 /// The config a test passes, plus the server, database and admin sections
@@ -107,7 +142,13 @@ impl TestServer {
         if let Some(adjust) = &self.adjust {
             adjust(&mut config);
         }
-        let running = storehook_server::start(config, &|_| None)
+        let database = postgres_url(self.dir.path());
+        let env = move |name: &str| {
+            (name == "STOREHOOK_DATABASE_URL")
+                .then(|| database.clone())
+                .flatten()
+        };
+        let running = storehook_server::start(config, &env)
             .await
             .expect("server starts");
         self.base = format!("http://{}", running.addr);
@@ -317,6 +358,13 @@ impl BinaryServer {
     /// Spawns `cmd` (the binary, or a wrapper that execs it) and waits for
     /// the `storehook listening on` line it prints once it serves.
     pub fn spawn(mut cmd: Command, dir: &Path) -> Self {
+        // A database the test chose itself wins over the pass's.
+        let chosen = cmd
+            .get_envs()
+            .any(|(k, v)| k == "STOREHOOK_DATABASE_URL" && v.is_some());
+        if let Some(url) = postgres_url(dir).filter(|_| !chosen) {
+            cmd.env("STOREHOOK_DATABASE_URL", url);
+        }
         cmd.env_remove("STOREHOOK_ADMIN_TOKEN")
             .stdout(Stdio::piped())
             .stderr(Stdio::null());

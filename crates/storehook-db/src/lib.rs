@@ -13,22 +13,28 @@
 // notification. Tests may (they are meant to stop at the first surprise).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod open;
 mod outbox;
+mod postgres;
+mod records;
+mod rules;
 mod sqlite;
 mod store_api;
+mod writer;
 
 use serde::Serialize;
 use storehook_core::{
     Environment, EventType, ImpliedState, StateUpdate, TrackedSubscription, VerifiedNotification,
 };
 
+pub use open::{open, DatabaseOptions, DatabaseUrl};
 pub use outbox::{
     AttemptOutcome, AttemptResult, DeliveryRecord, DueDelivery, EndpointStats, EventFilter,
     EventRecord, EventRoute, ForwardRoute, OutboxConfig,
 };
 pub use sqlite::{
-    backup, integrity_check, restore, BackupReport, CommitStats, RestoreReport, SqliteOptions,
-    SqliteStorage, Synchronous,
+    backup, integrity_check, restore, BackupReport, RestoreReport, SqliteOptions, SqliteStorage,
+    Synchronous,
 };
 pub use store_api::{
     AckAttempt, AckStats, DueAcknowledgement, Job, JobKind, JobStatus, JobStep, NewJob, Overdue,
@@ -38,12 +44,16 @@ pub use store_api::{
 /// Storage failed. The host answers 503 so the store retries.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
+    /// A statement failed (the backend's own words).
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Backend(String),
     #[error("database is unavailable: {0}")]
     Unavailable(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// `[database]` names something that cannot be opened as asked.
+    #[error("{0}")]
+    Config(String),
 }
 
 /// What became of a notification handed to storage.
@@ -217,6 +227,12 @@ pub struct NotificationFilter {
     pub limit: u32,
 }
 
+impl NotificationFilter {
+    pub(crate) fn page_size(&self) -> i64 {
+        rules::page_size(self.limit, 50, 500)
+    }
+}
+
 /// The narrow interface the host uses. Every method is async and never blocks
 /// the executor; writes resolve only once committed durably.
 #[async_trait::async_trait]
@@ -280,6 +296,18 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<Option<(StoredNotification, serde_json::Value)>, DbError>;
     /// Answers when the database does (health check).
     async fn ping(&self) -> Result<(), DbError>;
+    /// The storehook processes using this database, newest first: only
+    /// this one for an embedded database; every instance whose heartbeat
+    /// was seen in the last day for a shared one.
+    async fn instances(&self) -> Result<Vec<Instance>, DbError>;
+    /// Write transactions so far, for `/metrics`.
+    fn commit_stats(&self) -> CommitStats {
+        CommitStats::default()
+    }
+    /// Installs (once) a callback told of every committed write batch with
+    /// how long it took and how many writes it carried. It runs on the
+    /// writer, so it must be quick.
+    fn observe_commits(&self, _observer: CommitObserver) {}
 
     // ---- the outbox (outgoing webhooks and forwards) ----
 
@@ -368,6 +396,55 @@ pub trait Storage: Send + Sync + 'static {
     /// The database's size on disk.
     async fn database_size(&self) -> Result<DatabaseSize, DbError>;
 }
+
+/// One storehook process on the database, as its heartbeat says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Instance {
+    pub id: String,
+    pub host: String,
+    pub pid: i64,
+    pub version: String,
+    pub started_at_ms: i64,
+    pub last_seen_ms: i64,
+    /// This process.
+    pub this: bool,
+}
+
+impl Instance {
+    /// This process, as it introduces itself.
+    pub fn this_process(now_ms: i64) -> Self {
+        let host = std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "localhost".to_owned());
+        let pid = i64::from(std::process::id());
+        Self {
+            id: format!("{host}-{pid}-{now_ms}"),
+            host,
+            pid,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at_ms: now_ms,
+            last_seen_ms: now_ms,
+            this: true,
+        }
+    }
+}
+
+/// Commit statistics, for metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CommitStats {
+    pub commits: u64,
+    pub writes: u64,
+    pub failed_commits: u64,
+    pub last_batch: usize,
+    pub last_commit_micros: u64,
+}
+
+/// Told after each committed write batch how long it took (begin to
+/// commit, the flush included) and how many writes it carried.
+pub type CommitObserver = Box<dyn Fn(std::time::Duration, usize) + Send + Sync>;
 
 /// What one pruning batch may remove: raw request bodies of notifications
 /// received before `raw_body_before_ms` (the normalized row, its decoded

@@ -227,6 +227,11 @@ pub struct AckStats {
     pub acknowledged: i64,
 }
 
+/// A subscription that ended this long ago is not listed to adapters: the
+/// stores' APIs have nothing new about it (Google answers 410 for a token 60
+/// days after it expired), and re-reading it at every catch-up spends quota.
+pub(crate) const ENDED_LONG_AGO_MS: i64 = 60 * 86_400_000;
+
 pub(crate) fn job_kind(s: &str) -> JobKind {
     JobKind::parse(s)
 }

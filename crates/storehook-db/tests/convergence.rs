@@ -4,23 +4,30 @@
 //! subscription state equals the one in-order delivery gives, every
 //! notification is stored once, and each produces exactly one event.
 //!
-//! Each case runs two real SQLite files (`SqliteStorage`, the group-commit
-//! writer included): a reference fed in store order after tracking, and one
-//! fed the shuffled arrival. `synchronous = OFF` here only to keep the cases
+//! Each case runs against each backend (a real SQLite file, a real
+//! PostgreSQL database; the group-commit writer included) two stores: a
+//! reference fed in store order after tracking, and one fed the shuffled
+//! arrival. Cases share a database per backend, each under store ids of its
+//! own. SQLite runs with `synchronous = OFF` here only to keep the cases
 //! fast; the fold logic does not depend on it.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use proptest::prelude::*;
 use storehook_core::{
     Environment, EventDetails, EventType, ImpliedState, SubscriptionStatus, VerifiedNotification,
 };
 use storehook_db::{
-    EventRoute, NewNotification, OutboxConfig, SqliteOptions, SqliteStorage, Storage, Subscription,
-    Synchronous, Verdict,
+    EventFilter, EventRoute, NewNotification, NotificationFilter, OutboxConfig, Storage,
+    Subscription, Verdict,
 };
 
-const STORE: &str = "example";
+mod common;
+
+use common::{Backend, TestDb};
+
 const KEY: &str = "sub-1";
 const USER: &str = "user-1";
 
@@ -38,9 +45,9 @@ struct Spec {
 }
 
 impl Spec {
-    fn notification(&self) -> VerifiedNotification {
+    fn notification(&self, store: &str) -> VerifiedNotification {
         VerifiedNotification {
-            store: STORE.into(),
+            store: store.into(),
             environment: self.environment,
             notification_id: self.id.clone(),
             subscription_key: Some(KEY.into()),
@@ -178,22 +185,50 @@ fn arrival() -> impl Strategy<Value = Arrival> {
     })
 }
 
-fn open(dir: &tempfile::TempDir, name: &str) -> SqliteStorage {
-    let mut options = SqliteOptions::new(dir.path().join(name));
-    options.synchronous = Synchronous::Off;
-    options.outbox = OutboxConfig {
-        routes: vec![EventRoute {
-            endpoint: "hook".into(),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
-    SqliteStorage::open(options).expect("open database")
+/// One database per backend for all cases of a test binary, on a runtime
+/// of its own (each proptest case runs synchronously).
+struct Shared {
+    runtime: tokio::runtime::Runtime,
+    db: Arc<dyn Storage>,
+    _t: TestDb,
 }
 
-async fn deliver(db: &SqliteStorage, spec: &Spec) -> Verdict {
+fn shared(backend: Backend) -> &'static Shared {
+    static SQLITE: OnceLock<Shared> = OnceLock::new();
+    static POSTGRES: OnceLock<Shared> = OnceLock::new();
+    let cell = match backend {
+        Backend::Sqlite => &SQLITE,
+        Backend::Postgres => &POSTGRES,
+    };
+    cell.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let t = TestDb::new(backend);
+        let outbox = OutboxConfig {
+            routes: vec![EventRoute {
+                endpoint: "hook".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let db = runtime.block_on(t.open_with(outbox));
+        Shared { runtime, db, _t: t }
+    })
+}
+
+/// Store ids no other case uses.
+fn case_stores() -> (String, String) {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    (format!("reference-{n}"), format!("shuffled-{n}"))
+}
+
+async fn deliver(db: &dyn Storage, store: &str, spec: &Spec) -> Verdict {
     db.record_notification(NewNotification {
-        notification: spec.notification(),
+        notification: spec.notification(store),
         raw_body: spec.id.as_bytes().to_vec(),
         received_at_ms: 5_000,
         auto_track: false,
@@ -235,74 +270,65 @@ impl From<Subscription> for Final {
     }
 }
 
-/// Rows, events and their per-subscription sequence numbers, straight from
-/// the file.
-fn stored_counts(path: &std::path::Path) -> (i64, i64, i64, Vec<i64>) {
-    let conn =
-        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .expect("open read-only");
-    let rows: i64 = conn
-        .query_row("SELECT count(*) FROM notifications", [], |r| r.get(0))
-        .expect("count");
-    let (events, distinct): (i64, i64) = conn
-        .query_row(
-            "SELECT count(*), count(DISTINCT notification_row) FROM events",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+/// A store's stored notifications, its events (and how many distinct
+/// ones) and their per-subscription sequence numbers.
+async fn stored_counts(db: &dyn Storage, store: &str) -> (i64, i64, i64, Vec<i64>) {
+    let rows = db
+        .recent_notifications(NotificationFilter {
+            store: Some(store.into()),
+            before_id: None,
+            limit: 500,
+        })
+        .await
+        .expect("notifications")
+        .len() as i64;
+    let events = db
+        .events(EventFilter {
+            store: Some(store.into()),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
         .expect("events");
-    let mut stmt = conn
-        .prepare("SELECT sequence FROM events ORDER BY seq")
-        .expect("prepare");
-    let sequences = stmt
-        .query_map([], |r| r.get(0))
-        .expect("query")
-        .collect::<Result<Vec<i64>, _>>()
-        .expect("rows");
-    (rows, events, distinct, sequences)
+    let distinct: std::collections::HashSet<&str> =
+        events.iter().map(|e| e.event_id.as_str()).collect();
+    let sequences = events.iter().map(|e| e.sequence).collect();
+    (rows, events.len() as i64, distinct.len() as i64, sequences)
 }
 
 /// Runs one case: the reference and the shuffled arrival must agree.
-fn run_case(arrival: &Arrival) -> Result<(), TestCaseError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let dir = tempfile::tempdir().expect("tempdir");
-
+fn run_case(backend: Backend, arrival: &Arrival) -> Result<(), TestCaseError> {
+    let shared = shared(backend);
+    let db = shared.db.as_ref();
+    let (reference, shuffled) = case_stores();
+    shared.runtime.block_on(async {
         // The reference: tracked first, then store order (time, then id —
         // the host's documented tie-break).
-        let reference = open(&dir, "reference.db");
-        reference
-            .track(STORE, KEY, Some(USER), 1)
+        db.track(&reference, KEY, Some(USER), 1)
             .await
             .expect("track");
         let mut in_order = arrival.specs.clone();
         in_order.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.id.cmp(&b.id)));
         for spec in &in_order {
-            prop_assert_eq!(deliver(&reference, spec).await, Verdict::Tracked);
+            prop_assert_eq!(deliver(db, &reference, spec).await, Verdict::Tracked);
         }
         let expected = Final::from(
-            reference
-                .subscription(STORE, KEY)
+            db.subscription(&reference, KEY)
                 .await
                 .expect("read")
                 .expect("tracked"),
         );
 
         // The arrival as generated.
-        let shuffled = open(&dir, "shuffled.db");
         let mut seen = std::collections::HashSet::new();
         for (step, &i) in arrival.order.iter().enumerate() {
             if step == arrival.track_after {
-                shuffled
-                    .track(STORE, KEY, Some(USER), 1)
+                db.track(&shuffled, KEY, Some(USER), 1)
                     .await
                     .expect("track");
             }
             let spec = &arrival.specs[i];
-            let verdict = deliver(&shuffled, spec).await;
+            let verdict = deliver(db, &shuffled, spec).await;
             let first = seen.insert(i);
             let tracked = step >= arrival.track_after;
             let want = match (first, tracked) {
@@ -313,14 +339,12 @@ fn run_case(arrival: &Arrival) -> Result<(), TestCaseError> {
             prop_assert_eq!(verdict, want, "arrival {} of {}", step, spec.id);
         }
         if arrival.track_after >= arrival.order.len() {
-            shuffled
-                .track(STORE, KEY, Some(USER), 1)
+            db.track(&shuffled, KEY, Some(USER), 1)
                 .await
                 .expect("track");
         }
         let got = Final::from(
-            shuffled
-                .subscription(STORE, KEY)
+            db.subscription(&shuffled, KEY)
                 .await
                 .expect("read")
                 .expect("tracked"),
@@ -329,14 +353,12 @@ fn run_case(arrival: &Arrival) -> Result<(), TestCaseError> {
 
         // Stored once, applied once: one row and one event per distinct
         // notification, sequence numbers 1..=n without gaps or repeats.
-        drop(shuffled);
-        drop(reference);
         let n = arrival.specs.len() as i64;
-        for name in ["reference.db", "shuffled.db"] {
-            let (rows, events, distinct, mut sequences) = stored_counts(&dir.path().join(name));
-            prop_assert_eq!((rows, events, distinct), (n, n, n), "{}", name);
+        for store in [&reference, &shuffled] {
+            let (rows, events, distinct, mut sequences) = stored_counts(db, store).await;
+            prop_assert_eq!((rows, events, distinct), (n, n, n), "{}", store);
             sequences.sort_unstable();
-            prop_assert_eq!(sequences, (1..=n).collect::<Vec<_>>(), "{}", name);
+            prop_assert_eq!(sequences, (1..=n).collect::<Vec<_>>(), "{}", store);
         }
         Ok(())
     })
@@ -353,15 +375,19 @@ proptest! {
     })]
 
     #[test]
-    fn any_arrival_converges_to_the_in_order_state(arrival in arrival()) {
-        run_case(&arrival)?;
+    fn any_arrival_converges_to_the_in_order_state_on_sqlite(arrival in arrival()) {
+        run_case(Backend::Sqlite, &arrival)?;
+    }
+
+    #[test]
+    fn any_arrival_converges_to_the_in_order_state_on_postgres(arrival in arrival()) {
+        run_case(Backend::Postgres, &arrival)?;
     }
 }
 
 /// The attention flag (Apple CONSUMPTION_REQUEST…) follows store order too:
 /// an older request arriving late must not replace a newer one.
-#[test]
-fn the_newest_attention_wins_whatever_the_arrival_order() {
+fn the_newest_attention_wins_whatever_the_arrival_order(backend: Backend) {
     let spec = |id: &str, at: i64, attention: &str| Spec {
         id: id.into(),
         at,
@@ -374,6 +400,8 @@ fn the_newest_attention_wins_whatever_the_arrival_order() {
     let older = spec("a", 10, "older request");
     let newer = spec("b", 20, "newer request");
     let mut finals = BTreeMap::new();
+    let shared = shared(backend);
+    let db = shared.db.as_ref();
     for (label, order, track_after) in [
         ("in order", vec![0, 1], 0),
         ("newer first", vec![1, 0], 0),
@@ -384,23 +412,18 @@ fn the_newest_attention_wins_whatever_the_arrival_order() {
             order,
             track_after,
         };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let attention = runtime.block_on(async {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let db = open(&dir, "a.db");
+        let (store, _) = case_stores();
+        let attention = shared.runtime.block_on(async {
             for (step, &i) in arrival.order.iter().enumerate() {
                 if step == arrival.track_after {
-                    db.track(STORE, KEY, Some(USER), 1).await.expect("track");
+                    db.track(&store, KEY, Some(USER), 1).await.expect("track");
                 }
-                deliver(&db, &arrival.specs[i]).await;
+                deliver(db, &store, &arrival.specs[i]).await;
             }
             if arrival.track_after >= arrival.order.len() {
-                db.track(STORE, KEY, Some(USER), 1).await.expect("track");
+                db.track(&store, KEY, Some(USER), 1).await.expect("track");
             }
-            db.subscription(STORE, KEY)
+            db.subscription(&store, KEY)
                 .await
                 .expect("read")
                 .expect("tracked")
@@ -415,4 +438,14 @@ fn the_newest_attention_wins_whatever_the_arrival_order() {
             "{label}: {finals:?}"
         );
     }
+}
+
+#[test]
+fn the_newest_attention_wins_whatever_the_arrival_order_on_sqlite() {
+    the_newest_attention_wins_whatever_the_arrival_order(Backend::Sqlite);
+}
+
+#[test]
+fn the_newest_attention_wins_whatever_the_arrival_order_on_postgres() {
+    the_newest_attention_wins_whatever_the_arrival_order(Backend::Postgres);
 }

@@ -2,8 +2,11 @@
 //! subscription belongs to (the newest notification's), so that an adapter
 //! serving several apps (Google Play packages) asks about the right one.
 
+mod common;
+
+use common::{Backend, TestDb};
 use storehook_core::{Environment, EventDetails, EventType, ImpliedState, VerifiedNotification};
-use storehook_db::{NewNotification, PendingFetch, SqliteOptions, SqliteStorage, Storage};
+use storehook_db::{NewNotification, PendingFetch};
 
 fn notification(id: &str, key: &str, app: Option<&str>, at: i64) -> NewNotification {
     NewNotification {
@@ -34,12 +37,10 @@ fn notification(id: &str, key: &str, app: Option<&str>, at: i64) -> NewNotificat
     }
 }
 
-#[tokio::test]
-async fn pending_fetches_carry_the_newest_notifications_app() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("storehook.db");
+async fn pending_fetches_carry_the_newest_notifications_app(backend: Backend) {
+    let t = TestDb::new(backend);
     {
-        let db = SqliteStorage::open(SqliteOptions::new(&path)).expect("open");
+        let db = t.open().await;
         for n in [
             notification("n1", "token-a", Some("com.example.old"), 1_000),
             notification("n2", "token-a", Some("com.example.a"), 2_000),
@@ -49,8 +50,8 @@ async fn pending_fetches_carry_the_newest_notifications_app() {
             db.record_notification(n).await.expect("record");
         }
     }
-    // A restart: a new storage on the same file.
-    let db = SqliteStorage::open(SqliteOptions::new(&path)).expect("reopen");
+    // A restart: a new storage on the same database.
+    let db = t.open().await;
     let pending = db.pending_state_fetches().await.expect("pending");
     let expect = |key: &str, app: Option<&str>| PendingFetch {
         store: "google".into(),
@@ -68,3 +69,5 @@ async fn pending_fetches_carry_the_newest_notifications_app() {
         ]
     );
 }
+
+backends!(pending_fetches_carry_the_newest_notifications_app,);

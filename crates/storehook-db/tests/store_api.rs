@@ -7,16 +7,14 @@ use storehook_core::{
     AckOutcome, BackfillWindow, CheckReport, Environment, EventDetails, EventType, Finding,
     ImpliedState, PurchaseKind, StateUpdate, SubscriptionStatus, VerifiedNotification,
 };
+mod common;
+
+use common::{Backend, TestDb};
 use storehook_db::{
-    AckAttempt, JobKind, JobStatus, JobStep, NewJob, NewNotification, Source, SqliteOptions,
-    SqliteStorage, Storage, StoredCheck,
+    AckAttempt, JobKind, JobStatus, JobStep, NewJob, NewNotification, Source, Storage, StoredCheck,
 };
 
 const HOUR: i64 = 3_600_000;
-
-fn open(dir: &tempfile::TempDir) -> SqliteStorage {
-    SqliteStorage::open(SqliteOptions::new(dir.path().join("storehook.db"))).expect("open")
-}
 
 fn notification(id: &str, key: &str, at: i64, expires: i64, source: Source) -> NewNotification {
     NewNotification {
@@ -53,7 +51,7 @@ fn notification(id: &str, key: &str, at: i64, expires: i64, source: Source) -> N
 }
 
 /// Tracks `key` and records a notification saying it expires at `expires`.
-async fn tracked(db: &SqliteStorage, key: &str, expires: i64) {
+async fn tracked(db: &dyn Storage, key: &str, expires: i64) {
     db.track("example", key, Some("user"), 10)
         .await
         .expect("track");
@@ -76,11 +74,10 @@ fn window() -> BackfillWindow {
     }
 }
 
-#[tokio::test]
-async fn a_job_keeps_its_cursor_per_page_and_a_finished_job_never_changes() {
-    let dir = tempfile::tempdir().expect("tempdir");
+async fn a_job_keeps_its_cursor_per_page_and_a_finished_job_never_changes(backend: Backend) {
+    let t = TestDb::new(backend);
     let id = {
-        let db = open(&dir);
+        let db = t.open().await;
         let job = db
             .create_job(NewJob {
                 store: "example".into(),
@@ -117,7 +114,7 @@ async fn a_job_keeps_its_cursor_per_page_and_a_finished_job_never_changes() {
         job.id
     };
     // Reopened: the job is unfinished and resumes at its last cursor.
-    let db = open(&dir);
+    let db = t.open().await;
     let unfinished = db.unfinished_jobs().await.expect("unfinished");
     assert_eq!(unfinished.len(), 1);
     assert_eq!(unfinished[0].cursor.as_deref(), Some("c2"));
@@ -161,10 +158,9 @@ async fn a_job_keeps_its_cursor_per_page_and_a_finished_job_never_changes() {
     assert_eq!(db.job(id + 1).await.expect("job"), None);
 }
 
-#[tokio::test]
-async fn a_stores_latest_check_replaces_the_one_before() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(&dir);
+async fn a_stores_latest_check_replaces_the_one_before(backend: Backend) {
+    let t = TestDb::new(backend);
+    let db = t.open().await;
     let check = |at, findings| StoredCheck {
         store: "example".into(),
         checked_at_ms: at,
@@ -186,10 +182,9 @@ async fn a_stores_latest_check_replaces_the_one_before() {
     );
 }
 
-#[tokio::test]
-async fn lookups_for_adapters_and_the_notification_detail() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(&dir);
+async fn lookups_for_adapters_and_the_notification_detail(backend: Backend) {
+    let t = TestDb::new(backend);
+    let db = t.open().await;
     for key in ["s3", "s1", "s2"] {
         db.track("example", key, Some("user"), 10)
             .await
@@ -247,12 +242,11 @@ async fn lookups_for_adapters_and_the_notification_detail() {
     assert_eq!(example.last_received_ms, None, "a recovery is not a push");
 }
 
-#[tokio::test]
-async fn a_purchase_is_queued_once_stays_acknowledged_and_is_flagged_late() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(&dir);
+async fn a_purchase_is_queued_once_stays_acknowledged_and_is_flagged_late(backend: Backend) {
+    let t = TestDb::new(backend);
+    let db = t.open().await;
     for key in ["p1", "p2"] {
-        tracked(&db, key, 9 * HOUR).await;
+        tracked(db.as_ref(), key, 9 * HOUR).await;
     }
     let pending = |purchased| StateUpdate {
         state: ImpliedState::default(),
@@ -372,16 +366,15 @@ async fn a_purchase_is_queued_once_stays_acknowledged_and_is_flagged_late() {
         .is_empty());
 }
 
-#[tokio::test]
-async fn a_subscription_past_its_expiry_with_no_word_is_overdue() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(&dir);
+async fn a_subscription_past_its_expiry_with_no_word_is_overdue(backend: Backend) {
+    let t = TestDb::new(backend);
+    let db = t.open().await;
     for (key, expires) in [
         ("late", 10 * HOUR),
         ("fine", 100 * HOUR),
         ("later", 20 * HOUR),
     ] {
-        tracked(&db, key, expires).await;
+        tracked(db.as_ref(), key, expires).await;
     }
     let overdue = db.overdue_subscriptions(30 * HOUR).await.expect("overdue");
     assert_eq!(overdue.len(), 1, "{overdue:?}");
@@ -395,14 +388,13 @@ async fn a_subscription_past_its_expiry_with_no_word_is_overdue() {
         .is_empty());
 }
 
-#[tokio::test]
-async fn subscriptions_that_ended_long_ago_are_not_listed_to_adapters() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(&dir);
+async fn subscriptions_that_ended_long_ago_are_not_listed_to_adapters(backend: Backend) {
+    let t = TestDb::new(backend);
+    let db = t.open().await;
     let now = storehook_core::time::now_ms();
-    tracked(&db, "active", now + 30 * 24 * HOUR).await;
-    tracked(&db, "ended-lately", now - 10 * 24 * HOUR).await;
-    tracked(&db, "ended-long-ago", now - 90 * 24 * HOUR).await;
+    tracked(db.as_ref(), "active", now + 30 * 24 * HOUR).await;
+    tracked(db.as_ref(), "ended-lately", now - 10 * 24 * HOUR).await;
+    tracked(db.as_ref(), "ended-long-ago", now - 90 * 24 * HOUR).await;
     for (key, at) in [
         ("ended-lately", now - 10 * 24 * HOUR),
         ("ended-long-ago", now - 90 * 24 * HOUR),
@@ -420,13 +412,12 @@ async fn subscriptions_that_ended_long_ago_are_not_listed_to_adapters() {
     assert_eq!(keys, ["active", "ended-lately"]);
 }
 
-#[tokio::test]
-async fn a_revoked_purchase_is_not_listed_to_adapters() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(&dir);
+async fn a_revoked_purchase_is_not_listed_to_adapters(backend: Backend) {
+    let t = TestDb::new(backend);
+    let db = t.open().await;
     let now = storehook_core::time::now_ms();
-    tracked(&db, "active", now + 30 * 24 * HOUR).await;
-    tracked(&db, "refunded", now + 30 * 24 * HOUR).await;
+    tracked(db.as_ref(), "active", now + 30 * 24 * HOUR).await;
+    tracked(db.as_ref(), "refunded", now + 30 * 24 * HOUR).await;
     let mut void = notification("v-refunded", "refunded", 2_000, 0, Source::Push);
     void.notification.event_type = EventType::Refund;
     void.notification.state = ImpliedState {
@@ -442,10 +433,9 @@ async fn a_revoked_purchase_is_not_listed_to_adapters() {
     assert_eq!(keys, ["active"], "a void is final: nothing to re-read");
 }
 
-#[tokio::test]
-async fn what_was_bought_goes_with_the_purchase_to_fetches_lookups_and_the_queue() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(&dir);
+async fn what_was_bought_goes_with_the_purchase_to_fetches_lookups_and_the_queue(backend: Backend) {
+    let t = TestDb::new(backend);
+    let db = t.open().await;
     db.track("example", "otp", Some("user"), 10)
         .await
         .expect("track");
@@ -498,3 +488,14 @@ async fn what_was_bought_goes_with_the_purchase_to_fetches_lookups_and_the_queue
         ("otp", Some("coins_100"), Some(PurchaseKind::OneTime))
     );
 }
+
+backends!(
+    a_job_keeps_its_cursor_per_page_and_a_finished_job_never_changes,
+    a_stores_latest_check_replaces_the_one_before,
+    lookups_for_adapters_and_the_notification_detail,
+    a_purchase_is_queued_once_stays_acknowledged_and_is_flagged_late,
+    a_subscription_past_its_expiry_with_no_word_is_overdue,
+    subscriptions_that_ended_long_ago_are_not_listed_to_adapters,
+    a_revoked_purchase_is_not_listed_to_adapters,
+    what_was_bought_goes_with_the_purchase_to_fetches_lookups_and_the_queue,
+);

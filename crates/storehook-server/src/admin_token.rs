@@ -36,11 +36,7 @@ pub enum TokenFileError {
 
 /// Where the data folder's token lives for `config`.
 pub fn path(config: &Config) -> PathBuf {
-    let db = config.database_path();
-    db.parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .map(|d| d.join(FILE_NAME))
-        .unwrap_or_else(|| PathBuf::from(FILE_NAME))
+    config.data_dir().join(FILE_NAME)
 }
 
 /// The token in `path`, generating the file when it does not exist.

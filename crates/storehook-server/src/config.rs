@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use storehook_core::Secret;
-use storehook_db::Synchronous;
+use storehook_db::{DatabaseUrl, Synchronous};
 
 /// Admin tokens shorter than this are refused: the token is the only thing
 /// between the internet and every subscription.
@@ -141,8 +141,14 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
-    #[serde(default = "default_db_path")]
-    pub path: PathBuf,
+    /// `sqlite://<path>` (the default, `sqlite://data/storehook.db`) or
+    /// `postgres://user:password@host/database` for several instances; env
+    /// `STOREHOOK_DATABASE_URL` wins. A secret: it may hold a password.
+    #[serde(default)]
+    pub url: Option<Secret>,
+    /// The SQLite file (the older spelling of `url = "sqlite://…"`).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
     /// `FULL` (default): a 200 survives power loss. `NORMAL`/`OFF` are for benchmarks only.
     #[serde(default = "default_synchronous")]
     pub synchronous: Synchronous,
@@ -151,7 +157,8 @@ pub struct DatabaseConfig {
 impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
-            path: default_db_path(),
+            url: None,
+            path: None,
             synchronous: default_synchronous(),
         }
     }
@@ -475,9 +482,7 @@ fn default_header_timeout() -> u64 {
 fn default_max_connections() -> usize {
     4096
 }
-fn default_db_path() -> PathBuf {
-    PathBuf::from("data/storehook.db")
-}
+const DEFAULT_DB_PATH: &str = "data/storehook.db";
 fn default_synchronous() -> Synchronous {
     Synchronous::Full
 }
@@ -547,12 +552,43 @@ impl Config {
         })
     }
 
-    /// The database path, resolved against the config's folder.
-    pub fn database_path(&self) -> PathBuf {
-        if self.database.path.is_absolute() {
-            self.database.path.clone()
-        } else {
-            self.base_dir.join(&self.database.path)
+    /// Where the data lives: env `STOREHOOK_DATABASE_URL`, else `[database]
+    /// url`, else `path`, else `data/storehook.db` beside the config.
+    pub fn database_url(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<DatabaseUrl, ConfigError> {
+        let invalid = |e: storehook_db::DbError| ConfigError::Invalid(format!("[database] {e}"));
+        if let Some(url) = env("STOREHOOK_DATABASE_URL").filter(|u| !u.trim().is_empty()) {
+            return DatabaseUrl::parse(&url, &self.base_dir)
+                .map_err(|e| ConfigError::Invalid(format!("STOREHOOK_DATABASE_URL: {e}")));
+        }
+        match (&self.database.url, &self.database.path) {
+            (Some(_), Some(_)) => Err(ConfigError::Invalid(
+                "[database] sets both url and path: keep url (path is its older spelling)".into(),
+            )),
+            (Some(url), None) => DatabaseUrl::parse(url.expose(), &self.base_dir).map_err(invalid),
+            (None, path) => Ok(DatabaseUrl::sqlite(
+                path.as_deref().unwrap_or(Path::new(DEFAULT_DB_PATH)),
+                &self.base_dir,
+            )),
+        }
+    }
+
+    /// The folder for storehook's own files (the generated admin token):
+    /// the SQLite database's, or `data` beside the config otherwise.
+    pub fn data_dir(&self) -> PathBuf {
+        let sqlite = self
+            .database_url(&|_| None)
+            .ok()
+            .and_then(|u| u.sqlite_path().map(Path::to_path_buf));
+        match sqlite {
+            Some(db) => db
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from(".")),
+            None => self.base_dir.join("data"),
         }
     }
 
@@ -594,9 +630,10 @@ mod tests {
         assert_eq!(c.server.listen.port(), 8080);
         assert_eq!(c.server.max_body_bytes, 262_144);
         assert_eq!(
-            c.database_path(),
-            PathBuf::from("/etc/storehook/data/storehook.db")
+            c.database_url(&|_| None).unwrap(),
+            DatabaseUrl::Sqlite(PathBuf::from("/etc/storehook/data/storehook.db"))
         );
+        assert_eq!(c.data_dir(), PathBuf::from("/etc/storehook/data"));
         assert_eq!(c.database.synchronous, Synchronous::Full);
     }
 

@@ -236,6 +236,39 @@ pub(crate) async fn list_stores(state: Arc<AppState>, credentials: Credentials) 
     )
 }
 
+/// `GET /v1/instances`: the storehook processes sharing the database, with
+/// their heartbeats (one for an embedded database).
+pub(crate) async fn list_instances(state: Arc<AppState>, credentials: Credentials) -> Response {
+    respond(
+        async {
+            require_admin(&state, &credentials)?;
+            let instances: Vec<_> = state
+                .storage
+                .instances()
+                .await?
+                .iter()
+                .map(|i| {
+                    json!({
+                        "id": i.id,
+                        "host": i.host,
+                        "pid": i.pid,
+                        "version": i.version,
+                        "started_at": rfc3339(i.started_at_ms),
+                        "last_seen": rfc3339(i.last_seen_ms),
+                        "last_seen_ms": i.last_seen_ms,
+                        "this": i.this,
+                    })
+                })
+                .collect();
+            Ok(json_response(
+                StatusCode::OK,
+                json!({ "instances": instances }),
+            ))
+        }
+        .await,
+    )
+}
+
 pub(crate) async fn stores_json(state: &AppState) -> Result<serde_json::Value, ApiError> {
     let stores: Vec<_> = crate::queries::store_overview(state)
         .await?

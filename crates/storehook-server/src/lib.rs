@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use storehook_db::{SqliteOptions, SqliteStorage, Storage};
+use storehook_db::{DatabaseOptions, Storage};
 use tokio::sync::watch;
 
 pub use config::{Config, ConfigError};
@@ -194,8 +194,10 @@ pub async fn start(
         tracing::warn!("{warning}");
     }
     let configured_token = config.checked_admin_token(env)?;
-    let db_path = config.database_path();
-    prepare_data_files(&db_path)?;
+    let db_url = config.database_url(env)?;
+    if let Some(path) = db_url.sqlite_path() {
+        prepare_data_files(path)?;
+    }
     // Without a configured token, the data folder's (generated at the first
     // start): a newcomer gets in without editing the config.
     let (admin_token, admin_token_file, token_generated) = match configured_token {
@@ -211,25 +213,21 @@ pub async fn start(
             (Some(token), Some(path), generated)
         }
     };
-    let mut options = SqliteOptions::new(&db_path);
+    tracing::info!(database = %db_url, "opening the database");
+    let mut options = DatabaseOptions::new(db_url.clone());
     options.synchronous = config.database.synchronous;
     options.outbox = outbox;
-    let storage = tokio::task::spawn_blocking(move || SqliteStorage::open(options))
+    let storage = storehook_db::open(options)
         .await
-        .map_err(|e| StartError::Database {
-            path: db_path.display().to_string(),
-            source: storehook_db::DbError::Unavailable(e.to_string()),
-        })?
         .map_err(|source| StartError::Database {
-            path: db_path.display().to_string(),
+            path: db_url.to_string(),
             source,
         })?;
-    let storage = Arc::new(storage);
     let metrics = Arc::new(metrics::Metrics::new());
     {
-        let sqlite = storage.clone();
+        let storage = storage.clone();
         metrics.set_commit_source(move || {
-            let c = sqlite.commit_stats();
+            let c = storage.commit_stats();
             metrics::CommitSnapshot {
                 commits: c.commits,
                 writes: c.writes,
@@ -241,9 +239,8 @@ pub async fn start(
     }
     {
         let metrics = metrics.clone();
-        storage.observe_commits(move |took, batch| metrics.commit(took, batch));
+        storage.observe_commits(Box::new(move |took, batch| metrics.commit(took, batch)));
     }
-    let storage: Arc<dyn Storage> = storage;
 
     let tls = match config.tls_files() {
         Some(files) => Some(Arc::new(tls::Tls::load(files)?)),

@@ -195,12 +195,10 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn reads_during_flushes_count_each_refusal_once() {
         let dir = tempfile::tempdir().unwrap();
-        let storage: Arc<dyn Storage> = Arc::new(
-            storehook_db::SqliteStorage::open(storehook_db::SqliteOptions::new(
-                dir.path().join("t.sqlite3"),
-            ))
-            .unwrap(),
-        );
+        let url = storehook_db::DatabaseUrl::sqlite(std::path::Path::new("t.sqlite3"), dir.path());
+        let storage = storehook_db::open(storehook_db::DatabaseOptions::new(url))
+            .await
+            .unwrap();
         let refusals = Arc::new(Refusals::default());
         let mut recorded = 0i64;
         for round in 0..40 {

@@ -150,6 +150,9 @@ fn admin(state: Arc<AppState>) -> Partial {
 
     let stores = route!(get warp::path!("v1" / "stores"), ctx.clone() => handlers::list_stores);
 
+    let instances =
+        route!(get warp::path!("v1" / "instances"), ctx.clone() => handlers::list_instances);
+
     // The pull side: connection checks, backfills and their jobs.
     let post_check = route!(post warp::path!("v1" / "stores" / String / "check"), ctx.clone() => api::post_check);
     let get_check =
@@ -164,6 +167,7 @@ fn admin(state: Arc<AppState>) -> Partial {
     first_of!(
         metrics,
         stores,
+        instances,
         healthz(state.clone()),
         track,
         subscription,

@@ -1,11 +1,15 @@
 //! Outbox queries: due deliveries, attempts, the event log, endpoint stats.
 
 use crate::sqlite::Cached;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
 use crate::outbox::{
-    AttemptRecord, DeliveryRecord, DueDelivery, EndpointStats, EventFilter, EventRecord,
+    delivery_page_size, DeliveryRecord, DueDelivery, EndpointStats, EventFilter, EventRecord,
 };
+use crate::records::{
+    self, ATTEMPT_COLUMNS, DELIVERY_COLUMNS, DUE_DELIVERY_COLUMNS, EVENT_COLUMNS,
+};
+use crate::sqlite::{all, first};
 use crate::{AttemptOutcome, AttemptResult, DbError};
 
 pub(crate) fn due_deliveries(
@@ -16,8 +20,8 @@ pub(crate) fn due_deliveries(
     // The oldest pending delivery per (endpoint, order key) only: a failing
     // delivery holds back its successors for that subscription and endpoint,
     // never anyone else's. Deliveries without an order key are independent.
-    let mut stmt = conn.prepare_cached(
-        "SELECT d.id, d.endpoint, d.kind, d.event_id, d.attempts, d.payload, d.headers_json
+    let sql = format!(
+        "SELECT {DUE_DELIVERY_COLUMNS}
          FROM deliveries d
          WHERE d.status = 'pending' AND d.next_attempt_at <= ?1
            AND (d.order_key IS NULL OR NOT EXISTS (
@@ -25,31 +29,9 @@ pub(crate) fn due_deliveries(
                 WHERE e.endpoint = d.endpoint AND e.order_key = d.order_key
                   AND e.status = 'pending' AND e.id < d.id))
          ORDER BY d.next_attempt_at, d.id
-         LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![now, limit], |r| {
-        Ok((
-            DueDelivery {
-                id: r.get(0)?,
-                endpoint: r.get(1)?,
-                kind: r.get(2)?,
-                event_id: r.get(3)?,
-                attempts: r.get(4)?,
-                payload: r.get(5)?,
-                headers: Vec::new(),
-            },
-            r.get::<_, Option<String>>(6)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (mut d, headers) = row?;
-        if let Some(h) = headers {
-            d.headers = serde_json::from_str(&h).map_err(|e| DbError::Corrupt(e.to_string()))?;
-        }
-        out.push(d);
-    }
-    Ok(out)
+         LIMIT ?2"
+    );
+    all(conn, &sql, params![now, limit], records::due_delivery)
 }
 
 pub(crate) fn next_due(conn: &Connection) -> Result<Option<i64>, DbError> {
@@ -115,19 +97,7 @@ pub(crate) fn enqueue_test_event(
         params![endpoint, now],
     )?;
     let id = conn.last_insert_rowid();
-    let event_id = format!("evt_test_{id}");
-    let body = serde_json::json!({
-        "api_version": "1.0",
-        "event": {
-            "id": event_id,
-            "type": "TEST",
-            "store": null,
-            "environment": "SANDBOX",
-            "event_timestamp_ms": now,
-            "sequence": 0,
-        }
-    })
-    .to_string();
+    let (event_id, body) = crate::outbox::test_event(id, now);
     conn.exec(
         "UPDATE deliveries SET event_id = ?2, payload = ?3 WHERE id = ?1",
         params![id, event_id, body.as_bytes()],
@@ -136,80 +106,41 @@ pub(crate) fn enqueue_test_event(
 }
 
 pub(crate) fn events(conn: &Connection, f: &EventFilter) -> Result<Vec<EventRecord>, DbError> {
-    let limit = if f.limit == 0 { 100 } else { f.limit.min(1000) };
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq, event_id, store, subscription_key, event_type, environment, app_id, app_user_id, sequence,
-             created_at, body
-         FROM events
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events
          WHERE (?1 IS NULL OR store = ?1) AND (?2 IS NULL OR event_type = ?2)
            AND (?3 IS NULL OR app_user_id = ?3) AND seq > coalesce(?4, 0)
-         ORDER BY seq LIMIT ?5",
-    )?;
-    let rows = stmt.query_map(
-        params![f.store, f.event_type, f.app_user_id, f.after, limit],
-        |r| {
-            Ok((
-                EventRecord {
-                    seq: r.get(0)?,
-                    event_id: r.get(1)?,
-                    store: r.get(2)?,
-                    subscription_id: r.get(3)?,
-                    event_type: r.get(4)?,
-                    environment: r.get(5)?,
-                    app_id: r.get(6)?,
-                    app_user_id: r.get(7)?,
-                    sequence: r.get(8)?,
-                    created_at_ms: r.get(9)?,
-                    body: serde_json::Value::Null,
-                },
-                r.get::<_, String>(10)?,
-            ))
-        },
-    )?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (mut e, body) = row?;
-        e.body = serde_json::from_str(&body).map_err(|e| DbError::Corrupt(e.to_string()))?;
-        out.push(e);
-    }
-    Ok(out)
+         ORDER BY seq LIMIT ?5"
+    );
+    all(
+        conn,
+        &sql,
+        params![f.store, f.event_type, f.app_user_id, f.after, f.page_size()],
+        records::event,
+    )
 }
 
 pub(crate) fn endpoint_stats(conn: &Connection) -> Result<Vec<EndpointStats>, DbError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT endpoint,
-             sum(status = 'pending'), sum(status = 'delivered'), sum(status = 'dead'), max(delivered_at)
+    let mut out = all(
+        conn,
+        "SELECT endpoint, count(*) FILTER (WHERE status = 'pending'),
+             count(*) FILTER (WHERE status = 'delivered'), count(*) FILTER (WHERE status = 'dead'),
+             max(delivered_at)
          FROM deliveries GROUP BY endpoint ORDER BY endpoint",
+        [],
+        records::endpoint_stats,
     )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(EndpointStats {
-            endpoint: r.get(0)?,
-            pending: r.get(1)?,
-            delivered: r.get(2)?,
-            dead: r.get(3)?,
-            last_success_ms: r.get(4)?,
-            ..Default::default()
-        })
-    })?;
-    let mut out: Vec<EndpointStats> = rows.collect::<Result<_, _>>()?;
     for s in &mut out {
-        let failure = conn
-            .prepare_cached(
-                "SELECT a.at, a.status_code, a.error, a.response FROM delivery_attempts a
-                 JOIN deliveries d ON d.id = a.delivery_id
-                 WHERE d.endpoint = ?1 AND (a.status_code IS NULL OR a.status_code < 200 OR a.status_code > 299)
-                 ORDER BY a.id DESC LIMIT 1",
-            )?
-            .query_row([&s.endpoint], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
-            .optional()?;
-        if let Some((at, status, error, response)) = failure {
-            s.last_failure_ms = Some(at);
-            s.last_failure_status = status;
-            s.last_failure_error = error;
-            s.last_failure_response = response;
-        }
+        let endpoint = s.endpoint.clone();
+        first(
+            conn,
+            "SELECT a.at, a.status_code, a.error, a.response FROM delivery_attempts a
+             JOIN deliveries d ON d.id = a.delivery_id
+             WHERE d.endpoint = ?1 AND (a.status_code IS NULL OR a.status_code < 200 OR a.status_code > 299)
+             ORDER BY a.id DESC LIMIT 1",
+            [&endpoint],
+            |r| records::add_last_failure(s, r),
+        )?;
     }
     Ok(out)
 }
@@ -220,47 +151,21 @@ pub(crate) fn deliveries(
     status: Option<&str>,
     limit: u32,
 ) -> Result<Vec<DeliveryRecord>, DbError> {
-    let limit = if limit == 0 { 100 } else { limit.min(1000) };
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, endpoint, kind, event_id, status, attempts, next_attempt_at, created_at, delivered_at,
-             last_status, last_error
-         FROM deliveries WHERE endpoint = ?1 AND (?2 IS NULL OR status = ?2)
-         ORDER BY id DESC LIMIT ?3",
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE endpoint = ?1 AND (?2 IS NULL OR status = ?2)
+         ORDER BY id DESC LIMIT ?3"
+    );
+    let mut out = all(
+        conn,
+        &sql,
+        params![endpoint, status, delivery_page_size(limit)],
+        records::delivery,
     )?;
-    let rows = stmt.query_map(params![endpoint, status, limit], |r| {
-        let status: String = r.get(4)?;
-        let next: i64 = r.get(6)?;
-        Ok(DeliveryRecord {
-            id: r.get(0)?,
-            endpoint: r.get(1)?,
-            kind: r.get(2)?,
-            event_id: r.get(3)?,
-            next_attempt_at_ms: (status == "pending").then_some(next),
-            status,
-            attempts: r.get(5)?,
-            created_at_ms: r.get(7)?,
-            delivered_at_ms: r.get(8)?,
-            last_status: r.get(9)?,
-            last_error: r.get(10)?,
-            history: Vec::new(),
-        })
-    })?;
-    let mut out: Vec<DeliveryRecord> = rows.collect::<Result<_, _>>()?;
+    let sql = format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE delivery_id = ?1 ORDER BY id"
+    );
     for d in &mut out {
-        let mut stmt = conn.prepare_cached(
-            "SELECT at, status_code, error, duration_ms, response FROM delivery_attempts
-             WHERE delivery_id = ?1 ORDER BY id",
-        )?;
-        let attempts = stmt.query_map([d.id], |r| {
-            Ok(AttemptRecord {
-                at_ms: r.get(0)?,
-                status_code: r.get(1)?,
-                error: r.get(2)?,
-                duration_ms: r.get(3)?,
-                response: r.get(4)?,
-            })
-        })?;
-        d.history = attempts.collect::<Result<_, _>>()?;
+        d.history = all(conn, &sql, [d.id], records::attempt)?;
     }
     Ok(out)
 }

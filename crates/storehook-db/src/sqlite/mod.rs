@@ -3,29 +3,34 @@
 
 mod backup;
 mod delivery;
+mod ledger;
 mod migrations;
 mod read;
 mod retention;
 mod store_api;
-mod write;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::{mpsc, oneshot};
 
 use crate::outbox::OutboxConfig;
+use crate::writer::{BatchConnection, Writer};
 use crate::{
-    AttemptResult, DatabaseSize, DbError, DeliveryRecord, DueDelivery, EndpointStats, EventFilter,
-    EventRecord, NewNotification, NotificationFilter, PendingFetch, PruneBatch, PruneReport,
-    Recorded, RefusalTally, RejectedNotification, Storage, StoreStats, StoredNotification,
-    Subscription, Tracked,
+    AttemptResult, CommitObserver, CommitStats, DatabaseSize, DbError, DeliveryRecord, DueDelivery,
+    EndpointStats, EventFilter, EventRecord, NewNotification, NotificationFilter, PendingFetch,
+    PruneBatch, PruneReport, Recorded, RefusalTally, RejectedNotification, Storage, StoreStats,
+    StoredNotification, Subscription, Tracked,
 };
 use storehook_core::{StateUpdate, TrackedSubscription};
 
 use crate::{AckAttempt, AckStats, DueAcknowledgement, Job, JobStep, NewJob, Overdue, StoredCheck};
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        DbError::Backend(e.to_string())
+    }
+}
 
 /// SQLite's `synchronous` setting. `Full` is the default: a 200 means the
 /// notification survives power loss. `Normal`/`Off` exist for benchmarks.
@@ -71,34 +76,13 @@ impl SqliteOptions {
     }
 }
 
-/// A write job: runs inside the batch's transaction and returns whether it
-/// succeeded plus how to answer its caller once the batch's fate is known.
-type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
-/// `None` means the batch's transaction could not begin: the job must not
-/// write, only hand back its completion.
-type WriteJob = Box<dyn FnOnce(Option<&Connection>) -> (bool, Completion) + Send>;
-
-/// Commit statistics, for metrics.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct CommitStats {
-    pub commits: u64,
-    pub writes: u64,
-    pub failed_commits: u64,
-    pub last_batch: usize,
-    pub last_commit_micros: u64,
-}
-
-/// Called by the writer thread after each committed batch with how long it
-/// took (begin to commit, fsync included) and how many writes it carried.
-type CommitObserver = Box<dyn Fn(Duration, usize) + Send + Sync>;
-
 pub struct SqliteStorage {
-    jobs: mpsc::Sender<WriteJob>,
+    writer: Writer<Connection>,
     readers: Arc<Mutex<Vec<Connection>>>,
     options: SqliteOptions,
     outbox: Arc<OutboxConfig>,
-    stats: Arc<Mutex<CommitStats>>,
-    observer: Arc<OnceLock<CommitObserver>>,
+    /// The one process on this file.
+    instance: crate::Instance,
     /// Held shared while open, so that `storehook restore` can tell.
     _lock: Arc<std::fs::File>,
 }
@@ -120,23 +104,13 @@ impl SqliteStorage {
         let mut writer = open_connection(&options, false)?;
         retention::enable_incremental_vacuum(&writer)?;
         migrations::migrate(&mut writer)?;
-        let (jobs, rx) = mpsc::channel::<WriteJob>(options.max_batch * 4);
-        let stats = Arc::new(Mutex::new(CommitStats::default()));
-        let writer_stats = stats.clone();
-        let observer = Arc::new(OnceLock::new());
-        let writer_observer = observer.clone();
-        let max_batch = options.max_batch;
-        std::thread::Builder::new()
-            .name("storehook-db-writer".into())
-            .spawn(move || run_writer(writer, rx, max_batch, writer_stats, writer_observer))
-            .map_err(|e| DbError::Unavailable(format!("cannot start the writer thread: {e}")))?;
+        let writer = Writer::start("storehook-db-writer", writer, options.max_batch)?;
         Ok(Self {
-            jobs,
+            writer,
+            instance: crate::Instance::this_process(storehook_core::time::now_ms()),
             readers: Arc::new(Mutex::new(Vec::new())),
             outbox: Arc::new(options.outbox.clone()),
             options,
-            stats,
-            observer,
             _lock: Arc::new(lock),
         })
     }
@@ -145,45 +119,13 @@ impl SqliteStorage {
         &self.options.path
     }
 
-    pub fn commit_stats(&self) -> CommitStats {
-        self.stats.lock().map(|s| *s).unwrap_or_default()
-    }
-
-    /// Installs (once) a callback told of every committed batch, for
-    /// latency and batch-size histograms. It runs on the writer thread, so
-    /// it must be quick.
-    pub fn observe_commits(&self, observer: impl Fn(Duration, usize) + Send + Sync + 'static) {
-        let _ = self.observer.set(Box::new(observer));
-    }
-
     /// Runs `f` in the writer's current batch; resolves after the commit.
     async fn write<R, F>(&self, f: F) -> Result<R, DbError>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, DbError> + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel::<Result<R, DbError>>();
-        let job: WriteJob = Box::new(move |conn| {
-            let result = match conn {
-                Some(conn) => f(conn),
-                None => Err(DbError::Unavailable("no transaction".into())),
-            };
-            let ok = result.is_ok();
-            let completion: Completion = Box::new(move |commit| {
-                let answer = match commit {
-                    Ok(()) => result,
-                    Err(e) => Err(DbError::Unavailable(e)),
-                };
-                let _ = tx.send(answer);
-            });
-            (ok, completion)
-        });
-        self.jobs
-            .send(job)
-            .await
-            .map_err(|_| DbError::Unavailable("the database writer has stopped".into()))?;
-        rx.await
-            .map_err(|_| DbError::Unavailable("the database writer dropped a write".into()))?
+        self.writer.write(f).await
     }
 
     /// Runs a read on a pooled reader connection off the executor.
@@ -219,10 +161,58 @@ impl SqliteStorage {
 /// load (perf, Stripe traffic).
 pub(crate) trait Cached {
     fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    /// `exec` for a statement whose row count does not matter.
+    fn run<P: rusqlite::Params>(&self, sql: &str, params: P) -> Result<(), DbError> {
+        self.exec(sql, params)?;
+        Ok(())
+    }
     fn row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
     where
         P: rusqlite::Params,
         F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>;
+}
+
+/// Every row of a query, decoded by a [`crate::records`] decoder.
+pub(crate) fn all<T, P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    decode: impl Fn(&dyn crate::records::Columns) -> Result<T, DbError>,
+) -> Result<Vec<T>, DbError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(decode(row)?);
+    }
+    Ok(out)
+}
+
+/// The first row of a query, if any, decoded.
+pub(crate) fn first<T, P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    decode: impl FnOnce(&dyn crate::records::Columns) -> Result<T, DbError>,
+) -> Result<Option<T>, DbError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    rows.next()?.map(|row| decode(row)).transpose()
+}
+
+impl crate::records::Columns for rusqlite::Row<'_> {
+    fn opt_i64(&self, i: usize) -> Result<Option<i64>, DbError> {
+        Ok(self.get(i)?)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, DbError> {
+        Ok(self.get(i)?)
+    }
+    fn opt_bool(&self, i: usize) -> Result<Option<bool>, DbError> {
+        Ok(self.get(i)?)
+    }
+    fn opt_bytes(&self, i: usize) -> Result<Option<Vec<u8>>, DbError> {
+        Ok(self.get(i)?)
+    }
 }
 
 impl Cached for Connection {
@@ -280,110 +270,58 @@ fn open_connection(options: &SqliteOptions, read_only: bool) -> Result<Connectio
     Ok(conn)
 }
 
-/// The writer loop: take every job waiting (up to `max_batch`), run them in
-/// one transaction, each inside a savepoint so one failing write does not
-/// undo its neighbours, commit once, then answer every caller.
-fn run_writer(
-    conn: Connection,
-    mut rx: mpsc::Receiver<WriteJob>,
-    max_batch: usize,
-    stats: Arc<Mutex<CommitStats>>,
-    observer: Arc<OnceLock<CommitObserver>>,
-) {
-    let mut batch: Vec<WriteJob> = Vec::with_capacity(max_batch);
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let started = Instant::now();
-        let size = batch.len();
-        let mut completions: Vec<Completion> = Vec::with_capacity(size);
-        let begun = conn.execute_batch("BEGIN IMMEDIATE");
-        if let Err(e) = begun {
-            let message = e.to_string();
-            tracing::error!(error = %message, "database write transaction could not start");
-            for job in batch.drain(..) {
-                let (_, completion) = job(None);
-                completion(Err(message.clone()));
-            }
-            bump_failed(&stats);
-            continue;
-        }
-        for job in batch.drain(..) {
-            let savepoint = conn.execute_batch("SAVEPOINT job");
-            let (ok, completion) = job(Some(&conn));
-            if savepoint.is_ok() {
-                let end = if ok {
-                    "RELEASE job"
-                } else {
-                    "ROLLBACK TO job; RELEASE job"
-                };
-                if let Err(e) = conn.execute_batch(end) {
-                    tracing::error!(error = %e, "savepoint could not be closed");
-                }
-            }
-            completions.push(completion);
-        }
-        let committed = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
-        if let Err(e) = &committed {
-            tracing::error!(error = %e, batch = size, "database commit failed; answering 503");
-            let _ = conn.execute_batch("ROLLBACK");
-            bump_failed(&stats);
-        } else {
-            let took = started.elapsed();
-            if let Ok(mut s) = stats.lock() {
-                s.commits += 1;
-                s.writes += size as u64;
-                s.last_batch = size;
-                s.last_commit_micros = took.as_micros() as u64;
-            }
-            if let Some(observe) = observer.get() {
-                observe(took, size);
-            }
-        }
-        for completion in completions {
-            completion(committed.clone());
-        }
+impl BatchConnection for Connection {
+    fn begin(&mut self) -> Result<(), String> {
+        self.execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| e.to_string())
     }
-}
 
-fn bump_failed(stats: &Arc<Mutex<CommitStats>>) {
-    if let Ok(mut s) = stats.lock() {
-        s.failed_commits += 1;
+    fn savepoint(&mut self) -> Result<(), String> {
+        self.execute_batch("SAVEPOINT job")
+            .map_err(|e| e.to_string())
+    }
+
+    fn end_savepoint(&mut self, keep: bool) -> Result<(), String> {
+        let sql = if keep {
+            "RELEASE job"
+        } else {
+            "ROLLBACK TO job; RELEASE job"
+        };
+        self.execute_batch(sql).map_err(|e| e.to_string())
+    }
+
+    fn commit(&mut self) -> Result<(), String> {
+        self.execute_batch("COMMIT").map_err(|e| e.to_string())
+    }
+
+    fn rollback(&mut self) {
+        let _ = self.execute_batch("ROLLBACK");
     }
 }
 
 #[async_trait::async_trait]
 impl Storage for SqliteStorage {
+    fn commit_stats(&self) -> CommitStats {
+        self.writer.commit_stats()
+    }
+
+    fn observe_commits(&self, observer: CommitObserver) {
+        self.writer.observe_commits(observer);
+    }
+
     async fn record_notification(&self, new: NewNotification) -> Result<Recorded, DbError> {
-        let cfg = self.outbox.clone();
-        self.write(move |conn| write::record_notification(conn, &cfg, &new))
-            .await
+        self.writer.record_notification(&self.outbox, new).await
     }
 
     async fn record_rejected_notification(
         &self,
         rejected: RejectedNotification,
     ) -> Result<Recorded, DbError> {
-        self.write(move |conn| write::record_rejected_notification(conn, &rejected))
-            .await
+        self.writer.record_rejected(rejected).await
     }
 
     async fn record_refusals(&self, tallies: Vec<RefusalTally>) -> Result<(), DbError> {
-        if tallies.is_empty() {
-            return Ok(());
-        }
-        self.write(move |conn| {
-            for t in &tallies {
-                write::record_rejection(conn, &t.store, t.count, &t.code, &t.message, t.at_ms)?;
-            }
-            Ok(())
-        })
-        .await
+        self.writer.record_refusals(tallies).await
     }
 
     async fn track(
@@ -393,10 +331,9 @@ impl Storage for SqliteStorage {
         app_user_id: Option<&str>,
         now_ms: i64,
     ) -> Result<Tracked, DbError> {
-        let (store, key) = (store.to_owned(), subscription_id.to_owned());
-        let user = app_user_id.map(str::to_owned);
-        let cfg = self.outbox.clone();
-        self.write(move |conn| write::track(conn, &cfg, &store, &key, user.as_deref(), now_ms))
+        let key = (store, subscription_id);
+        self.writer
+            .track(&self.outbox, key, app_user_id, now_ms)
             .await
     }
 
@@ -407,9 +344,9 @@ impl Storage for SqliteStorage {
         update: StateUpdate,
         now_ms: i64,
     ) -> Result<(), DbError> {
-        let (store, key) = (store.to_owned(), subscription_id.to_owned());
-        let cfg = self.outbox.clone();
-        self.write(move |conn| write::apply_state_update(conn, &cfg, &store, &key, &update, now_ms))
+        let key = (store, subscription_id);
+        self.writer
+            .apply_state_update(&self.outbox, key, update, now_ms)
             .await
     }
 
@@ -645,6 +582,12 @@ impl Storage for SqliteStorage {
     async fn overdue_subscriptions(&self, due_before_ms: i64) -> Result<Vec<Overdue>, DbError> {
         self.read(move |conn| store_api::overdue_subscriptions(conn, due_before_ms))
             .await
+    }
+
+    async fn instances(&self) -> Result<Vec<crate::Instance>, DbError> {
+        let mut this = self.instance.clone();
+        this.last_seen_ms = storehook_core::time::now_ms();
+        Ok(vec![this])
     }
 
     async fn ping(&self) -> Result<(), DbError> {

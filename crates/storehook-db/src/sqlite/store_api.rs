@@ -3,13 +3,15 @@
 //! host (is this notification here, which subscriptions are tracked, which
 //! are overdue).
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
-use storehook_core::{AckOutcome, PurchaseKind, StateUpdate, TrackedSubscription};
+use rusqlite::{params, Connection, OptionalExtension};
+use storehook_core::{AckOutcome, StateUpdate, TrackedSubscription};
 
+use crate::records::{self, JOB_COLUMNS};
 use crate::sqlite::Cached;
+use crate::sqlite::{all, first};
 use crate::store_api::{
-    job_kind, AckAttempt, AckStats, DueAcknowledgement, Job, JobStatus, JobStep, NewJob, Overdue,
-    StoredCheck,
+    AckAttempt, AckStats, DueAcknowledgement, Job, JobStatus, JobStep, NewJob, Overdue,
+    StoredCheck, ENDED_LONG_AGO_MS,
 };
 use crate::DbError;
 
@@ -40,11 +42,6 @@ pub(crate) fn last_test_notification(
     )?)
 }
 
-/// A subscription that ended this long ago is not listed to adapters: the
-/// stores' APIs have nothing new about it (Google answers 410 for a token 60
-/// days after it expired), and re-reading it at every catch-up spends quota.
-const ENDED_LONG_AGO_MS: i64 = 60 * 86_400_000;
-
 /// SQL for the newest non-null `column` that a notification of the purchase
 /// (`store`, `key`: SQL expressions) said: what the store said last of it.
 pub(crate) fn newest_said(column: &str, store: &str, key: &str) -> String {
@@ -53,10 +50,6 @@ pub(crate) fn newest_said(column: &str, store: &str, key: &str) -> String {
            WHERE n.store = {store} AND n.subscription_key = {key} AND n.{column} IS NOT NULL
            ORDER BY n.occurred_at DESC, n.id DESC LIMIT 1)"
     )
-}
-
-pub(crate) fn purchase_kind(text: Option<String>) -> Option<PurchaseKind> {
-    text.as_deref().and_then(PurchaseKind::parse)
 }
 
 pub(crate) fn tracked_subscriptions(
@@ -77,17 +70,13 @@ pub(crate) fn tracked_subscriptions(
         said("product_id"),
         said("purchase_kind"),
     );
-    let mut stmt = conn.prepare_cached(&sql)?;
     let ended_before = storehook_core::time::now_ms() - ENDED_LONG_AGO_MS;
-    let rows = stmt.query_map(params![store, after, limit, ended_before], |r| {
-        Ok(TrackedSubscription {
-            key: r.get(0)?,
-            app_id: r.get(1)?,
-            product_id: r.get(2)?,
-            kind: purchase_kind(r.get(3)?),
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    all(
+        conn,
+        &sql,
+        params![store, after, limit, ended_before],
+        records::tracked_subscription,
+    )
 }
 
 // ---- connection checks ----
@@ -110,57 +99,15 @@ pub(crate) fn save_check(conn: &Connection, check: &StoredCheck) -> Result<(), D
 }
 
 pub(crate) fn checks(conn: &Connection) -> Result<Vec<StoredCheck>, DbError> {
-    let mut stmt = conn
-        .prepare_cached("SELECT store, checked_at, report_json FROM store_checks ORDER BY store")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, String>(2)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (store, checked_at_ms, json) = row?;
-        let report = serde_json::from_str(&json)
-            .map_err(|e| DbError::Corrupt(format!("stored check unreadable: {e}")))?;
-        out.push(StoredCheck {
-            store,
-            checked_at_ms,
-            report,
-        });
-    }
-    Ok(out)
+    all(
+        conn,
+        "SELECT store, checked_at, report_json FROM store_checks ORDER BY store",
+        [],
+        records::check,
+    )
 }
 
 // ---- backfill jobs ----
-
-const JOB_COLUMNS: &str =
-    "id, store, kind, since_ms, until_ms, only_failures, status, cursor, pages,
-    scanned, recovered, duplicates, progress, error, created_at, updated_at, finished_at, skipped";
-
-fn job_row(r: &Row<'_>) -> rusqlite::Result<Job> {
-    Ok(Job {
-        id: r.get(0)?,
-        store: r.get(1)?,
-        kind: job_kind(&r.get::<_, String>(2)?),
-        since_ms: r.get(3)?,
-        until_ms: r.get(4)?,
-        only_failures: r.get(5)?,
-        status: JobStatus::parse(&r.get::<_, String>(6)?),
-        cursor: r.get(7)?,
-        pages: r.get(8)?,
-        scanned: r.get(9)?,
-        recovered: r.get(10)?,
-        duplicates: r.get(11)?,
-        progress: r.get(12)?,
-        error: r.get(13)?,
-        created_at_ms: r.get(14)?,
-        updated_at_ms: r.get(15)?,
-        finished_at_ms: r.get(16)?,
-        skipped: r.get(17)?,
-    })
-}
 
 pub(crate) fn create_job(conn: &Connection, new: &NewJob) -> Result<Job, DbError> {
     conn.exec(
@@ -181,10 +128,7 @@ pub(crate) fn create_job(conn: &Connection, new: &NewJob) -> Result<Job, DbError
 
 pub(crate) fn job(conn: &Connection, id: i64) -> Result<Option<Job>, DbError> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM store_jobs WHERE id = ?1");
-    Ok(conn
-        .prepare_cached(&sql)?
-        .query_row([id], job_row)
-        .optional()?)
+    first(conn, &sql, [id], records::job)
 }
 
 /// The newest jobs first; of one store, or all.
@@ -196,9 +140,7 @@ pub(crate) fn jobs(
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM store_jobs WHERE (?1 IS NULL OR store = ?1) ORDER BY id DESC LIMIT ?2"
     );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![store, limit], job_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    all(conn, &sql, params![store, limit], records::job)
 }
 
 /// Queued and running jobs, oldest first (what a start resumes).
@@ -206,9 +148,7 @@ pub(crate) fn unfinished_jobs(conn: &Connection) -> Result<Vec<Job>, DbError> {
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM store_jobs WHERE status IN ('queued', 'running') ORDER BY id"
     );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map([], job_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    all(conn, &sql, [], records::job)
 }
 
 /// Applies one step; a finished job is never changed again (so a cancel
@@ -309,22 +249,14 @@ pub(crate) fn due_acknowledgements(
     now: i64,
     limit: u32,
 ) -> Result<Vec<DueAcknowledgement>, DbError> {
-    let mut stmt = conn.prepare_cached(
+    all(
+        conn,
         "SELECT store, subscription_key, app_id, attempts, product_id, purchase_kind
          FROM acknowledgements
          WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![now, limit], |r| {
-        Ok(DueAcknowledgement {
-            store: r.get(0)?,
-            subscription_id: r.get(1)?,
-            app_id: r.get(2)?,
-            attempts: r.get(3)?,
-            product_id: r.get(4)?,
-            kind: purchase_kind(r.get(5)?),
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        params![now, limit],
+        records::due_acknowledgement,
+    )
 }
 
 pub(crate) fn next_acknowledgement_due(conn: &Connection) -> Result<Option<i64>, DbError> {
@@ -406,22 +338,16 @@ pub(crate) fn flag_unacknowledged(
 }
 
 pub(crate) fn acknowledgement_stats(conn: &Connection) -> Result<Vec<AckStats>, DbError> {
-    let mut stmt = conn.prepare_cached(
+    all(
+        conn,
         "SELECT store,
-                sum(status = 'pending'),
-                sum(status = 'pending' AND flagged = 1),
-                sum(status = 'acknowledged')
+                count(*) FILTER (WHERE status = 'pending'),
+                count(*) FILTER (WHERE status = 'pending' AND flagged),
+                count(*) FILTER (WHERE status = 'acknowledged')
            FROM acknowledgements GROUP BY store ORDER BY store",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(AckStats {
-            store: r.get(0)?,
-            pending: r.get(1)?,
-            overdue: r.get(2)?,
-            acknowledged: r.get(3)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        [],
+        records::ack_stats,
+    )
 }
 
 // ---- stale detection ----
@@ -447,13 +373,10 @@ pub(crate) fn overdue_subscriptions(
                                AND p.fetched_at >= s.expires_at)
           GROUP BY s.store ORDER BY s.store",
     )?;
-    let rows = stmt.query_map([due_before_ms], |r| {
-        Ok(Overdue {
-            store: r.get(0)?,
-            count: r.get(1)?,
-            oldest_due_ms: r.get(2)?,
-            oldest_subscription_id: r.get(3)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut out = Vec::new();
+    let mut rows = stmt.query([due_before_ms])?;
+    while let Some(row) = rows.next()? {
+        out.push(records::overdue(row)?);
+    }
+    Ok(out)
 }

@@ -1,0 +1,280 @@
+//! Several storehook instances on one PostgreSQL database, through the real
+//! binary: senders spread over three instances, the same notification sent
+//! to two at once, `kill -9` of one under load, PostgreSQL itself restarted
+//! under load. Each test has a throwaway PostgreSQL database (the last, a
+//! server of its own).
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::db::Probe;
+use common::load::*;
+use common::receiver::Receiver;
+use common::{BinaryServer, ADMIN_TOKEN};
+
+/// `n` instances of the binary on the PostgreSQL database `url`, all
+/// delivering to `receiver`.
+fn instances(dir: &Path, url: &str, receiver: &Receiver, n: usize) -> Vec<BinaryServer> {
+    (0..n)
+        .map(|i| {
+            let folder = dir.join(format!("instance-{i}"));
+            std::fs::create_dir_all(&folder).expect("folder");
+            let config = folder.join("config.toml");
+            std::fs::write(
+                &config,
+                config_text(
+                    &folder.join("unused.db"),
+                    &format!(
+                        "[delivery]\nallow_loopback = true\nretry_schedule_seconds = [0.2]\n\n\
+                         [[webhooks]]\nname = \"hook\"\nurl = \"{}\"\nsecret = \"{HOOK_SECRET}\"\n",
+                        receiver.url("/hook")
+                    ),
+                ),
+            )
+            .expect("config");
+            BinaryServer::start_with_config(&folder, &config, &[("STOREHOOK_DATABASE_URL", url)])
+        })
+        .collect()
+}
+
+fn bases(servers: &[BinaryServer]) -> Vec<String> {
+    servers.iter().map(|s| s.base.clone()).collect()
+}
+
+/// Runs the load over `bases` for `run`, then stops it.
+async fn load_for(bases: &[String], load: &Load, run: Duration) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = spawn_load(bases, load, &stop, 12);
+    tokio::time::sleep(run).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.expect("worker");
+    }
+}
+
+/// Every acknowledged notification stored once, none applied twice (one
+/// event each, per subscription the sequence numbers 1..=n), every event
+/// delivered and, per subscription, first delivered in sequence order.
+/// Returns how many deliveries were repeats.
+async fn assert_whole(probe: &Probe, load: &Load, receiver: &Receiver) -> usize {
+    let stored = probe.stored_ids("stripe").await;
+    let sequences = probe
+        .pairs("SELECT subscription_key, sequence FROM events")
+        .await;
+    let sent = {
+        let l = load.ledger.lock().expect("ledger");
+        assert_acked_stored_once(&stored, &l, "at the end");
+        assert_eq!(
+            stored.len(),
+            l.sent.len(),
+            "nothing stored that was not sent"
+        );
+        assert!(l.acked.len() > 50, "too little traffic: {}", l.acked.len());
+        l.sent.len()
+    };
+    let mut per_sub: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for (sub, seq) in sequences {
+        per_sub.entry(sub).or_default().push(seq);
+    }
+    for (sub, seqs) in &mut per_sub {
+        seqs.sort_unstable();
+        assert_eq!(*seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "{sub}");
+    }
+    assert_eq!(per_sub.values().map(Vec::len).sum::<usize>(), sent);
+
+    wait_until_delivered(probe).await;
+    let mut ids = HashSet::new();
+    let mut first_seen: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut repeats = 0;
+    for r in receiver.delivered() {
+        let event = r.json();
+        let id = event["event"]["id"].as_str().unwrap_or_default().to_owned();
+        if !ids.insert(id) {
+            repeats += 1;
+            continue;
+        }
+        first_seen
+            .entry(
+                event["event"]["subscription_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+            .or_default()
+            .push(event["event"]["sequence"].as_i64().unwrap_or(-1));
+    }
+    assert_eq!(ids.len(), sent, "every event delivered");
+    for (sub, seqs) in &first_seen {
+        let mut sorted = seqs.clone();
+        sorted.sort_unstable();
+        assert_eq!(seqs, &sorted, "{sub}: delivered out of order");
+    }
+    repeats
+}
+
+/// The store retries whatever got no 200, against `base`.
+async fn retry_unacked(base: &str, load: &Load) {
+    let unacked = load.ledger.lock().expect("ledger").unacked();
+    for sent in &unacked {
+        retry_until_acked(base, sent, &load.ledger, 20).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_share_the_work_and_list_each_other() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = storehook_test_postgres::database().expect("a throwaway PostgreSQL");
+    let servers = instances(dir.path(), &url, &receiver, 3);
+    let probe = Probe::Postgres(url);
+    track_all(&servers[0].base).await;
+
+    let (status, listed) = common::into_json(
+        client()
+            .get(format!("{}/v1/instances", servers[1].base))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("instances"),
+    )
+    .await;
+    assert_eq!(status, 200, "{listed}");
+    let listed = listed["instances"].as_array().cloned().unwrap_or_default();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert_eq!(listed.iter().filter(|i| i["this"] == true).count(), 1);
+
+    let load = Load::new();
+    load_for(&bases(&servers), &load, Duration::from_secs(3)).await;
+    retry_unacked(&servers[2].base, &load).await;
+    let repeats = assert_whole(&probe, &load, &receiver).await;
+    eprintln!(
+        "three instances: {} notifications, {repeats} redeliveries",
+        load.ledger.lock().expect("ledger").sent.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_notification_sent_to_two_instances_at_once_is_stored_once() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = storehook_test_postgres::database().expect("a throwaway PostgreSQL");
+    let servers = instances(dir.path(), &url, &receiver, 2);
+    let probe = Probe::Postgres(url);
+    track_all(&servers[0].base).await;
+    let traffic = Traffic::new();
+    let client = client();
+    for n in 0..40 {
+        let sent = traffic.event(n);
+        let (a, b) = tokio::join!(
+            post(&client, &servers[0].base, &sent),
+            post(&client, &servers[1].base, &sent)
+        );
+        let (a, b) = (a.expect("answer"), b.expect("answer"));
+        assert_eq!((a.0, b.0), (200, 200), "{}: {a:?} {b:?}", sent.id);
+        let verdicts = [a.1["verdict"].clone(), b.1["verdict"].clone()];
+        assert_eq!(
+            verdicts.iter().filter(|v| *v == "duplicate").count(),
+            1,
+            "{}: one stores it, the other finds it stored: {verdicts:?}",
+            sent.id
+        );
+    }
+    let stored = probe.stored_ids("stripe").await;
+    assert_eq!(stored.len(), 40);
+    assert!(stored.values().all(|n| *n == 1), "{stored:?}");
+    assert_eq!(probe.count("SELECT count(*) FROM events").await, 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_one_instance_under_load_loses_nothing() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = storehook_test_postgres::database().expect("a throwaway PostgreSQL");
+    let mut servers = instances(dir.path(), &url, &receiver, 3);
+    let probe = Probe::Postgres(url);
+    track_all(&servers[0].base).await;
+
+    let load = Load::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = spawn_load(&bases(&servers), &load, &stop, 12);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    servers[1].kill();
+    let killed_at = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.expect("worker");
+    }
+    // The survivors take the store's retries; the dead instance's claimed
+    // deliveries are taken over once its heartbeat is old.
+    retry_unacked(&servers[0].base, &load).await;
+    let repeats = assert_whole(&probe, &load, &receiver).await;
+    let l = load.ledger.lock().expect("ledger");
+    eprintln!(
+        "kill -9 of one of three: {} sent, {} acknowledged, {} without an answer, {repeats} redeliveries, all delivered {:.1} s after the kill",
+        l.sent.len(),
+        l.acked.len(),
+        l.no_answer,
+        killed_at.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_restarted_under_load_answers_503_then_recovers() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = storehook_test_postgres::Postgres::start().expect("a PostgreSQL of its own");
+    let url = postgres.create_database().expect("database");
+    let servers = instances(dir.path(), &url, &receiver, 1);
+    let probe = Probe::Postgres(url);
+    track_all(&servers[0].base).await;
+
+    let load = Load::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = spawn_load(&bases(&servers), &load, &stop, 8);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    postgres.stop().expect("stop PostgreSQL");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let refused_while_down = load
+        .ledger
+        .lock()
+        .expect("ledger")
+        .statuses
+        .get(&503)
+        .copied();
+    postgres.restart().expect("restart PostgreSQL");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.expect("worker");
+    }
+    assert!(
+        refused_while_down.unwrap_or(0) > 0,
+        "no 503 while PostgreSQL was down: {:?}",
+        load.ledger.lock().expect("ledger").statuses
+    );
+    assert_eq!(
+        common::load::get_status(&servers[0].base, "/healthz").await,
+        200,
+        "healthy again"
+    );
+    retry_unacked(&servers[0].base, &load).await;
+    assert_whole(&probe, &load, &receiver).await;
+    let statuses: Vec<u16> = load
+        .ledger
+        .lock()
+        .expect("ledger")
+        .statuses
+        .keys()
+        .copied()
+        .collect();
+    assert!(
+        statuses.iter().all(|s| [200, 503].contains(s)),
+        "{statuses:?}"
+    );
+}
