@@ -361,6 +361,13 @@ pub trait Storage: Send + Sync + 'static {
     async fn jobs(&self, store: Option<&str>, limit: u32) -> Result<Vec<Job>, DbError>;
     /// Queued and running jobs, oldest first.
     async fn unfinished_jobs(&self) -> Result<Vec<Job>, DbError>;
+    /// Makes an unfinished job this instance's to run, for a while; `false`
+    /// when another live instance runs it. Called again before every page,
+    /// which keeps the claim (leases run on the wall clock, as heartbeats
+    /// do). One instance (SQLite) always may.
+    async fn claim_job(&self, _id: i64) -> Result<bool, DbError> {
+        Ok(true)
+    }
     /// Applies a step to a job that is not finished; returns it as it is now.
     async fn update_job(&self, id: i64, step: JobStep) -> Result<Option<Job>, DbError>;
     async fn due_acknowledgements(
@@ -368,6 +375,17 @@ pub trait Storage: Send + Sync + 'static {
         now_ms: i64,
         limit: u32,
     ) -> Result<Vec<DueAcknowledgement>, DbError>;
+    /// Takes a due acknowledgement for this instance before attempting it;
+    /// `false` when another instance took it first. One instance (SQLite)
+    /// always may.
+    async fn claim_acknowledgement(
+        &self,
+        _store: &str,
+        _subscription_id: &str,
+        _now_ms: i64,
+    ) -> Result<bool, DbError> {
+        Ok(true)
+    }
     async fn next_acknowledgement_due(&self) -> Result<Option<i64>, DbError>;
     async fn record_acknowledgement(
         &self,

@@ -499,3 +499,82 @@ backends!(
     a_revoked_purchase_is_not_listed_to_adapters,
     what_was_bought_goes_with_the_purchase_to_fetches_lookups_and_the_queue,
 );
+
+/// Several instances on one PostgreSQL database: a job is one instance's
+/// at a time, instances queueing a catch-up together queue one, and a due
+/// acknowledgement is handed to one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_share_background_work_without_doing_it_twice() {
+    let t = TestDb::new(Backend::Postgres);
+    let (a, b) = (t.open().await, t.open().await);
+    let catch_up = |at| NewJob {
+        store: "example".into(),
+        kind: JobKind::CatchUp,
+        window: window(),
+        created_at_ms: at,
+    };
+    let (first, second) = (
+        a.create_job(catch_up(100)).await.expect("create"),
+        b.create_job(catch_up(101)).await.expect("create"),
+    );
+    assert_eq!(first.id, second.id, "one catch-up per store at a time");
+    assert_eq!(a.unfinished_jobs().await.expect("jobs").len(), 1);
+
+    assert!(a.claim_job(first.id).await.expect("claim"));
+    assert!(!b.claim_job(first.id).await.expect("claim"), "a runs it");
+    assert!(a.claim_job(first.id).await.expect("renew"), "a keeps it");
+    a.update_job(
+        first.id,
+        JobStep {
+            status: Some(JobStatus::Done),
+            at_ms: 200,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("finish");
+    assert!(!b.claim_job(first.id).await.expect("claim"), "finished");
+    // A new catch-up may be queued once the last one finished.
+    let next = b.create_job(catch_up(300)).await.expect("create");
+    assert_ne!(next.id, first.id);
+
+    // A pending acknowledgement goes to one instance until its lease ends.
+    tracked(a.as_ref(), "sub-ack", 9 * HOUR).await;
+    a.apply_state_update(
+        "example",
+        "sub-ack",
+        StateUpdate {
+            acknowledgement_pending: true,
+            purchased_at_ms: Some(1_000),
+            ..StateUpdate::default()
+        },
+        1_000,
+    )
+    .await
+    .expect("state");
+    let now = storehook_core::time::now_ms();
+    let due = a.due_acknowledgements(now, 10).await.expect("due");
+    assert_eq!(due.len(), 1);
+    let (to_a, to_b) = tokio::join!(
+        a.claim_acknowledgement("example", "sub-ack", now),
+        b.claim_acknowledgement("example", "sub-ack", now)
+    );
+    assert_ne!(
+        to_a.expect("claim"),
+        to_b.expect("claim"),
+        "exactly one gets it"
+    );
+    assert!(a
+        .due_acknowledgements(now + 1_000, 10)
+        .await
+        .expect("due")
+        .is_empty());
+    assert_eq!(
+        b.due_acknowledgements(now + 120_000, 10)
+            .await
+            .expect("due")
+            .len(),
+        1,
+        "due again after the lease (its instance never answered)"
+    );
+}

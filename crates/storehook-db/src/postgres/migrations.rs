@@ -216,6 +216,14 @@ const MIGRATIONS: &[&str] = &[
         last_seen  BIGINT NOT NULL
     );
     "#,
+    // 2: background work claimed across instances: one catch-up per store
+    // at a time (instances starting together queue one), and the instance
+    // running a job.
+    r#"
+    CREATE UNIQUE INDEX store_jobs_one_catch_up ON store_jobs (store)
+        WHERE kind = 'catch_up' AND status IN ('queued', 'running');
+    ALTER TABLE store_jobs ADD COLUMN claimed_by TEXT;
+    "#,
 ];
 
 /// Brings the schema up to date; refuses a database newer than this build.

@@ -360,6 +360,11 @@ impl Storage for PostgresStorage {
         queries::unfinished_jobs(&self.client().await?).await
     }
 
+    async fn claim_job(&self, id: i64) -> Result<bool, DbError> {
+        let now = storehook_core::time::now_ms();
+        queries::claim_job(&self.client().await?, &self.instance.id, id, now).await
+    }
+
     async fn update_job(&self, id: i64, step: JobStep) -> Result<Option<Job>, DbError> {
         self.write(move |c| queries::update_job(c, id, &step)).await
     }
@@ -370,6 +375,16 @@ impl Storage for PostgresStorage {
         limit: u32,
     ) -> Result<Vec<DueAcknowledgement>, DbError> {
         queries::due_acknowledgements(&self.client().await?, now_ms, limit).await
+    }
+
+    async fn claim_acknowledgement(
+        &self,
+        store: &str,
+        subscription_id: &str,
+        now_ms: i64,
+    ) -> Result<bool, DbError> {
+        let client = self.client().await?;
+        queries::claim_acknowledgement(&client, store, subscription_id, now_ms).await
     }
 
     async fn next_acknowledgement_due(&self) -> Result<Option<i64>, DbError> {

@@ -473,24 +473,66 @@ pub(super) async fn checks(c: &Object) -> Result<Vec<StoredCheck>, DbError> {
 }
 
 pub(super) fn create_job(c: &PgConn, new: &NewJob) -> Result<Job, DbError> {
+    // A catch-up already queued or running for the store (another instance
+    // queued it at the same moment) is the one: it covers this one.
     let sql = format!(
         "INSERT INTO store_jobs (store, kind, since_ms, until_ms, only_failures, status, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6) RETURNING {JOB_COLUMNS}"
+         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6)
+         ON CONFLICT (store) WHERE kind = 'catch_up' AND status IN ('queued', 'running') DO NOTHING
+         RETURNING {JOB_COLUMNS}"
     );
-    let row = c
-        .first(
-            &sql,
-            &[
-                &new.store,
-                &new.kind.as_str(),
-                &new.window.since_ms,
-                &new.window.until_ms,
-                &new.window.only_failures,
-                &new.created_at_ms,
-            ],
-        )?
-        .ok_or_else(|| DbError::Corrupt("a new job vanished".into()))?;
+    let inserted = c.first(
+        &sql,
+        &[
+            &new.store,
+            &new.kind.as_str(),
+            &new.window.since_ms,
+            &new.window.until_ms,
+            &new.window.only_failures,
+            &new.created_at_ms,
+        ],
+    )?;
+    let row = match inserted {
+        Some(row) => row,
+        None => c
+            .first(
+                &format!(
+                    "SELECT {JOB_COLUMNS} FROM store_jobs
+                     WHERE store = $1 AND kind = 'catch_up' AND status IN ('queued', 'running')"
+                ),
+                &[&new.store],
+            )?
+            .ok_or_else(|| DbError::Corrupt("a new job vanished".into()))?,
+    };
     records::job(&row)
+}
+
+/// How long a claimed job is an instance's without a new claim (each page
+/// renews it).
+const JOB_LEASE_MS: i64 = 120_000;
+
+pub(super) async fn claim_job(
+    c: &Object,
+    instance: &str,
+    id: i64,
+    now: i64,
+) -> Result<bool, DbError> {
+    let stmt = c
+        .prepare_cached(
+            "UPDATE store_jobs SET claimed_by = $2, lease_until = $3 + $4
+             WHERE id = $1 AND status IN ('queued', 'running')
+               AND (claimed_by IS NULL OR claimed_by = $2 OR lease_until <= $3
+                    OR NOT EXISTS (SELECT 1 FROM instances i
+                                    WHERE i.id = store_jobs.claimed_by AND i.last_seen > $3 - $5))",
+        )
+        .await?;
+    let claimed = c
+        .execute(
+            &stmt,
+            &[&id, &instance, &now, &JOB_LEASE_MS, &INSTANCE_GONE_MS],
+        )
+        .await?;
+    Ok(claimed > 0)
 }
 
 pub(super) async fn job(c: &Object, id: i64) -> Result<Option<Job>, DbError> {
@@ -563,6 +605,30 @@ pub(super) async fn due_acknowledgements(
         records::due_acknowledgement,
     )
     .await
+}
+
+/// How long an acknowledgement being attempted is an instance's: it is
+/// due again after this unless its result was recorded first.
+const ACK_LEASE_MS: i64 = 60_000;
+
+/// Takes a due acknowledgement for this instance: only one of several
+/// instances gets it (the row is due no longer, for a lease).
+pub(super) async fn claim_acknowledgement(
+    c: &Object,
+    store: &str,
+    key: &str,
+    now: i64,
+) -> Result<bool, DbError> {
+    let stmt = c
+        .prepare_cached(
+            "UPDATE acknowledgements SET next_attempt_at = $3 + $4
+             WHERE store = $1 AND subscription_key = $2 AND status = 'pending'
+               AND next_attempt_at <= $3",
+        )
+        .await?;
+    Ok(c.execute(&stmt, &[&store, &key, &now, &ACK_LEASE_MS])
+        .await?
+        > 0)
 }
 
 pub(super) async fn next_acknowledgement_due(c: &Object) -> Result<Option<i64>, DbError> {

@@ -50,6 +50,19 @@ async fn acknowledge_due(state: &Arc<AppState>) {
             // Not ours to acknowledge (the app does it): only watched.
             continue;
         };
+        // Several instances on one database: one of them acknowledges it.
+        match state
+            .storage
+            .claim_acknowledgement(&item.store, &item.subscription_id, now)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim an acknowledgement");
+                continue;
+            }
+        }
         let result = adapter.acknowledge(item.purchase()).await;
         let attempt = match result {
             Ok(outcome) => {

@@ -173,8 +173,18 @@ pub(super) async fn run(state: Arc<AppState>) {
                 Vec::new()
             }
         };
-        let worked = !jobs.is_empty();
+        let mut worked = false;
         for job in jobs {
+            // Another instance may be running it (several on one database).
+            match state.storage.claim_job(job.id).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(job = job.id, error = %e, "cannot claim a backfill job");
+                    continue;
+                }
+            }
+            worked = true;
             run_job(&state, job).await;
             if apis.stopping() {
                 return;
@@ -232,6 +242,12 @@ async fn run_job(state: &Arc<AppState>, job: Job) {
     let mut failures = 0u32;
     loop {
         if apis.is_cancelled(job.id) || apis.stopping() {
+            return;
+        }
+        // Each page renews the claim; a job another instance took over (this
+        // one stalled past its lease) is left to it.
+        if !matches!(state.storage.claim_job(job.id).await, Ok(true)) {
+            tracing::warn!(job = job.id, "the backfill job is another instance's now");
             return;
         }
         let error = match adapter
