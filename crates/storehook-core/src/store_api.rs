@@ -184,6 +184,31 @@ pub struct BackfillWindow {
     pub only_failures: bool,
 }
 
+/// One call of [`StoreAdapter::backfill_page`](crate::StoreAdapter::backfill_page):
+/// the window, where in it to go on (`cursor`, `None` for the first page)
+/// and the host to ask. One value rather than three, so an adapter hands it
+/// on to its own code whole.
+#[derive(Clone, Copy)]
+pub struct BackfillRequest<'a> {
+    pub window: &'a BackfillWindow,
+    pub cursor: Option<&'a str>,
+    pub host: &'a dyn StoreHost,
+}
+
+impl<'a> BackfillRequest<'a> {
+    pub fn new(
+        window: &'a BackfillWindow,
+        cursor: Option<&'a str>,
+        host: &'a dyn StoreHost,
+    ) -> Self {
+        Self {
+            window,
+            cursor,
+            host,
+        }
+    }
+}
+
 /// One thing a backfill recovered.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Recovered {

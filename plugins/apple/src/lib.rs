@@ -33,7 +33,7 @@ pub mod verify;
 
 use serde_json::{Map, Value};
 use storehook_core::{
-    AdapterError, ApiCapabilities, BackfillPage, BackfillWindow, CheckReport, ConfigError,
+    AdapterError, ApiCapabilities, BackfillPage, BackfillRequest, CheckReport, ConfigError,
     FactoryContext, IncomingRequest, Outcome, StoreAdapter, StoreHost, VerifiedNotification,
 };
 
@@ -416,13 +416,8 @@ impl StoreAdapter for AppleAdapter {
         check::check_connection(self, host).await
     }
 
-    async fn backfill_page(
-        &self,
-        window: &BackfillWindow,
-        cursor: Option<&str>,
-        host: &dyn StoreHost,
-    ) -> Result<BackfillPage, AdapterError> {
-        backfill::backfill_page(self, window, cursor, host).await
+    async fn backfill_page(&self, req: BackfillRequest<'_>) -> Result<BackfillPage, AdapterError> {
+        backfill::backfill_page(self, req).await
     }
 
     fn startup_warnings(&self) -> Vec<String> {

@@ -8,8 +8,9 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use storehook_core::{
-    AckOutcome, AdapterError, BackfillPage, BackfillWindow, CheckVerdict, EventType, FindingLevel,
-    Outcome, PurchaseKind, Recovered, StoreAdapter, SubscriptionRef, SubscriptionStatus,
+    AckOutcome, AdapterError, BackfillPage, BackfillRequest, BackfillWindow, CheckVerdict,
+    EventType, FindingLevel, Outcome, PurchaseKind, Recovered, StoreAdapter, SubscriptionRef,
+    SubscriptionStatus,
 };
 use storehook_stand_ins::google::{
     CONCURRENT_UPDATE, INVALID_PURCHASE_STATE, VOIDED_DOCS_EXAMPLE, VOIDED_EDX,
@@ -69,7 +70,7 @@ async fn backfill(
     let mut pages = Vec::new();
     loop {
         let page = adapter
-            .backfill_page(window, cursor.as_deref(), host)
+            .backfill_page(BackfillRequest::new(window, cursor.as_deref(), host))
             .await
             .unwrap_or_else(|e| panic!("page {}: {} {}", pages.len(), e.code(), e.message()));
         cursor = page.next_cursor.clone();
@@ -419,14 +420,20 @@ async fn backfill_waits_out_a_rate_limit() {
     let adapter = build(&play_config(&play, &[PACKAGE], ""));
     let host = fake_host();
     let w = window(NOW - DAY, NOW);
-    match adapter.backfill_page(&w, None, &host).await {
+    match adapter
+        .backfill_page(BackfillRequest::new(&w, None, &host))
+        .await
+    {
         Err(AdapterError::RateLimited { retry_at_ms, .. }) => {
             assert_eq!(retry_at_ms, Some(NOW + 60_000));
         }
         other => panic!("expected a rate limit, got {other:?}"),
     }
     // The host asks again for the same page.
-    let page = adapter.backfill_page(&w, None, &host).await.unwrap();
+    let page = adapter
+        .backfill_page(BackfillRequest::new(&w, None, &host))
+        .await
+        .unwrap();
     assert_eq!(page.recovered.len(), 2);
 }
 
@@ -436,7 +443,11 @@ async fn backfill_stops_when_permission_is_denied() {
     play.deny_all();
     let adapter = build(&play_config(&play, &[PACKAGE], ""));
     let e = adapter
-        .backfill_page(&window(NOW - DAY, NOW), None, &fake_host())
+        .backfill_page(BackfillRequest::new(
+            &window(NOW - DAY, NOW),
+            None,
+            &fake_host(),
+        ))
         .await
         .unwrap_err();
     assert!(!e.is_transient(), "{e:?}");
@@ -467,10 +478,17 @@ async fn backfill_rereads_states_page_by_page() {
     let w = window(NOW - DAY, NOW);
 
     // The voided purchases' page (none), then the first 50 states.
-    let first = adapter.backfill_page(&w, None, &host).await.unwrap();
+    let first = adapter
+        .backfill_page(BackfillRequest::new(&w, None, &host))
+        .await
+        .unwrap();
     assert!(first.recovered.is_empty());
     let second = adapter
-        .backfill_page(&w, first.next_cursor.as_deref(), &host)
+        .backfill_page(BackfillRequest::new(
+            &w,
+            first.next_cursor.as_deref(),
+            &host,
+        ))
         .await
         .unwrap();
     assert_eq!(second.scanned, 50);
@@ -524,13 +542,16 @@ async fn a_failure_mid_page_keeps_what_was_read() {
     let adapter = build(&play_config(&play, &[PACKAGE], ""));
     let host = fake_host().tracking(keys.clone(), Some(PACKAGE));
     let w = window(NOW - DAY, NOW);
-    let voids = adapter.backfill_page(&w, None, &host).await.unwrap();
+    let voids = adapter
+        .backfill_page(BackfillRequest::new(&w, None, &host))
+        .await
+        .unwrap();
     let states_cursor = voids.next_cursor.unwrap();
 
     // Google fails on the first read: nothing kept, the host retries the page.
     play.script(Route::SubscriptionGet, 503, "{}");
     let e = adapter
-        .backfill_page(&w, Some(&states_cursor), &host)
+        .backfill_page(BackfillRequest::new(&w, Some(&states_cursor), &host))
         .await
         .unwrap_err();
     assert!(e.is_transient(), "{e:?}");
@@ -549,7 +570,7 @@ async fn a_failure_mid_page_keeps_what_was_read() {
     );
     play.script(Route::SubscriptionGet, 500, "{}");
     let partial = adapter
-        .backfill_page(&w, Some(&states_cursor), &host)
+        .backfill_page(BackfillRequest::new(&w, Some(&states_cursor), &host))
         .await
         .unwrap();
     let read: Vec<String> = states(std::slice::from_ref(&partial))

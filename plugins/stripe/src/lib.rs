@@ -79,7 +79,7 @@ pub mod map;
 pub mod verify;
 
 use storehook_core::{
-    AdapterError, ApiCapabilities, BackfillPage, BackfillWindow, CheckReport, ConfigError,
+    AdapterError, ApiCapabilities, BackfillPage, BackfillRequest, CheckReport, ConfigError,
     Environment, FactoryContext, IncomingRequest, Outcome, StoreAdapter, StoreHost,
     VerifiedNotification,
 };
@@ -307,12 +307,7 @@ impl StoreAdapter for StripeAdapter {
         Ok(check::check_connection(api, settings, self.config.livemode, host).await)
     }
 
-    async fn backfill_page(
-        &self,
-        window: &BackfillWindow,
-        cursor: Option<&str>,
-        host: &dyn StoreHost,
-    ) -> Result<BackfillPage, AdapterError> {
+    async fn backfill_page(&self, req: BackfillRequest<'_>) -> Result<BackfillPage, AdapterError> {
         let Some(api) = &self.api else {
             return Err(AdapterError::Unsupported {
                 message: format!(
@@ -320,7 +315,7 @@ impl StoreAdapter for StripeAdapter {
                 ),
             });
         };
-        backfill::page(self, api, window, cursor, host).await
+        backfill::page(self, api, req).await
     }
 
     fn startup_warnings(&self) -> Vec<String> {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use storehook_core::{
-    AdapterError, BackfillPage, BackfillWindow, CheckReport, CheckVerdict, EventType,
-    FactoryContext, Finding, FindingLevel, Outcome, Recovered, StoreAdapter,
+    AdapterError, BackfillPage, BackfillRequest, BackfillWindow, CheckReport, CheckVerdict,
+    EventType, FactoryContext, Finding, FindingLevel, Outcome, Recovered, StoreAdapter,
 };
 use storehook_stand_ins::host::FakeHost;
 use storehook_stand_ins::stripe::{
@@ -142,7 +142,11 @@ async fn a_wrong_key_is_refused_in_words() {
 
     // A backfill with that key stops with the same words, without the key.
     let err = a
-        .backfill_page(&window(NOW_S - DAY_S, NOW_S, false), None, &host)
+        .backfill_page(BackfillRequest::new(
+            &window(NOW_S - DAY_S, NOW_S, false),
+            None,
+            &host,
+        ))
         .await
         .unwrap_err();
     assert_eq!((err.http_status(), err.code()), (401, "invalid_api_key"));
@@ -457,7 +461,11 @@ async fn a_restricted_key_without_a_permission_is_told_which_to_add() {
     // In a backfill, the permission is named in the job's error.
     stand_in.script(Route::Events, missing_permission("rak_event_read"));
     let err = adapter(&stand_in)
-        .backfill_page(&window(NOW_S - DAY_S, NOW_S, false), None, &fake_host())
+        .backfill_page(BackfillRequest::new(
+            &window(NOW_S - DAY_S, NOW_S, false),
+            None,
+            &fake_host(),
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), "permission_denied");
@@ -522,7 +530,11 @@ async fn without_a_key_nothing_is_offered_and_the_check_says_what_to_set() {
     assert!(detail.contains(API_KEY_ENV), "{detail}");
     assert!(detail.contains("Events"), "{detail}");
     let err = a
-        .backfill_page(&window(0, 1, false), None, &fake_host())
+        .backfill_page(BackfillRequest::new(
+            &window(0, 1, false),
+            None,
+            &fake_host(),
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.http_status(), 501);
@@ -586,7 +598,7 @@ async fn run(
     let mut pages = Vec::new();
     for _ in 0..max_pages {
         let page = a
-            .backfill_page(w, cursor.as_deref(), host)
+            .backfill_page(BackfillRequest::new(w, cursor.as_deref(), host))
             .await
             .expect("a page");
         recovered.extend(page.recovered.clone());
@@ -771,7 +783,7 @@ async fn a_backfill_resumes_from_its_cursor_after_a_restart() {
     }
 
     let err = adapter(&stand_in)
-        .backfill_page(&w, Some("page=3"), &host)
+        .backfill_page(BackfillRequest::new(&w, Some("page=3"), &host))
         .await
         .unwrap_err();
     assert_eq!((err.http_status(), err.code()), (400, "bad_cursor"));
@@ -859,7 +871,11 @@ async fn rate_limits_and_outages_are_handed_to_the_host() {
             retry_after_s: Some(7),
         },
     );
-    match a.backfill_page(&w, None, &host).await.unwrap_err() {
+    match a
+        .backfill_page(BackfillRequest::new(&w, None, &host))
+        .await
+        .unwrap_err()
+    {
         AdapterError::RateLimited {
             code, retry_at_ms, ..
         } => {
@@ -874,26 +890,36 @@ async fn rate_limits_and_outages_are_handed_to_the_host() {
             retry_after_s: None,
         },
     );
-    match a.backfill_page(&w, None, &host).await.unwrap_err() {
+    match a
+        .backfill_page(BackfillRequest::new(&w, None, &host))
+        .await
+        .unwrap_err()
+    {
         AdapterError::RateLimited { retry_at_ms, .. } => {
             assert_eq!(retry_at_ms, Some(NOW_S * 1000 + 1000));
         }
         other => panic!("{other:?}"),
     }
     stand_in.script(Route::Events, Scripted::ServerError);
-    let err = a.backfill_page(&w, None, &host).await.unwrap_err();
+    let err = a
+        .backfill_page(BackfillRequest::new(&w, None, &host))
+        .await
+        .unwrap_err();
     assert!(matches!(err, AdapterError::Unavailable { .. }), "{err:?}");
     assert!(err.is_transient());
 
     // Asked again, the same page comes, and the backfill goes on.
-    let page = a.backfill_page(&w, None, &host).await.unwrap();
+    let page = a
+        .backfill_page(BackfillRequest::new(&w, None, &host))
+        .await
+        .unwrap();
     assert_eq!(ids(&page.recovered), vec!["evt_1"]);
     let (rest, _, end) = run(&a, &w, page.next_cursor, &host, 10).await;
     assert!(rest.is_empty() && end.is_none(), "{rest:?}");
 
     // Stripe unreachable altogether is transient too.
     let err = adapter_adjusted("http://127.0.0.1:9".into(), KEY, |_, _| {})
-        .backfill_page(&w, None, &host)
+        .backfill_page(BackfillRequest::new(&w, None, &host))
         .await
         .unwrap_err();
     assert!(matches!(err, AdapterError::Unavailable { .. }), "{err:?}");
