@@ -15,9 +15,8 @@ use serde_json::{json, Value};
 use storehook_apple::config::PRIVATE_KEY_ENV;
 use storehook_apple::{AppleAdapter, AppleSettings};
 use storehook_core::{
-    AdapterError, ApiCapabilities, BackfillPage, BackfillRequest, BackfillWindow, CheckReport,
-    CheckVerdict, ConfigError, FactoryContext, Finding, FindingLevel, Outcome, Recovered,
-    StoreAdapter,
+    AdapterError, ApiCapabilities, BackfillPage, BackfillWindow, CheckReport, CheckVerdict,
+    ConfigError, FactoryContext, Finding, FindingLevel, Outcome, Recovered, StoreAdapter,
 };
 use storehook_stand_ins::apple::{
     AppleApiKey, AppleStandIn, Failure, HistoryRecord, SendAttempt, TestNotificationScript,
@@ -551,7 +550,7 @@ async fn without_credentials_nothing_is_offered_and_the_check_says_what_to_set()
     }
     let window = backfill_window(0, 1, false);
     let e = adapter
-        .backfill_page(BackfillRequest::new(&window, None, &fake_host()))
+        .backfill_page(fake_host().backfill(&window, None))
         .await
         .unwrap_err();
     assert_eq!(e.http_status(), 501);
@@ -626,7 +625,7 @@ async fn backfill_walks_every_page_of_each_environment_in_order_and_resumes_from
     let window = backfill_window(now_ms() - 14 * DAY_MS, now_ms(), true);
 
     let first = adapter
-        .backfill_page(BackfillRequest::new(&window, None, &host))
+        .backfill_page(host.backfill(&window, None))
         .await
         .unwrap();
     assert_eq!(ids(&first), ["p-1", "p-2"]);
@@ -643,16 +642,12 @@ async fn backfill_walks_every_page_of_each_environment_in_order_and_resumes_from
     // A restart: a new adapter resumes from the stored cursor.
     let restarted = world.adapter(&["Production", "Sandbox"]);
     let second = restarted
-        .backfill_page(BackfillRequest::new(&window, Some(&cursor), &host))
+        .backfill_page(host.backfill(&window, Some(&cursor)))
         .await
         .unwrap();
     assert_eq!(ids(&second), ["p-3", "p-4"]);
     let third = restarted
-        .backfill_page(BackfillRequest::new(
-            &window,
-            second.next_cursor.as_deref(),
-            &host,
-        ))
+        .backfill_page(host.backfill(&window, second.next_cursor.as_deref()))
         .await
         .unwrap();
     assert_eq!(ids(&third), ["s-1"]);
@@ -687,7 +682,7 @@ async fn the_window_is_clamped_to_what_apple_keeps() {
     let mut cursor = None;
     loop {
         let page = adapter
-            .backfill_page(BackfillRequest::new(&window, cursor.as_deref(), &host))
+            .backfill_page(host.backfill(&window, cursor.as_deref()))
             .await
             .unwrap();
         cursor = page.next_cursor;
@@ -715,7 +710,7 @@ async fn the_window_is_clamped_to_what_apple_keeps() {
     let old = backfill_window(now - 60 * DAY_MS, now - 40 * DAY_MS, false);
     let sandbox_only = world.adapter(&["Sandbox"]);
     let page = sandbox_only
-        .backfill_page(BackfillRequest::new(&old, None, &host))
+        .backfill_page(host.backfill(&old, None))
         .await
         .unwrap();
     assert_eq!((page.recovered.len(), page.next_cursor), (0, None));
@@ -755,11 +750,7 @@ async fn a_429_is_rate_limited_until_retry_after_and_a_500_is_unavailable() {
         retry_after: retry_at.to_string(),
     });
     assert_eq!(
-        rate_limited_until(
-            adapter
-                .backfill_page(BackfillRequest::new(&window, None, &host))
-                .await
-        ),
+        rate_limited_until(adapter.backfill_page(host.backfill(&window, None)).await),
         Some(retry_at)
     );
     // Seconds are tolerated.
@@ -767,16 +758,12 @@ async fn a_429_is_rate_limited_until_retry_after_and_a_500_is_unavailable() {
         retry_after: (retry_at / 1000).to_string(),
     });
     assert_eq!(
-        rate_limited_until(
-            adapter
-                .backfill_page(BackfillRequest::new(&window, None, &host))
-                .await
-        ),
+        rate_limited_until(adapter.backfill_page(host.backfill(&window, None)).await),
         Some(retry_at / 1000 * 1000)
     );
     world.sandbox.fail_next(Failure::ServerError);
     let e = adapter
-        .backfill_page(BackfillRequest::new(&window, None, &host))
+        .backfill_page(host.backfill(&window, None))
         .await
         .unwrap_err();
     assert!(
@@ -785,7 +772,7 @@ async fn a_429_is_rate_limited_until_retry_after_and_a_500_is_unavailable() {
     );
     // Then Apple answers, with the same token as before.
     let page = adapter
-        .backfill_page(BackfillRequest::new(&window, None, &host))
+        .backfill_page(host.backfill(&window, None))
         .await
         .unwrap();
     assert_eq!(ids(&page), ["s-1"]);
@@ -811,13 +798,13 @@ async fn an_apple_error_in_backfill_keeps_its_code_and_a_401_its_words() {
         ),
     });
     let e = adapter
-        .backfill_page(BackfillRequest::new(&window, None, &host))
+        .backfill_page(host.backfill(&window, None))
         .await
         .unwrap_err();
     assert_eq!((e.http_status(), e.code()), (400, "4000014"));
     world.sandbox.set_released(false);
     let e = adapter
-        .backfill_page(BackfillRequest::new(&window, None, &host))
+        .backfill_page(host.backfill(&window, None))
         .await
         .unwrap_err();
     assert_eq!(e.http_status(), 401);

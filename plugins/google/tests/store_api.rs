@@ -8,9 +8,8 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use storehook_core::{
-    AckOutcome, AdapterError, BackfillPage, BackfillRequest, BackfillWindow, CheckVerdict,
-    EventType, FindingLevel, Outcome, PurchaseKind, Recovered, StoreAdapter, SubscriptionRef,
-    SubscriptionStatus,
+    AckOutcome, AdapterError, BackfillPage, BackfillWindow, CheckVerdict, EventType, FindingLevel,
+    Outcome, PurchaseKind, Recovered, StoreAdapter, SubscriptionRef, SubscriptionStatus,
 };
 use storehook_stand_ins::google::{
     CONCURRENT_UPDATE, INVALID_PURCHASE_STATE, VOIDED_DOCS_EXAMPLE, VOIDED_EDX,
@@ -70,7 +69,7 @@ async fn backfill(
     let mut pages = Vec::new();
     loop {
         let page = adapter
-            .backfill_page(BackfillRequest::new(window, cursor.as_deref(), host))
+            .backfill_page(host.backfill(window, cursor.as_deref()))
             .await
             .unwrap_or_else(|e| panic!("page {}: {} {}", pages.len(), e.code(), e.message()));
         cursor = page.next_cursor.clone();
@@ -420,10 +419,7 @@ async fn backfill_waits_out_a_rate_limit() {
     let adapter = build(&play_config(&play, &[PACKAGE], ""));
     let host = fake_host();
     let w = window(NOW - DAY, NOW);
-    match adapter
-        .backfill_page(BackfillRequest::new(&w, None, &host))
-        .await
-    {
+    match adapter.backfill_page(host.backfill(&w, None)).await {
         Err(AdapterError::RateLimited { retry_at_ms, .. }) => {
             assert_eq!(retry_at_ms, Some(NOW + 60_000));
         }
@@ -431,7 +427,7 @@ async fn backfill_waits_out_a_rate_limit() {
     }
     // The host asks again for the same page.
     let page = adapter
-        .backfill_page(BackfillRequest::new(&w, None, &host))
+        .backfill_page(host.backfill(&w, None))
         .await
         .unwrap();
     assert_eq!(page.recovered.len(), 2);
@@ -443,11 +439,7 @@ async fn backfill_stops_when_permission_is_denied() {
     play.deny_all();
     let adapter = build(&play_config(&play, &[PACKAGE], ""));
     let e = adapter
-        .backfill_page(BackfillRequest::new(
-            &window(NOW - DAY, NOW),
-            None,
-            &fake_host(),
-        ))
+        .backfill_page(fake_host().backfill(&window(NOW - DAY, NOW), None))
         .await
         .unwrap_err();
     assert!(!e.is_transient(), "{e:?}");
@@ -479,16 +471,12 @@ async fn backfill_rereads_states_page_by_page() {
 
     // The voided purchases' page (none), then the first 50 states.
     let first = adapter
-        .backfill_page(BackfillRequest::new(&w, None, &host))
+        .backfill_page(host.backfill(&w, None))
         .await
         .unwrap();
     assert!(first.recovered.is_empty());
     let second = adapter
-        .backfill_page(BackfillRequest::new(
-            &w,
-            first.next_cursor.as_deref(),
-            &host,
-        ))
+        .backfill_page(host.backfill(&w, first.next_cursor.as_deref()))
         .await
         .unwrap();
     assert_eq!(second.scanned, 50);
@@ -543,7 +531,7 @@ async fn a_failure_mid_page_keeps_what_was_read() {
     let host = fake_host().tracking(keys.clone(), Some(PACKAGE));
     let w = window(NOW - DAY, NOW);
     let voids = adapter
-        .backfill_page(BackfillRequest::new(&w, None, &host))
+        .backfill_page(host.backfill(&w, None))
         .await
         .unwrap();
     let states_cursor = voids.next_cursor.unwrap();
@@ -551,7 +539,7 @@ async fn a_failure_mid_page_keeps_what_was_read() {
     // Google fails on the first read: nothing kept, the host retries the page.
     play.script(Route::SubscriptionGet, 503, "{}");
     let e = adapter
-        .backfill_page(BackfillRequest::new(&w, Some(&states_cursor), &host))
+        .backfill_page(host.backfill(&w, Some(&states_cursor)))
         .await
         .unwrap_err();
     assert!(e.is_transient(), "{e:?}");
@@ -570,7 +558,7 @@ async fn a_failure_mid_page_keeps_what_was_read() {
     );
     play.script(Route::SubscriptionGet, 500, "{}");
     let partial = adapter
-        .backfill_page(BackfillRequest::new(&w, Some(&states_cursor), &host))
+        .backfill_page(host.backfill(&w, Some(&states_cursor)))
         .await
         .unwrap();
     let read: Vec<String> = states(std::slice::from_ref(&partial))
