@@ -26,6 +26,18 @@ pub struct ApiCapabilities {
     pub acknowledge: bool,
 }
 
+impl ApiCapabilities {
+    /// A store with nothing to acknowledge: checks and backfills when the
+    /// adapter has the store's API credentials (`api`), else nothing.
+    pub const fn without_acknowledgement(api: bool) -> Self {
+        Self {
+            check: api,
+            backfill: api,
+            acknowledge: false,
+        }
+    }
+}
+
 /// How a connection check ended, worst finding first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -403,13 +403,7 @@ impl StoreAdapter for AppleAdapter {
     }
 
     fn api_capabilities(&self) -> ApiCapabilities {
-        let configured = self.api.is_some();
-        ApiCapabilities {
-            check: configured,
-            backfill: configured,
-            // Apple has nothing to acknowledge.
-            acknowledge: false,
-        }
+        ApiCapabilities::without_acknowledgement(self.api.is_some())
     }
 
     async fn check_connection(&self, host: &dyn StoreHost) -> Result<CheckReport, AdapterError> {

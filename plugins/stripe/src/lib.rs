@@ -286,12 +286,7 @@ impl StoreAdapter for StripeAdapter {
     }
 
     fn api_capabilities(&self) -> ApiCapabilities {
-        let api = self.api.is_some();
-        ApiCapabilities {
-            check: api,
-            backfill: api,
-            acknowledge: false,
-        }
+        ApiCapabilities::without_acknowledgement(self.api.is_some())
     }
 
     async fn check_connection(&self, host: &dyn StoreHost) -> Result<CheckReport, AdapterError> {
