@@ -33,8 +33,8 @@ pub mod verify;
 
 use serde_json::{Map, Value};
 use storehook_core::{
-    AdapterError, ApiCapabilities, BackfillPage, BackfillRequest, CheckReport, ConfigError,
-    FactoryContext, IncomingRequest, Outcome, StoreAdapter, StoreHost, VerifiedNotification,
+    AdapterError, ApiCapabilities, BackfillPage, BackfillRequest, CheckReport, IncomingRequest,
+    Outcome, StoreAdapter, StoreHost, VerifiedNotification,
 };
 
 pub use api::ApiClient;
@@ -56,18 +56,10 @@ storehook_core::inventory::submit! {
             config::STORE_ID,
             "App Store",
             "APP_STORE",
-            build_adapter,
+            // The factory's signature is `AdapterFactory`'s.
+            |table, ctx| Ok(Box::new(AppleAdapter::new(AppleSettings::from_table(table, ctx)?))),
         )
     }
-}
-
-fn build_adapter(
-    table: &toml::Table,
-    ctx: &FactoryContext<'_>,
-) -> Result<Box<dyn StoreAdapter>, ConfigError> {
-    Ok(Box::new(AppleAdapter::new(AppleSettings::from_table(
-        table, ctx,
-    )?)))
 }
 
 /// The App Store adapter: configuration plus the verifier and its caches,

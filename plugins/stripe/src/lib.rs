@@ -80,8 +80,7 @@ pub mod verify;
 
 use storehook_core::{
     AdapterError, ApiCapabilities, BackfillPage, BackfillRequest, CheckReport, ConfigError,
-    Environment, FactoryContext, IncomingRequest, Outcome, StoreAdapter, StoreHost,
-    VerifiedNotification,
+    Environment, IncomingRequest, Outcome, StoreAdapter, StoreHost, VerifiedNotification,
 };
 
 pub use config::{
@@ -108,17 +107,10 @@ storehook_core::inventory::submit! {
         // A forward's receiver verifies the signature over the body itself.
         forward_headers: &[SIGNATURE_HEADER],
         masking: help::MASKING,
-        ..storehook_core::StoreRegistration::new(STORE_ID, "Stripe", "STRIPE", build_adapter)
+        ..storehook_core::StoreRegistration::new(STORE_ID, "Stripe", "STRIPE", |table, ctx| {
+            Ok(Box::new(StripeAdapter::new(StripeConfig::from_table(table, ctx)?)?))
+        })
     }
-}
-
-fn build_adapter(
-    table: &toml::Table,
-    ctx: &FactoryContext<'_>,
-) -> Result<Box<dyn StoreAdapter>, ConfigError> {
-    Ok(Box::new(StripeAdapter::new(StripeConfig::from_table(
-        table, ctx,
-    )?)?))
 }
 
 /// Verifies and decodes Stripe webhook deliveries.
@@ -351,7 +343,7 @@ mod tests {
         assert_eq!(reg.store_label, "STRIPE");
         assert!(reg.supported);
         let env = |_: &str| None;
-        let ctx = FactoryContext {
+        let ctx = storehook_core::FactoryContext {
             config_dir: std::path::PathBuf::from("/"),
             env: &env,
         };
