@@ -57,21 +57,26 @@ async fn post_admin(server: &TestServer, path: &str, body: Value) -> (u16, Value
 fn ten_days() -> Vec<Value> {
     let start = now_ms() - 10 * DAY_MS;
     let at = |day: i64| start + day * DAY_MS;
+    // Subscription a is monthly, b yearly: the id's letter says which.
+    let entry =
+        |id: &str, kind: &str, when: i64, status: &str, expires_at: i64, auto_renew: bool| {
+            let (subscription, product) = if id.starts_with('a') {
+                ("sub-a", "monthly")
+            } else {
+                ("sub-b", "yearly")
+            };
+            json!({"id": id, "type": kind, "subscription": subscription, "at": when,
+               "status": status, "expires_at": expires_at, "auto_renew": auto_renew,
+               "product": product})
+        };
     vec![
-        json!({"id": "a1", "type": "INITIAL_PURCHASE", "subscription": "sub-a", "at": at(0),
-               "status": "active", "expires_at": at(3), "auto_renew": true, "product": "monthly"}),
-        json!({"id": "b1", "type": "INITIAL_PURCHASE", "subscription": "sub-b", "at": at(1),
-               "status": "active", "expires_at": at(4), "auto_renew": true, "product": "yearly"}),
-        json!({"id": "a2", "type": "RENEWAL", "subscription": "sub-a", "at": at(3),
-               "status": "active", "expires_at": at(6), "auto_renew": true, "product": "monthly"}),
-        json!({"id": "b2", "type": "CANCELLATION", "subscription": "sub-b", "at": at(3) + 5,
-               "status": "active", "expires_at": at(4), "auto_renew": false, "product": "yearly"}),
-        json!({"id": "b3", "type": "EXPIRATION", "subscription": "sub-b", "at": at(4),
-               "status": "expired", "expires_at": at(4), "auto_renew": false, "product": "yearly"}),
-        json!({"id": "a3", "type": "RENEWAL", "subscription": "sub-a", "at": at(6),
-               "status": "active", "expires_at": at(9), "auto_renew": true, "product": "monthly"}),
-        json!({"id": "a4", "type": "REFUND", "subscription": "sub-a", "at": at(8),
-               "status": "revoked", "expires_at": at(8), "auto_renew": false, "product": "monthly"}),
+        entry("a1", "INITIAL_PURCHASE", at(0), "active", at(3), true),
+        entry("b1", "INITIAL_PURCHASE", at(1), "active", at(4), true),
+        entry("a2", "RENEWAL", at(3), "active", at(6), true),
+        entry("b2", "CANCELLATION", at(3) + 5, "active", at(4), false),
+        entry("b3", "EXPIRATION", at(4), "expired", at(4), false),
+        entry("a3", "RENEWAL", at(6), "active", at(9), true),
+        entry("a4", "REFUND", at(8), "revoked", at(8), false),
     ]
 }
 
@@ -122,7 +127,8 @@ async fn wait_for_job(server: &TestServer, id: i64) -> Value {
     .await
 }
 
-async fn backfill(server: &TestServer, since: &str) -> Value {
+/// Starts a backfill of the example store; the job's id.
+async fn start_backfill(server: &TestServer, since: &str) -> i64 {
     let (status, job) = post_admin(
         server,
         "/v1/stores/example/backfill",
@@ -130,7 +136,11 @@ async fn backfill(server: &TestServer, since: &str) -> Value {
     )
     .await;
     assert_eq!(status, 202, "{job}");
-    let id = job["id"].as_i64().expect("job id");
+    job["id"].as_i64().expect("job id")
+}
+
+async fn backfill(server: &TestServer, since: &str) -> Value {
+    let id = start_backfill(server, since).await;
     wait_for_job(server, id).await
 }
 
@@ -244,14 +254,7 @@ async fn a_restart_mid_backfill_resumes_from_the_last_committed_page() {
     let mut history = ten_days();
     history.insert(3, json!({"id": "broken", "type": "RENEWAL"}));
     write_history(&server, &history);
-    let (status, job) = post_admin(
-        &server,
-        "/v1/stores/example/backfill",
-        json!({ "since": "11d" }),
-    )
-    .await;
-    assert_eq!(status, 202, "{job}");
-    let id = job["id"].as_i64().expect("job id");
+    let id = start_backfill(&server, "11d").await;
     eventually(20, "two pages committed", || async {
         let (_, job) = server.get_admin(&format!("/v1/jobs/{id}")).await;
         if job["pages"].as_i64().unwrap_or(0) >= 2 {
@@ -302,14 +305,7 @@ async fn a_backfill_can_be_cancelled_and_bad_requests_are_explained() {
     )
     .await;
     assert_eq!(status, 400, "a disabled store: {err}");
-    let (status, job) = post_admin(
-        &server,
-        "/v1/stores/example/backfill",
-        json!({ "since": "11d" }),
-    )
-    .await;
-    assert_eq!(status, 202, "{job}");
-    let id = job["id"].as_i64().expect("job id");
+    let id = start_backfill(&server, "11d").await;
     let (status, cancelled) =
         post_admin(&server, &format!("/v1/jobs/{id}/cancel"), json!({})).await;
     assert_eq!(status, 200, "{cancelled}");

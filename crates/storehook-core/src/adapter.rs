@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use serde::de::DeserializeOwned;
 
 use crate::store_api::{
-    AckOutcome, ApiCapabilities, BackfillPage, BackfillWindow, CheckReport, StoreHost,
+    AckOutcome, ApiCapabilities, BackfillPage, BackfillRequest, CheckReport, StoreHost,
 };
 use crate::{
     AdapterError, ConfigError, IncomingRequest, Masking, Outcome, PurchaseKind, StateUpdate,
@@ -112,17 +112,12 @@ pub trait StoreAdapter: Send + Sync + 'static {
         ))
     }
 
-    /// One page of what the store's API has over `window`, starting at
-    /// `cursor` (`None`: the first page). The host stores `next_cursor`
+    /// One page of what the store's API has over `req.window`, starting at
+    /// `req.cursor` (`None`: the first page). The host stores `next_cursor`
     /// after committing the page, so a restart resumes; it waits and asks
     /// again on [`AdapterError::RateLimited`] and `Unavailable`.
-    async fn backfill_page(
-        &self,
-        window: &BackfillWindow,
-        cursor: Option<&str>,
-        host: &dyn StoreHost,
-    ) -> Result<BackfillPage, AdapterError> {
-        let _ = (window, cursor, host);
+    async fn backfill_page(&self, req: BackfillRequest<'_>) -> Result<BackfillPage, AdapterError> {
+        let _ = req;
         Err(AdapterError::Unsupported {
             message: "this store has no API to recover notifications from".to_owned(),
         })

@@ -39,8 +39,8 @@ pub use help::{spans, HelpText, Masking, Span, StoreHelp};
 pub use request::{percent_decode, IncomingRequest};
 pub use secret::{redact_config_error, LogSafe, Secret};
 pub use store_api::{
-    AckOutcome, ApiCapabilities, BackfillPage, BackfillWindow, CheckReport, CheckVerdict, Finding,
-    FindingLevel, Recovered, StoreHost, TrackedSubscription,
+    AckOutcome, ApiCapabilities, BackfillPage, BackfillRequest, BackfillWindow, CheckReport,
+    CheckVerdict, Finding, FindingLevel, Recovered, StoreHost, TrackedSubscription,
 };
 pub use types::{
     mask_secrets, Environment, EventDetails, EventType, ImpliedState, Outcome, PurchaseKind,

@@ -26,6 +26,18 @@ pub struct ApiCapabilities {
     pub acknowledge: bool,
 }
 
+impl ApiCapabilities {
+    /// A store with nothing to acknowledge: checks and backfills when the
+    /// adapter has the store's API credentials (`api`), else nothing.
+    pub const fn without_acknowledgement(api: bool) -> Self {
+        Self {
+            check: api,
+            backfill: api,
+            acknowledge: false,
+        }
+    }
+}
+
 /// How a connection check ended, worst finding first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -182,6 +194,31 @@ pub struct BackfillWindow {
     /// Only what the store failed to deliver (Apple `onlyFailures`, Stripe
     /// `delivery_success=false`); otherwise everything in the window.
     pub only_failures: bool,
+}
+
+/// One call of [`StoreAdapter::backfill_page`](crate::StoreAdapter::backfill_page):
+/// the window, where in it to go on (`cursor`, `None` for the first page)
+/// and the host to ask. One value rather than three, so an adapter hands it
+/// on to its own code whole.
+#[derive(Clone, Copy)]
+pub struct BackfillRequest<'a> {
+    pub window: &'a BackfillWindow,
+    pub cursor: Option<&'a str>,
+    pub host: &'a dyn StoreHost,
+}
+
+impl<'a> BackfillRequest<'a> {
+    pub fn new(
+        window: &'a BackfillWindow,
+        cursor: Option<&'a str>,
+        host: &'a dyn StoreHost,
+    ) -> Self {
+        Self {
+            window,
+            cursor,
+            host,
+        }
+    }
 }
 
 /// One thing a backfill recovered.

@@ -2,6 +2,7 @@
 //! manual retry and test events.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use serde_json::json;
@@ -23,7 +24,16 @@ fn json_response(status: StatusCode, value: serde_json::Value) -> Response {
     r
 }
 
-fn finish(result: Result<Response, ApiError>) -> Response {
+/// Every handler's frame: `allowed` (the token's check, then the endpoint's)
+/// before `body` runs; an error of either becomes its JSON response.
+async fn answer(
+    allowed: Result<(), ApiError>,
+    body: impl Future<Output = Result<Response, ApiError>>,
+) -> Response {
+    let result = match allowed {
+        Ok(()) => body.await,
+        Err(e) => Err(e),
+    };
     result.unwrap_or_else(|e| e.into_response())
 }
 
@@ -33,79 +43,73 @@ pub(crate) async fn list_events(
     state: Arc<AppState>,
     credentials: Credentials,
 ) -> Response {
-    finish(
-        async {
-            require_admin(&state, &credentials)?;
-            let number = |key: &str| -> Result<Option<i64>, ApiError> {
-                query
-                    .get(key)
-                    .map(|v| {
-                        v.parse::<i64>().map_err(|_| {
-                            ApiError::bad_request("bad_query", format!("{key} must be a number"))
-                        })
+    answer(require_admin(&state, &credentials), async {
+        let number = |key: &str| -> Result<Option<i64>, ApiError> {
+            query
+                .get(key)
+                .map(|v| {
+                    v.parse::<i64>().map_err(|_| {
+                        ApiError::bad_request("bad_query", format!("{key} must be a number"))
                     })
-                    .transpose()
-            };
-            let limit = number("limit")?.unwrap_or(100).clamp(1, 1000) as u32;
-            let filter = EventFilter {
-                store: query.get("store").cloned(),
-                event_type: query.get("type").map(|t| t.to_ascii_uppercase()),
-                app_user_id: query.get("app_user_id").cloned(),
-                after: number("after")?,
-                limit,
-            };
-            let events = state.storage.events(filter).await?;
-            let next = (events.len() as u32 == limit)
-                .then(|| events.last().map(|e| e.seq))
-                .flatten();
-            let list: Vec<_> = events
-                .iter()
-                .map(|e| {
-                    let mut body = e.body.get("event").cloned().unwrap_or_default();
-                    body["cursor"] = json!(e.seq);
-                    body
                 })
-                .collect();
-            Ok(json_response(
-                StatusCode::OK,
-                json!({ "events": list, "next_cursor": next }),
-            ))
-        }
-        .await,
-    )
+                .transpose()
+        };
+        let limit = number("limit")?.unwrap_or(100).clamp(1, 1000) as u32;
+        let filter = EventFilter {
+            store: query.get("store").cloned(),
+            event_type: query.get("type").map(|t| t.to_ascii_uppercase()),
+            app_user_id: query.get("app_user_id").cloned(),
+            after: number("after")?,
+            limit,
+        };
+        let events = state.storage.events(filter).await?;
+        let next = (events.len() as u32 == limit)
+            .then(|| events.last().map(|e| e.seq))
+            .flatten();
+        let list: Vec<_> = events
+            .iter()
+            .map(|e| {
+                let mut body = e.body.get("event").cloned().unwrap_or_default();
+                body["cursor"] = json!(e.seq);
+                body
+            })
+            .collect();
+        Ok(json_response(
+            StatusCode::OK,
+            json!({ "events": list, "next_cursor": next }),
+        ))
+    })
+    .await
 }
 
 /// `GET /v1/webhooks`.
 pub(crate) async fn list_webhooks(state: Arc<AppState>, credentials: Credentials) -> Response {
-    finish(
-        async {
-            require_admin(&state, &credentials)?;
-            let list: Vec<_> = crate::queries::endpoints_with_stats(&state)
-                .await?
-                .into_iter()
-                .map(|(ep, s)| {
-                    json!({
-                        "name": ep.name,
-                        "kind": ep.kind.as_str(),
-                        "url": redacted_url(&ep.url),
-                        "max_attempts": ep.max_attempts,
-                        "pending": s.pending,
-                        "delivered": s.delivered,
-                        "dead": s.dead,
-                        "last_success": rfc3339_opt(s.last_success_ms),
-                        "last_failure": s.last_failure_ms.map(|at| json!({
-                            "at": rfc3339_opt(Some(at)),
-                            "status": s.last_failure_status,
-                            "error": s.last_failure_error,
-                            "body_excerpt": s.last_failure_response,
-                        })),
-                    })
+    answer(require_admin(&state, &credentials), async {
+        let list: Vec<_> = crate::queries::endpoints_with_stats(&state)
+            .await?
+            .into_iter()
+            .map(|(ep, s)| {
+                json!({
+                    "name": ep.name,
+                    "kind": ep.kind.as_str(),
+                    "url": redacted_url(&ep.url),
+                    "max_attempts": ep.max_attempts,
+                    "pending": s.pending,
+                    "delivered": s.delivered,
+                    "dead": s.dead,
+                    "last_success": rfc3339_opt(s.last_success_ms),
+                    "last_failure": s.last_failure_ms.map(|at| json!({
+                        "at": rfc3339_opt(Some(at)),
+                        "status": s.last_failure_status,
+                        "error": s.last_failure_error,
+                        "body_excerpt": s.last_failure_response,
+                    })),
                 })
-                .collect();
-            Ok(json_response(StatusCode::OK, json!({ "webhooks": list })))
-        }
-        .await,
-    )
+            })
+            .collect();
+        Ok(json_response(StatusCode::OK, json!({ "webhooks": list })))
+    })
+    .await
 }
 
 fn known_endpoint(state: &AppState, name: &str) -> Result<(), ApiError> {
@@ -117,6 +121,16 @@ fn known_endpoint(state: &AppState, name: &str) -> Result<(), ApiError> {
     })
 }
 
+/// The token may change the outbox, and `name` is a webhook or forward.
+fn may_change_endpoint(
+    state: &AppState,
+    credentials: &Credentials,
+    name: &str,
+) -> Result<(), ApiError> {
+    require_admin_change(state, credentials)?;
+    known_endpoint(state, name)
+}
+
 /// `GET /v1/webhooks/{name}/deliveries?status=&limit=`.
 pub(crate) async fn list_deliveries(
     name: String,
@@ -124,10 +138,9 @@ pub(crate) async fn list_deliveries(
     state: Arc<AppState>,
     credentials: Credentials,
 ) -> Response {
-    finish(
+    answer(
+        require_admin(&state, &credentials).and_then(|()| known_endpoint(&state, &name)),
         async {
-            require_admin(&state, &credentials)?;
-            known_endpoint(&state, &name)?;
             let status = query.get("status").map(String::as_str);
             if let Some(s) = status {
                 if !matches!(s, "pending" | "delivered" | "dead") {
@@ -167,9 +180,9 @@ pub(crate) async fn list_deliveries(
                 })
                 .collect();
             Ok(json_response(StatusCode::OK, json!({ "deliveries": list })))
-        }
-        .await,
+        },
     )
+    .await
 }
 
 /// `POST /v1/webhooks/{name}/deliveries/{id}/retry`.
@@ -179,25 +192,21 @@ pub(crate) async fn retry_delivery(
     state: Arc<AppState>,
     credentials: Credentials,
 ) -> Response {
-    finish(
-        async {
-            require_admin_change(&state, &credentials)?;
-            known_endpoint(&state, &name)?;
-            let found = state.storage.retry_delivery(&name, id, now_ms()).await?;
-            if !found {
-                return Err(ApiError::not_found(
-                    "unknown_delivery",
-                    format!("no pending or dead delivery {id} for `{name}`"),
-                ));
-            }
-            state.delivery.wake();
-            Ok(json_response(
-                StatusCode::ACCEPTED,
-                json!({ "id": id, "status": "pending" }),
-            ))
+    answer(may_change_endpoint(&state, &credentials, &name), async {
+        let found = state.storage.retry_delivery(&name, id, now_ms()).await?;
+        if !found {
+            return Err(ApiError::not_found(
+                "unknown_delivery",
+                format!("no pending or dead delivery {id} for `{name}`"),
+            ));
         }
-        .await,
-    )
+        state.delivery.wake();
+        Ok(json_response(
+            StatusCode::ACCEPTED,
+            json!({ "id": id, "status": "pending" }),
+        ))
+    })
+    .await
 }
 
 /// `POST /v1/webhooks/{name}/test`: sends a TEST event now.
@@ -206,17 +215,13 @@ pub(crate) async fn send_test(
     state: Arc<AppState>,
     credentials: Credentials,
 ) -> Response {
-    finish(
-        async {
-            require_admin_change(&state, &credentials)?;
-            known_endpoint(&state, &name)?;
-            let id = state.storage.enqueue_test_event(&name, now_ms()).await?;
-            state.delivery.wake();
-            Ok(json_response(
-                StatusCode::ACCEPTED,
-                json!({ "delivery_id": id, "status": "pending" }),
-            ))
-        }
-        .await,
-    )
+    answer(may_change_endpoint(&state, &credentials, &name), async {
+        let id = state.storage.enqueue_test_event(&name, now_ms()).await?;
+        state.delivery.wake();
+        Ok(json_response(
+            StatusCode::ACCEPTED,
+            json!({ "delivery_id": id, "status": "pending" }),
+        ))
+    })
+    .await
 }

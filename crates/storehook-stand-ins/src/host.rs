@@ -7,7 +7,9 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use storehook_core::{AdapterError, StoreHost, TrackedSubscription};
+use storehook_core::{
+    AdapterError, BackfillRequest, BackfillWindow, StoreHost, TrackedSubscription,
+};
 
 /// The host an adapter's pull side talks to in tests. Build it with
 /// [`FakeHost::new`] and the `with_*` / [`FakeHost::tracking`] steps; read
@@ -94,6 +96,16 @@ impl FakeHost {
     /// The pauses the adapter asked for, in order.
     pub fn pauses(&self) -> Vec<Duration> {
         lock(&self.pauses).clone()
+    }
+
+    /// What the host hands an adapter for one backfill page: `window` from
+    /// `cursor`, with this host to ask.
+    pub fn backfill<'a>(
+        &'a self,
+        window: &'a BackfillWindow,
+        cursor: Option<&'a str>,
+    ) -> BackfillRequest<'a> {
+        BackfillRequest::new(window, cursor, self)
     }
 
     /// The `(after, limit)` of each call for tracked subscriptions, in order.

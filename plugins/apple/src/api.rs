@@ -160,10 +160,12 @@ pub struct SendAttempt {
     pub send_attempt_result: Option<String>,
 }
 
-/// `GET /inApps/v1/notifications/test/{token}` → `CheckTestNotificationResponse`.
+/// A notification with Apple's record of sending it. Apple gives both
+/// `CheckTestNotificationResponse` (`GET /inApps/v1/notifications/test/{token}`)
+/// and each item of a `NotificationHistoryResponse` these same two fields.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TestNotificationStatus {
+pub struct NotificationRecord {
     #[serde(default)]
     pub signed_payload: Option<String>,
     #[serde(default)]
@@ -179,15 +181,6 @@ pub struct HistoryRequest {
     pub only_failures: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HistoryItem {
-    #[serde(default)]
-    pub signed_payload: Option<String>,
-    #[serde(default)]
-    pub send_attempts: Vec<SendAttempt>,
-}
-
 /// `NotificationHistoryResponse`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -197,7 +190,7 @@ pub struct HistoryResponse {
     #[serde(default)]
     pub has_more: bool,
     #[serde(default)]
-    pub notification_history: Vec<HistoryItem>,
+    pub notification_history: Vec<NotificationRecord>,
 }
 
 #[derive(Serialize)]
@@ -294,7 +287,7 @@ impl ApiClient {
         environment: AppleEnvironment,
         bundle_id: &str,
         token: &str,
-    ) -> Result<TestNotificationStatus, ApiError> {
+    ) -> Result<NotificationRecord, ApiError> {
         let mut url = reqwest::Url::parse(&format!(
             "{}/inApps/v1/notifications/test",
             self.base_url(environment)

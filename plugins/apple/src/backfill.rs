@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use storehook_core::{AdapterError, BackfillPage, BackfillWindow, Outcome, Recovered, StoreHost};
+use storehook_core::{
+    AdapterError, BackfillPage, BackfillRequest, BackfillWindow, Outcome, Recovered,
+};
 
 use crate::api::{ApiClient, ApiError, HistoryRequest};
 use crate::config::AppleEnvironment;
@@ -114,9 +116,7 @@ fn clamp(
 
 pub(crate) async fn backfill_page(
     adapter: &AppleAdapter,
-    window: &BackfillWindow,
-    cursor: Option<&str>,
-    host: &dyn StoreHost,
+    req: BackfillRequest<'_>,
 ) -> Result<BackfillPage, AdapterError> {
     let Some(api) = adapter.api.as_ref() else {
         return Err(AdapterError::Unsupported {
@@ -127,7 +127,7 @@ pub(crate) async fn backfill_page(
         });
     };
     let targets = targets(adapter);
-    let (mut index, mut cursor) = match cursor {
+    let (mut index, mut cursor) = match req.cursor {
         None => match targets.first() {
             Some(first) => (0, Cursor::at(first)),
             None => return Ok(BackfillPage::default()),
@@ -161,7 +161,7 @@ pub(crate) async fn backfill_page(
                 AppleEnvironment::Production => PRODUCTION_PAGE_GAP,
                 AppleEnvironment::Sandbox => SANDBOX_PAGE_GAP,
             };
-            if !host.pause(gap).await {
+            if !req.host.pause(gap).await {
                 return Ok(BackfillPage {
                     next_cursor: Some(text.to_owned()),
                     ..Default::default()
@@ -176,7 +176,7 @@ pub(crate) async fn backfill_page(
         let target = targets[index];
         let body = match (cursor.start_date, cursor.end_date) {
             (Some(start_date), Some(end_date)) => Some((start_date, end_date)),
-            _ => clamp(window, target.environment, host.now_ms()),
+            _ => clamp(req.window, target.environment, req.host.now_ms()),
         };
         if let Some((start_date, end_date)) = body {
             cursor.start_date = Some(start_date);
@@ -184,10 +184,10 @@ pub(crate) async fn backfill_page(
             break HistoryRequest {
                 start_date,
                 end_date,
-                only_failures: window.only_failures,
+                only_failures: req.window.only_failures,
             };
         }
-        host.progress(&format!(
+        req.host.progress(&format!(
             "{}: the window is older than Apple's history ({} days); nothing to ask",
             target.label(),
             match target.environment {
@@ -211,7 +211,7 @@ pub(crate) async fn backfill_page(
             // Apple's token outlived its use (a long pause, a restart much
             // later): list this app again from the start; what was stored
             // already comes back as duplicates.
-            host.progress(&format!(
+            req.host.progress(&format!(
                 "{}: Apple's page token expired; listing again from the start",
                 target.label()
             ));
@@ -221,10 +221,10 @@ pub(crate) async fn backfill_page(
                 ..Default::default()
             });
         }
-        other => other.map_err(|e| e.into_adapter_error(host.now_ms()))?,
+        other => other.map_err(|e| e.into_adapter_error(req.host.now_ms()))?,
     };
 
-    let now_ms = host.now_ms();
+    let now_ms = req.host.now_ms();
     let scanned = response.notification_history.len() as u64;
     let mut recovered = Vec::with_capacity(response.notification_history.len());
     let mut refused = Vec::new();
@@ -256,7 +256,7 @@ pub(crate) async fn backfill_page(
             refused.join("; ")
         ));
     }
-    host.progress(&line);
+    req.host.progress(&line);
 
     let next = match response.pagination_token.filter(|_| response.has_more) {
         Some(token) => Some(Cursor {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use storehook_core::{AdapterError, CheckReport, Finding, StoreHost};
 
-use crate::api::{ApiClient, ApiError, SendAttempt, TestNotificationStatus};
+use crate::api::{ApiClient, ApiError, NotificationRecord, SendAttempt};
 use crate::config::{AppleEnvironment, PRIVATE_KEY_ENV};
 use crate::AppleAdapter;
 
@@ -193,7 +193,7 @@ async fn poll_status(
     token: &str,
     url: Option<&str>,
     findings: &mut Vec<Finding>,
-) -> Result<(TestNotificationStatus, Duration), Ended> {
+) -> Result<(NotificationRecord, Duration), Ended> {
     let label = &target.label;
     let mut waited = Duration::ZERO;
     let mut last_progress = Duration::ZERO;
@@ -436,7 +436,7 @@ async fn confirm_recorded(
     adapter: &AppleAdapter,
     host: &dyn StoreHost,
     target: &Target<'_>,
-    status: &TestNotificationStatus,
+    status: &NotificationRecord,
     delivered: bool,
     url: Option<&str>,
     findings: &mut Vec<Finding>,

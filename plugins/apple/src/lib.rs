@@ -33,8 +33,8 @@ pub mod verify;
 
 use serde_json::{Map, Value};
 use storehook_core::{
-    AdapterError, ApiCapabilities, BackfillPage, BackfillWindow, CheckReport, ConfigError,
-    FactoryContext, IncomingRequest, Outcome, StoreAdapter, StoreHost, VerifiedNotification,
+    AdapterError, ApiCapabilities, BackfillPage, BackfillRequest, CheckReport, IncomingRequest,
+    Outcome, StoreAdapter, StoreHost, VerifiedNotification,
 };
 
 pub use api::ApiClient;
@@ -56,18 +56,10 @@ storehook_core::inventory::submit! {
             config::STORE_ID,
             "App Store",
             "APP_STORE",
-            build_adapter,
+            // The factory's signature is `AdapterFactory`'s.
+            |table, ctx| Ok(Box::new(AppleAdapter::new(AppleSettings::from_table(table, ctx)?))),
         )
     }
-}
-
-fn build_adapter(
-    table: &toml::Table,
-    ctx: &FactoryContext<'_>,
-) -> Result<Box<dyn StoreAdapter>, ConfigError> {
-    Ok(Box::new(AppleAdapter::new(AppleSettings::from_table(
-        table, ctx,
-    )?)))
 }
 
 /// The App Store adapter: configuration plus the verifier and its caches,
@@ -403,26 +395,15 @@ impl StoreAdapter for AppleAdapter {
     }
 
     fn api_capabilities(&self) -> ApiCapabilities {
-        let configured = self.api.is_some();
-        ApiCapabilities {
-            check: configured,
-            backfill: configured,
-            // Apple has nothing to acknowledge.
-            acknowledge: false,
-        }
+        ApiCapabilities::without_acknowledgement(self.api.is_some())
     }
 
     async fn check_connection(&self, host: &dyn StoreHost) -> Result<CheckReport, AdapterError> {
         check::check_connection(self, host).await
     }
 
-    async fn backfill_page(
-        &self,
-        window: &BackfillWindow,
-        cursor: Option<&str>,
-        host: &dyn StoreHost,
-    ) -> Result<BackfillPage, AdapterError> {
-        backfill::backfill_page(self, window, cursor, host).await
+    async fn backfill_page(&self, req: BackfillRequest<'_>) -> Result<BackfillPage, AdapterError> {
+        backfill::backfill_page(self, req).await
     }
 
     fn startup_warnings(&self) -> Vec<String> {

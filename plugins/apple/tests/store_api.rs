@@ -550,7 +550,7 @@ async fn without_credentials_nothing_is_offered_and_the_check_says_what_to_set()
     }
     let window = backfill_window(0, 1, false);
     let e = adapter
-        .backfill_page(&window, None, &fake_host())
+        .backfill_page(fake_host().backfill(&window, None))
         .await
         .unwrap_err();
     assert_eq!(e.http_status(), 501);
@@ -624,7 +624,10 @@ async fn backfill_walks_every_page_of_each_environment_in_order_and_resumes_from
     let host = fake_host();
     let window = backfill_window(now_ms() - 14 * DAY_MS, now_ms(), true);
 
-    let first = adapter.backfill_page(&window, None, &host).await.unwrap();
+    let first = adapter
+        .backfill_page(host.backfill(&window, None))
+        .await
+        .unwrap();
     assert_eq!(ids(&first), ["p-1", "p-2"]);
     assert_eq!(first.scanned, 3);
     let cursor = first.next_cursor.clone().unwrap();
@@ -639,12 +642,12 @@ async fn backfill_walks_every_page_of_each_environment_in_order_and_resumes_from
     // A restart: a new adapter resumes from the stored cursor.
     let restarted = world.adapter(&["Production", "Sandbox"]);
     let second = restarted
-        .backfill_page(&window, Some(&cursor), &host)
+        .backfill_page(host.backfill(&window, Some(&cursor)))
         .await
         .unwrap();
     assert_eq!(ids(&second), ["p-3", "p-4"]);
     let third = restarted
-        .backfill_page(&window, second.next_cursor.as_deref(), &host)
+        .backfill_page(host.backfill(&window, second.next_cursor.as_deref()))
         .await
         .unwrap();
     assert_eq!(ids(&third), ["s-1"]);
@@ -679,7 +682,7 @@ async fn the_window_is_clamped_to_what_apple_keeps() {
     let mut cursor = None;
     loop {
         let page = adapter
-            .backfill_page(&window, cursor.as_deref(), &host)
+            .backfill_page(host.backfill(&window, cursor.as_deref()))
             .await
             .unwrap();
         cursor = page.next_cursor;
@@ -706,7 +709,10 @@ async fn the_window_is_clamped_to_what_apple_keeps() {
     // A window wholly older than Sandbox's 30 days asks Sandbox nothing.
     let old = backfill_window(now - 60 * DAY_MS, now - 40 * DAY_MS, false);
     let sandbox_only = world.adapter(&["Sandbox"]);
-    let page = sandbox_only.backfill_page(&old, None, &host).await.unwrap();
+    let page = sandbox_only
+        .backfill_page(host.backfill(&old, None))
+        .await
+        .unwrap();
     assert_eq!((page.recovered.len(), page.next_cursor), (0, None));
     assert_eq!(history_requests(&world.sandbox).len(), 1);
     assert!(host
@@ -744,7 +750,7 @@ async fn a_429_is_rate_limited_until_retry_after_and_a_500_is_unavailable() {
         retry_after: retry_at.to_string(),
     });
     assert_eq!(
-        rate_limited_until(adapter.backfill_page(&window, None, &host).await),
+        rate_limited_until(adapter.backfill_page(host.backfill(&window, None)).await),
         Some(retry_at)
     );
     // Seconds are tolerated.
@@ -752,12 +758,12 @@ async fn a_429_is_rate_limited_until_retry_after_and_a_500_is_unavailable() {
         retry_after: (retry_at / 1000).to_string(),
     });
     assert_eq!(
-        rate_limited_until(adapter.backfill_page(&window, None, &host).await),
+        rate_limited_until(adapter.backfill_page(host.backfill(&window, None)).await),
         Some(retry_at / 1000 * 1000)
     );
     world.sandbox.fail_next(Failure::ServerError);
     let e = adapter
-        .backfill_page(&window, None, &host)
+        .backfill_page(host.backfill(&window, None))
         .await
         .unwrap_err();
     assert!(
@@ -765,7 +771,10 @@ async fn a_429_is_rate_limited_until_retry_after_and_a_500_is_unavailable() {
         "{e:?}"
     );
     // Then Apple answers, with the same token as before.
-    let page = adapter.backfill_page(&window, None, &host).await.unwrap();
+    let page = adapter
+        .backfill_page(host.backfill(&window, None))
+        .await
+        .unwrap();
     assert_eq!(ids(&page), ["s-1"]);
     let requests = history_requests(&world.sandbox);
     assert_eq!(
@@ -789,13 +798,13 @@ async fn an_apple_error_in_backfill_keeps_its_code_and_a_401_its_words() {
         ),
     });
     let e = adapter
-        .backfill_page(&window, None, &host)
+        .backfill_page(host.backfill(&window, None))
         .await
         .unwrap_err();
     assert_eq!((e.http_status(), e.code()), (400, "4000014"));
     world.sandbox.set_released(false);
     let e = adapter
-        .backfill_page(&window, None, &host)
+        .backfill_page(host.backfill(&window, None))
         .await
         .unwrap_err();
     assert_eq!(e.http_status(), 401);

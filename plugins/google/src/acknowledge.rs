@@ -10,7 +10,7 @@ use crate::map::{
     acknowledgeable, acknowledged, awaits_acknowledgement, product_acknowledgeable,
     product_acknowledged, product_awaits_acknowledgement,
 };
-use crate::play_api::{PlayApiClient, PlayApiError};
+use crate::play_api::{PlayApiClient, PlayApiError, PurchaseCollection};
 use crate::purchase::PlayPurchase;
 use crate::GoogleAdapter;
 
@@ -54,18 +54,13 @@ pub(crate) async fn acknowledge(
         ));
     };
 
-    let posted = match purchase {
-        PlayPurchase::Subscription { token } => {
-            client
-                .acknowledge_subscription(package, &product_id, token)
-                .await
-        }
-        PlayPurchase::Product { token, .. } => {
-            client
-                .acknowledge_product(package, &product_id, token)
-                .await
-        }
+    let (collection, token) = match purchase {
+        PlayPurchase::Subscription { token } => (PurchaseCollection::Subscriptions, token),
+        PlayPurchase::Product { token, .. } => (PurchaseCollection::Products, token),
     };
+    let posted = client
+        .acknowledge(collection, package, &product_id, token)
+        .await;
     match posted {
         Ok(()) => Ok(AckOutcome::Acknowledged),
         Err(e @ PlayApiError::Rejected { .. }) if e.reason() == Some("invalidPurchaseState") => {

@@ -18,7 +18,9 @@
 //! or last subscription key comes next, so a restart resumes there.
 
 use serde::{Deserialize, Serialize};
-use storehook_core::{AdapterError, BackfillPage, BackfillWindow, Outcome, Recovered, StoreHost};
+use storehook_core::{
+    AdapterError, BackfillPage, BackfillRequest, BackfillWindow, Outcome, Recovered, StoreHost,
+};
 
 use crate::play_api::{PlayApiClient, PlayApiError, VoidedQuery};
 use crate::purchase::PlayPurchase;
@@ -75,9 +77,7 @@ impl Cursor {
 
 pub(crate) async fn backfill_page(
     adapter: &GoogleAdapter,
-    window: &BackfillWindow,
-    cursor: Option<&str>,
-    host: &dyn StoreHost,
+    req: BackfillRequest<'_>,
 ) -> Result<BackfillPage, AdapterError> {
     let Some(client) = &adapter.play_api else {
         return Err(AdapterError::Unsupported {
@@ -86,7 +86,7 @@ pub(crate) async fn backfill_page(
         });
     };
     let packages = &adapter.settings.package_names;
-    let mut cursor = match cursor {
+    let mut cursor = match req.cursor {
         Some(text) => Cursor::decode(text)?,
         None => first_voided(packages, None),
     };
@@ -101,18 +101,18 @@ pub(crate) async fn backfill_page(
                     cursor = first_voided(packages, Some(&package));
                     continue;
                 }
-                let Some(query) = voided_query(window, page_token, host.now_ms()) else {
-                    host.progress(&format!(
+                let Some(query) = voided_query(req.window, page_token, req.host.now_ms()) else {
+                    req.host.progress(&format!(
                         "{package}: Google keeps voided purchases for 30 days only; none can be read \
                          for this window"
                     ));
                     cursor = first_voided(packages, Some(&package));
                     continue;
                 };
-                return voided_page(client, packages, &package, &query, host).await;
+                return voided_page(client, packages, &package, &query, req.host).await;
             }
             Cursor::States { after, read } => {
-                return states_page(adapter, client, after, read, host).await;
+                return states_page(adapter, client, after, read, req.host).await;
             }
         }
     }

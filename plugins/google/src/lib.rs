@@ -31,7 +31,7 @@ mod purchase;
 pub mod verify;
 
 use storehook_core::{
-    AckOutcome, AdapterError, ApiCapabilities, BackfillPage, BackfillWindow, CheckReport,
+    AckOutcome, AdapterError, ApiCapabilities, BackfillPage, BackfillRequest, CheckReport,
     ConfigError, FactoryContext, IncomingRequest, Outcome, StateUpdate, StoreAdapter, StoreHost,
     SubscriptionRef,
 };
@@ -199,13 +199,8 @@ impl StoreAdapter for GoogleAdapter {
         check::check_connection(self, host).await
     }
 
-    async fn backfill_page(
-        &self,
-        window: &BackfillWindow,
-        cursor: Option<&str>,
-        host: &dyn StoreHost,
-    ) -> Result<BackfillPage, AdapterError> {
-        backfill::backfill_page(self, window, cursor, host).await
+    async fn backfill_page(&self, req: BackfillRequest<'_>) -> Result<BackfillPage, AdapterError> {
+        backfill::backfill_page(self, req).await
     }
 
     async fn acknowledge(&self, purchase: SubscriptionRef<'_>) -> Result<AckOutcome, AdapterError> {

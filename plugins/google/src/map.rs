@@ -26,89 +26,60 @@ pub struct SubscriptionType {
 /// Every number the RTDN reference lists (14–16 and 21 are unassigned).
 pub fn subscription_type(number: i64) -> SubscriptionType {
     use EventType as E;
-    use SubscriptionStatus as S;
-    let (name, event_type, status, auto_renew) = match number {
-        1 => ("SUBSCRIPTION_RECOVERED", E::Renewal, Some(S::Active), None),
-        2 => ("SUBSCRIPTION_RENEWED", E::Renewal, Some(S::Active), None),
-        3 => ("SUBSCRIPTION_CANCELED", E::Cancellation, None, Some(false)),
-        4 => (
-            "SUBSCRIPTION_PURCHASED",
-            E::InitialPurchase,
-            Some(S::Active),
-            None,
-        ),
-        5 => (
-            "SUBSCRIPTION_ON_HOLD",
-            E::BillingIssue,
-            Some(S::BillingRetry),
-            None,
-        ),
-        6 => (
-            "SUBSCRIPTION_IN_GRACE_PERIOD",
-            E::BillingIssue,
-            Some(S::GracePeriod),
-            None,
-        ),
-        7 => (
-            "SUBSCRIPTION_RESTARTED",
-            E::Uncancellation,
-            Some(S::Active),
-            Some(true),
-        ),
-        8 => (
-            "SUBSCRIPTION_PRICE_CHANGE_CONFIRMED",
-            E::PriceIncrease,
-            None,
-            None,
-        ),
-        9 => ("SUBSCRIPTION_DEFERRED", E::SubscriptionExtended, None, None),
-        10 => (
-            "SUBSCRIPTION_PAUSED",
-            E::SubscriptionPaused,
-            Some(S::Paused),
-            None,
-        ),
-        11 => ("SUBSCRIPTION_PAUSE_SCHEDULE_CHANGED", E::Other, None, None),
-        12 => ("SUBSCRIPTION_REVOKED", E::Revoke, Some(S::Revoked), None),
-        13 => (
-            "SUBSCRIPTION_EXPIRED",
-            E::Expiration,
-            Some(S::Expired),
-            None,
-        ),
-        17 => ("SUBSCRIPTION_ITEMS_CHANGED", E::ProductChange, None, None),
+    let (name, event_type) = match number {
+        1 => ("SUBSCRIPTION_RECOVERED", E::Renewal),
+        2 => ("SUBSCRIPTION_RENEWED", E::Renewal),
+        3 => ("SUBSCRIPTION_CANCELED", E::Cancellation),
+        4 => ("SUBSCRIPTION_PURCHASED", E::InitialPurchase),
+        5 => ("SUBSCRIPTION_ON_HOLD", E::BillingIssue),
+        6 => ("SUBSCRIPTION_IN_GRACE_PERIOD", E::BillingIssue),
+        7 => ("SUBSCRIPTION_RESTARTED", E::Uncancellation),
+        8 => ("SUBSCRIPTION_PRICE_CHANGE_CONFIRMED", E::PriceIncrease),
+        9 => ("SUBSCRIPTION_DEFERRED", E::SubscriptionExtended),
+        10 => ("SUBSCRIPTION_PAUSED", E::SubscriptionPaused),
+        11 => ("SUBSCRIPTION_PAUSE_SCHEDULE_CHANGED", E::Other),
+        12 => ("SUBSCRIPTION_REVOKED", E::Revoke),
+        13 => ("SUBSCRIPTION_EXPIRED", E::Expiration),
+        17 => ("SUBSCRIPTION_ITEMS_CHANGED", E::ProductChange),
         // Installment plans: ends at the end of the commitment.
-        18 => (
-            "SUBSCRIPTION_CANCELLATION_SCHEDULED",
-            E::Cancellation,
-            None,
-            Some(false),
-        ),
-        19 => (
-            "SUBSCRIPTION_PRICE_CHANGE_UPDATED",
-            E::PriceIncrease,
-            None,
-            None,
-        ),
-        20 => (
-            "SUBSCRIPTION_PENDING_PURCHASE_CANCELED",
-            E::Other,
-            None,
-            None,
-        ),
+        18 => ("SUBSCRIPTION_CANCELLATION_SCHEDULED", E::Cancellation),
+        19 => ("SUBSCRIPTION_PRICE_CHANGE_UPDATED", E::PriceIncrease),
+        20 => ("SUBSCRIPTION_PENDING_PURCHASE_CANCELED", E::Other),
         22 => (
             "SUBSCRIPTION_PRICE_STEP_UP_CONSENT_UPDATED",
             E::PriceIncrease,
-            None,
-            None,
         ),
-        _ => ("SUBSCRIPTION_UNKNOWN", E::Other, None, None),
+        _ => ("SUBSCRIPTION_UNKNOWN", E::Other),
     };
     SubscriptionType {
         name,
         event_type,
-        status,
-        auto_renew,
+        status: implied_status(number),
+        auto_renew: implied_auto_renew(number),
+    }
+}
+
+/// The status a notification type alone implies (most imply none).
+fn implied_status(number: i64) -> Option<SubscriptionStatus> {
+    use SubscriptionStatus as S;
+    match number {
+        1 | 2 | 4 | 7 => Some(S::Active),
+        5 => Some(S::BillingRetry),
+        6 => Some(S::GracePeriod),
+        10 => Some(S::Paused),
+        12 => Some(S::Revoked),
+        13 => Some(S::Expired),
+        _ => None,
+    }
+}
+
+/// The auto-renew setting a notification type alone implies: off once
+/// canceled (3) or a cancellation is scheduled (18), on again when restarted (7).
+fn implied_auto_renew(number: i64) -> Option<bool> {
+    match number {
+        3 | 18 => Some(false),
+        7 => Some(true),
+        _ => None,
     }
 }
 
@@ -149,6 +120,36 @@ pub fn notification_id(envelope: &PushEnvelope) -> String {
     }
 }
 
+/// A notification about `package` with nothing mapped yet: the callers
+/// fill in what their kind of notification says.
+fn of_package(
+    package: &str,
+    notification_id: String,
+    occurred_at_ms: i64,
+    decoded: Value,
+) -> VerifiedNotification {
+    VerifiedNotification {
+        store: STORE_ID.to_string(),
+        // RTDN does not say; `testPurchase` in the Play API response does.
+        environment: Environment::Production,
+        notification_id,
+        subscription_key: None,
+        event_type: EventType::Other,
+        raw_type: String::new(),
+        occurred_at_ms,
+        product_id: None,
+        purchase_kind: None,
+        app_id: Some(package.to_owned()),
+        state: ImpliedState::default(),
+        app_user_id_hint: None,
+        continues_subscription_key: None,
+        attention: None,
+        state_fetch_pending: false,
+        details: EventDetails::default(),
+        decoded,
+    }
+}
+
 /// Maps an authenticated push of a known package to the normalized
 /// notification. `fetch_state` says whether the adapter will fetch the
 /// subscription's full state afterwards.
@@ -159,26 +160,12 @@ pub fn verified_notification(
     fetch_state: bool,
 ) -> VerifiedNotification {
     let n = &decoded.notification;
-    let mut out = VerifiedNotification {
-        store: STORE_ID.to_string(),
-        // RTDN does not say; `testPurchase` in the Play API response does.
-        environment: Environment::Production,
-        notification_id: notification_id(envelope),
-        subscription_key: None,
-        event_type: EventType::Other,
-        raw_type: String::new(),
-        occurred_at_ms: n.event_time_millis,
-        product_id: None,
-        purchase_kind: None,
-        app_id: Some(n.package_name.clone()),
-        state: ImpliedState::default(),
-        app_user_id_hint: None,
-        continues_subscription_key: None,
-        attention: None,
-        state_fetch_pending: false,
-        details: EventDetails::default(),
-        decoded: decoded_for_display(envelope, &decoded.json),
-    };
+    let mut out = of_package(
+        &n.package_name,
+        notification_id(envelope),
+        n.event_time_millis,
+        decoded_for_display(envelope, &decoded.json),
+    );
 
     match kind {
         NotificationKind::Subscription(s) => {
@@ -358,31 +345,18 @@ pub fn recovered_void(
     };
     let mut shown = raw.clone();
     mask_tokens(&mut shown);
-    let mut out = VerifiedNotification {
-        store: STORE_ID.to_string(),
-        environment: Environment::Production,
-        notification_id: recovered_void_id(v, &token, voided_at_ms),
-        subscription_key: None,
-        event_type: EventType::Other,
-        raw_type: String::new(),
-        occurred_at_ms: voided_at_ms,
-        product_id: None,
-        purchase_kind: None,
-        app_id: Some(package.to_owned()),
-        state: ImpliedState::default(),
-        app_user_id_hint: None,
-        continues_subscription_key: None,
-        attention: None,
-        state_fetch_pending: false,
-        details: EventDetails::default(),
-        decoded: serde_json::json!({
-            "recoveredFrom": "purchases.voidedpurchases.list",
-            "packageName": package,
-            "voidedPurchase": shown,
-            "voidedSourceName": voided_source_name(v.voided_source),
-            "voidedReasonName": voided_reason_name(v.voided_reason),
+    let mut out = of_package(
+        package,
+        recovered_void_id(v, &token, voided_at_ms),
+        voided_at_ms,
+        serde_json::json!({
+        "recoveredFrom": "purchases.voidedpurchases.list",
+        "packageName": package,
+        "voidedPurchase": shown,
+        "voidedSourceName": voided_source_name(v.voided_source),
+        "voidedReasonName": voided_reason_name(v.voided_reason),
         }),
-    };
+    );
     apply_void(&mut out, &as_pushed);
     out.details.purchased_at_ms = v.purchase_time_millis;
     if v.voided_reason == Some(8) {

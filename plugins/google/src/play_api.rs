@@ -156,6 +156,19 @@ struct CachedToken {
     renew_at: Instant,
 }
 
+/// Which of Google's purchase collections a purchase is in: auto-renewing
+/// subscriptions, or one-time products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PurchaseCollection {
+    Subscriptions,
+    Products,
+}
+
+/// A transport failure of `what`, told without the request's URL.
+fn network(what: &'static str) -> impl Fn(reqwest::Error) -> PlayApiError {
+    move |e| PlayApiError::Network(what, e.without_url().to_string())
+}
+
 pub struct PlayApiClient {
     http: reqwest::Client,
     base_url: reqwest::Url,
@@ -292,50 +305,21 @@ impl PlayApiClient {
         serde_json::from_slice(&body).map_err(|e| PlayApiError::BadResponse(what, e.to_string()))
     }
 
-    /// `POST …/purchases/subscriptions/{productId}/tokens/{token}:acknowledge`
+    /// `POST …/purchases/{subscriptions|products}/{productId}/tokens/{token}:acknowledge`
     /// with an empty request (`{}`); Google answers with an empty body.
-    pub async fn acknowledge_subscription(
+    pub async fn acknowledge(
         &self,
+        collection: PurchaseCollection,
         package_name: &str,
         product_id: &str,
         purchase_token: &str,
     ) -> Result<(), PlayApiError> {
-        self.acknowledge(
-            "purchases.subscriptions.acknowledge",
-            "subscriptions",
-            package_name,
-            product_id,
-            purchase_token,
-        )
-        .await
-    }
-
-    /// `POST …/purchases/products/{productId}/tokens/{token}:acknowledge`
-    /// (a one-time product), the same way.
-    pub async fn acknowledge_product(
-        &self,
-        package_name: &str,
-        product_id: &str,
-        purchase_token: &str,
-    ) -> Result<(), PlayApiError> {
-        self.acknowledge(
-            "purchases.products.acknowledge",
-            "products",
-            package_name,
-            product_id,
-            purchase_token,
-        )
-        .await
-    }
-
-    async fn acknowledge(
-        &self,
-        what: &'static str,
-        resource: &str,
-        package_name: &str,
-        product_id: &str,
-        purchase_token: &str,
-    ) -> Result<(), PlayApiError> {
+        let (what, resource) = match collection {
+            PurchaseCollection::Subscriptions => {
+                ("purchases.subscriptions.acknowledge", "subscriptions")
+            }
+            PurchaseCollection::Products => ("purchases.products.acknowledge", "products"),
+        };
         let last = format!("{purchase_token}:acknowledge");
         let url = self.api_url(
             package_name,
@@ -370,17 +354,14 @@ impl PlayApiClient {
             .bearer_auth(&access_token)
             .send()
             .await
-            .map_err(|e| PlayApiError::Network(what, e.without_url().to_string()))?;
+            .map_err(network(what))?;
         let status = response.status().as_u16();
         let retry_after_s = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| PlayApiError::Network(what, e.without_url().to_string()))?;
+        let body = response.bytes().await.map_err(network(what))?;
         let reason = || google_reason(&body);
         match status {
             200..=299 => Ok(body.to_vec()),
@@ -459,12 +440,9 @@ impl PlayApiClient {
             ])
             .send()
             .await
-            .map_err(|e| PlayApiError::Network(WHAT, e.without_url().to_string()))?;
+            .map_err(network(WHAT))?;
         let status = response.status().as_u16();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| PlayApiError::Network(WHAT, e.without_url().to_string()))?;
+        let body = response.bytes().await.map_err(network(WHAT))?;
         match status {
             200..=299 => {}
             408 | 429 | 500..=599 => return Err(PlayApiError::ServerError(WHAT, status)),

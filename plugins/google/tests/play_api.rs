@@ -5,7 +5,19 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use storehook_core::{SubscriptionRef, SubscriptionStatus};
+use storehook_core::{
+    AdapterError, StateUpdate, StoreAdapter, SubscriptionRef, SubscriptionStatus,
+};
+
+/// The adapter's fetch of the state of `token`, a purchase in `PACKAGE`.
+async fn fetch(
+    adapter: &dyn StoreAdapter,
+    token: &str,
+) -> Result<Option<StateUpdate>, AdapterError> {
+    adapter
+        .fetch_state(SubscriptionRef::new(token, Some(PACKAGE)))
+        .await
+}
 
 fn active_with_link() -> serde_json::Value {
     json!({
@@ -37,11 +49,7 @@ async fn a_failing_fetch_then_success() {
     play.set_purchase("new-purchase-token.AO-J1Ox", active_with_link());
     let adapter = build(&play_config(&play, &[PACKAGE], ""));
 
-    let e = adapter
-        .fetch_state(SubscriptionRef::new(
-            "new-purchase-token.AO-J1Ox",
-            Some(PACKAGE),
-        ))
+    let e = fetch(adapter.as_ref(), "new-purchase-token.AO-J1Ox")
         .await
         .unwrap_err();
     assert_eq!(
@@ -51,11 +59,7 @@ async fn a_failing_fetch_then_success() {
         e.message()
     );
 
-    let update = adapter
-        .fetch_state(SubscriptionRef::new(
-            "new-purchase-token.AO-J1Ox",
-            Some(PACKAGE),
-        ))
+    let update = fetch(adapter.as_ref(), "new-purchase-token.AO-J1Ox")
         .await
         .unwrap()
         .expect("state");
@@ -128,10 +132,7 @@ async fn api_refusals_are_typed() {
         if let Some((answer_status, body)) = &answer {
             play.script(Route::SubscriptionGet, *answer_status, body.to_string());
         }
-        let e = adapter
-            .fetch_state(SubscriptionRef::new("unknown-token", Some(PACKAGE)))
-            .await
-            .unwrap_err();
+        let e = fetch(adapter.as_ref(), "unknown-token").await.unwrap_err();
         assert_eq!(
             (e.http_status(), e.code()),
             (status, code),
@@ -146,23 +147,13 @@ async fn a_revoked_access_token_is_replaced() {
     let play = play_stand_in(&[PACKAGE]).await;
     play.set_purchase("t1", active_with_link());
     let adapter = build(&play_config(&play, &[PACKAGE], ""));
-    adapter
-        .fetch_state(SubscriptionRef::new("t1", Some(PACKAGE)))
-        .await
-        .unwrap();
+    fetch(adapter.as_ref(), "t1").await.unwrap();
     // The stand-in forgets the token it issued: the API answers 401.
     play.revoke_access_tokens();
-    let e = adapter
-        .fetch_state(SubscriptionRef::new("t1", Some(PACKAGE)))
-        .await
-        .unwrap_err();
+    let e = fetch(adapter.as_ref(), "t1").await.unwrap_err();
     assert_eq!(e.code(), "play_api_forbidden");
     // The next attempt mints a new access token and succeeds.
-    adapter
-        .fetch_state(SubscriptionRef::new("t1", Some(PACKAGE)))
-        .await
-        .unwrap()
-        .expect("state");
+    fetch(adapter.as_ref(), "t1").await.unwrap().expect("state");
     assert_eq!(play.grants(), 2);
 }
 
@@ -171,10 +162,7 @@ async fn rejected_credentials() {
     let play = play_stand_in(&[PACKAGE]).await;
     // A key file signed with a key the token endpoint does not know.
     let (_dir, adapter) = adapter_with_unknown_key(&play, PACKAGE);
-    let e = adapter
-        .fetch_state(SubscriptionRef::new("t1", Some(PACKAGE)))
-        .await
-        .unwrap_err();
+    let e = fetch(adapter.as_ref(), "t1").await.unwrap_err();
     assert_eq!(
         (e.http_status(), e.code()),
         (401, "play_api_credentials_rejected")
@@ -197,23 +185,14 @@ async fn unreachable_api_is_retryable() {
          service_account_key_file = 'service_account.json'\nbase_url = 'http://127.0.0.1:{port}'\n\
          token_url = 'http://127.0.0.1:{port}/token'\n"
     ));
-    let e = adapter
-        .fetch_state(SubscriptionRef::new("t1", Some(PACKAGE)))
-        .await
-        .unwrap_err();
+    let e = fetch(adapter.as_ref(), "t1").await.unwrap_err();
     assert_eq!((e.http_status(), e.code()), (503, "play_api_unavailable"));
 }
 
 #[tokio::test]
 async fn without_play_api_there_is_nothing_to_fetch() {
     let adapter = build(&push_token_config(&[PACKAGE]));
-    assert_eq!(
-        adapter
-            .fetch_state(SubscriptionRef::new("t1", Some(PACKAGE)))
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(fetch(adapter.as_ref(), "t1").await.unwrap(), None);
     let req = with_push_token(push_body(&subscription_data(4), Some("f1")));
     assert!(
         !expect_notification(adapter.as_ref(), &req)

@@ -69,7 +69,7 @@ async fn backfill(
     let mut pages = Vec::new();
     loop {
         let page = adapter
-            .backfill_page(window, cursor.as_deref(), host)
+            .backfill_page(host.backfill(window, cursor.as_deref()))
             .await
             .unwrap_or_else(|e| panic!("page {}: {} {}", pages.len(), e.code(), e.message()));
         cursor = page.next_cursor.clone();
@@ -419,14 +419,17 @@ async fn backfill_waits_out_a_rate_limit() {
     let adapter = build(&play_config(&play, &[PACKAGE], ""));
     let host = fake_host();
     let w = window(NOW - DAY, NOW);
-    match adapter.backfill_page(&w, None, &host).await {
+    match adapter.backfill_page(host.backfill(&w, None)).await {
         Err(AdapterError::RateLimited { retry_at_ms, .. }) => {
             assert_eq!(retry_at_ms, Some(NOW + 60_000));
         }
         other => panic!("expected a rate limit, got {other:?}"),
     }
     // The host asks again for the same page.
-    let page = adapter.backfill_page(&w, None, &host).await.unwrap();
+    let page = adapter
+        .backfill_page(host.backfill(&w, None))
+        .await
+        .unwrap();
     assert_eq!(page.recovered.len(), 2);
 }
 
@@ -436,7 +439,7 @@ async fn backfill_stops_when_permission_is_denied() {
     play.deny_all();
     let adapter = build(&play_config(&play, &[PACKAGE], ""));
     let e = adapter
-        .backfill_page(&window(NOW - DAY, NOW), None, &fake_host())
+        .backfill_page(fake_host().backfill(&window(NOW - DAY, NOW), None))
         .await
         .unwrap_err();
     assert!(!e.is_transient(), "{e:?}");
@@ -467,10 +470,13 @@ async fn backfill_rereads_states_page_by_page() {
     let w = window(NOW - DAY, NOW);
 
     // The voided purchases' page (none), then the first 50 states.
-    let first = adapter.backfill_page(&w, None, &host).await.unwrap();
+    let first = adapter
+        .backfill_page(host.backfill(&w, None))
+        .await
+        .unwrap();
     assert!(first.recovered.is_empty());
     let second = adapter
-        .backfill_page(&w, first.next_cursor.as_deref(), &host)
+        .backfill_page(host.backfill(&w, first.next_cursor.as_deref()))
         .await
         .unwrap();
     assert_eq!(second.scanned, 50);
@@ -524,13 +530,16 @@ async fn a_failure_mid_page_keeps_what_was_read() {
     let adapter = build(&play_config(&play, &[PACKAGE], ""));
     let host = fake_host().tracking(keys.clone(), Some(PACKAGE));
     let w = window(NOW - DAY, NOW);
-    let voids = adapter.backfill_page(&w, None, &host).await.unwrap();
+    let voids = adapter
+        .backfill_page(host.backfill(&w, None))
+        .await
+        .unwrap();
     let states_cursor = voids.next_cursor.unwrap();
 
     // Google fails on the first read: nothing kept, the host retries the page.
     play.script(Route::SubscriptionGet, 503, "{}");
     let e = adapter
-        .backfill_page(&w, Some(&states_cursor), &host)
+        .backfill_page(host.backfill(&w, Some(&states_cursor)))
         .await
         .unwrap_err();
     assert!(e.is_transient(), "{e:?}");
@@ -549,7 +558,7 @@ async fn a_failure_mid_page_keeps_what_was_read() {
     );
     play.script(Route::SubscriptionGet, 500, "{}");
     let partial = adapter
-        .backfill_page(&w, Some(&states_cursor), &host)
+        .backfill_page(host.backfill(&w, Some(&states_cursor)))
         .await
         .unwrap();
     let read: Vec<String> = states(std::slice::from_ref(&partial))

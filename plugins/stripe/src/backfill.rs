@@ -20,7 +20,9 @@
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use storehook_core::{AdapterError, BackfillPage, BackfillWindow, Recovered, StoreHost};
+use storehook_core::{
+    AdapterError, BackfillPage, BackfillRequest, BackfillWindow, Recovered, StoreHost,
+};
 
 use crate::api::{ApiError, EventQuery, ListPage, ListedEvent, StripeApi, MAX_LIMIT};
 use crate::map::MAPPED_EVENT_TYPES;
@@ -125,17 +127,15 @@ fn window_seconds(window: &BackfillWindow, now_ms: i64) -> (i64, i64) {
 pub(crate) async fn page(
     adapter: &StripeAdapter,
     api: &StripeApi,
-    window: &BackfillWindow,
-    cursor: Option<&str>,
-    host: &dyn StoreHost,
+    req: BackfillRequest<'_>,
 ) -> Result<BackfillPage, AdapterError> {
-    let now_ms = host.now_ms();
-    let (since_s, until_s) = window_seconds(window, now_ms);
-    let mut cursor = match cursor {
+    let now_ms = req.host.now_ms();
+    let (since_s, until_s) = window_seconds(req.window, now_ms);
+    let mut cursor = match req.cursor {
         Some(text) => Cursor::decode(text)?,
         None => {
-            if since_s > window.since_ms.div_euclid(1000) {
-                host.progress(&format!(
+            if since_s > req.window.since_ms.div_euclid(1000) {
+                req.host.progress(&format!(
                     "Stripe lists events of the last 30 days only; starting at {}",
                     when(since_s)
                 ));
@@ -155,7 +155,7 @@ pub(crate) async fn page(
         created_gte: Some(cursor.lo),
         created_lte: Some(hi),
         types: MAPPED_EVENT_TYPES,
-        delivery_success: window.only_failures.then_some(false),
+        delivery_success: req.window.only_failures.then_some(false),
         limit: MAX_LIMIT,
         starting_after: None,
         ending_before: None,
@@ -166,11 +166,11 @@ pub(crate) async fn page(
     match cursor.walk.take() {
         None => {
             let Fetched::Page(page) = fetch(api, query.clone(), now_ms).await? else {
-                return Ok(restart_slice(&mut cursor, now_ms, until_s, host));
+                return Ok(restart_slice(&mut cursor, now_ms, until_s, req.host));
             };
             match page.data.last() {
                 Some(oldest) if page.has_more => {
-                    host.progress(&format!(
+                    req.host.progress(&format!(
                         "{slice}: more than {MAX_LIMIT} events; paging to the oldest first"
                     ));
                     cursor.walk = Some(Walk::Down {
@@ -197,7 +197,7 @@ pub(crate) async fn page(
             )
             .await?
             else {
-                return Ok(restart_slice(&mut cursor, now_ms, until_s, host));
+                return Ok(restart_slice(&mut cursor, now_ms, until_s, req.host));
             };
             let seen = seen + page.data.len() as u64;
             let page = match page.data.last() {
@@ -225,7 +225,7 @@ pub(crate) async fn page(
                 {
                     Fetched::Page(page) => page,
                     Fetched::CursorGone => {
-                        return Ok(restart_slice(&mut cursor, now_ms, until_s, host))
+                        return Ok(restart_slice(&mut cursor, now_ms, until_s, req.host))
                     }
                 },
             };
@@ -251,7 +251,7 @@ pub(crate) async fn page(
             )
             .await?
             else {
-                return Ok(restart_slice(&mut cursor, now_ms, until_s, host));
+                return Ok(restart_slice(&mut cursor, now_ms, until_s, req.host));
             };
             // `seen` already counts the whole slice (from the walk down).
             match page.data.first() {
@@ -288,7 +288,7 @@ pub(crate) async fn page(
             skipped.join(", ")
         ));
     }
-    host.progress(&line);
+    req.host.progress(&line);
     Ok(BackfillPage {
         recovered,
         next_cursor: (cursor.lo <= until_s).then(|| cursor.encode()).flatten(),

@@ -79,9 +79,8 @@ pub mod map;
 pub mod verify;
 
 use storehook_core::{
-    AdapterError, ApiCapabilities, BackfillPage, BackfillWindow, CheckReport, ConfigError,
-    Environment, FactoryContext, IncomingRequest, Outcome, StoreAdapter, StoreHost,
-    VerifiedNotification,
+    AdapterError, ApiCapabilities, BackfillPage, BackfillRequest, CheckReport, ConfigError,
+    Environment, IncomingRequest, Outcome, StoreAdapter, StoreHost, VerifiedNotification,
 };
 
 pub use config::{
@@ -108,17 +107,10 @@ storehook_core::inventory::submit! {
         // A forward's receiver verifies the signature over the body itself.
         forward_headers: &[SIGNATURE_HEADER],
         masking: help::MASKING,
-        ..storehook_core::StoreRegistration::new(STORE_ID, "Stripe", "STRIPE", build_adapter)
+        ..storehook_core::StoreRegistration::new(STORE_ID, "Stripe", "STRIPE", |table, ctx| {
+            Ok(Box::new(StripeAdapter::new(StripeConfig::from_table(table, ctx)?)?))
+        })
     }
-}
-
-fn build_adapter(
-    table: &toml::Table,
-    ctx: &FactoryContext<'_>,
-) -> Result<Box<dyn StoreAdapter>, ConfigError> {
-    Ok(Box::new(StripeAdapter::new(StripeConfig::from_table(
-        table, ctx,
-    )?)?))
 }
 
 /// Verifies and decodes Stripe webhook deliveries.
@@ -286,12 +278,7 @@ impl StoreAdapter for StripeAdapter {
     }
 
     fn api_capabilities(&self) -> ApiCapabilities {
-        let api = self.api.is_some();
-        ApiCapabilities {
-            check: api,
-            backfill: api,
-            acknowledge: false,
-        }
+        ApiCapabilities::without_acknowledgement(self.api.is_some())
     }
 
     async fn check_connection(&self, host: &dyn StoreHost) -> Result<CheckReport, AdapterError> {
@@ -307,12 +294,7 @@ impl StoreAdapter for StripeAdapter {
         Ok(check::check_connection(api, settings, self.config.livemode, host).await)
     }
 
-    async fn backfill_page(
-        &self,
-        window: &BackfillWindow,
-        cursor: Option<&str>,
-        host: &dyn StoreHost,
-    ) -> Result<BackfillPage, AdapterError> {
+    async fn backfill_page(&self, req: BackfillRequest<'_>) -> Result<BackfillPage, AdapterError> {
         let Some(api) = &self.api else {
             return Err(AdapterError::Unsupported {
                 message: format!(
@@ -320,7 +302,7 @@ impl StoreAdapter for StripeAdapter {
                 ),
             });
         };
-        backfill::page(self, api, window, cursor, host).await
+        backfill::page(self, api, req).await
     }
 
     fn startup_warnings(&self) -> Vec<String> {
@@ -361,7 +343,7 @@ mod tests {
         assert_eq!(reg.store_label, "STRIPE");
         assert!(reg.supported);
         let env = |_: &str| None;
-        let ctx = FactoryContext {
+        let ctx = storehook_core::FactoryContext {
             config_dir: std::path::PathBuf::from("/"),
             env: &env,
         };

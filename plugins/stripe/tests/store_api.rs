@@ -142,7 +142,7 @@ async fn a_wrong_key_is_refused_in_words() {
 
     // A backfill with that key stops with the same words, without the key.
     let err = a
-        .backfill_page(&window(NOW_S - DAY_S, NOW_S, false), None, &host)
+        .backfill_page(host.backfill(&window(NOW_S - DAY_S, NOW_S, false), None))
         .await
         .unwrap_err();
     assert_eq!((err.http_status(), err.code()), (401, "invalid_api_key"));
@@ -457,7 +457,7 @@ async fn a_restricted_key_without_a_permission_is_told_which_to_add() {
     // In a backfill, the permission is named in the job's error.
     stand_in.script(Route::Events, missing_permission("rak_event_read"));
     let err = adapter(&stand_in)
-        .backfill_page(&window(NOW_S - DAY_S, NOW_S, false), None, &fake_host())
+        .backfill_page(fake_host().backfill(&window(NOW_S - DAY_S, NOW_S, false), None))
         .await
         .unwrap_err();
     assert_eq!(err.code(), "permission_denied");
@@ -522,7 +522,7 @@ async fn without_a_key_nothing_is_offered_and_the_check_says_what_to_set() {
     assert!(detail.contains(API_KEY_ENV), "{detail}");
     assert!(detail.contains("Events"), "{detail}");
     let err = a
-        .backfill_page(&window(0, 1, false), None, &fake_host())
+        .backfill_page(fake_host().backfill(&window(0, 1, false), None))
         .await
         .unwrap_err();
     assert_eq!(err.http_status(), 501);
@@ -586,7 +586,7 @@ async fn run(
     let mut pages = Vec::new();
     for _ in 0..max_pages {
         let page = a
-            .backfill_page(w, cursor.as_deref(), host)
+            .backfill_page(host.backfill(w, cursor.as_deref()))
             .await
             .expect("a page");
         recovered.extend(page.recovered.clone());
@@ -771,7 +771,7 @@ async fn a_backfill_resumes_from_its_cursor_after_a_restart() {
     }
 
     let err = adapter(&stand_in)
-        .backfill_page(&w, Some("page=3"), &host)
+        .backfill_page(host.backfill(&w, Some("page=3")))
         .await
         .unwrap_err();
     assert_eq!((err.http_status(), err.code()), (400, "bad_cursor"));
@@ -859,7 +859,7 @@ async fn rate_limits_and_outages_are_handed_to_the_host() {
             retry_after_s: Some(7),
         },
     );
-    match a.backfill_page(&w, None, &host).await.unwrap_err() {
+    match a.backfill_page(host.backfill(&w, None)).await.unwrap_err() {
         AdapterError::RateLimited {
             code, retry_at_ms, ..
         } => {
@@ -874,26 +874,26 @@ async fn rate_limits_and_outages_are_handed_to_the_host() {
             retry_after_s: None,
         },
     );
-    match a.backfill_page(&w, None, &host).await.unwrap_err() {
+    match a.backfill_page(host.backfill(&w, None)).await.unwrap_err() {
         AdapterError::RateLimited { retry_at_ms, .. } => {
             assert_eq!(retry_at_ms, Some(NOW_S * 1000 + 1000));
         }
         other => panic!("{other:?}"),
     }
     stand_in.script(Route::Events, Scripted::ServerError);
-    let err = a.backfill_page(&w, None, &host).await.unwrap_err();
+    let err = a.backfill_page(host.backfill(&w, None)).await.unwrap_err();
     assert!(matches!(err, AdapterError::Unavailable { .. }), "{err:?}");
     assert!(err.is_transient());
 
     // Asked again, the same page comes, and the backfill goes on.
-    let page = a.backfill_page(&w, None, &host).await.unwrap();
+    let page = a.backfill_page(host.backfill(&w, None)).await.unwrap();
     assert_eq!(ids(&page.recovered), vec!["evt_1"]);
     let (rest, _, end) = run(&a, &w, page.next_cursor, &host, 10).await;
     assert!(rest.is_empty() && end.is_none(), "{rest:?}");
 
     // Stripe unreachable altogether is transient too.
     let err = adapter_adjusted("http://127.0.0.1:9".into(), KEY, |_, _| {})
-        .backfill_page(&w, None, &host)
+        .backfill_page(host.backfill(&w, None))
         .await
         .unwrap_err();
     assert!(matches!(err, AdapterError::Unavailable { .. }), "{err:?}");

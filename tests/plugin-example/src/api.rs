@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use storehook_core::{
-    AckOutcome, AdapterError, ApiCapabilities, BackfillPage, BackfillWindow, CheckReport, Finding,
+    AckOutcome, AdapterError, ApiCapabilities, BackfillPage, BackfillRequest, CheckReport, Finding,
     IncomingRequest, Recovered, StoreHost, SubscriptionRef,
 };
 
@@ -140,18 +140,16 @@ impl ExampleApi {
     /// window, in file order; the cursor is the next line's index.
     pub(crate) async fn backfill_page(
         &self,
-        window: &BackfillWindow,
-        cursor: Option<&str>,
-        host: &dyn StoreHost,
+        req: BackfillRequest<'_>,
         verify: impl Fn(&IncomingRequest) -> Result<storehook_core::Outcome, AdapterError>,
     ) -> Result<BackfillPage, AdapterError> {
-        if !self.page_delay.is_zero() && !host.pause(self.page_delay).await {
+        if !self.page_delay.is_zero() && !req.host.pause(self.page_delay).await {
             return Err(AdapterError::unavailable(
                 "stopping",
                 "the backfill was interrupted",
             ));
         }
-        let start: usize = match cursor {
+        let start: usize = match req.cursor {
             None => 0,
             Some(c) => c
                 .parse()
@@ -168,23 +166,25 @@ impl ExampleApi {
             let at = serde_json::from_str::<serde_json::Value>(line)
                 .ok()
                 .and_then(|v| v["at"].as_i64());
-            if at.is_some_and(|at| !(window.since_ms..=window.until_ms).contains(&at)) {
+            if at.is_some_and(|at| !(req.window.since_ms..=req.window.until_ms).contains(&at)) {
                 continue;
             }
             // An entry that does not decode is skipped and counted, as a
             // real store's unverifiable record would be.
-            match verify(&IncomingRequest::new(line.to_owned(), host.now_ms())) {
+            match verify(&IncomingRequest::new(line.to_owned(), req.host.now_ms())) {
                 Ok(outcome) => page.recovered.push(Recovered::Notification {
                     outcome,
                     raw_body: line.as_bytes().to_vec(),
                 }),
                 Err(e) => {
                     page.skipped += 1;
-                    host.progress(&format!("skipped an entry: {}", e.message()));
+                    req.host
+                        .progress(&format!("skipped an entry: {}", e.message()));
                 }
             }
         }
-        host.progress(&format!("read {end} of {} history entries", lines.len()));
+        req.host
+            .progress(&format!("read {end} of {} history entries", lines.len()));
         page.next_cursor = (end < lines.len()).then(|| end.to_string());
         Ok(page)
     }

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use serde::Deserialize;
 use storehook_core::{
     async_trait, inventory, parse_store_config, AckOutcome, AdapterError, ApiCapabilities,
-    BackfillPage, BackfillWindow, CheckReport, ConfigError, Environment, EventDetails, EventType,
+    BackfillPage, BackfillRequest, CheckReport, ConfigError, Environment, EventDetails, EventType,
     FactoryContext, ImpliedState, IncomingRequest, Outcome, StateUpdate, StoreAdapter, StoreHelp,
     StoreHost, StoreRegistration, SubscriptionRef, SubscriptionStatus, VerifiedNotification,
 };
@@ -234,18 +234,10 @@ impl StoreAdapter for ExampleAdapter {
         })
     }
 
-    async fn backfill_page(
-        &self,
-        window: &BackfillWindow,
-        cursor: Option<&str>,
-        host: &dyn StoreHost,
-    ) -> Result<BackfillPage, AdapterError> {
+    async fn backfill_page(&self, req: BackfillRequest<'_>) -> Result<BackfillPage, AdapterError> {
         match &self.api {
             // The API call authenticates what it returns: no key to check.
-            Some(api) => {
-                api.backfill_page(window, cursor, host, decode_and_map)
-                    .await
-            }
+            Some(api) => api.backfill_page(req, decode_and_map).await,
             None => Err(AdapterError::Unsupported {
                 message: "no [stores.example.api] configured".into(),
             }),

@@ -651,12 +651,10 @@ async fn retry_delivery(
     state: Arc<AppState>,
     credentials: Credentials,
 ) -> Response {
-    let name = match button_post(&state, &credentials, &endpoint) {
-        Ok(name) => name,
-        Err(r) => return *r,
-    };
-    let queued = state.storage.retry_delivery(&name, id, now_ms()).await;
-    after_delivery_button(&state, queued.map(drop))
+    delivery_button(&state, &credentials, &endpoint, async |name| {
+        state.storage.retry_delivery(name, id, now_ms()).await
+    })
+    .await
 }
 
 /// `POST /dashboard/webhooks/{name}/test`: the Send test event button.
@@ -665,18 +663,27 @@ async fn send_test_event(
     state: Arc<AppState>,
     credentials: Credentials,
 ) -> Response {
-    let name = match button_post(&state, &credentials, &endpoint) {
+    delivery_button(&state, &credentials, &endpoint, async |name| {
+        state.storage.enqueue_test_event(name, now_ms()).await
+    })
+    .await
+}
+
+/// A delivery button: checked by [`button_post`], then `queue` for the
+/// endpoint's name (what it returns is not shown); on success it wakes the
+/// worker and goes back to the list.
+async fn delivery_button<T>(
+    state: &AppState,
+    credentials: &Credentials,
+    endpoint: &str,
+    queue: impl AsyncFnOnce(&str) -> Result<T, storehook_db::DbError>,
+) -> Response {
+    let name = match button_post(state, credentials, endpoint) {
         Ok(name) => name,
         Err(r) => return *r,
     };
-    let queued = state.storage.enqueue_test_event(&name, now_ms()).await;
-    after_delivery_button(&state, queued.map(drop))
-}
-
-/// A button queued a delivery: wake the worker and go back to the list.
-fn after_delivery_button(state: &AppState, queued: Result<(), storehook_db::DbError>) -> Response {
-    match queued {
-        Ok(()) => {
+    match queue(&name).await {
+        Ok(_) => {
             state.delivery.wake();
             redirect("/#webhooks")
         }

@@ -251,7 +251,11 @@ async fn run_job(state: &Arc<AppState>, job: Job) {
             return;
         }
         let error = match adapter
-            .backfill_page(&window, cursor.as_deref(), &host)
+            .backfill_page(storehook_core::BackfillRequest::new(
+                &window,
+                cursor.as_deref(),
+                &host,
+            ))
             .await
         {
             Ok(page) => match store_page(state, &job, page.recovered).await {
