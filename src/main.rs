@@ -78,6 +78,18 @@ enum Command {
     /// Copy the database to FILE while the server keeps serving (SQLite's
     /// online backup), then check the copy with `integrity_check`.
     Backup { file: PathBuf },
+    /// Copy the SQLite database (the config's) into an empty PostgreSQL
+    /// database: every table, then counts and a checksum of each compared.
+    /// Stop the server first; an interrupted copy is run again to finish.
+    /// Then point `[database] url` (or STOREHOOK_DATABASE_URL) at it.
+    MigrateDb {
+        /// postgres://user:password@host:5432/database
+        #[arg(long)]
+        to: String,
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 2000)]
+        batch_rows: usize,
+    },
     /// Replace the database with the backup FILE (checked first). Refuses
     /// while a server has the database open; the replaced file is kept
     /// beside it.
@@ -326,6 +338,29 @@ fn run_local(
                 file.display(),
                 report.bytes,
                 report.notifications
+            );
+            Ok(())
+        }
+        Command::MigrateDb { to, batch_rows } => {
+            let config = load(cli_config)?;
+            let sqlite = sqlite_file(&config, "migrate-db")?;
+            let target = storehook_db::DatabaseUrl::parse(&to, &config.base_dir)?;
+            let storehook_db::DatabaseUrl::Postgres(url) = &target else {
+                bail!("--to must be a postgres:// URL, not {target}");
+            };
+            eprintln!("copying {} into {target}", sqlite.display());
+            let report = small_runtime()?.block_on(storehook_db::copy_sqlite_to_postgres(
+                &sqlite,
+                url,
+                batch_rows,
+                &|line| println!("{line}"),
+            ))?;
+            let rows: u64 = report.tables.iter().map(|(_, t)| t.rows).sum();
+            println!(
+                "done: {rows} rows in {} tables equal on both sides ({} written by this run); \
+                 set [database] url to {target} and start storehook",
+                report.tables.len(),
+                report.written
             );
             Ok(())
         }

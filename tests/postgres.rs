@@ -278,3 +278,126 @@ async fn postgresql_restarted_under_load_answers_503_then_recovers() {
         "{statuses:?}"
     );
 }
+
+/// `storehook migrate-db` on a database the real server wrote: interrupted
+/// once, run again to the end; then a server on PostgreSQL answers as the
+/// SQLite one did and goes on from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_db_copies_a_real_servers_database_and_finishes_after_an_interruption() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("storehook.db");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        config_text(
+            &db,
+            &format!(
+                "[delivery]\nallow_loopback = true\nretry_schedule_seconds = [0.2]\n\n\
+                 [[webhooks]]\nname = \"hook\"\nurl = \"{}\"\nsecret = \"{HOOK_SECRET}\"\n",
+                receiver.url("/hook")
+            ),
+        ),
+    )
+    .expect("config");
+    let sqlite = BinaryServer::start_with_config(dir.path(), &config, &[]);
+    track_all(&sqlite.base).await;
+    let load = Load::new();
+    load_for(
+        std::slice::from_ref(&sqlite.base),
+        &load,
+        Duration::from_millis(1500),
+    )
+    .await;
+    retry_unacked(&sqlite.base, &load).await;
+    let on_sqlite = Probe::Sqlite(db.clone());
+    wait_until_delivered(&on_sqlite).await;
+    let subscription = |base: String| async move {
+        common::into_json(
+            client()
+                .get(format!("{base}/v1/subscriptions/stripe/sub_crash_03"))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .expect("subscription"),
+        )
+        .await
+    };
+    let before = subscription(sqlite.base.clone()).await;
+    assert_eq!(before.0, 200, "{:?}", before.1);
+    drop(sqlite);
+
+    let url = storehook_test_postgres::database().expect("a throwaway PostgreSQL");
+    let migrate = |batch: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_storehook"));
+        cmd.arg("--config")
+            .arg(&config)
+            .args(["migrate-db", "--to", &url, "--batch-rows", batch])
+            .env_remove("STOREHOOK_DATABASE_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    };
+    // Interrupted after a few committed batches.
+    let mut first = migrate("20").spawn().expect("migrate-db");
+    let stdout = first.stdout.take().expect("stdout");
+    let copied = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .filter(|l| l.contains("copied up to row"))
+        .take(3)
+        .count();
+    first.kill().expect("kill");
+    let _ = first.wait();
+    assert_eq!(copied, 3, "the copy reported its batches");
+    let on_postgres = Probe::Postgres(url.clone());
+    let partial = on_postgres
+        .count("SELECT count(*) FROM notifications")
+        .await;
+    let total = on_sqlite.count("SELECT count(*) FROM notifications").await;
+    assert!(
+        partial > 0 && partial < total,
+        "interrupted midway: {partial} of {total}"
+    );
+
+    let second = migrate("500").output().expect("migrate-db again");
+    let out = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        second.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(out.contains("equal on both sides"), "{out}");
+    assert_eq!(
+        on_postgres.stored_ids("stripe").await,
+        on_sqlite.stored_ids("stripe").await
+    );
+    let sequences = "SELECT event_id, sequence FROM events";
+    let (mut a, mut b) = (
+        on_sqlite.pairs(sequences).await,
+        on_postgres.pairs(sequences).await,
+    );
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+
+    // A server on the copy answers the same and goes on: new rows get new ids.
+    let folder = dir.path().join("on-postgres");
+    std::fs::create_dir_all(&folder).expect("folder");
+    let pg = BinaryServer::start_with_config(&folder, &config, &[("STOREHOOK_DATABASE_URL", &url)]);
+    let after = subscription(pg.base.clone()).await;
+    assert_eq!(after, before);
+    let fresh = Traffic::new().event(1_000_000);
+    let answer = post(&client(), &pg.base, &fresh).await.expect("answer");
+    assert_eq!(answer.0, 200, "{:?}", answer.1);
+    assert_eq!(answer.1["verdict"], "tracked", "{:?}", answer.1);
+    assert_eq!(
+        on_postgres
+            .count("SELECT count(*) FROM notifications")
+            .await,
+        total + 1
+    );
+}

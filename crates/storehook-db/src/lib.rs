@@ -13,6 +13,7 @@
 // notification. Tests may (they are meant to stop at the first surprise).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod migrate;
 mod open;
 mod outbox;
 mod postgres;
@@ -27,6 +28,7 @@ use storehook_core::{
     Environment, EventType, ImpliedState, StateUpdate, TrackedSubscription, VerifiedNotification,
 };
 
+pub use migrate::{copy_sqlite_to_postgres, MigrateReport, TableSum};
 pub use open::{open, DatabaseOptions, DatabaseUrl};
 pub use outbox::{
     AttemptOutcome, AttemptResult, DeliveryRecord, DueDelivery, EndpointStats, EventFilter,

@@ -29,6 +29,7 @@ use crate::{
 };
 
 use conn::PgConn;
+pub(crate) use migrations::migrate;
 
 /// Connections per instance: the writer's, and the readers'.
 const POOL_SIZE: usize = 16;
