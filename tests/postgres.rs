@@ -147,6 +147,18 @@ async fn three_instances_share_the_work_and_list_each_other() {
     let listed = listed["instances"].as_array().cloned().unwrap_or_default();
     assert_eq!(listed.len(), 3, "{listed:?}");
     assert_eq!(listed.iter().filter(|i| i["this"] == true).count(), 1);
+    // The dashboard lists them too.
+    let page = client()
+        .get(format!("{}/dashboard/live", servers[0].base))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("dashboard")
+        .text()
+        .await
+        .expect("page");
+    assert!(page.contains("3 instances on this database"), "{page}");
+    assert_eq!(page.matches("(this one)").count(), 1);
 
     let load = Load::new();
     load_for(&bases(&servers), &load, Duration::from_secs(3)).await;

@@ -432,6 +432,7 @@ async fn render_live(state: &AppState, headers: &HeaderMap) -> Result<Markup, Ap
         file_bytes: size.file_bytes,
         raw_body_days: state.retention.raw_body_days,
         deliveries_days: state.retention.deliveries_days,
+        instances: state.storage.instances().await.unwrap_or_default(),
     };
     Ok(views::overview_live(
         now_ms(),

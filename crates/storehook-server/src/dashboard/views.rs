@@ -211,18 +211,20 @@ pub fn overview_live(
         }
         (recent_table(now_ms, recent, store_names))
         (webhooks_section(now_ms, endpoints))
-        (storage_section(storage))
+        (storage_section(now_ms, storage))
     }
 }
 
-/// The database's size and what `[retention]` keeps.
+/// The database's size, what `[retention]` keeps, and the storehook
+/// processes sharing the database.
 pub struct StorageView {
     pub file_bytes: u64,
     pub raw_body_days: u32,
     pub deliveries_days: u32,
+    pub instances: Vec<storehook_db::Instance>,
 }
 
-fn storage_section(s: &StorageView) -> Markup {
+fn storage_section(now_ms: i64, s: &StorageView) -> Markup {
     let kept = |days: u32| {
         if days == 0 {
             "forever".to_owned()
@@ -237,6 +239,22 @@ fn storage_section(s: &StorageView) -> Markup {
                 "Database " strong #database-size { (human_bytes(s.file_bytes)) } " on disk · "
                 "raw request bodies kept " (kept(s.raw_body_days)) " · "
                 "delivered webhooks kept " (kept(s.deliveries_days)) " (" code { "[retention]" } ")"
+            }
+            @if s.instances.len() > 1 {
+                h3 { (s.instances.len()) " instances on this database" }
+                table #instances {
+                    thead { tr { th { "Instance" } th { "Version" } th { "Started" } th { "Last seen" } } }
+                    tbody {
+                        @for i in &s.instances {
+                            tr {
+                                td { (i.host) " · pid " (i.pid) @if i.this { " " strong { "(this one)" } } }
+                                td { (i.version) }
+                                td { (super::html::relative(now_ms, i.started_at_ms)) }
+                                td { (super::html::relative(now_ms, i.last_seen_ms)) }
+                            }
+                        }
+                    }
+                }
             }
         }
     }
