@@ -302,6 +302,12 @@ pub trait Storage: Send + Sync + 'static {
     /// this one for an embedded database; every instance whose heartbeat
     /// was seen in the last day for a shared one.
     async fn instances(&self) -> Result<Vec<Instance>, DbError>;
+    /// This instance stops (a graceful shutdown, after its work ended): what
+    /// it had claimed is free for the others at once, instead of after its
+    /// heartbeat goes stale. Nothing to do for an embedded database.
+    async fn leave(&self) -> Result<(), DbError> {
+        Ok(())
+    }
     /// Write transactions so far, for `/metrics`.
     fn commit_stats(&self) -> CommitStats {
         CommitStats::default()

@@ -97,6 +97,8 @@ pub struct AppState {
 
 /// A running server.
 pub struct Running {
+    /// Told last at shutdown that this instance leaves.
+    storage: Arc<dyn Storage>,
     pub addr: SocketAddr,
     /// The admin surface's address, when `[server] admin_listen` is set.
     pub admin_addr: Option<SocketAddr>,
@@ -135,6 +137,10 @@ impl Running {
         let _ = self.pruner.await;
         for task in self.store_api_tasks {
             let _ = task.await;
+        }
+        // Last: what this instance claimed is free for the others now.
+        if let Err(e) = self.storage.leave().await {
+            tracing::warn!(error = %e, "could not sign off from the database");
         }
     }
 
@@ -370,6 +376,7 @@ pub async fn start(
     let task = tokio::spawn(serve_connections(listener, routes, rx, limits, tls.clone()));
     tracing::info!(%addr, "storehook is listening");
     Ok(Running {
+        storage: storage.clone(),
         addr,
         admin_addr,
         sign_in_link,

@@ -75,7 +75,7 @@ pub(crate) struct PostgresStorage {
     outbox: Arc<OutboxConfig>,
     instance: crate::Instance,
     /// Stops the heartbeat when the storage is dropped.
-    _heartbeat: tokio::task::JoinHandle<()>,
+    heartbeat: tokio::task::JoinHandle<()>,
 }
 
 /// How often an instance says it is alive.
@@ -102,7 +102,7 @@ async fn beat(pool: Pool, id: String) {
 
 impl Drop for PostgresStorage {
     fn drop(&mut self) {
-        self._heartbeat.abort();
+        self.heartbeat.abort();
     }
 }
 
@@ -149,7 +149,7 @@ impl PostgresStorage {
             writer,
             outbox: Arc::new(outbox),
             instance,
-            _heartbeat: heartbeat,
+            heartbeat: heartbeat,
         })
     }
 
@@ -259,6 +259,11 @@ impl Storage for PostgresStorage {
         id: i64,
     ) -> Result<Option<(StoredNotification, serde_json::Value)>, DbError> {
         queries::notification_decoded(&self.client().await?, id).await
+    }
+
+    async fn leave(&self) -> Result<(), DbError> {
+        self.heartbeat.abort();
+        queries::leave(&self.client().await?, &self.instance.id).await
     }
 
     async fn instances(&self) -> Result<Vec<crate::Instance>, DbError> {

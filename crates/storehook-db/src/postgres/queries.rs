@@ -769,6 +769,20 @@ pub(super) async fn heartbeat(c: &Object, id: &str, now: i64) -> Result<(), DbEr
     Ok(())
 }
 
+/// Forgets the instance and frees its claims (a graceful stop).
+pub(super) async fn leave(c: &Object, id: &str) -> Result<(), DbError> {
+    for sql in [
+        "UPDATE deliveries SET claim_id = NULL, claimed_by = NULL, lease_until = NULL
+         WHERE claimed_by = $1 AND status = 'pending'",
+        "UPDATE store_jobs SET claimed_by = NULL, lease_until = NULL WHERE claimed_by = $1",
+        "DELETE FROM instances WHERE id = $1",
+    ] {
+        let stmt = c.prepare_cached(sql).await?;
+        c.execute(&stmt, &[&id]).await?;
+    }
+    Ok(())
+}
+
 pub(super) async fn instances(c: &Object, this: &str) -> Result<Vec<crate::Instance>, DbError> {
     let stmt = c
         .prepare_cached(
