@@ -149,7 +149,7 @@ impl PostgresStorage {
             writer,
             outbox: Arc::new(outbox),
             instance,
-            heartbeat: heartbeat,
+            heartbeat,
         })
     }
 
