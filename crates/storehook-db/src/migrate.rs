@@ -357,10 +357,15 @@ pub async fn copy_sqlite_to_postgres(
     let mut report = MigrateReport::default();
     for table in TABLES {
         let mut after: i64 = 0;
+        // The source's sum comes from the rows as they are copied: one read.
+        let mut source = TableSum::default();
         loop {
             let (rows, last) = read_sqlite_batch(sqlite, table, after, batch_rows).await?;
             if rows.is_empty() {
                 break;
+            }
+            for row in &rows {
+                source.add(row);
             }
             report.written += write_batch(&mut client, table, &rows).await?;
             after = last;
@@ -381,7 +386,6 @@ pub async fn copy_sqlite_to_postgres(
                 )
                 .await?;
         }
-        let source = sum_sqlite(sqlite, table).await?;
         let target = sum_postgres(&client, table).await?;
         if source != target {
             return Err(DbError::Corrupt(format!(
@@ -508,33 +512,6 @@ async fn write_batch(
     }
     tx.commit().await?;
     Ok(written)
-}
-
-async fn sum_sqlite(path: &Path, table: &'static Table) -> Result<TableSum, DbError> {
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let conn = rusqlite::Connection::open_with_flags(
-            &path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )?;
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {} FROM {}",
-            column_list(table),
-            table.name
-        ))?;
-        let mut rows = stmt.query([])?;
-        let mut sum = TableSum::default();
-        while let Some(row) = rows.next()? {
-            let mut values = Vec::with_capacity(table.columns.len());
-            for (i, (_, kind)) in table.columns.iter().enumerate() {
-                values.push(sqlite_value(row.get_ref(i)?, *kind)?);
-            }
-            sum.add(&values);
-        }
-        Ok(sum)
-    })
-    .await
-    .map_err(|e| DbError::Unavailable(e.to_string()))?
 }
 
 async fn sum_postgres(client: &Client, table: &Table) -> Result<TableSum, DbError> {
