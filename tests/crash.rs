@@ -79,18 +79,7 @@ async fn kill_9_under_load_loses_nothing_acknowledged_and_applies_nothing_twice(
     // The file, or on the PostgreSQL pass the database the server uses.
     let probe = Probe::new(dir.path(), &db);
     let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        config_text(
-            &db,
-            &format!(
-                "[delivery]\nallow_loopback = true\nretry_schedule_seconds = [0.2]\n\n\
-                 [[webhooks]]\nname = \"hook\"\nurl = \"{}\"\nsecret = \"{HOOK_SECRET}\"\n",
-                receiver.url("/hook")
-            ),
-        ),
-    )
-    .expect("config");
+    std::fs::write(&config, config_with_hook(&db, &receiver.url("/hook"))).expect("config");
 
     let load = Load::new();
     let ledger = &load.ledger;

@@ -27,14 +27,7 @@ fn instances(dir: &Path, url: &str, receiver: &Receiver, n: usize) -> Vec<Binary
             let config = folder.join("config.toml");
             std::fs::write(
                 &config,
-                config_text(
-                    &folder.join("unused.db"),
-                    &format!(
-                        "[delivery]\nallow_loopback = true\nretry_schedule_seconds = [0.2]\n\n\
-                         [[webhooks]]\nname = \"hook\"\nurl = \"{}\"\nsecret = \"{HOOK_SECRET}\"\n",
-                        receiver.url("/hook")
-                    ),
-                ),
+                config_with_hook(&folder.join("unused.db"), &receiver.url("/hook")),
             )
             .expect("config");
             BinaryServer::start_with_config(&folder, &config, &[("STOREHOOK_DATABASE_URL", url)])
@@ -303,18 +296,7 @@ async fn migrate_db_copies_a_real_servers_database_and_finishes_after_an_interru
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("storehook.db");
     let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        config_text(
-            &db,
-            &format!(
-                "[delivery]\nallow_loopback = true\nretry_schedule_seconds = [0.2]\n\n\
-                 [[webhooks]]\nname = \"hook\"\nurl = \"{}\"\nsecret = \"{HOOK_SECRET}\"\n",
-                receiver.url("/hook")
-            ),
-        ),
-    )
-    .expect("config");
+    std::fs::write(&config, config_with_hook(&db, &receiver.url("/hook"))).expect("config");
     let sqlite = BinaryServer::start_with_config(dir.path(), &config, &[]);
     track_all(&sqlite.base).await;
     let load = Load::new();

@@ -230,6 +230,18 @@ pub fn config_text(db: &Path, extra: &str) -> String {
     )
 }
 
+/// [`config_text`] with every event delivered to `hook_url` (loopback
+/// allowed, retried after 0.2 s).
+pub fn config_with_hook(db: &Path, hook_url: &str) -> String {
+    config_text(
+        db,
+        &format!(
+            "[delivery]\nallow_loopback = true\nretry_schedule_seconds = [0.2]\n\n\
+             [[webhooks]]\nname = \"hook\"\nurl = \"{hook_url}\"\nsecret = \"{HOOK_SECRET}\"\n"
+        ),
+    )
+}
+
 pub async fn track_all(base: &str) {
     let client = client();
     for s in 0..SUBSCRIPTIONS {
