@@ -174,23 +174,6 @@ pub(crate) trait Ledger {
     fn insert_delivery(&self, delivery: &NewDelivery<'_>) -> Result<(), DbError>;
 }
 
-/// A subscription's key and those of the ones it continues (a store's
-/// renamed purchases), newest first, at most 32; `previous` looks one up.
-pub(crate) fn continued_keys(
-    key: &str,
-    mut previous: impl FnMut(&str) -> Result<Option<String>, DbError>,
-) -> Result<Vec<String>, DbError> {
-    let mut keys = vec![key.to_owned()];
-    while keys.len() < 32 {
-        let Some(current) = keys.last() else { break };
-        match previous(current)? {
-            Some(p) if !keys.contains(&p) => keys.push(p),
-            _ => break,
-        }
-    }
-    Ok(keys)
-}
-
 /// A list's page size: `default` when 0 was asked for, never above `max`.
 pub(crate) fn page_size(asked: u32, default: u32, max: u32) -> i64 {
     i64::from(if asked == 0 { default } else { asked.min(max) })

@@ -38,25 +38,23 @@ pub(crate) fn subscription_notifications(
     key: &str,
     limit: u32,
 ) -> Result<Vec<StoredNotification>, DbError> {
-    let keys = crate::rules::continued_keys(key, |current| {
-        Ok(first(
-            conn,
-            "SELECT continues_key FROM subscriptions WHERE store = ?1 AND subscription_key = ?2",
-            params![store, current],
-            |r| r.opt_text(0),
-        )?
-        .flatten())
-    })?;
-    let keys_json = serde_json::to_string(&keys).map_err(|e| DbError::Corrupt(e.to_string()))?;
+    // With the notifications of the subscriptions it continues (a store's
+    // renamed purchases), at most 32 back.
     let sql = format!(
-        "SELECT {NOTIFICATION_COLUMNS} FROM notifications
-         WHERE store = ?1 AND subscription_key IN (SELECT value FROM json_each(?2))
+        "WITH RECURSIVE chain (key, depth) AS (
+             SELECT ?2, 1
+             UNION
+             SELECT s.continues_key, chain.depth + 1 FROM subscriptions s
+               JOIN chain ON s.store = ?1 AND s.subscription_key = chain.key
+              WHERE s.continues_key IS NOT NULL AND chain.depth < 32)
+         SELECT {NOTIFICATION_COLUMNS} FROM notifications
+         WHERE store = ?1 AND subscription_key IN (SELECT key FROM chain)
          ORDER BY occurred_at DESC, id DESC LIMIT ?3"
     );
     all(
         conn,
         &sql,
-        params![store, keys_json, limit],
+        params![store, key, limit],
         records::notification,
     )
 }
