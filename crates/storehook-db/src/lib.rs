@@ -13,6 +13,7 @@
 // notification. Tests may (they are meant to stop at the first surprise).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod charts;
 mod migrate;
 mod open;
 mod outbox;
@@ -28,6 +29,7 @@ use storehook_core::{
     Environment, EventType, ImpliedState, StateUpdate, TrackedSubscription, VerifiedNotification,
 };
 
+pub use charts::{Chart, ChartBucket, ChartMetric, ChartQuery, ChartSeries, ChartUnit};
 pub use migrate::{copy_sqlite_to_postgres, MigrateReport, TableSum};
 pub use open::{open, DatabaseOptions, DatabaseUrl};
 pub use outbox::{
