@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -70,44 +69,11 @@ async fn assert_whole(probe: &Probe, load: &Load, receiver: &Receiver) -> usize 
         assert!(l.acked.len() > 50, "too little traffic: {}", l.acked.len());
         l.sent.len()
     };
-    let mut per_sub: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    for (sub, seq) in sequences {
-        per_sub.entry(sub).or_default().push(seq);
-    }
-    for (sub, seqs) in &mut per_sub {
-        seqs.sort_unstable();
-        assert_eq!(*seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "{sub}");
-    }
-    assert_eq!(per_sub.values().map(Vec::len).sum::<usize>(), sent);
+    let per_sub = assert_sequences_whole(sequences);
+    assert_eq!(per_sub.values().sum::<i64>(), sent as i64);
 
     wait_until_delivered(probe).await;
-    let mut ids = HashSet::new();
-    let mut first_seen: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    let mut repeats = 0;
-    for r in receiver.delivered() {
-        let event = r.json();
-        let id = event["event"]["id"].as_str().unwrap_or_default().to_owned();
-        if !ids.insert(id) {
-            repeats += 1;
-            continue;
-        }
-        first_seen
-            .entry(
-                event["event"]["subscription_id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            )
-            .or_default()
-            .push(event["event"]["sequence"].as_i64().unwrap_or(-1));
-    }
-    assert_eq!(ids.len(), sent, "every event delivered");
-    for (sub, seqs) in &first_seen {
-        let mut sorted = seqs.clone();
-        sorted.sort_unstable();
-        assert_eq!(seqs, &sorted, "{sub}: delivered out of order");
-    }
-    repeats
+    assert_delivered_in_order(&receiver.delivered(), sent)
 }
 
 /// The store retries whatever got no 200, against `base`.

@@ -316,3 +316,54 @@ pub async fn wait_until_delivered(probe: &Probe) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Checks what the receiver got: every one of the `sent` events (at least
+/// once), and per subscription their first arrivals in sequence order.
+/// Returns how many deliveries were repeats (redelivered after a crash).
+pub fn assert_delivered_in_order(delivered: &[super::receiver::Received], sent: usize) -> usize {
+    let mut ids = HashSet::new();
+    let mut first_seen: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut repeats = 0;
+    for r in delivered {
+        let event = r.json();
+        let id = event["event"]["id"].as_str().unwrap_or_default().to_owned();
+        if !ids.insert(id) {
+            repeats += 1;
+            continue;
+        }
+        let sub = event["event"]["subscription_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        first_seen
+            .entry(sub)
+            .or_default()
+            .push(event["event"]["sequence"].as_i64().unwrap_or(-1));
+    }
+    assert_eq!(ids.len(), sent, "every event delivered");
+    for (sub, seqs) in &first_seen {
+        let mut sorted = seqs.clone();
+        sorted.sort_unstable();
+        assert_eq!(seqs, &sorted, "{sub}: delivered out of order");
+    }
+    repeats
+}
+
+/// Checks that each subscription's events carry the sequence numbers
+/// 1..=n, each once (nothing applied twice, nothing skipped); returns n per
+/// subscription.
+pub fn assert_sequences_whole(sequences: Vec<(String, i64)>) -> BTreeMap<String, i64> {
+    let mut per_sub: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for (sub, seq) in sequences {
+        per_sub.entry(sub).or_default().push(seq);
+    }
+    per_sub
+        .into_iter()
+        .map(|(sub, mut seqs)| {
+            seqs.sort_unstable();
+            let n = seqs.len() as i64;
+            assert_eq!(seqs, (1..=n).collect::<Vec<_>>(), "{sub}: sequences");
+            (sub, n)
+        })
+        .collect()
+}
