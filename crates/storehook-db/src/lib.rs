@@ -20,6 +20,7 @@ mod outbox;
 mod postgres;
 mod records;
 mod rules;
+mod sql_common;
 mod sqlite;
 mod store_api;
 mod writer;

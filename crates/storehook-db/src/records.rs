@@ -323,3 +323,17 @@ pub(crate) fn overdue(r: &dyn Columns) -> Result<Overdue, DbError> {
         oldest_subscription_id: r.text(3)?,
     })
 }
+
+/// `id, host, pid, version, started_at, last_seen`; `this` is for the
+/// caller to set (whether the row is its own instance).
+pub(crate) fn instance(r: &dyn Columns) -> Result<crate::Instance, DbError> {
+    Ok(crate::Instance {
+        this: false,
+        id: r.text(0)?,
+        host: r.text(1)?,
+        pid: r.i64(2)?,
+        version: r.text(3)?,
+        started_at_ms: r.i64(4)?,
+        last_seen_ms: r.i64(5)?,
+    })
+}

@@ -216,6 +216,15 @@ pub enum AckAttempt {
     Retry { at_ms: i64, error: String },
 }
 
+/// How an outcome stands in the `status` column of `acknowledgements`.
+pub(crate) fn ack_status(outcome: &AckOutcome) -> &'static str {
+    match outcome {
+        AckOutcome::Acknowledged => "acknowledged",
+        AckOutcome::AlreadyAcknowledged => "already",
+        AckOutcome::NotNeeded => "not_needed",
+    }
+}
+
 /// Acknowledgements of one store.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct AckStats {

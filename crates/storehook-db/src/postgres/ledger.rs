@@ -419,7 +419,7 @@ impl Ledger for PgConn {
         now_ms: i64,
     ) -> Result<(), DbError> {
         if update.acknowledgement_pending {
-            let said = |column| super::queries::newest_said(column, "$1", "$2");
+            let said = |column| crate::sql_common::newest_said(column, "$1", "$2");
             let sql = format!(
                 "INSERT INTO acknowledgements (store, subscription_key, app_id, product_id, purchase_kind,
                      status, purchased_at, next_attempt_at, created_at, updated_at)

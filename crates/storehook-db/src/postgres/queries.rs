@@ -2,7 +2,7 @@
 //! the writes outside the notification path (run by the writer).
 
 use deadpool_postgres::Object;
-use storehook_core::{AckOutcome, TrackedSubscription};
+use storehook_core::TrackedSubscription;
 
 use super::conn::{Params, PgConn};
 use crate::outbox::delivery_page_size;
@@ -10,6 +10,7 @@ use crate::records::{
     self, Columns, ATTEMPT_COLUMNS, DELIVERY_COLUMNS, DUE_DELIVERY_COLUMNS, EVENT_COLUMNS,
     JOB_COLUMNS, NOTIFICATION_COLUMNS, STORE_STATS_COLUMNS, SUBSCRIPTION_COLUMNS,
 };
+use crate::sql_common;
 use crate::store_api::ENDED_LONG_AGO_MS;
 use crate::{
     AckAttempt, AckStats, AttemptOutcome, AttemptResult, DatabaseSize, DbError, DeliveryRecord,
@@ -56,16 +57,6 @@ async fn first<T>(
 
 async fn scalar(c: &Object, sql: &str, params: Params<'_>) -> Result<Option<i64>, DbError> {
     Ok(first(c, sql, params, |r| r.opt_i64(0)).await?.flatten())
-}
-
-/// SQL for the newest non-null `column` that a notification of the purchase
-/// (`store`, `key`: SQL expressions) said: what the store said last of it.
-pub(super) fn newest_said(column: &str, store: &str, key: &str) -> String {
-    format!(
-        "(SELECT n.{column} FROM notifications n
-           WHERE n.store = {store} AND n.subscription_key = {key} AND n.{column} IS NOT NULL
-           ORDER BY n.occurred_at DESC, n.id DESC LIMIT 1)"
-    )
 }
 
 // ---- notifications and subscriptions ----
@@ -152,14 +143,7 @@ pub(super) async fn notification_decoded(
 }
 
 pub(super) async fn pending_state_fetches(c: &Object) -> Result<Vec<PendingFetch>, DbError> {
-    let said = |column| newest_said(column, "p.store", "p.subscription_key");
-    let sql = format!(
-        "SELECT p.store, p.subscription_key, {}, {}, {}
-           FROM pending_state_fetches p ORDER BY p.since",
-        said("app_id"),
-        said("product_id"),
-        said("purchase_kind"),
-    );
+    let sql = sql_common::pending_state_fetches();
     all(c, &sql, &[], records::pending_fetch).await
 }
 
@@ -425,7 +409,7 @@ pub(super) async fn tracked_subscriptions(
     after: Option<&str>,
     limit: u32,
 ) -> Result<Vec<TrackedSubscription>, DbError> {
-    let said = |column| newest_said(column, "s.store", "s.subscription_key");
+    let said = |column| sql_common::newest_said(column, "s.store", "s.subscription_key");
     let sql = format!(
         "SELECT s.subscription_key, {}, coalesce(s.product_id, {}), {}
            FROM subscriptions s
@@ -463,13 +447,7 @@ pub(super) fn save_check(c: &PgConn, check: &StoredCheck) -> Result<(), DbError>
 }
 
 pub(super) async fn checks(c: &Object) -> Result<Vec<StoredCheck>, DbError> {
-    all(
-        c,
-        "SELECT store, checked_at, report_json FROM store_checks ORDER BY store",
-        &[],
-        records::check,
-    )
-    .await
+    all(c, sql_common::CHECKS, &[], records::check).await
 }
 
 pub(super) fn create_job(c: &PgConn, new: &NewJob) -> Result<Job, DbError> {
@@ -632,12 +610,7 @@ pub(super) async fn claim_acknowledgement(
 }
 
 pub(super) async fn next_acknowledgement_due(c: &Object) -> Result<Option<i64>, DbError> {
-    scalar(
-        c,
-        "SELECT min(next_attempt_at) FROM acknowledgements WHERE status = 'pending'",
-        &[],
-    )
-    .await
+    scalar(c, sql_common::NEXT_ACKNOWLEDGEMENT_DUE, &[]).await
 }
 
 pub(super) fn record_acknowledgement(
@@ -649,11 +622,7 @@ pub(super) fn record_acknowledgement(
 ) -> Result<(), DbError> {
     match attempt {
         AckAttempt::Finished(outcome) => {
-            let status = match outcome {
-                AckOutcome::Acknowledged => "acknowledged",
-                AckOutcome::AlreadyAcknowledged => "already",
-                AckOutcome::NotNeeded => "not_needed",
-            };
+            let status = crate::store_api::ack_status(outcome);
             c.run(
                 "UPDATE acknowledgements SET status = $3, attempts = attempts + 1, last_error = NULL,
                      updated_at = $4
@@ -700,11 +669,7 @@ pub(super) fn flag_unacknowledged(
 pub(super) async fn acknowledgement_stats(c: &Object) -> Result<Vec<AckStats>, DbError> {
     all(
         c,
-        "SELECT store,
-                count(*) FILTER (WHERE status = 'pending'),
-                count(*) FILTER (WHERE status = 'pending' AND flagged),
-                count(*) FILTER (WHERE status = 'acknowledged')
-           FROM acknowledgements GROUP BY store ORDER BY store",
+        sql_common::ACKNOWLEDGEMENT_STATS,
         &[],
         records::ack_stats,
     )
@@ -784,28 +749,18 @@ pub(super) async fn leave(c: &Object, id: &str) -> Result<(), DbError> {
 }
 
 pub(super) async fn instances(c: &Object, this: &str) -> Result<Vec<crate::Instance>, DbError> {
-    let stmt = c
-        .prepare_cached(
-            "SELECT id, host, pid, version, started_at, last_seen FROM instances
-             ORDER BY started_at DESC, id",
-        )
-        .await?;
-    c.query(&stmt, &[])
-        .await?
-        .iter()
-        .map(|r| {
-            let id = r.text(0)?;
-            Ok(crate::Instance {
-                this: id == this,
-                id,
-                host: r.text(1)?,
-                pid: r.i64(2)?,
-                version: r.text(3)?,
-                started_at_ms: r.i64(4)?,
-                last_seen_ms: r.i64(5)?,
-            })
-        })
-        .collect()
+    let mut instances = all(
+        c,
+        "SELECT id, host, pid, version, started_at, last_seen FROM instances
+         ORDER BY started_at DESC, id",
+        &[],
+        records::instance,
+    )
+    .await?;
+    for instance in &mut instances {
+        instance.this = instance.id == this;
+    }
+    Ok(instances)
 }
 
 // ---- retention ----

@@ -86,16 +86,6 @@ pub(crate) fn notification_decoded(
 }
 
 pub(crate) fn pending_state_fetches(conn: &Connection) -> Result<Vec<PendingFetch>, DbError> {
-    // The app, product and kind come from the subscription's newest
-    // notifications: what the store said last about it.
-    let said =
-        |column| crate::sqlite::store_api::newest_said(column, "p.store", "p.subscription_key");
-    let sql = format!(
-        "SELECT p.store, p.subscription_key, {}, {}, {}
-           FROM pending_state_fetches p ORDER BY p.since",
-        said("app_id"),
-        said("product_id"),
-        said("purchase_kind"),
-    );
+    let sql = crate::sql_common::pending_state_fetches();
     all(conn, &sql, [], records::pending_fetch)
 }

@@ -4,7 +4,7 @@
 //! are overdue).
 
 use rusqlite::{params, Connection, OptionalExtension};
-use storehook_core::{AckOutcome, StateUpdate, TrackedSubscription};
+use storehook_core::{StateUpdate, TrackedSubscription};
 
 use crate::records::{self, JOB_COLUMNS};
 use crate::sqlite::Cached;
@@ -13,7 +13,7 @@ use crate::store_api::{
     AckAttempt, AckStats, DueAcknowledgement, Job, JobStatus, JobStep, NewJob, Overdue,
     StoredCheck, ENDED_LONG_AGO_MS,
 };
-use crate::DbError;
+use crate::{sql_common, DbError};
 
 pub(crate) fn notification_exists(
     conn: &Connection,
@@ -42,23 +42,13 @@ pub(crate) fn last_test_notification(
     )?)
 }
 
-/// SQL for the newest non-null `column` that a notification of the purchase
-/// (`store`, `key`: SQL expressions) said: what the store said last of it.
-pub(crate) fn newest_said(column: &str, store: &str, key: &str) -> String {
-    format!(
-        "(SELECT n.{column} FROM notifications n
-           WHERE n.store = {store} AND n.subscription_key = {key} AND n.{column} IS NOT NULL
-           ORDER BY n.occurred_at DESC, n.id DESC LIMIT 1)"
-    )
-}
-
 pub(crate) fn tracked_subscriptions(
     conn: &Connection,
     store: &str,
     after: Option<&str>,
     limit: u32,
 ) -> Result<Vec<TrackedSubscription>, DbError> {
-    let said = |column| newest_said(column, "s.store", "s.subscription_key");
+    let said = |column| sql_common::newest_said(column, "s.store", "s.subscription_key");
     let sql = format!(
         "SELECT s.subscription_key, {}, coalesce(s.product_id, {}), {}
            FROM subscriptions s
@@ -99,12 +89,7 @@ pub(crate) fn save_check(conn: &Connection, check: &StoredCheck) -> Result<(), D
 }
 
 pub(crate) fn checks(conn: &Connection) -> Result<Vec<StoredCheck>, DbError> {
-    all(
-        conn,
-        "SELECT store, checked_at, report_json FROM store_checks ORDER BY store",
-        [],
-        records::check,
-    )
+    all(conn, sql_common::CHECKS, [], records::check)
 }
 
 // ---- backfill jobs ----
@@ -205,7 +190,7 @@ pub(crate) fn note_acknowledgement_state(
     now: i64,
 ) -> Result<(), DbError> {
     if update.acknowledgement_pending {
-        let said = |column| newest_said(column, "?1", "?2");
+        let said = |column| sql_common::newest_said(column, "?1", "?2");
         let sql = format!(
             "INSERT INTO acknowledgements (store, subscription_key, app_id, product_id, purchase_kind,
                  status, purchased_at, next_attempt_at, created_at, updated_at)
@@ -260,11 +245,7 @@ pub(crate) fn due_acknowledgements(
 }
 
 pub(crate) fn next_acknowledgement_due(conn: &Connection) -> Result<Option<i64>, DbError> {
-    Ok(conn.row(
-        "SELECT min(next_attempt_at) FROM acknowledgements WHERE status = 'pending'",
-        [],
-        |r| r.get(0),
-    )?)
+    Ok(conn.row(sql_common::NEXT_ACKNOWLEDGEMENT_DUE, [], |r| r.get(0))?)
 }
 
 pub(crate) fn record_acknowledgement(
@@ -276,11 +257,7 @@ pub(crate) fn record_acknowledgement(
 ) -> Result<(), DbError> {
     match attempt {
         AckAttempt::Finished(outcome) => {
-            let status = match outcome {
-                AckOutcome::Acknowledged => "acknowledged",
-                AckOutcome::AlreadyAcknowledged => "already",
-                AckOutcome::NotNeeded => "not_needed",
-            };
+            let status = crate::store_api::ack_status(outcome);
             conn.exec(
                 "UPDATE acknowledgements SET status = ?3, attempts = attempts + 1, last_error = NULL,
                      updated_at = ?4
@@ -340,11 +317,7 @@ pub(crate) fn flag_unacknowledged(
 pub(crate) fn acknowledgement_stats(conn: &Connection) -> Result<Vec<AckStats>, DbError> {
     all(
         conn,
-        "SELECT store,
-                count(*) FILTER (WHERE status = 'pending'),
-                count(*) FILTER (WHERE status = 'pending' AND flagged),
-                count(*) FILTER (WHERE status = 'acknowledged')
-           FROM acknowledgements GROUP BY store ORDER BY store",
+        sql_common::ACKNOWLEDGEMENT_STATS,
         [],
         records::ack_stats,
     )

@@ -1,0 +1,45 @@
+//! SQL text that is the same in both backends' dialects, written once.
+//! Only what is identical to the letter lives here (no placeholders, no
+//! casts, no dialect functions); everything else stays in `sqlite/` and
+//! `postgres/`.
+
+/// SQL for the newest non-null `column` that a notification of the purchase
+/// (`store`, `key`: SQL expressions) said: what the store said last of it.
+pub(crate) fn newest_said(column: &str, store: &str, key: &str) -> String {
+    format!(
+        "(SELECT n.{column} FROM notifications n
+           WHERE n.store = {store} AND n.subscription_key = {key} AND n.{column} IS NOT NULL
+           ORDER BY n.occurred_at DESC, n.id DESC LIMIT 1)"
+    )
+}
+
+/// The outstanding state fetches, oldest first, in the columns of
+/// [`crate::records::pending_fetch`]. The app, product and kind come from
+/// the subscription's newest notifications: what the store said last about
+/// it.
+pub(crate) fn pending_state_fetches() -> String {
+    let said = |column| newest_said(column, "p.store", "p.subscription_key");
+    format!(
+        "SELECT p.store, p.subscription_key, {}, {}, {}
+           FROM pending_state_fetches p ORDER BY p.since",
+        said("app_id"),
+        said("product_id"),
+        said("purchase_kind"),
+    )
+}
+
+/// Acknowledgements per store, in the columns of [`crate::records::ack_stats`].
+pub(crate) const ACKNOWLEDGEMENT_STATS: &str = "SELECT store,
+        count(*) FILTER (WHERE status = 'pending'),
+        count(*) FILTER (WHERE status = 'pending' AND flagged),
+        count(*) FILTER (WHERE status = 'acknowledged')
+   FROM acknowledgements GROUP BY store ORDER BY store";
+
+/// When the next pending acknowledgement falls due.
+pub(crate) const NEXT_ACKNOWLEDGEMENT_DUE: &str =
+    "SELECT min(next_attempt_at) FROM acknowledgements WHERE status = 'pending'";
+
+/// Every store's latest connection check, in the columns of
+/// [`crate::records::check`].
+pub(crate) const CHECKS: &str =
+    "SELECT store, checked_at, report_json FROM store_checks ORDER BY store";
