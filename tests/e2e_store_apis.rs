@@ -14,7 +14,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{eventually, BinaryServer, ADMIN_TOKEN};
+use common::{comparable_events, eventually, make_comparable, BinaryServer, ADMIN_TOKEN};
 use serde_json::{json, Value};
 use storehook_stand_ins::apple::signing::TestChain;
 use storehook_stand_ins::apple::{AppleApiKey, AppleStandIn, HistoryRecord};
@@ -55,10 +55,7 @@ async fn get(client: &reqwest::Client, base: &str, path: &str) -> Value {
 /// The events storehook emitted and the subscriptions of `store` they
 /// name, without the bookkeeping that differs between two servers.
 async fn observable(client: &reqwest::Client, base: &str, store: &str) -> (Vec<Value>, Vec<Value>) {
-    let events = get(client, base, "/v1/events?limit=1000").await["events"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let events = comparable_events(&get(client, base, "/v1/events?limit=1000").await);
     let mut ids: Vec<String> = events
         .iter()
         .filter_map(|e| e["subscription_id"].as_str().map(str::to_owned))
@@ -68,27 +65,9 @@ async fn observable(client: &reqwest::Client, base: &str, store: &str) -> (Vec<V
     let mut subs = Vec::new();
     for id in ids {
         let mut sub = get(client, base, &format!("/v1/subscriptions/{store}/{id}")).await;
-        for volatile in ["created_at", "updated_at", "tracked_since"] {
-            sub.as_object_mut().map(|o| o.remove(volatile));
-        }
-        for n in sub["notifications"].as_array_mut().into_iter().flatten() {
-            n.as_object_mut().map(|o| {
-                o.remove("received_at");
-                o.remove("source");
-                o.remove("id")
-            });
-        }
+        make_comparable(&mut sub, &["received_at", "source", "id"]);
         subs.push(sub);
     }
-    let events = events
-        .into_iter()
-        .map(|mut e| {
-            for volatile in ["id", "created_at", "cursor", "received_at"] {
-                e.as_object_mut().map(|o| o.remove(volatile));
-            }
-            e
-        })
-        .collect();
     (events, subs)
 }
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::receiver::Receiver;
-use common::{eventually, TestServer, ADMIN_TOKEN};
+use common::{comparable_events, eventually, make_comparable, TestServer, ADMIN_TOKEN};
 use serde_json::{json, Value};
 
 const DAY_MS: i64 = 86_400_000;
@@ -87,33 +87,13 @@ async fn observable(server: &TestServer) -> (Vec<Value>, Vec<Value>) {
     for id in ["sub-a", "sub-b"] {
         let (status, mut sub) = server.subscription("example", id).await;
         assert_eq!(status, 200, "{sub}");
-        for volatile in ["created_at", "updated_at", "tracked_since"] {
-            sub.as_object_mut().map(|o| o.remove(volatile));
-        }
-        for n in sub["notifications"].as_array_mut().into_iter().flatten() {
-            // How it arrived is the one difference (checked on its own).
-            n.as_object_mut().map(|o| {
-                o.remove("received_at");
-                o.remove("source")
-            });
-        }
+        // How it arrived is the one difference (checked on its own).
+        make_comparable(&mut sub, &["received_at", "source"]);
         subs.push(sub);
     }
     let (status, events) = server.get_admin("/v1/events?limit=1000").await;
     assert_eq!(status, 200, "{events}");
-    let events = events["events"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|mut e| {
-            for volatile in ["id", "created_at", "cursor", "received_at"] {
-                e.as_object_mut().map(|o| o.remove(volatile));
-            }
-            e
-        })
-        .collect();
-    (subs, events)
+    (subs, comparable_events(&events))
 }
 
 async fn wait_for_job(server: &TestServer, id: i64) -> Value {

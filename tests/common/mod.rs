@@ -308,6 +308,33 @@ pub async fn get_admin_json(url: &str) -> Value {
     get_admin_response(url).await.json().await.expect("json")
 }
 
+/// `/v1/events`' events without what differs between two servers doing
+/// the same work (ids, cursors, times).
+pub fn comparable_events(answer: &Value) -> Vec<Value> {
+    let mut events = answer["events"].as_array().cloned().unwrap_or_default();
+    for e in &mut events {
+        for volatile in ["id", "created_at", "cursor", "received_at"] {
+            e.as_object_mut().map(|o| o.remove(volatile));
+        }
+    }
+    events
+}
+
+/// A subscription's answer without its times, and without
+/// `notification_fields` in each of its notifications.
+pub fn make_comparable(sub: &mut Value, notification_fields: &[&str]) {
+    for volatile in ["created_at", "updated_at", "tracked_since"] {
+        sub.as_object_mut().map(|o| o.remove(volatile));
+    }
+    for n in sub["notifications"].as_array_mut().into_iter().flatten() {
+        if let Some(o) = n.as_object_mut() {
+            for field in notification_fields {
+                o.remove(*field);
+            }
+        }
+    }
+}
+
 /// Asserts an answer's status and what its `field` ("error", "verdict",
 /// "status") says, showing the whole body when either differs.
 pub fn assert_answer((status, body): (u16, &Value), expected: u16, field: &str, says: &str) {
