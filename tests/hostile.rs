@@ -154,6 +154,25 @@ async fn trickle(
     (status_of(&buf), None)
 }
 
+/// Lets `slow` start (`settle`), checks that stores are served meanwhile
+/// (other connections wait under 2 s), then waits for every trickler:
+/// what each was answered and when it was closed.
+async fn others_served_beside(
+    server: &BinaryServer,
+    slow: Vec<tokio::task::JoinHandle<(Option<u16>, Option<Duration>)>>,
+    settle: Duration,
+    base: usize,
+) -> (Duration, Vec<(Option<u16>, Option<Duration>)>) {
+    tokio::time::sleep(settle).await;
+    let worst = stores_are_served(server, 10, base).await;
+    assert!(worst < Duration::from_secs(2), "others waited {worst:?}");
+    let mut ends = Vec::with_capacity(slow.len());
+    for t in slow {
+        ends.push(t.await.expect("trickler"));
+    }
+    (worst, ends)
+}
+
 /// Headers that never finish: each connection is closed once the header
 /// timeout passes, however steadily the bytes trickle; others are served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,12 +187,9 @@ async fn trickled_headers_are_cut_off_at_the_header_timeout() {
         Duration::from_millis(250),
         Duration::from_secs(HEADER_TIMEOUT_S + 10),
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let worst = stores_are_served(&server, 10, 0).await;
-    assert!(worst < Duration::from_secs(2), "others waited {worst:?}");
+    let (worst, ends) = others_served_beside(&server, slow, Duration::from_millis(300), 0).await;
     let mut slowest = Duration::ZERO;
-    for t in slow {
-        let (_, closed) = t.await.expect("trickler");
+    for (_, closed) in ends {
         let closed = closed.expect("a trickled header was never cut off (no header-read timeout)");
         slowest = slowest.max(closed);
     }
@@ -204,12 +220,9 @@ async fn trickled_bodies_get_408_at_the_body_timeout() {
         Duration::from_millis(200),
         Duration::from_secs(BODY_TIMEOUT_S + 10),
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let worst = stores_are_served(&server, 10, 100).await;
-    assert!(worst < Duration::from_secs(2), "others waited {worst:?}");
+    let (_, ends) = others_served_beside(&server, slow, Duration::from_millis(200), 100).await;
     let mut slowest = Duration::ZERO;
-    for t in slow {
-        let (status, closed) = t.await.expect("trickler");
+    for (status, closed) in ends {
         assert_eq!(status, Some(408), "a trickled body must get 408");
         slowest = slowest.max(closed.unwrap_or(Duration::MAX));
     }
