@@ -3,11 +3,12 @@
 //! [`Columns`]; what the columns mean is decided here.
 
 use storehook_core::{
-    Environment, EventType, PurchaseKind, SubscriptionStatus, TrackedSubscription,
+    Environment, EventDetails, EventType, ImpliedState, PurchaseKind, SubscriptionStatus,
+    TrackedSubscription,
 };
 
 use crate::outbox::{AttemptRecord, DeliveryRecord, DueDelivery, EndpointStats, EventRecord};
-use crate::rules::from_json_opt;
+use crate::rules::{from_json_opt, EventSource, HistoryEntry, SubscriptionView};
 use crate::store_api::{job_kind, AckStats, DueAcknowledgement, Job, JobStatus, Overdue};
 use crate::{
     DbError, PendingFetch, Source, StoreStats, StoredCheck, StoredNotification, Subscription,
@@ -335,5 +336,72 @@ pub(crate) fn instance(r: &dyn Columns) -> Result<crate::Instance, DbError> {
         version: r.text(3)?,
         started_at_ms: r.i64(4)?,
         last_seen_ms: r.i64(5)?,
+    })
+}
+
+// ---- the write path's reads (see `rules::Ledger`) ----
+
+/// `store, notification_id, subscription_key, event_type, raw_type,
+/// environment, occurred_at, product_id, app_id, details_json` of row
+/// `row`: what an event is made from; `None` when it carries no event.
+pub(crate) fn event_source(row: i64, r: &dyn Columns) -> Result<Option<EventSource>, DbError> {
+    let (Some(event_type), Some(environment)) = (
+        r.opt_text(3)?.as_deref().and_then(EventType::parse),
+        r.opt_text(5)?.as_deref().and_then(Environment::parse),
+    ) else {
+        return Ok(None);
+    };
+    let details: EventDetails = from_json_opt(r.opt_text(9)?.as_deref())?.unwrap_or_default();
+    Ok(Some(EventSource {
+        row,
+        store: r.text(0)?,
+        notification_id: r.text(1)?,
+        subscription_key: r.opt_text(2)?,
+        event_type,
+        raw_type: r.opt_text(4)?.unwrap_or_default(),
+        environment,
+        occurred_at_ms: r.opt_i64(6)?.unwrap_or(0),
+        product_id: r.opt_text(7)?,
+        app_id: r.opt_text(8)?,
+        details,
+    }))
+}
+
+/// `occurred_at, notification_id, state_json, product_id, event_type,
+/// environment` of an applied notification, as the fold reads it.
+pub(crate) fn history_notification(r: &dyn Columns) -> Result<HistoryEntry, DbError> {
+    let mut state: ImpliedState = from_json_opt(r.opt_text(2)?.as_deref())?.unwrap_or_default();
+    if state.product_id.is_none() {
+        state.product_id = r.opt_text(3)?;
+    }
+    let event = r
+        .opt_text(4)?
+        .as_deref()
+        .and_then(EventType::parse)
+        .map(|t| Ok::<_, DbError>((t, r.opt_text(5)?.unwrap_or_default())))
+        .transpose()?;
+    Ok(HistoryEntry::notification(
+        r.opt_i64(0)?.unwrap_or(0),
+        &r.text(1)?,
+        state,
+        event,
+    ))
+}
+
+/// `as_of, id, state_json` of a fetched snapshot, as the fold reads it.
+pub(crate) fn history_snapshot(r: &dyn Columns) -> Result<HistoryEntry, DbError> {
+    let state = from_json_opt(Some(&r.text(2)?))?.unwrap_or_default();
+    Ok(HistoryEntry::snapshot(r.i64(0)?, r.i64(1)?, state))
+}
+
+/// `app_user_id, status, expires_at, auto_renew, product_id, event_sequence`.
+pub(crate) fn subscription_view(r: &dyn Columns) -> Result<SubscriptionView, DbError> {
+    Ok(SubscriptionView {
+        app_user_id: r.opt_text(0)?,
+        status: r.opt_text(1)?,
+        expires_at_ms: r.opt_i64(2)?,
+        auto_renew: r.opt_bool(3)?,
+        product_id: r.opt_text(4)?,
+        sequence: r.i64(5)?,
     })
 }

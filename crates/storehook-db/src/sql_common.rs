@@ -43,3 +43,23 @@ pub(crate) const NEXT_ACKNOWLEDGEMENT_DUE: &str =
 /// [`crate::records::check`].
 pub(crate) const CHECKS: &str =
     "SELECT store, checked_at, report_json FROM store_checks ORDER BY store";
+
+/// A subscription's notifications with those of the subscriptions it
+/// continues (a store's renamed purchases), at most 32 back, newest first,
+/// in the columns of [`crate::records::notification`]. The arguments are
+/// the dialect's placeholders for the store, the key (typed where the
+/// dialect wants it) and the limit.
+pub(crate) fn chain_notifications(store: &str, key: &str, limit: &str) -> String {
+    let columns = crate::records::NOTIFICATION_COLUMNS;
+    format!(
+        "WITH RECURSIVE chain (key, depth) AS (
+             SELECT {key}, 1
+             UNION
+             SELECT s.continues_key, chain.depth + 1 FROM subscriptions s
+               JOIN chain ON s.store = {store} AND s.subscription_key = chain.key
+              WHERE s.continues_key IS NOT NULL AND chain.depth < 32)
+         SELECT {columns} FROM notifications
+         WHERE store = {store} AND subscription_key IN (SELECT key FROM chain)
+         ORDER BY occurred_at DESC, id DESC LIMIT {limit}"
+    )
+}

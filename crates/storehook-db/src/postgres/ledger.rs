@@ -1,15 +1,13 @@
 //! The write primitives in PostgreSQL's dialect; the rules that use them
 //! are in [`crate::rules`].
 
-use storehook_core::{
-    Environment, EventDetails, EventType, ImpliedState, PurchaseKind, StateUpdate,
-};
+use storehook_core::{PurchaseKind, StateUpdate};
 
 use super::conn::PgConn;
 use crate::records::{self, Columns, SUBSCRIPTION_COLUMNS};
 use crate::rules::{
-    from_json_opt, to_json, EventSource, Folded, HistoryEntry, Ledger, NewDelivery, NewEvent,
-    StateMerge, StatsDelta, SubscriptionView,
+    to_json, EventSource, Folded, HistoryEntry, Ledger, NewDelivery, NewEvent, StateMerge,
+    StatsDelta, SubscriptionView,
 };
 use crate::{DbError, NewNotification, RejectedNotification, Subscription};
 
@@ -126,70 +124,30 @@ impl Ledger for PgConn {
     }
 
     fn event_source(&self, row: i64) -> Result<Option<EventSource>, DbError> {
-        let Some(r) = self.first(
+        self.first(
             "SELECT store, notification_id, subscription_key, event_type, raw_type, environment,
                  occurred_at, product_id, app_id, details_json
              FROM notifications WHERE id = $1",
             &[&row],
         )?
-        else {
-            return Ok(None);
-        };
-        let (Some(event_type), Some(environment)) = (
-            r.opt_text(3)?.as_deref().and_then(EventType::parse),
-            r.opt_text(5)?.as_deref().and_then(Environment::parse),
-        ) else {
-            return Ok(None);
-        };
-        let details: EventDetails = from_json_opt(r.opt_text(9)?.as_deref())?.unwrap_or_default();
-        Ok(Some(EventSource {
-            row,
-            store: r.text(0)?,
-            notification_id: r.text(1)?,
-            subscription_key: r.opt_text(2)?,
-            event_type,
-            raw_type: r.opt_text(4)?.unwrap_or_default(),
-            environment,
-            occurred_at_ms: r.opt_i64(6)?.unwrap_or(0),
-            product_id: r.opt_text(7)?,
-            app_id: r.opt_text(8)?,
-            details,
-        }))
+        .map_or(Ok(None), |r| records::event_source(row, &r))
     }
 
     fn history(&self, store: &str, key: &str) -> Result<Vec<HistoryEntry>, DbError> {
-        let mut entries = Vec::new();
-        for r in self.rows(
+        let notifications = self.rows(
             "SELECT occurred_at, notification_id, state_json, product_id, event_type, environment
              FROM notifications WHERE store = $1 AND subscription_key = $2 AND verdict = 'tracked'",
             &[&store, &key],
-        )? {
-            let mut state: ImpliedState =
-                from_json_opt(r.opt_text(2)?.as_deref())?.unwrap_or_default();
-            if state.product_id.is_none() {
-                state.product_id = r.opt_text(3)?;
-            }
-            let event = r
-                .opt_text(4)?
-                .as_deref()
-                .and_then(EventType::parse)
-                .map(|t| Ok::<_, DbError>((t, r.opt_text(5)?.unwrap_or_default())))
-                .transpose()?;
-            entries.push(HistoryEntry::notification(
-                r.opt_i64(0)?.unwrap_or(0),
-                &r.text(1)?,
-                state,
-                event,
-            ));
-        }
-        for r in self.rows(
+        )?;
+        let snapshots = self.rows(
             "SELECT as_of, id, state_json FROM state_snapshots WHERE store = $1 AND subscription_key = $2",
             &[&store, &key],
-        )? {
-            let state = from_json_opt(Some(&r.text(2)?))?.unwrap_or_default();
-            entries.push(HistoryEntry::snapshot(r.i64(0)?, r.i64(1)?, state));
-        }
-        Ok(entries)
+        )?;
+        let notifications = notifications
+            .iter()
+            .map(|r| records::history_notification(r));
+        let snapshots = snapshots.iter().map(|r| records::history_snapshot(r));
+        notifications.chain(snapshots).collect()
     }
 
     fn subscription_user(&self, store: &str, key: &str) -> Result<Option<Option<String>>, DbError> {
@@ -363,16 +321,7 @@ impl Ledger for PgConn {
              RETURNING app_user_id, status, expires_at, auto_renew, product_id, event_sequence",
             &[&store, &key],
         )?
-        .map(|r| {
-            Ok(SubscriptionView {
-                app_user_id: r.opt_text(0)?,
-                status: r.opt_text(1)?,
-                expires_at_ms: r.opt_i64(2)?,
-                auto_renew: r.opt_bool(3)?,
-                product_id: r.opt_text(4)?,
-                sequence: r.i64(5)?,
-            })
-        })
+        .map(|r| records::subscription_view(&r))
         .transpose()
     }
 

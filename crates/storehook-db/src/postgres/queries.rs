@@ -93,19 +93,7 @@ pub(super) async fn subscription_notifications(
     key: &str,
     limit: u32,
 ) -> Result<Vec<StoredNotification>, DbError> {
-    // With the notifications of the subscriptions it continues (a store's
-    // renamed purchases), at most 32 back.
-    let sql = format!(
-        "WITH RECURSIVE chain (key, depth) AS (
-             SELECT $2::text, 1
-             UNION
-             SELECT s.continues_key, chain.depth + 1 FROM subscriptions s
-               JOIN chain ON s.store = $1 AND s.subscription_key = chain.key
-              WHERE s.continues_key IS NOT NULL AND chain.depth < 32)
-         SELECT {NOTIFICATION_COLUMNS} FROM notifications
-         WHERE store = $1 AND subscription_key IN (SELECT key FROM chain)
-         ORDER BY occurred_at DESC, id DESC LIMIT $3"
-    );
+    let sql = sql_common::chain_notifications("$1", "$2::text", "$3");
     all(
         c,
         &sql,

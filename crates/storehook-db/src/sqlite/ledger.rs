@@ -2,15 +2,14 @@
 //! in [`crate::rules`].
 
 use rusqlite::{params, Connection, OptionalExtension};
-use storehook_core::{
-    Environment, EventDetails, EventType, ImpliedState, PurchaseKind, StateUpdate,
-};
+use storehook_core::{PurchaseKind, StateUpdate};
 
+use crate::records;
 use crate::rules::{
-    from_json_opt, to_json, EventSource, Folded, HistoryEntry, Ledger, NewDelivery, NewEvent,
-    StateMerge, StatsDelta, SubscriptionView,
+    to_json, EventSource, Folded, HistoryEntry, Ledger, NewDelivery, NewEvent, StateMerge,
+    StatsDelta, SubscriptionView,
 };
-use crate::sqlite::{read, Cached};
+use crate::sqlite::{all, first, read, Cached};
 use crate::{DbError, NewNotification, RejectedNotification, Subscription};
 
 impl Ledger for Connection {
@@ -112,102 +111,31 @@ impl Ledger for Connection {
     }
 
     fn event_source(&self, row: i64) -> Result<Option<EventSource>, DbError> {
-        let found = self
-            .row(
-                "SELECT store, notification_id, subscription_key, event_type, raw_type, environment,
-                     occurred_at, product_id, app_id, details_json
-                 FROM notifications WHERE id = ?1",
-                [row],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, Option<String>>(2)?,
-                        r.get::<_, Option<String>>(3)?,
-                        r.get::<_, Option<String>>(4)?,
-                        r.get::<_, Option<String>>(5)?,
-                        r.get::<_, Option<i64>>(6)?,
-                        r.get::<_, Option<String>>(7)?,
-                        r.get::<_, Option<String>>(8)?,
-                        r.get::<_, Option<String>>(9)?,
-                    ))
-                },
-            )
-            .optional()?;
-        let Some((store, nid, key, event_type, raw_type, env, at, product, app, details)) = found
-        else {
-            return Ok(None);
-        };
-        let (Some(event_type), Some(environment)) = (
-            event_type.as_deref().and_then(EventType::parse),
-            env.as_deref().and_then(Environment::parse),
-        ) else {
-            return Ok(None);
-        };
-        let details: EventDetails = from_json_opt(details.as_deref())?.unwrap_or_default();
-        Ok(Some(EventSource {
-            row,
-            store,
-            notification_id: nid,
-            subscription_key: key,
-            event_type,
-            raw_type: raw_type.unwrap_or_default(),
-            environment,
-            occurred_at_ms: at.unwrap_or(0),
-            product_id: product,
-            app_id: app,
-            details,
-        }))
+        let source = first(
+            self,
+            "SELECT store, notification_id, subscription_key, event_type, raw_type, environment,
+                 occurred_at, product_id, app_id, details_json
+             FROM notifications WHERE id = ?1",
+            [row],
+            |r| records::event_source(row, r),
+        )?;
+        Ok(source.flatten())
     }
 
     fn history(&self, store: &str, key: &str) -> Result<Vec<HistoryEntry>, DbError> {
-        let mut entries = Vec::new();
-        let mut stmt = self.prepare_cached(
+        let mut entries = all(
+            self,
             "SELECT occurred_at, notification_id, state_json, product_id, event_type, environment
              FROM notifications WHERE store = ?1 AND subscription_key = ?2 AND verdict = 'tracked'",
+            params![store, key],
+            records::history_notification,
         )?;
-        let rows = stmt.query_map(params![store, key], |r| {
-            Ok((
-                r.get::<_, Option<i64>>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, Option<String>>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, Option<String>>(5)?,
-            ))
-        })?;
-        for row in rows {
-            let (at, nid, state_json, product, event_type, environment) = row?;
-            let mut state: ImpliedState = from_json_opt(state_json.as_deref())?.unwrap_or_default();
-            if state.product_id.is_none() {
-                state.product_id = product;
-            }
-            let event = event_type
-                .as_deref()
-                .and_then(EventType::parse)
-                .map(|t| (t, environment.unwrap_or_default()));
-            entries.push(HistoryEntry::notification(
-                at.unwrap_or(0),
-                &nid,
-                state,
-                event,
-            ));
-        }
-        let mut stmt = self.prepare_cached(
+        entries.extend(all(
+            self,
             "SELECT as_of, id, state_json FROM state_snapshots WHERE store = ?1 AND subscription_key = ?2",
-        )?;
-        let rows = stmt.query_map(params![store, key], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })?;
-        for row in rows {
-            let (at, id, state_json) = row?;
-            let state = from_json_opt(Some(&state_json))?.unwrap_or_default();
-            entries.push(HistoryEntry::snapshot(at, id, state));
-        }
+            params![store, key],
+            records::history_snapshot,
+        )?);
         Ok(entries)
     }
 
@@ -385,23 +313,13 @@ impl Ledger for Connection {
              WHERE store = ?1 AND subscription_key = ?2",
             params![store, key],
         )?;
-        Ok(self
-            .row(
-                "SELECT app_user_id, status, expires_at, auto_renew, product_id, event_sequence
-                 FROM subscriptions WHERE store = ?1 AND subscription_key = ?2",
-                params![store, key],
-                |r| {
-                    Ok(SubscriptionView {
-                        app_user_id: r.get(0)?,
-                        status: r.get(1)?,
-                        expires_at_ms: r.get(2)?,
-                        auto_renew: r.get(3)?,
-                        product_id: r.get(4)?,
-                        sequence: r.get(5)?,
-                    })
-                },
-            )
-            .optional()?)
+        first(
+            self,
+            "SELECT app_user_id, status, expires_at, auto_renew, product_id, event_sequence
+             FROM subscriptions WHERE store = ?1 AND subscription_key = ?2",
+            params![store, key],
+            records::subscription_view,
+        )
     }
 
     fn add_pending_fetch(&self, store: &str, key: &str, since_ms: i64) -> Result<(), DbError> {

@@ -3,6 +3,7 @@
 use rusqlite::{params, Connection};
 
 use crate::records::{self, NOTIFICATION_COLUMNS, STORE_STATS_COLUMNS, SUBSCRIPTION_COLUMNS};
+use crate::sql_common;
 use crate::sqlite::{all, first};
 use crate::{
     DbError, NotificationFilter, PendingFetch, StoreStats, StoredNotification, Subscription,
@@ -38,19 +39,7 @@ pub(crate) fn subscription_notifications(
     key: &str,
     limit: u32,
 ) -> Result<Vec<StoredNotification>, DbError> {
-    // With the notifications of the subscriptions it continues (a store's
-    // renamed purchases), at most 32 back.
-    let sql = format!(
-        "WITH RECURSIVE chain (key, depth) AS (
-             SELECT ?2, 1
-             UNION
-             SELECT s.continues_key, chain.depth + 1 FROM subscriptions s
-               JOIN chain ON s.store = ?1 AND s.subscription_key = chain.key
-              WHERE s.continues_key IS NOT NULL AND chain.depth < 32)
-         SELECT {NOTIFICATION_COLUMNS} FROM notifications
-         WHERE store = ?1 AND subscription_key IN (SELECT key FROM chain)
-         ORDER BY occurred_at DESC, id DESC LIMIT ?3"
-    );
+    let sql = sql_common::chain_notifications("?1", "?2", "?3");
     all(
         conn,
         &sql,
@@ -86,6 +75,6 @@ pub(crate) fn notification_decoded(
 }
 
 pub(crate) fn pending_state_fetches(conn: &Connection) -> Result<Vec<PendingFetch>, DbError> {
-    let sql = crate::sql_common::pending_state_fetches();
+    let sql = sql_common::pending_state_fetches();
     all(conn, &sql, [], records::pending_fetch)
 }
