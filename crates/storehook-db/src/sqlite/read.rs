@@ -85,6 +85,19 @@ pub(crate) fn notification_decoded(
     first(conn, &sql, [id], records::notification_decoded)
 }
 
+pub(crate) fn state_fetch_pending(
+    conn: &Connection,
+    store: &str,
+    key: &str,
+) -> Result<bool, DbError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM pending_state_fetches
+                             WHERE store = ?1 AND subscription_key = ?2)",
+        )?
+        .query_row([store, key], |r| r.get(0))?)
+}
+
 pub(crate) fn pending_state_fetches(conn: &Connection) -> Result<Vec<PendingFetch>, DbError> {
     // The app, product and kind come from the subscription's newest
     // notifications: what the store said last about it.
