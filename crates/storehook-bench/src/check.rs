@@ -1,6 +1,7 @@
-//! After a run: the SQLite file, opened read-only, must hold every
-//! notification that got a 200 exactly once (with the right verdict), none
-//! that was refused, and nothing else of this workload.
+//! After a run: the database (the SQLite file, opened read-only, or the
+//! PostgreSQL database every instance wrote) must hold every notification
+//! that got a 200 exactly once (with the right verdict), none that was
+//! refused, and nothing else of this workload.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -15,6 +16,8 @@ use crate::traffic::{Store, Workload};
 pub struct DbCheck {
     /// Rows of this workload found in `notifications`.
     pub rows: usize,
+    /// Rows storing a notification a second time.
+    pub duplicate_rows: usize,
     /// Fresh notifications answered 200 (each must be stored once).
     pub acknowledged: usize,
     pub acknowledged_missing: usize,
@@ -33,42 +36,101 @@ pub struct DbCheck {
     pub ok: bool,
 }
 
+/// What the database holds of this workload: (store, notification id) →
+/// verdict, and the subscriptions whose state a notification applied.
+struct Stored {
+    verdicts: HashMap<(String, String), String>,
+    /// Rows with the same (store, notification id) as one before them.
+    duplicate_rows: usize,
+    applied: HashSet<(String, String)>,
+}
+
+impl Stored {
+    fn new(
+        rows: impl IntoIterator<Item = ((String, String), String)>,
+        applied: HashSet<(String, String)>,
+    ) -> Self {
+        let mut verdicts = HashMap::new();
+        let mut duplicate_rows = 0;
+        for (key, verdict) in rows {
+            if verdicts.insert(key, verdict).is_some() {
+                duplicate_rows += 1;
+            }
+        }
+        Self {
+            verdicts,
+            duplicate_rows,
+            applied,
+        }
+    }
+}
+
+// Only this workload's ids: every id carries the workload's nonce
+// (Google's numeric message ids start with it in decimal). UNIQUE (store,
+// notification_id) in the schema already rules out a second row.
+const ROWS_SQLITE: &str = "SELECT store, notification_id, verdict FROM notifications
+     WHERE (store != 'google' AND notification_id LIKE ?1)
+        OR (store = 'google' AND notification_id LIKE ?2)";
+const ROWS_POSTGRES: &str = "SELECT store, notification_id, verdict FROM notifications
+     WHERE (store != 'google' AND notification_id LIKE $1)
+        OR (store = 'google' AND notification_id LIKE $2)";
+const APPLIED: &str =
+    "SELECT store, subscription_key FROM subscriptions WHERE last_event_at IS NOT NULL";
+
+fn id_patterns(workload: &Workload) -> [String; 2] {
+    let google_prefix = u32::from_str_radix(&workload.nonce, 16).unwrap_or(0);
+    [format!("%{}%", workload.nonce), format!("{google_prefix}%")]
+}
+
+/// Checks a SQLite file, opened read-only.
 pub fn check(db: &Path, workload: &Workload, samples: &[Sample]) -> Result<DbCheck> {
     let conn = rusqlite::Connection::open_with_flags(
         db,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .with_context(|| format!("opening {} read-only", db.display()))?;
+    let mut stmt = conn.prepare(ROWS_SQLITE)?;
+    let rows: Vec<_> = stmt
+        .query_map(id_patterns(workload), |r| {
+            Ok(((r.get(0)?, r.get(1)?), r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut stmt = conn.prepare(APPLIED)?;
+    let applied = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(evaluate(&Stored::new(rows, applied), workload, samples))
+}
 
-    // (store, notification id) → verdict, for this workload's ids only:
-    // every id carries the workload's nonce (Google's numeric message ids
-    // start with it in decimal). UNIQUE (store, notification_id) in the
-    // schema already rules out a second row.
-    let google_prefix = u32::from_str_radix(&workload.nonce, 16).unwrap_or(0);
-    let mut stored: HashMap<(String, String), String> = HashMap::new();
-    {
-        let mut stmt = conn.prepare(
-            "SELECT store, notification_id, verdict FROM notifications
-             WHERE (store != 'google' AND notification_id LIKE ?1)
-                OR (store = 'google' AND notification_id LIKE ?2)",
-        )?;
-        let rows = stmt.query_map(
-            [format!("%{}%", workload.nonce), format!("{google_prefix}%")],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            },
-        )?;
-        for row in rows {
-            let (store, id, verdict) = row?;
-            stored.insert((store, id), verdict);
-        }
-    }
+/// Checks a PostgreSQL database (after its instances stopped).
+pub async fn check_postgres(url: &str, workload: &Workload, samples: &[Sample]) -> Result<DbCheck> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .context("connecting to PostgreSQL for the check")?;
+    let connection = tokio::spawn(connection);
+    let [ids, google_ids] = id_patterns(workload);
+    let rows: Vec<_> = client
+        .query(ROWS_POSTGRES, &[&ids, &google_ids])
+        .await?
+        .iter()
+        .map(|r| Ok(((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()?;
+    let applied = client
+        .query(APPLIED, &[])
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()?;
+    drop(client);
+    let _ = connection.await;
+    Ok(evaluate(&Stored::new(rows, applied), workload, samples))
+}
+
+fn evaluate(db: &Stored, workload: &Workload, samples: &[Sample]) -> DbCheck {
+    let stored = &db.verdicts;
     let mut report = DbCheck {
-        rows: stored.len(),
+        rows: stored.len() + db.duplicate_rows,
+        duplicate_rows: db.duplicate_rows,
         ..DbCheck::default()
     };
 
@@ -128,21 +190,18 @@ pub fn check(db: &Path, workload: &Workload, samples: &[Sample]) -> Result<DbChe
     }
     report.unexplained_rows = stored.keys().filter(|k| !explained.contains(*k)).count();
 
-    let mut stmt = conn.prepare(
-        "SELECT last_event_at IS NOT NULL FROM subscriptions WHERE store = ?1 AND subscription_key = ?2",
-    )?;
-    for (store, sub) in &tracked_hit {
-        let applied: bool = stmt
-            .query_row([store.id(), sub], |r| r.get(0))
-            .unwrap_or(false);
-        if !applied {
-            report.tracked_not_applied += 1;
-        }
-    }
-    report.ok = report.acknowledged_missing == 0
+    report.tracked_not_applied = tracked_hit
+        .iter()
+        .filter(|(store, sub)| {
+            !db.applied
+                .contains(&(store.id().to_owned(), (*sub).to_owned()))
+        })
+        .count();
+    report.ok = report.duplicate_rows == 0
+        && report.acknowledged_missing == 0
         && report.wrong_verdict == 0
         && report.forged_stored == 0
         && report.unexplained_rows == 0
         && report.tracked_not_applied == 0;
-    Ok(report)
+    report
 }

@@ -1,6 +1,7 @@
-//! Drives a server over HTTP at a chosen concurrency (closed loop) or rate
-//! (open loop), recording every answer and its latency, while sampling the
-//! server's CPU time and memory.
+//! Drives a server (or several instances of it, request by request in
+//! turn) over HTTP at a chosen concurrency (closed loop) or rate (open
+//! loop), recording every answer and its latency, while sampling the
+//! servers' CPU time and memory.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -69,10 +70,12 @@ pub struct Options {
 pub struct RunOutput {
     pub samples: Vec<Sample>,
     pub elapsed: Duration,
+    /// Summed over the instances.
     pub server_cpu_s: Option<f64>,
-    /// Largest VmRSS seen while sampling every 100 ms, KiB.
+    /// Largest VmRSS of any one instance seen while sampling every 100 ms, KiB.
     pub rss_max_kib: Option<u64>,
-    /// VmHWM at the end (peak resident set since the server started), KiB.
+    /// Largest VmHWM at the end (an instance's peak resident set since it
+    /// started), KiB.
     pub rss_peak_kib: Option<u64>,
 }
 
@@ -124,10 +127,12 @@ pub async fn track(base: &str, workload: &Workload, concurrency: usize) -> anyho
     Ok(())
 }
 
-/// Sends the workload's plan once.
+/// Sends the workload's plan once, request `i` to `bases[i % n]` (the same
+/// concurrency in total however many instances). `pids` are the
+/// instances' processes (none for a server someone else runs).
 pub async fn run(
-    base: &str,
-    pid: Option<u32>,
+    bases: &[String],
+    pids: &[u32],
     workload: Arc<Workload>,
     options: &Options,
 ) -> RunOutput {
@@ -149,12 +154,14 @@ pub async fn run(
     // Memory sampler.
     let sampling = Arc::new(AtomicBool::new(true));
     let rss_max = Arc::new(AtomicU64::new(0));
-    let sampler = pid.map(|pid| {
-        let (sampling, rss_max) = (sampling.clone(), rss_max.clone());
+    let sampler = (!pids.is_empty()).then(|| {
+        let (sampling, rss_max, pids) = (sampling.clone(), rss_max.clone(), pids.to_vec());
         tokio::spawn(async move {
             while sampling.load(Ordering::Relaxed) {
-                if let Some(kib) = server::status_kib(pid, "VmRSS") {
-                    rss_max.fetch_max(kib, Ordering::Relaxed);
+                for &pid in &pids {
+                    if let Some(kib) = server::status_kib(pid, "VmRSS") {
+                        rss_max.fetch_max(kib, Ordering::Relaxed);
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -164,18 +171,18 @@ pub async fn run(
     let client = client(options.concurrency);
     let next = Arc::new(AtomicUsize::new(0));
     let acked: Arc<Mutex<Vec<usize>>> = Arc::new(Mutex::new(Vec::new()));
-    let cpu_before = pid.and_then(server::cpu_seconds);
+    let cpu_before = cpu_of(pids);
     let per_worker = total / options.concurrency.max(1) + 1;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for worker in 0..options.concurrency {
-        let (client, next, acked, workload, bar, base) = (
+        let (client, next, acked, workload, bar, bases) = (
             client.clone(),
             next.clone(),
             acked.clone(),
             workload.clone(),
             bar.clone(),
-            base.to_owned(),
+            bases.to_vec(),
         );
         let interval = options
             .rate
@@ -216,7 +223,10 @@ pub async fn run(
                     _ => workload.fresh.get(index),
                 };
                 let Some(request) = request else { continue };
-                let sample = send(&client, &base, request, kind, index).await;
+                let Some(base) = bases.get(i % bases.len().max(1)) else {
+                    break;
+                };
+                let sample = send(&client, base, request, kind, index).await;
                 if kind == Kind::Fresh && sample.status == 200 {
                     acked.lock().unwrap_or_else(|e| e.into_inner()).push(index);
                 }
@@ -233,7 +243,7 @@ pub async fn run(
         }
     }
     let elapsed = started.elapsed();
-    let cpu_after = pid.and_then(server::cpu_seconds);
+    let cpu_after = cpu_of(pids);
     sampling.store(false, Ordering::Relaxed);
     if let Some(s) = sampler {
         let _ = s.await;
@@ -244,8 +254,19 @@ pub async fn run(
         elapsed,
         server_cpu_s: cpu_before.zip(cpu_after).map(|(a, b)| b - a),
         rss_max_kib: Some(rss_max.load(Ordering::Relaxed)).filter(|&k| k > 0),
-        rss_peak_kib: pid.and_then(|p| server::status_kib(p, "VmHWM")),
+        rss_peak_kib: pids
+            .iter()
+            .filter_map(|&p| server::status_kib(p, "VmHWM"))
+            .max(),
     }
+}
+
+/// CPU seconds of all `pids` together; `None` if any cannot be read.
+fn cpu_of(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&p| server::cpu_seconds(p)).sum()
 }
 
 async fn send(

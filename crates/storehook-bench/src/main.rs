@@ -9,15 +9,23 @@
 //! database: every request that got a 200 is stored exactly once, every
 //! refused one is absent.
 //!
+//! It runs against SQLite (the default) or PostgreSQL (a throwaway server,
+//! or `--database-url`), with one or several instances sharing the
+//! database and the load.
+//!
 //! ```text
 //! storehook-bench run --stores stripe --requests 40000 --concurrency 32
+//! storehook-bench run --stores stripe --backend postgres:3   # three instances, one database
 //! storehook-bench compare --a-sync FULL --b-sync OFF --rounds 3
+//! storehook-bench compare --a-backend sqlite --b-backend postgres --rounds 4
+//! storehook-bench scale --stores stripe --instances 1,2,3 --rounds 3
 //! storehook-bench setup --workdir bench   # keys + config for a server you start yourself
 //! ```
 
 mod check;
 mod keys;
 mod load;
+mod postgres;
 mod report;
 mod server;
 mod traffic;
@@ -30,7 +38,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use crate::keys::Keys;
-use crate::report::Summary;
+use crate::postgres::PgServer;
+use crate::report::{Summary, WriterFigures};
 use crate::server::Server;
 use crate::traffic::{Mix, Store, Workload};
 
@@ -61,6 +70,12 @@ enum Command {
         /// `[database] synchronous` of the started server: FULL, NORMAL or OFF.
         #[arg(long, default_value = "FULL")]
         synchronous: String,
+        /// The database of the started servers: `sqlite`, or `postgres[:N]`
+        /// (N instances on one PostgreSQL database, the load spread over them).
+        #[arg(long, default_value = "sqlite")]
+        backend: DbKind,
+        #[command(flatten)]
+        postgres: PostgresArgs,
         /// Target a running server (configured by `setup`) instead of starting one.
         #[arg(long)]
         target: Option<String>,
@@ -87,11 +102,102 @@ enum Command {
         a_sync: String,
         #[arg(long, default_value = "FULL")]
         b_sync: String,
+        /// A's database: `sqlite`, or `postgres[:N]` (N instances).
+        #[arg(long, default_value = "sqlite")]
+        a_backend: DbKind,
+        #[arg(long, default_value = "sqlite")]
+        b_backend: DbKind,
+        #[command(flatten)]
+        postgres: PostgresArgs,
         #[arg(long, default_value_t = 3)]
         rounds: usize,
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// SQLite (the baseline) and PostgreSQL with 1, 2, 3… instances, in
+    /// turn within each round (the order rotating), each as a ratio to the
+    /// SQLite run of its round, with the medians.
+    Scale {
+        #[command(flatten)]
+        workload: WorkloadArgs,
+        #[arg(long)]
+        server: Option<PathBuf>,
+        /// Instance counts to run on PostgreSQL, e.g. `1,2,3`.
+        #[arg(long, default_value = "1,2,3", value_delimiter = ',')]
+        instances: Vec<usize>,
+        #[command(flatten)]
+        postgres: PostgresArgs,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Clone)]
+struct PostgresArgs {
+    /// A PostgreSQL server to run against (its user may create databases;
+    /// each run gets a fresh one, dropped afterwards). Default: a throwaway
+    /// server (Debian's postgresql package) started for the bench.
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+/// Which database the started servers share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DbKind {
+    Sqlite,
+    /// This many instances on one PostgreSQL database.
+    Postgres(usize),
+}
+
+impl std::str::FromStr for DbKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, count) = s.split_once(':').unwrap_or((s, "1"));
+        match name {
+            "sqlite" if count == "1" => Ok(Self::Sqlite),
+            "postgres" | "pg" => match count.parse::<usize>() {
+                Ok(n) if n > 0 => Ok(Self::Postgres(n)),
+                _ => Err(format!(
+                    "`{count}`: the instance count must be a positive number"
+                )),
+            },
+            _ => Err(format!("`{s}`: sqlite, postgres or postgres:N")),
+        }
+    }
+}
+
+impl DbKind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    fn instances(self) -> usize {
+        match self {
+            Self::Sqlite => 1,
+            Self::Postgres(n) => n,
+        }
+    }
+
+    fn label(self) -> String {
+        match self {
+            Self::Sqlite => "sqlite".into(),
+            Self::Postgres(n) => format!("pg×{n}"),
+        }
+    }
+}
+
+/// The PostgreSQL server, started once if any target needs it.
+fn postgres_for(kinds: &[DbKind], args: &PostgresArgs) -> Result<Option<PgServer>> {
+    kinds
+        .iter()
+        .any(|k| matches!(k, DbKind::Postgres(_)))
+        .then(|| PgServer::start(args.database_url.as_deref()))
+        .transpose()
 }
 
 #[derive(Args, Clone)]
@@ -196,20 +302,22 @@ fn default_server_bin() -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// Where and how one run starts its server.
+/// Where and how one run starts its server(s).
 struct Target<'a> {
-    label: &'a str,
+    label: String,
     bin: &'a Path,
     synchronous: &'a str,
+    db: DbKind,
 }
 
-/// Starts a fresh server with a fresh database, tracks, drives, stops,
+/// Starts fresh servers on a fresh database, tracks, drives, stops,
 /// checks the database.
 async fn run_fresh(
     keys: &Keys,
     workload: &mut Arc<Workload>,
     args: &WorkloadArgs,
     target: &Target<'_>,
+    pg: Option<&PgServer>,
 ) -> Result<Summary> {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -229,30 +337,84 @@ async fn run_fresh(
     if let Some(w) = Arc::get_mut(workload) {
         w.refresh(keys);
     }
-    let server = Server::start(target.bin, &config)?;
-    load::track(&server.base, workload, args.concurrency).await?;
+    let postgres = match (target.db, pg) {
+        (DbKind::Sqlite, _) => None,
+        (DbKind::Postgres(_), Some(pg)) => {
+            let name = postgres::database_name(&target.label, stamp);
+            let url = pg.create_database(&name).await?;
+            Some((pg, name, url))
+        }
+        (DbKind::Postgres(_), None) => bail!("no PostgreSQL server for {}", target.label),
+    };
+    let url = postgres.as_ref().map(|(_, _, url)| url.as_str());
+    // One at a time: each migrates (or finds the schema done) under a lock.
+    let servers = (0..target.db.instances())
+        .map(|_| Server::start(target.bin, &config, url))
+        .collect::<Result<Vec<_>>>()?;
+    let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
+    let pids: Vec<u32> = servers.iter().filter_map(|s| s.pid).collect();
+    load::track(&bases[0], workload, args.concurrency).await?;
     let options = load::Options {
         concurrency: args.concurrency,
         rate: args.rate,
         progress: !args.no_progress,
     };
-    let out = load::run(&server.base, server.pid, workload.clone(), &options).await;
-    server.stop()?;
-    let db_check = check::check(&db, workload, &out.samples)?;
+    let metrics = load::client(1);
+    let commits_before = commit_counts(&metrics, &bases).await;
+    let pg_port = postgres.as_ref().and_then(|(pg, _, _)| pg.local_port());
+    let pg_cpu_before = pg_port.and_then(server::postgres_cpu_seconds);
+    let out = load::run(&bases, &pids, workload.clone(), &options).await;
+    let pg_cpu = pg_port
+        .and_then(server::postgres_cpu_seconds)
+        .zip(pg_cpu_before)
+        .map(|(after, before)| after - before);
+    let commits_after = commit_counts(&metrics, &bases).await;
+    for server in servers {
+        server.stop()?;
+    }
+    let db_check = match &postgres {
+        None => check::check(&db, workload, &out.samples)?,
+        Some((_, _, url)) => check::check_postgres(url, workload, &out.samples).await?,
+    };
     if !args.keep {
         let _ = std::fs::remove_dir_all(&dir);
+        if let Some((pg, name, _)) = &postgres {
+            pg.drop_database(name).await?;
+        }
     }
-    Ok(report::summarize(
+    let mut summary = report::summarize(
         &report::Context {
-            label: target.label,
-            synchronous: target.synchronous,
+            label: &target.label,
+            database: target.db.name(),
+            instances: target.db.instances(),
+            synchronous: if postgres.is_some() {
+                "on (synchronous_commit)"
+            } else {
+                target.synchronous
+            },
             concurrency: args.concurrency,
             rate: args.rate,
         },
         workload,
         &out,
         Some(db_check),
-    ))
+    );
+    summary.writer = commits_before
+        .zip(commits_after)
+        .map(|(b, a)| WriterFigures::between(b, a, out.elapsed.as_secs_f64()));
+    summary.server.database_cpu_us_per_request =
+        pg_cpu.map(|c| c * 1e6 / out.samples.len().max(1) as f64);
+    Ok(summary)
+}
+
+/// The writers' commits and writes so far, summed over the instances.
+async fn commit_counts(client: &reqwest::Client, bases: &[String]) -> Option<(u64, u64)> {
+    let mut total = (0, 0);
+    for base in bases {
+        let (commits, writes) = server::commit_counts(client, base).await?;
+        total = (total.0 + commits, total.1 + writes);
+    }
+    Some(total)
 }
 
 fn write_json(path: Option<&Path>, value: &serde_json::Value) -> Result<()> {
@@ -307,6 +469,8 @@ async fn async_main(cli: Cli) -> Result<()> {
             workload: args,
             server,
             synchronous,
+            backend,
+            postgres,
             target,
             db,
             pid,
@@ -323,8 +487,9 @@ async fn async_main(cli: Cli) -> Result<()> {
                         rate: args.rate,
                         progress: !args.no_progress,
                     };
+                    let pids: Vec<u32> = server.pid.into_iter().collect();
                     let output =
-                        load::run(&server.base, server.pid, workload.clone(), &options).await;
+                        load::run(&[server.base.clone()], &pids, workload.clone(), &options).await;
                     let db_check = match &db {
                         Some(db) => Some(check::check(db, &workload, &output.samples)?),
                         None => None,
@@ -332,6 +497,8 @@ async fn async_main(cli: Cli) -> Result<()> {
                     report::summarize(
                         &report::Context {
                             label: "target",
+                            database: "as configured",
+                            instances: 1,
                             synchronous: "as configured",
                             concurrency: args.concurrency,
                             rate: args.rate,
@@ -343,12 +510,14 @@ async fn async_main(cli: Cli) -> Result<()> {
                 }
                 None => {
                     let bin = server_bin(server)?;
+                    let pg = postgres_for(&[backend], &postgres)?;
                     let target = Target {
-                        label: "run",
+                        label: backend.label(),
                         bin: &bin,
                         synchronous: &synchronous,
+                        db: backend,
                     };
-                    run_fresh(&keys, &mut workload, &args, &target).await?
+                    run_fresh(&keys, &mut workload, &args, &target, pg.as_ref()).await?
                 }
             };
             report::print(&summary);
@@ -371,6 +540,9 @@ async fn async_main(cli: Cli) -> Result<()> {
             b_bin,
             a_sync,
             b_sync,
+            a_backend,
+            b_backend,
+            postgres,
             rounds,
             out,
         } => {
@@ -378,32 +550,38 @@ async fn async_main(cli: Cli) -> Result<()> {
             let mut workload = Arc::new(args.generate(&keys)?);
             let a_bin = server_bin(a_bin)?;
             let b_bin = b_bin.unwrap_or_else(|| a_bin.clone());
-            let a = Target {
-                label: "A",
-                bin: &a_bin,
-                synchronous: &a_sync,
-            };
-            let b = Target {
-                label: "B",
-                bin: &b_bin,
-                synchronous: &b_sync,
-            };
+            let pg = postgres_for(&[a_backend, b_backend], &postgres)?;
+            let targets = [
+                Target {
+                    label: "A".into(),
+                    bin: &a_bin,
+                    synchronous: &a_sync,
+                    db: a_backend,
+                },
+                Target {
+                    label: "B".into(),
+                    bin: &b_bin,
+                    synchronous: &b_sync,
+                    db: b_backend,
+                },
+            ];
             eprintln!(
-                "A = {} synchronous={a_sync}\nB = {} synchronous={b_sync}",
+                "A = {} {} synchronous={a_sync}\nB = {} {} synchronous={b_sync}",
                 a_bin.display(),
-                b_bin.display()
+                a_backend.label(),
+                b_bin.display(),
+                b_backend.label()
             );
             let machine = server::machine();
-            let mut results: Vec<(Summary, Summary)> = Vec::new();
-            for round in 0..rounds {
-                // A B, then B A: drift in the machine's load hits both.
-                let (first, second) = if round % 2 == 0 { (&a, &b) } else { (&b, &a) };
-                let s1 = run_fresh(&keys, &mut workload, &args, first).await?;
-                report::print(&s1);
-                let s2 = run_fresh(&keys, &mut workload, &args, second).await?;
-                report::print(&s2);
-                results.push(if round % 2 == 0 { (s1, s2) } else { (s2, s1) });
-            }
+            let results: Vec<(Summary, Summary)> =
+                alternate(&keys, &mut workload, &args, &targets, rounds, pg.as_ref())
+                    .await?
+                    .into_iter()
+                    .filter_map(|round| {
+                        let mut round = round.into_iter();
+                        Some((round.next()?, round.next()?))
+                    })
+                    .collect();
             println!("\nround   A req/s   B req/s   B/A   A p99 ms  B p99 ms  A µs CPU/req  B µs CPU/req");
             let ratio = |f: &dyn Fn(&Summary) -> Option<f64>| {
                 median(
@@ -443,8 +621,8 @@ async fn async_main(cli: Cli) -> Result<()> {
                 &serde_json::json!({
                     "machine": machine,
                     "mix": workload.mix,
-                    "a": {"bin": a_bin, "synchronous": a_sync},
-                    "b": {"bin": b_bin, "synchronous": b_sync},
+                    "a": {"bin": a_bin, "synchronous": a_sync, "backend": a_backend.label()},
+                    "b": {"bin": b_bin, "synchronous": b_sync, "backend": b_backend.label()},
                     "rounds": results.iter().map(|(a, b)| serde_json::json!({"a": a, "b": b})).collect::<Vec<_>>(),
                     "median_ratio_b_over_a": {"throughput": throughput, "p99": p99, "cpu_per_request": cpu},
                 }),
@@ -454,5 +632,142 @@ async fn async_main(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Scale {
+            workload: args,
+            server,
+            instances,
+            postgres,
+            rounds,
+            out,
+        } => {
+            let keys = Keys::load_or_create(&args.workdir)?;
+            let mut workload = Arc::new(args.generate(&keys)?);
+            let bin = server_bin(server)?;
+            anyhow::ensure!(
+                instances.iter().all(|&n| n > 0),
+                "--instances: positive counts"
+            );
+            let kinds: Vec<DbKind> = std::iter::once(DbKind::Sqlite)
+                .chain(instances.iter().map(|&n| DbKind::Postgres(n)))
+                .collect();
+            let pg = postgres_for(&kinds, &postgres)?;
+            let targets: Vec<Target> = kinds
+                .iter()
+                .map(|&db| Target {
+                    label: db.label(),
+                    bin: &bin,
+                    synchronous: "FULL",
+                    db,
+                })
+                .collect();
+            let machine = server::machine();
+            let results =
+                alternate(&keys, &mut workload, &args, &targets, rounds, pg.as_ref()).await?;
+            let ratios = scale_table(&targets, &results);
+            let failed = results
+                .iter()
+                .flatten()
+                .any(|s| s.db_check.as_ref().is_some_and(|c| !c.ok) || !s.unexpected.is_empty());
+            write_json(
+                out.as_deref(),
+                &serde_json::json!({
+                    "machine": machine,
+                    "mix": workload.mix,
+                    "bin": bin,
+                    "rounds": results,
+                    "median_ratio_to_sqlite": ratios,
+                }),
+            )?;
+            if failed {
+                bail!("a run broke a promise (see above)");
+            }
+            Ok(())
+        }
     }
+}
+
+/// Runs every target once per round, the order rotating from round to
+/// round (A B, B A for two) so drift in the machine's load hits all.
+/// Each round's summaries come back in the targets' order.
+async fn alternate(
+    keys: &Keys,
+    workload: &mut Arc<Workload>,
+    args: &WorkloadArgs,
+    targets: &[Target<'_>],
+    rounds: usize,
+    pg: Option<&PgServer>,
+) -> Result<Vec<Vec<Summary>>> {
+    let n = targets.len();
+    let mut results = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let mut row: Vec<Option<Summary>> = (0..n).map(|_| None).collect();
+        for step in 0..n {
+            let i = (step + round) % n;
+            let summary = run_fresh(keys, workload, args, &targets[i], pg).await?;
+            report::print(&summary);
+            row[i] = Some(summary);
+        }
+        results.push(row.into_iter().flatten().collect());
+    }
+    Ok(results)
+}
+
+/// Prints each target's figures as ratios to the first (SQLite) of the
+/// same round, and returns their medians by label.
+fn scale_table(targets: &[Target<'_>], results: &[Vec<Summary>]) -> serde_json::Value {
+    let p99 = |s: &Summary| s.latency.as_ref().map(|l| l.p99_ms);
+    let cpu = |s: &Summary| s.server.cpu_us_per_request;
+    let per_commit = |s: &Summary| s.writer.map(|w| w.writes_per_commit);
+    println!("\nround  target     req/s   ×SQLite   p99 ms  ×SQLite  µs CPU/req  writes/commit");
+    for (round, row) in results.iter().enumerate() {
+        let Some(base) = row.first() else { continue };
+        for s in row {
+            println!(
+                "{:>5}  {:<8} {:>8.0} {:>8.3} {:>8.2} {:>8.3} {:>11.0} {:>14.2}",
+                round + 1,
+                s.label,
+                s.throughput_rps,
+                s.throughput_rps / base.throughput_rps,
+                p99(s).unwrap_or(f64::NAN),
+                p99(s).zip(p99(base)).map_or(f64::NAN, |(a, b)| a / b),
+                cpu(s).unwrap_or(f64::NAN),
+                per_commit(s).unwrap_or(f64::NAN)
+            );
+        }
+    }
+    let mut medians = serde_json::Map::new();
+    println!("\nmedian ratio to SQLite of the same round:");
+    for (i, target) in targets.iter().enumerate() {
+        let ratio = |f: &dyn Fn(&Summary) -> Option<f64>| {
+            median(
+                results
+                    .iter()
+                    .filter_map(|row| Some(f(row.get(i)?)? / f(row.first()?)?))
+                    .collect(),
+            )
+        };
+        let throughput = ratio(&|s| Some(s.throughput_rps));
+        let p99_ratio = ratio(&p99);
+        let cpu_ratio = ratio(&cpu);
+        let writes_per_commit = median(
+            results
+                .iter()
+                .filter_map(|row| per_commit(row.get(i)?))
+                .collect(),
+        );
+        println!(
+            "  {:<8} throughput {throughput:.3}, p99 {p99_ratio:.3}, CPU per request {cpu_ratio:.3}, writes per commit {writes_per_commit:.2}",
+            target.label
+        );
+        medians.insert(
+            target.label.clone(),
+            serde_json::json!({
+                "throughput": throughput,
+                "p99": p99_ratio,
+                "cpu_per_request": cpu_ratio,
+                "writes_per_commit": writes_per_commit,
+            }),
+        );
+    }
+    serde_json::Value::Object(medians)
 }

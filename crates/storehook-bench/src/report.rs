@@ -54,11 +54,40 @@ pub struct ServerUse {
     pub cpu_us_per_request: Option<f64>,
     pub rss_max_mib: Option<f64>,
     pub rss_peak_mib: Option<f64>,
+    /// PostgreSQL's own CPU (its postmaster and backends), when it runs here.
+    pub database_cpu_us_per_request: Option<f64>,
+}
+
+/// The instances' group-commit writers during the measured run (from
+/// their `/metrics`): how many writes one commit carried.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct WriterFigures {
+    pub commits: u64,
+    pub writes: u64,
+    pub writes_per_commit: f64,
+    pub commits_per_second: f64,
+}
+
+impl WriterFigures {
+    pub fn between(before: (u64, u64), after: (u64, u64), secs: f64) -> Self {
+        let commits = after.0.saturating_sub(before.0);
+        let writes = after.1.saturating_sub(before.1);
+        Self {
+            commits,
+            writes,
+            writes_per_commit: writes as f64 / commits.max(1) as f64,
+            commits_per_second: commits as f64 / secs.max(1e-9),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
 pub struct Summary {
     pub label: String,
+    /// `sqlite` or `postgres`.
+    pub database: String,
+    /// Server instances sharing the database (and the load).
+    pub instances: usize,
     pub synchronous: String,
     pub concurrency: usize,
     pub rate_limit_rps: Option<f64>,
@@ -71,11 +100,14 @@ pub struct Summary {
     pub latency: Option<Latency>,
     pub per_store: BTreeMap<Store, StoreFigures>,
     pub server: ServerUse,
+    pub writer: Option<WriterFigures>,
     pub db_check: Option<DbCheck>,
 }
 
 pub struct Context<'a> {
     pub label: &'a str,
+    pub database: &'a str,
+    pub instances: usize,
     pub synchronous: &'a str,
     pub concurrency: usize,
     pub rate: Option<f64>,
@@ -128,6 +160,8 @@ pub fn summarize(
     let n = out.samples.len();
     Summary {
         label: ctx.label.to_owned(),
+        database: ctx.database.to_owned(),
+        instances: ctx.instances,
         synchronous: ctx.synchronous.to_owned(),
         concurrency: ctx.concurrency,
         rate_limit_rps: ctx.rate,
@@ -144,7 +178,9 @@ pub fn summarize(
             cpu_us_per_request: out.server_cpu_s.map(|c| c * 1e6 / n.max(1) as f64),
             rss_max_mib: out.rss_max_kib.map(|k| k as f64 / 1024.0),
             rss_peak_mib: out.rss_peak_kib.map(|k| k as f64 / 1024.0),
+            database_cpu_us_per_request: None,
         },
+        writer: None,
         db_check,
     }
 }
@@ -159,11 +195,17 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 
 pub fn print(s: &Summary) {
     println!(
-        "{}: {} requests in {:.2} s = {:.0} req/s (synchronous={}, concurrency {}{})",
+        "{}: {} requests in {:.2} s = {:.0} req/s ({}{}, synchronous={}, concurrency {}{})",
         s.label,
         s.requests,
         s.elapsed_s,
         s.throughput_rps,
+        s.database,
+        if s.instances > 1 {
+            format!(" ×{} instances", s.instances)
+        } else {
+            String::new()
+        },
         s.synchronous,
         s.concurrency,
         s.rate_limit_rps
@@ -193,6 +235,18 @@ pub fn print(s: &Summary) {
         opt(s.server.rss_max_mib, 1),
         opt(s.server.rss_peak_mib, 1)
     );
+    if let Some(w) = &s.writer {
+        println!(
+            "  writers: {} commits ({:.0}/s), {:.2} writes per commit{}",
+            w.commits,
+            w.commits_per_second,
+            w.writes_per_commit,
+            s.server
+                .database_cpu_us_per_request
+                .map(|c| format!("; PostgreSQL {c:.0} µs CPU/request"))
+                .unwrap_or_default()
+        );
+    }
     if s.unexpected.is_empty() {
         println!("  answers: all {} as expected", s.as_expected);
     } else {

@@ -17,13 +17,21 @@ pub struct Server {
 
 impl Server {
     /// Starts `bin --config <config> serve --listen 127.0.0.1:0` and waits
-    /// for its "storehook listening on http://ADDR" line.
-    pub fn start(bin: &Path, config: &Path) -> Result<Self> {
-        let mut child = Command::new(bin)
+    /// for its "storehook listening on http://ADDR" line. `database_url`
+    /// (`STOREHOOK_DATABASE_URL`) points it at a PostgreSQL database
+    /// instead of the config's SQLite file.
+    pub fn start(bin: &Path, config: &Path, database_url: Option<&str>) -> Result<Self> {
+        let mut command = Command::new(bin);
+        command
             .arg("--config")
             .arg(config)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env_remove("STOREHOOK_ADMIN_TOKEN")
+            .env_remove("STOREHOOK_DATABASE_URL");
+        if let Some(url) = database_url {
+            command.env("STOREHOOK_DATABASE_URL", url);
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -109,6 +117,72 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
     Some((utime + stime) / ticks)
+}
+
+/// CPU time of a PostgreSQL server on this machine listening on `port`:
+/// its postmaster (found by the `-p PORT` on its command line) and every
+/// process it started (the connections' backends, the WAL writer…). `None`
+/// when no such server runs here (a remote database).
+pub fn postgres_cpu_seconds(port: u16) -> Option<f64> {
+    let port = port.to_string();
+    let pids: Vec<u32> = std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let postmaster = pids.iter().copied().find(|pid| {
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            return false;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        args.first().is_some_and(|a| a.ends_with(b"postgres"))
+            && args
+                .windows(2)
+                .any(|w| w[0] == b"-p" && w[1] == port.as_bytes())
+    })?;
+    let children = pids
+        .iter()
+        .copied()
+        .filter(|&pid| parent_pid(pid) == Some(postmaster));
+    Some(
+        std::iter::once(postmaster)
+            .chain(children)
+            .filter_map(cpu_seconds)
+            .sum(),
+    )
+}
+
+fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 4, the second after the command name's ')'.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// The database writer's commits and the writes they carried, from one
+/// server's `/metrics` (`None` when it does not answer).
+pub async fn commit_counts(client: &reqwest::Client, base: &str) -> Option<(u64, u64)> {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as u64)
+    };
+    Some((
+        value("storehook_db_commits_total")?,
+        value("storehook_db_commit_writes_total")?,
+    ))
 }
 
 /// A `/proc/<pid>/status` memory line (`VmRSS`, `VmHWM`), in KiB.

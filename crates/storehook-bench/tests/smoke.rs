@@ -1,6 +1,7 @@
 //! The load generator works from a fresh clone: a small mixed run against
-//! the real `storehook` binary, and a FULL-vs-OFF comparison, both ending
-//! with the database check. Figures are not asserted (they are benchmarks,
+//! the real `storehook` binary, a FULL-vs-OFF comparison, a run of two
+//! instances on one (throwaway) PostgreSQL, and SQLite against PostgreSQL
+//! with one and two instances, all ending with the database check. Figures are not asserted (they are benchmarks,
 //! see the README); the promises are: every 200 stored once, every forged
 //! request refused and absent.
 //!
@@ -34,7 +35,15 @@ fn bench(args: &[&str]) -> Value {
     } else {
         "--server"
     };
-    let status = Command::new(env!("CARGO_BIN_EXE_storehook-bench"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_storehook-bench"));
+    // The PostgreSQL server of the test run (scripts/test), if there is
+    // one; otherwise the bench starts a throwaway one itself.
+    if args.iter().any(|a| a.contains("postgres") || *a == "scale") {
+        if let Ok(url) = std::env::var("STOREHOOK_TEST_POSTGRES_URL") {
+            command.args(["--database-url", &url]);
+        }
+    }
+    let status = command
         .args(args)
         .args(["--no-progress", "--workdir"])
         .arg(dir.path())
@@ -114,4 +123,71 @@ fn compare_runs_both_configs_alternately_and_reports_the_ratio() {
         .as_f64()
         .expect("a ratio");
     assert!(ratio.is_finite() && ratio > 0.0, "{result}");
+}
+
+fn assert_postgres_run(run: &Value, instances: u64) {
+    assert_promises_kept(run);
+    assert_eq!(run["database"], "postgres", "{run}");
+    assert_eq!(run["instances"], instances, "{run}");
+    let writer = &run["writer"];
+    assert!(writer["commits"].as_u64().unwrap_or(0) > 0, "{run}");
+    assert!(
+        writer["writes_per_commit"].as_f64().unwrap_or(0.0) >= 1.0,
+        "{run}"
+    );
+}
+
+#[test]
+fn a_run_on_postgres_spreads_the_load_over_two_instances_and_checks_the_database() {
+    let result = bench(&[
+        "run",
+        "--stores",
+        "apple=1,google=1,stripe=1",
+        "--requests",
+        "400",
+        "--concurrency",
+        "8",
+        "--subscriptions",
+        "30",
+        "--duplicates",
+        "0.1",
+        "--invalid",
+        "0.1",
+        "--backend",
+        "postgres:2",
+    ]);
+    assert_postgres_run(&result["result"], 2);
+}
+
+#[test]
+fn scale_runs_sqlite_and_postgres_instances_and_reports_ratios_to_sqlite() {
+    let result = bench(&[
+        "scale",
+        "--stores",
+        "stripe",
+        "--requests",
+        "300",
+        "--concurrency",
+        "8",
+        "--subscriptions",
+        "20",
+        "--instances",
+        "1,2",
+        "--rounds",
+        "1",
+    ]);
+    let rounds = result["rounds"].as_array().expect("rounds");
+    assert_eq!(rounds.len(), 1, "{result}");
+    let runs = rounds[0].as_array().expect("runs");
+    assert_eq!(runs.len(), 3, "{result}");
+    assert_promises_kept(&runs[0]);
+    assert_eq!(runs[0]["database"], "sqlite", "{result}");
+    assert_postgres_run(&runs[1], 1);
+    assert_postgres_run(&runs[2], 2);
+    for label in ["sqlite", "pg×1", "pg×2"] {
+        let ratio = result["median_ratio_to_sqlite"][label]["throughput"]
+            .as_f64()
+            .expect("a ratio");
+        assert!(ratio.is_finite() && ratio > 0.0, "{label}: {result}");
+    }
 }

@@ -275,6 +275,17 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<(), DbError>;
     /// Subscriptions whose state fetch is still outstanding (resumed at start-up).
     async fn pending_state_fetches(&self) -> Result<Vec<PendingFetch>, DbError>;
+    /// Makes an outstanding state fetch this instance's before an attempt
+    /// (again before each retry, which keeps it): `false` when it is no
+    /// longer pending, or another live instance holds it, so several
+    /// instances never read the store's API for the same subscription. A
+    /// claim of an instance whose heartbeat stopped is taken over.
+    async fn claim_state_fetch(
+        &self,
+        store: &str,
+        subscription_id: &str,
+        now_ms: i64,
+    ) -> Result<bool, DbError>;
 
     async fn store_stats(&self) -> Result<Vec<StoreStats>, DbError>;
     async fn subscription(

@@ -1,7 +1,8 @@
 //! Background state fetches: some stores send a thin signal and expect the
 //! server to fetch the full state. The notification is committed and
 //! acknowledged first; the fetch runs here and is retried with backoff,
-//! across restarts (pending fetches are stored), until it succeeds.
+//! across restarts (pending fetches are stored), until it succeeds. With
+//! several instances on one database, a fetch is claimed by one of them.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -59,6 +60,23 @@ pub(crate) fn schedule(state: Arc<AppState>, store: String, purchase: PurchaseRe
         // times only, then left pending (and logged) until the next restart.
         let mut refusals_left = 3u32;
         loop {
+            // Claimed before every attempt: of several instances (all
+            // resuming the same pending fetches at start-up, or each told
+            // by a notification) only one reads the store's API; and a
+            // fetch applied meanwhile is not pending any more.
+            match state
+                .storage
+                .claim_state_fetch(&store, &key, now_ms())
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::warn!(store, error = %e, retry_in_s = delay.as_secs(), "cannot claim a state fetch; will retry");
+                    back_off(&mut delay).await;
+                    continue;
+                }
+            }
             let permit = state.fetcher.permits.clone().acquire_owned().await;
             let fetched = adapter.fetch_state(purchase.subscription_ref()).await;
             drop(permit);
@@ -93,8 +111,7 @@ pub(crate) fn schedule(state: Arc<AppState>, store: String, purchase: PurchaseRe
                         }
                     }
                     tracing::warn!(store, %error, retry_in_s = delay.as_secs(), "state fetch failed; will retry");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(600));
+                    back_off(&mut delay).await;
                 }
             }
         }
@@ -102,4 +119,10 @@ pub(crate) fn schedule(state: Arc<AppState>, store: String, purchase: PurchaseRe
             in_flight.remove(&(store, key));
         }
     });
+}
+
+/// Waits `delay`, then doubles it (up to ten minutes) for the next time.
+async fn back_off(delay: &mut Duration) {
+    tokio::time::sleep(*delay).await;
+    *delay = (*delay * 2).min(Duration::from_secs(600));
 }

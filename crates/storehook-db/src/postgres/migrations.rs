@@ -224,6 +224,12 @@ const MIGRATIONS: &[&str] = &[
         WHERE kind = 'catch_up' AND status IN ('queued', 'running');
     ALTER TABLE store_jobs ADD COLUMN claimed_by TEXT;
     "#,
+    // 3: an outstanding state fetch is one instance's at a time, so
+    // instances starting together do not all read the store's API for it.
+    r#"
+    ALTER TABLE pending_state_fetches ADD COLUMN claimed_by TEXT;
+    ALTER TABLE pending_state_fetches ADD COLUMN lease_until BIGINT;
+    "#,
 ];
 
 /// Brings the schema up to date; refuses a database newer than this build.

@@ -1,8 +1,9 @@
 //! The PostgreSQL backend: several storehook instances on one database.
 //!
 //! Writes of the notification path go through the same group-commit
-//! writer as SQLite's, on one connection per instance (PostgreSQL groups
-//! the flushes of concurrent instances by itself); the rules they apply
+//! writer as SQLite's, on one connection per instance, the writer's own
+//! outside the pool (PostgreSQL groups the flushes of concurrent instances
+//! by itself); the rules they apply
 //! are [`crate::rules`], and a subscription's writers serialize on an
 //! advisory lock. Reads and the outbox's claims run on a pool. Commits
 //! are synchronous (`synchronous_commit = on`): a 200 only after COMMIT.
@@ -31,7 +32,8 @@ use crate::{
 use conn::PgConn;
 pub(crate) use migrations::migrate;
 
-/// Connections per instance: the writer's, and the readers'.
+/// Pooled connections per instance (the readers' and the claims'; the
+/// writer has its own).
 const POOL_SIZE: usize = 16;
 /// How long a pooled connection may take to come.
 const POOL_WAIT: Duration = Duration::from_secs(5);
@@ -118,6 +120,7 @@ impl PostgresStorage {
         config.connect_timeout(Duration::from_secs(5));
         config.keepalives_idle(Duration::from_secs(30));
         config.options("-c synchronous_commit=on");
+        let writer_config = config.clone();
         let manager = Manager::from_config(
             config,
             tokio_postgres::NoTls,
@@ -139,11 +142,7 @@ impl PostgresStorage {
             queries::register(&client, &instance).await?;
         }
         let heartbeat = tokio::spawn(beat(pool.clone(), instance.id.clone()));
-        let writer = Writer::start(
-            "storehook-db-writer",
-            PgConn::new(tokio::runtime::Handle::current(), pool.clone()),
-            MAX_BATCH,
-        )?;
+        let writer = Writer::start("storehook-db-writer", PgConn::new(writer_config), MAX_BATCH)?;
         Ok(Self {
             pool,
             writer,
@@ -219,6 +218,17 @@ impl Storage for PostgresStorage {
 
     async fn pending_state_fetches(&self) -> Result<Vec<PendingFetch>, DbError> {
         queries::pending_state_fetches(&self.client().await?).await
+    }
+
+    async fn claim_state_fetch(
+        &self,
+        store: &str,
+        subscription_id: &str,
+        now_ms: i64,
+    ) -> Result<bool, DbError> {
+        let client = self.client().await?;
+        let key = (store, subscription_id);
+        queries::claim_state_fetch(&client, &self.instance.id, key, now_ms).await
     }
 
     async fn store_stats(&self) -> Result<Vec<StoreStats>, DbError> {

@@ -135,6 +135,45 @@ pub(super) async fn pending_state_fetches(c: &Object) -> Result<Vec<PendingFetch
     all(c, &sql, &[], records::pending_fetch).await
 }
 
+/// How long a claimed state fetch is an instance's without a new claim:
+/// longer than the fetcher's longest wait between attempts (ten minutes),
+/// since it claims again before each one.
+const FETCH_LEASE_MS: i64 = 900_000;
+
+/// Makes an outstanding state fetch this instance's: `false` when it is no
+/// longer pending or another live instance holds it (its lease running).
+pub(super) async fn claim_state_fetch(
+    c: &Object,
+    instance: &str,
+    (store, key): (&str, &str),
+    now: i64,
+) -> Result<bool, DbError> {
+    let stmt = c
+        .prepare_cached(
+            "UPDATE pending_state_fetches SET claimed_by = $3, lease_until = $4 + $5
+             WHERE store = $1 AND subscription_key = $2
+               AND (claimed_by IS NULL OR claimed_by = $3 OR lease_until <= $4
+                    OR NOT EXISTS (SELECT 1 FROM instances i
+                                    WHERE i.id = pending_state_fetches.claimed_by
+                                      AND i.last_seen > $4 - $6))",
+        )
+        .await?;
+    let claimed = c
+        .execute(
+            &stmt,
+            &[
+                &store,
+                &key,
+                &instance,
+                &now,
+                &FETCH_LEASE_MS,
+                &INSTANCE_GONE_MS,
+            ],
+        )
+        .await?;
+    Ok(claimed > 0)
+}
+
 // ---- the outbox ----
 
 /// Claims the deliveries due now, at most one per endpoint and order key
@@ -728,6 +767,8 @@ pub(super) async fn leave(c: &Object, id: &str) -> Result<(), DbError> {
         "UPDATE deliveries SET claim_id = NULL, claimed_by = NULL, lease_until = NULL
          WHERE claimed_by = $1 AND status = 'pending'",
         "UPDATE store_jobs SET claimed_by = NULL, lease_until = NULL WHERE claimed_by = $1",
+        "UPDATE pending_state_fetches SET claimed_by = NULL, lease_until = NULL
+         WHERE claimed_by = $1",
         "DELETE FROM instances WHERE id = $1",
     ] {
         let stmt = c.prepare_cached(sql).await?;

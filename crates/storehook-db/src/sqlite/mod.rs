@@ -354,6 +354,18 @@ impl Storage for SqliteStorage {
         self.read(read::pending_state_fetches).await
     }
 
+    async fn claim_state_fetch(
+        &self,
+        store: &str,
+        subscription_id: &str,
+        _now_ms: i64,
+    ) -> Result<bool, DbError> {
+        // One instance: the fetch is this one's while it is pending.
+        let (store, key) = (store.to_owned(), subscription_id.to_owned());
+        self.read(move |c| read::state_fetch_pending(c, &store, &key))
+            .await
+    }
+
     async fn store_stats(&self) -> Result<Vec<StoreStats>, DbError> {
         self.read(read::store_stats).await
     }

@@ -74,6 +74,19 @@ pub(crate) fn notification_decoded(
     first(conn, &sql, [id], records::notification_decoded)
 }
 
+pub(crate) fn state_fetch_pending(
+    conn: &Connection,
+    store: &str,
+    key: &str,
+) -> Result<bool, DbError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM pending_state_fetches
+                             WHERE store = ?1 AND subscription_key = ?2)",
+        )?
+        .query_row([store, key], |r| r.get(0))?)
+}
+
 pub(crate) fn pending_state_fetches(conn: &Connection) -> Result<Vec<PendingFetch>, DbError> {
     let sql = sql_common::pending_state_fetches();
     all(conn, &sql, [], records::pending_fetch)
