@@ -490,3 +490,93 @@ async fn an_operator_checks_a_store_and_recovers_what_it_missed() {
     })
     .await;
 }
+
+/// The source of the page once `needle` is in it (the page's SVG titles
+/// are not rendered text, so they are looked for in the source).
+async fn source_with(client: &Client, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let source = client.source().await.unwrap_or_default();
+        if source.contains(needle) {
+            return source;
+        }
+        if std::time::Instant::now() > deadline {
+            panic!("`{needle}` did not appear within {WAIT:?}:\n{source}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The Charts page (issue 17): production by default, a filter changes
+/// what is drawn, and every bar's title holds its exact value and bucket.
+/// With `STOREHOOK_UPDATE_SCREENSHOTS=1` the README's docs/charts.png is
+/// written again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_reads_the_charts_and_changes_a_filter() {
+    let server = TestServer::start(EXAMPLE).await;
+    let now = unix_now() as i64 * 1000;
+    let today = utc_date(now);
+    for (id, sandbox) in [("c1", false), ("c2", false), ("c3", false), ("c4", true)] {
+        let mut body = notification(id, &format!("sub-{id}"));
+        body["at"] = json!(now - 1_500);
+        body["sandbox"] = json!(sandbox);
+        assert_eq!(send(&server, "k", body).await, 200);
+    }
+    let base = server.base.clone();
+    with_browser(move |c| async move {
+        c.goto(&format!("{base}/dashboard/charts?metric=events"))
+            .await
+            .expect("goto");
+        sign_in(&c, ADMIN_TOKEN).await;
+        c.goto(&format!("{base}/dashboard/charts?metric=events"))
+            .await
+            .expect("goto");
+        let production = format!("{today} · example: 3 (incomplete: this day is still running)");
+        source_with(&c, &production).await;
+        let nav = text_of(&c, "header.top nav a[aria-current=page]").await;
+        assert_eq!(nav, "Charts");
+        let definition = text_of(&c, "aside.definition").await;
+        assert!(definition.contains("Notifications stored, per store."), "{definition}");
+
+        // The sandbox toggle: its own world, never mixed in.
+        click(&c, "#chart-filters input[value=sandbox]").await;
+        click(&c, "#chart-filters button[type=submit]").await;
+        let sandbox = format!("{today} · example: 1 (incomplete: this day is still running)");
+        let source = source_with(&c, &sandbox).await;
+        assert!(!source.contains(&production), "sandbox mixed with production");
+        let url = c.current_url().await.expect("url");
+        assert!(url.as_str().contains("environment=sandbox"), "{url}");
+
+        // Back to production, by week: one bucket, the week of today.
+        click(&c, "#chart-filters input[value=production]").await;
+        let bucket = wait_for(&c, "#chart-filters select[name=bucket]").await;
+        bucket.select_by_value("week").await.expect("select week");
+        click(&c, "#chart-filters button[type=submit]").await;
+        source_with(&c, "· example: 3 (incomplete: this week is still running)").await;
+        let legend = text_of(&c, "ul.legend").await;
+        assert!(legend.contains("example"), "{legend}");
+        assert!(legend.contains("incomplete: the current week is still running"), "{legend}");
+
+        // Day by day again, for the picture in the README.
+        c.goto(&format!("{base}/dashboard/charts?metric=events"))
+            .await
+            .expect("goto");
+        wait_for(&c, "svg.chart").await;
+        c.set_window_size(1280, 1000).await.expect("resize");
+        screenshot(&c, "charts.png").await;
+        if std::env::var_os("STOREHOOK_UPDATE_SCREENSHOTS").is_some() {
+            let png = c.screenshot().await.expect("screenshot");
+            let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/charts.png");
+            std::fs::write(docs, png).expect("write docs/charts.png");
+        }
+    })
+    .await;
+}
+
+/// `2026-12-03`: the UTC date of Unix ms (the page's bucket names).
+fn utc_date(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).expect("a time");
+    t.date()
+        .format(time::macros::format_description!("[year]-[month]-[day]"))
+        .expect("a date")
+}

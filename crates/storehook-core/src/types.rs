@@ -255,6 +255,16 @@ pub struct EventDetails {
     /// Price in the currency's standard unit (e.g. 9.99).
     pub price: Option<f64>,
     pub currency: Option<String>,
+    /// The purchase is a free trial (Apple offerDiscountType FREE_TRIAL,
+    /// Stripe status `trialing`), where the store says. Charts count a
+    /// trial period apart from paid ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_trial: Option<bool>,
+    /// When the billing grace period (access kept while the store retries
+    /// a failed renewal) ends, where the store says (Apple
+    /// gracePeriodExpiresDate). Charts keep the subscription active until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_period_expires_at_ms: Option<i64>,
 }
 
 /// A notification that passed verification, decoded and normalized.

@@ -288,6 +288,13 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<bool, DbError>;
 
     async fn store_stats(&self) -> Result<Vec<StoreStats>, DbError>;
+    /// One chart, from the chart tables kept up to date by every stored
+    /// notification (never a scan of the notification log).
+    async fn chart(&self, query: ChartQuery) -> Result<Chart, DbError>;
+    /// Builds the chart tables again from every stored notification (a
+    /// migration does it for an existing install; the write path keeps
+    /// them current after that).
+    async fn rebuild_charts(&self) -> Result<(), DbError>;
     async fn subscription(
         &self,
         store: &str,

@@ -18,6 +18,10 @@ pub struct OutboxConfig {
     pub forwards: Vec<ForwardRoute>,
     /// Store id → the label events carry (`apple` → `APP_STORE`).
     pub store_labels: BTreeMap<String, String>,
+    /// Leaves the chart tables alone on the write path. Only for the
+    /// benchmark that measures what maintaining them costs: charts are
+    /// wrong until `rebuild_charts`.
+    pub skip_chart_maintenance: bool,
 }
 
 /// One webhook endpoint's filters; an empty list means "all".

@@ -53,6 +53,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     #[serde(default)]
     pub store_apis: StoreApisConfig,
+    #[serde(default)]
+    pub charts: ChartsConfig,
     /// The pull side's clock, for tests (default: the system clock).
     #[serde(skip)]
     pub clock: Option<ClockOverride>,
@@ -241,6 +243,21 @@ fn default_unacknowledged_warning_hours() -> u64 {
     48
 }
 
+/// `[charts]`: an optional table of exchange rates. Money charts stay per
+/// currency; with rates they gain a total converted to `currency`,
+/// labelled as such (a currency without a rate is left out of it, and the
+/// chart says so).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChartsConfig {
+    /// The ISO 4217 code the total is in (`"EUR"`).
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// What one unit of each currency is worth in `currency` (`USD = 0.92`).
+    #[serde(default)]
+    pub rates: std::collections::BTreeMap<String, f64>,
+}
+
 /// `[retention]`: what is pruned, and when. 0 keeps forever.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -417,6 +434,7 @@ impl std::fmt::Debug for Config {
             .field("forward", &self.forward)
             .field("delivery", &self.delivery)
             .field("retention", &self.retention)
+            .field("charts", &self.charts)
             .finish_non_exhaustive()
     }
 }

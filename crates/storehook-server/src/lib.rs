@@ -13,6 +13,7 @@
 pub mod admin_token;
 pub mod auth;
 mod body;
+mod charts;
 pub mod config;
 mod dashboard;
 pub mod delivery;
@@ -93,6 +94,8 @@ pub struct AppState {
     pub delivery: Arc<delivery::DeliveryWorker>,
     /// Connection checks, backfills, acknowledgements.
     store_apis: store_api::StoreApis,
+    /// `[charts]`: the operator's exchange rates, if any.
+    chart_rates: Option<charts::Rates>,
 }
 
 /// A running server.
@@ -184,6 +187,7 @@ pub fn prepare(
     StartError,
 > {
     config.checked_admin_token(env)?;
+    charts::Rates::from_config(&config.charts).map_err(ConfigError::Invalid)?;
     let registry = Registry::build(config, env)?;
     let (endpoints, outbox) = delivery::build_endpoints(config, &registry, env)?;
     Ok((registry, endpoints, outbox))
@@ -298,6 +302,7 @@ pub async fn start(
     );
     let registrations: Vec<_> = registry.iter().map(|e| e.registration).collect();
     let forward_headers = config.delivery.forward_headers(&registrations);
+    let chart_rates = charts::Rates::from_config(&config.charts).map_err(ConfigError::Invalid)?;
     let state = Arc::new(AppState {
         registry,
         storage: storage.clone(),
@@ -322,6 +327,7 @@ pub async fn start(
                 .unwrap_or_else(|| Arc::new(now_ms)),
             delivery_shutdown.subscribe(),
         ),
+        chart_rates,
     });
     fetch::resume_pending(state.clone()).await;
     let store_api_tasks = store_api::spawn(state.clone());

@@ -9,6 +9,7 @@ use storehook_db::{
     StoredCheck, StoredNotification, Subscription,
 };
 
+use crate::charts::ChartAnswer;
 use crate::delivery::Endpoint;
 use crate::error::ApiError;
 use crate::AppState;
@@ -198,4 +199,14 @@ pub(crate) async fn notification_decoded(
     id: i64,
 ) -> Result<Option<(StoredNotification, serde_json::Value)>, ApiError> {
     Ok(state.storage.notification_decoded(id).await?)
+}
+
+/// One chart, with the operator's converted total when `[charts] rates`
+/// has any (`GET /v1/charts/{metric}`, the Charts page, the store cards).
+pub(crate) async fn chart(
+    state: &AppState,
+    query: storehook_db::ChartQuery,
+) -> Result<ChartAnswer, ApiError> {
+    let chart = state.storage.chart(query.clone()).await?;
+    Ok(ChartAnswer::new(chart, query, state.chart_rates.as_ref()))
 }

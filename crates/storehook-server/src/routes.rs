@@ -149,6 +149,7 @@ fn admin(state: Arc<AppState>) -> Partial {
     let test_event = route!(post warp::path!("v1" / "webhooks" / String / "test"), ctx.clone() => webhooks::send_test);
 
     let stores = route!(get warp::path!("v1" / "stores"), ctx.clone() => handlers::list_stores);
+    let charts = route!(get warp::path!("v1" / "charts" / String), query, ctx.clone() => crate::charts::get_chart);
 
     let instances =
         route!(get warp::path!("v1" / "instances"), ctx.clone() => handlers::list_instances);
@@ -178,6 +179,7 @@ fn admin(state: Arc<AppState>) -> Partial {
         retry,
         test_event,
         store_api,
+        charts,
         crate::dashboard::routes(state.clone()),
     )
     .boxed()

@@ -199,6 +199,8 @@ pub struct TransactionInfo {
     pub currency: Option<Text>,
     pub price: Option<Int>,
     pub transaction_reason: Option<Text>,
+    pub offer_type: Option<Int>,
+    pub offer_discount_type: Option<Text>,
 }
 
 /// `JWSRenewalInfoDecodedPayload`.
@@ -343,9 +345,25 @@ impl TransactionInfo {
     pub fn price(&self) -> Option<i64> {
         int(&self.price)
     }
+    /// A free trial: `offerDiscountType` FREE_TRIAL; in payloads from
+    /// before that field, an introductory offer (`offerType` 1) at price 0.
+    /// `None` when the transaction says nothing about its price or offer.
+    pub fn is_free_trial(&self) -> Option<bool> {
+        match text(&self.offer_discount_type) {
+            Some(kind) => Some(kind == "FREE_TRIAL"),
+            None => match (int(&self.offer_type), self.price()) {
+                (Some(1), Some(price)) => Some(price == 0),
+                (Some(_), _) => Some(false),
+                (None, price) => price.map(|_| false),
+            },
+        }
+    }
 }
 
 impl RenewalInfo {
+    pub fn grace_period_expires_date(&self) -> Option<i64> {
+        int(&self.grace_period_expires_date)
+    }
     pub fn environment(&self) -> Option<&str> {
         text(&self.environment)
     }

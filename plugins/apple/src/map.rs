@@ -172,6 +172,8 @@ pub fn to_verified_notification(n: DecodedNotification<'_>) -> VerifiedNotificat
             .and_then(TransactionInfo::price)
             .map(|m| m as f64 / 1000.0),
         currency: non_empty(tx.and_then(TransactionInfo::currency)),
+        is_trial: tx.and_then(TransactionInfo::is_free_trial),
+        grace_period_expires_at_ms: renewal.and_then(RenewalInfo::grace_period_expires_date),
     };
 
     let attention = (notification_type == Some("CONSUMPTION_REQUEST")).then(|| {

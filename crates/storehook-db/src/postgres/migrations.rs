@@ -230,6 +230,51 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE pending_state_fetches ADD COLUMN claimed_by TEXT;
     ALTER TABLE pending_state_fetches ADD COLUMN lease_until BIGINT;
     "#,
+    // 4: charts (SQLite's migration 7): one row per billing period,
+    // per-day deltas, a per-day, per-store lag histogram, and a request to
+    // fill them from the history already stored (run once after migrating).
+    r#"
+    CREATE TABLE chart_periods (
+        store            TEXT NOT NULL,
+        subscription_key TEXT NOT NULL,
+        start_at         BIGINT NOT NULL,
+        end_at           BIGINT NOT NULL,
+        nominal_end_at   BIGINT NOT NULL,
+        environment      TEXT NOT NULL,
+        app_id           TEXT NOT NULL,
+        product_id       TEXT NOT NULL,
+        is_trial         BOOLEAN NOT NULL,
+        renewal_number   BIGINT NOT NULL,
+        kind             TEXT NOT NULL,
+        price_micros     BIGINT,
+        currency         TEXT NOT NULL,
+        mrr_micros       BIGINT,
+        refunded_at      BIGINT,
+        churned          BOOLEAN NOT NULL,
+        PRIMARY KEY (store, subscription_key, start_at)
+    );
+    CREATE TABLE chart_deltas (
+        metric      TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        day         BIGINT NOT NULL,
+        store       TEXT NOT NULL,
+        app_id      TEXT NOT NULL,
+        product_id  TEXT NOT NULL,
+        currency    TEXT NOT NULL,
+        value       BIGINT NOT NULL,
+        PRIMARY KEY (metric, environment, day, store, app_id, product_id, currency)
+    );
+    CREATE TABLE chart_lag (
+        environment TEXT NOT NULL,
+        store       TEXT NOT NULL,
+        day         BIGINT NOT NULL,
+        bin         BIGINT NOT NULL,
+        count       BIGINT NOT NULL,
+        PRIMARY KEY (environment, store, day, bin)
+    );
+    CREATE TABLE chart_rebuild (requested BOOLEAN NOT NULL);
+    INSERT INTO chart_rebuild (requested) VALUES (TRUE);
+    "#,
 ];
 
 /// Brings the schema up to date; refuses a database newer than this build.

@@ -8,6 +8,7 @@
 //! advisory lock. Reads and the outbox's claims run on a pool. Commits
 //! are synchronous (`synchronous_commit = on`): a 200 only after COMMIT.
 
+mod charts;
 mod conn;
 mod ledger;
 mod migrations;
@@ -143,6 +144,11 @@ impl PostgresStorage {
         }
         let heartbeat = tokio::spawn(beat(pool.clone(), instance.id.clone()));
         let writer = Writer::start("storehook-db-writer", PgConn::new(writer_config), MAX_BATCH)?;
+        // A migration that added chart tables asked for them to be filled
+        // from the history already stored.
+        if writer.write(crate::rules::rebuild_if_requested).await? {
+            tracing::info!("chart tables built from the stored history");
+        }
         Ok(Self {
             pool,
             writer,
@@ -233,6 +239,14 @@ impl Storage for PostgresStorage {
 
     async fn store_stats(&self) -> Result<Vec<StoreStats>, DbError> {
         queries::store_stats(&self.client().await?).await
+    }
+
+    async fn chart(&self, query: crate::ChartQuery) -> Result<crate::Chart, DbError> {
+        charts::chart(&self.client().await?, &query).await
+    }
+
+    async fn rebuild_charts(&self) -> Result<(), DbError> {
+        self.write(crate::rules::rebuild).await
     }
 
     async fn subscription(

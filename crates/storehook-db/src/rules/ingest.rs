@@ -63,6 +63,9 @@ pub(crate) fn record_notification<L: Ledger + ?Sized>(
         emit_event(l, cfg, &EventSource::of(id, n), at)?;
     }
     emit_forwards(l, cfg, id, new)?;
+    if !cfg.skip_chart_maintenance {
+        super::charts::on_notification(l, new)?;
+    }
     l.add_store_stats(&n.store, &StatsDelta::of(verdict, new.source, at))?;
     Ok(Recorded { verdict, id })
 }

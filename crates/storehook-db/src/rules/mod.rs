@@ -13,11 +13,17 @@
 //! transactions on a writer thread of its own (group commit), where a
 //! blocking call is the cheap and simple thing.
 
+mod charts;
 mod events;
 mod fold;
 mod ingest;
 mod stats;
 
+pub(crate) use charts::{
+    build_chart, day_range, lag_day_range, reads, rebuild, rebuild_if_requested, ChartFact,
+    ChartLedger, DeltaKey, DeltaRead, DeltaRow, LagKey, LagRow, NotificationTimes, Period,
+    SeriesBy,
+};
 pub(crate) use events::{EventSource, NewDelivery, NewEvent, SubscriptionView};
 pub(crate) use fold::{fold, Folded, HistoryEntry};
 pub(crate) use ingest::{apply_state_update, record_notification, record_rejected, track};
@@ -41,7 +47,7 @@ pub(crate) struct StateMerge<'a> {
 
 /// One write transaction's primitives. Every method is one statement (or a
 /// few) of the backend's dialect, with no decision of its own.
-pub(crate) trait Ledger {
+pub(crate) trait Ledger: ChartLedger {
     /// Holds off every other writer of this subscription until the
     /// transaction ends. A single writer (SQLite) has nothing to do; with
     /// several instances on one database, this is what keeps two of them

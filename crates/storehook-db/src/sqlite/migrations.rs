@@ -222,6 +222,53 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE acknowledgements ADD COLUMN product_id TEXT;
     ALTER TABLE acknowledgements ADD COLUMN purchase_kind TEXT;
     "#,
+    // 7: charts. One row per billing period, per-day deltas (stocks as
+    // +1/-1 and ±MRR at a period's start and end day, flows as counters),
+    // and a per-day, per-store histogram of notification lag. Filled from
+    // the history already stored by the rebuild this asks for, at once
+    // after the migration.
+    r#"
+    CREATE TABLE chart_periods (
+        store            TEXT NOT NULL,
+        subscription_key TEXT NOT NULL,
+        start_at         INTEGER NOT NULL,
+        end_at           INTEGER NOT NULL,
+        nominal_end_at   INTEGER NOT NULL,
+        environment      TEXT NOT NULL,
+        app_id           TEXT NOT NULL,
+        product_id       TEXT NOT NULL,
+        is_trial         INTEGER NOT NULL,
+        renewal_number   INTEGER NOT NULL,
+        kind             TEXT NOT NULL,
+        price_micros     INTEGER,
+        currency         TEXT NOT NULL,
+        mrr_micros       INTEGER,
+        refunded_at      INTEGER,
+        churned          INTEGER NOT NULL,
+        PRIMARY KEY (store, subscription_key, start_at)
+    ) WITHOUT ROWID;
+    CREATE TABLE chart_deltas (
+        metric      TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        day         INTEGER NOT NULL,
+        store       TEXT NOT NULL,
+        app_id      TEXT NOT NULL,
+        product_id  TEXT NOT NULL,
+        currency    TEXT NOT NULL,
+        value       INTEGER NOT NULL,
+        PRIMARY KEY (metric, environment, day, store, app_id, product_id, currency)
+    ) WITHOUT ROWID;
+    CREATE TABLE chart_lag (
+        environment TEXT NOT NULL,
+        store       TEXT NOT NULL,
+        day         INTEGER NOT NULL,
+        bin         INTEGER NOT NULL,
+        count       INTEGER NOT NULL,
+        PRIMARY KEY (environment, store, day, bin)
+    ) WITHOUT ROWID;
+    CREATE TABLE chart_rebuild (requested INTEGER NOT NULL);
+    INSERT INTO chart_rebuild (requested) VALUES (1);
+    "#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), DbError> {

@@ -2,6 +2,7 @@
 //! of reader connections used from `spawn_blocking`.
 
 mod backup;
+mod charts;
 mod delivery;
 mod ledger;
 mod migrations;
@@ -104,6 +105,15 @@ impl SqliteStorage {
         let mut writer = open_connection(&options, false)?;
         retention::enable_incremental_vacuum(&writer)?;
         migrations::migrate(&mut writer)?;
+        {
+            // A migration that added chart tables asked for them to be
+            // filled from the history already stored.
+            let tx = writer.transaction()?;
+            if crate::rules::rebuild_if_requested(&*tx)? {
+                tracing::info!("chart tables built from the stored history");
+            }
+            tx.commit()?;
+        }
         let writer = Writer::start("storehook-db-writer", writer, options.max_batch)?;
         Ok(Self {
             writer,
@@ -368,6 +378,14 @@ impl Storage for SqliteStorage {
 
     async fn store_stats(&self) -> Result<Vec<StoreStats>, DbError> {
         self.read(read::store_stats).await
+    }
+
+    async fn chart(&self, query: crate::ChartQuery) -> Result<crate::Chart, DbError> {
+        self.read(move |conn| charts::chart(conn, &query)).await
+    }
+
+    async fn rebuild_charts(&self) -> Result<(), DbError> {
+        self.write(crate::rules::rebuild).await
     }
 
     async fn subscription(

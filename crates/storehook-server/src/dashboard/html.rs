@@ -88,10 +88,11 @@ pub struct Frame<'a> {
     pub section: &'a str,
 }
 
-const NAV: [(&str, &str, &str); 4] = [
+const NAV: [(&str, &str, &str); 5] = [
     ("/", "Stores", "stores"),
     ("/#recent", "Notifications", "notifications"),
     ("/dashboard/subscriptions", "Subscription lookup", "lookup"),
+    ("/dashboard/charts", "Charts", "charts"),
     ("/metrics", "Metrics", "metrics"),
 ];
 

@@ -16,6 +16,8 @@
 //! Files: `html.rs` (times, page frame), `views.rs` (the views), `mask.rs`
 //! (secrets in decoded payloads), `assets/` (CSS, JS, icon).
 
+mod chart_svg;
+mod charts_page;
 mod html;
 mod mask;
 mod views;
@@ -60,6 +62,7 @@ pub(crate) fn routes(
     let detail = route!(get warp::path!("dashboard" / "notifications" / i64), ctx.clone() => notification_page);
     let lookup =
         route!(get warp::path!("dashboard" / "subscriptions"), ctx.clone(), query => lookup_page);
+    let charts = route!(get warp::path!("dashboard" / "charts"), ctx.clone(), query => charts_page);
 
     let login =
         route!(post warp::path!("dashboard" / "login"), ctx.clone(), headers, body() => sign_in);
@@ -88,8 +91,8 @@ pub(crate) fn routes(
         .map(asset);
 
     first_of!(
-        overview, live, detail, lookup, login, login_link, logout, retry, test_event, check,
-        backfill, cancel, assets,
+        overview, live, detail, lookup, charts, login, login_link, logout, retry, test_event,
+        check, backfill, cancel, assets,
     )
 }
 
@@ -402,9 +405,19 @@ async fn render_live(state: &AppState, headers: &HeaderMap) -> Result<Markup, Ap
     let recent = queries::recent_notifications(state, RECENT_LIMIT).await?;
     let endpoints = endpoint_views(state).await?;
     let (base, configured) = public_base(state, headers);
+    let mut trends = Vec::with_capacity(overview.len());
+    for store in &overview {
+        let r = store.registration;
+        trends.push(if store.enabled && r.supported {
+            store_trends(state, r.id).await
+        } else {
+            None
+        });
+    }
     let stores: Vec<StoreView<'_>> = overview
         .into_iter()
-        .map(|store| {
+        .zip(trends)
+        .map(|(store, trends)| {
             let r = store.registration;
             StoreView {
                 id: r.id,
@@ -424,6 +437,7 @@ async fn render_live(state: &AppState, headers: &HeaderMap) -> Result<Markup, Ap
                     acknowledgements: store.acknowledgements,
                     latest_job: store.latest_job,
                 },
+                trends,
             }
         })
         .collect();
@@ -442,6 +456,38 @@ async fn render_live(state: &AppState, headers: &HeaderMap) -> Result<Markup, Ap
         &storage,
         &|id| store_name(state, id),
     ))
+}
+
+/// Days a store card's sparklines cover (today included).
+const TREND_DAYS: i64 = 30;
+
+/// A store's sparklines, by day over [`TREND_DAYS`]; `None` (and a line in
+/// the log) when storage cannot answer, so that the card still shows.
+async fn store_trends(state: &AppState, store: &str) -> Option<views::Trends> {
+    let now = state.store_apis.now_ms();
+    let query = |metric| storehook_db::ChartQuery {
+        metric,
+        store: Some(store.to_owned()),
+        app: None,
+        product: None,
+        environment: storehook_core::Environment::Production,
+        from_ms: now - (TREND_DAYS - 1) * 86_400_000,
+        to_ms: now,
+        bucket: storehook_db::ChartBucket::Day,
+        now_ms: now,
+    };
+    let active = queries::chart(state, query(storehook_db::ChartMetric::ActiveSubscriptions)).await;
+    let lag = queries::chart(state, query(storehook_db::ChartMetric::Lag)).await;
+    match (active, lag) {
+        (Ok(active), Ok(lag)) => Some(views::Trends {
+            active: active.chart,
+            lag: lag.chart,
+        }),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(store, error = %e.message, "a store card's charts are unavailable");
+            None
+        }
+    }
 }
 
 /// Dead deliveries listed (with a retry button) per endpoint.
@@ -594,6 +640,60 @@ async fn lookup_page(
         }
     };
     page(StatusCode::OK, "Subscription lookup", "lookup", true, body)
+}
+
+/// `GET /dashboard/charts?metric=&store=&app=&product=&environment=&from=&to=&bucket=`.
+async fn charts_page(
+    state: Arc<AppState>,
+    credentials: Credentials,
+    query: HashMap<String, String>,
+) -> Response {
+    if let Some(denied) = denied(&state, &credentials, "/dashboard/charts") {
+        return denied;
+    }
+    let stores = lookup_stores(&state);
+    let now = state.store_apis.now_ms();
+    let metric = query
+        .get("metric")
+        .map(String::as_str)
+        .filter(|m| !m.is_empty())
+        .unwrap_or(storehook_db::ChartMetric::ActiveSubscriptions.as_str());
+    let request = match crate::charts::parse_request(metric, &query, now) {
+        Ok(request) => request,
+        Err(e) => {
+            let defaults = crate::charts::parse_request(
+                storehook_db::ChartMetric::ActiveSubscriptions.as_str(),
+                &HashMap::new(),
+                now,
+            );
+            return match defaults {
+                Ok(d) => page(
+                    e.status,
+                    "Charts",
+                    "charts",
+                    true,
+                    charts_page::charts_error(&e.message, &d.query, &stores),
+                ),
+                Err(_) => error_page(&e),
+            };
+        }
+    };
+    let store_label = request
+        .query
+        .store
+        .as_deref()
+        .map(|id| store_name(&state, id))
+        .unwrap_or_default();
+    match queries::chart(&state, request.query).await {
+        Ok(answer) => page(
+            StatusCode::OK,
+            "Charts",
+            "charts",
+            true,
+            charts_page::charts_body(&answer, &stores, &store_label),
+        ),
+        Err(e) => error_page(&e),
+    }
 }
 
 /// The subscriptions found for `q`, each with its history.

@@ -30,6 +30,48 @@ pub struct StoreView<'a> {
     pub url_configured: bool,
     /// What the store's API adds: checks, backfills, acknowledgements.
     pub pull: PullView,
+    /// Its charts over the last days (an enabled store's).
+    pub trends: Option<Trends>,
+}
+
+/// A store card's sparklines: active subscriptions and notification lag by
+/// day, both with the store filter.
+#[derive(Debug, Clone)]
+pub struct Trends {
+    pub active: storehook_db::Chart,
+    pub lag: storehook_db::Chart,
+}
+
+impl Trends {
+    /// The lag's p50 of the last bucket (today), when a notification came.
+    pub fn lag_p50_today(&self) -> Option<f64> {
+        let p50 = self.lag.series.iter().find(|s| s.label == "p50")?;
+        p50.values.last().copied().flatten()
+    }
+}
+
+/// "Delivers in 2.1 s, p50 today", the sparklines, a link to the charts.
+fn trends_section(store: &StoreView<'_>, trends: &Trends) -> Markup {
+    html! {
+        div.trends {
+            p.lag-today {
+                @match trends.lag_p50_today() {
+                    Some(ms) => { (store.name) " delivers in " b { (super::chart_svg::duration_text(ms)) } ", p50 today" }
+                    None => { span.muted { "No notification today yet." } }
+                }
+            }
+            div.sparklines {
+                a href={ "/dashboard/charts?metric=active_subscriptions&store=" (url_component(store.id)) } {
+                    (super::chart_svg::sparkline(&trends.active, "Active subscriptions"))
+                    " " small { "active subscriptions" }
+                }
+                a href={ "/dashboard/charts?metric=lag&store=" (url_component(store.id)) } {
+                    (super::chart_svg::sparkline(&trends.lag, "Lag p50"))
+                    " " small { "lag" }
+                }
+            }
+        }
+    }
 }
 
 /// The pull side of one store, as its card shows it.
@@ -372,6 +414,9 @@ fn store_card(now_ms: i64, store: &StoreView<'_>) -> Markup {
                         li.recovered { b { (s.recovered) } " recovered" }
                     }
                 }
+            }
+            @if let Some(trends) = &store.trends {
+                (trends_section(store, trends))
             }
             @if store.enabled && store.supported {
                 (api_section(now_ms, store))
@@ -1073,7 +1118,76 @@ mod tests {
             url: "https://hooks.example.com/v1/notifications/acme".into(),
             url_configured: true,
             pull: PullView::default(),
+            trends: None,
         }
+    }
+
+    fn daily(
+        metric: storehook_db::ChartMetric,
+        label: &str,
+        values: Vec<Option<f64>>,
+    ) -> storehook_db::Chart {
+        let n = values.len();
+        storehook_db::Chart {
+            metric,
+            unit: metric.unit(),
+            bucket: storehook_db::ChartBucket::Day,
+            buckets: (0..n as i64).map(|i| i * 86_400_000).collect(),
+            incomplete: (0..n).map(|i| i + 1 == n).collect(),
+            series: vec![storehook_db::ChartSeries {
+                label: label.into(),
+                currency: None,
+                converted: false,
+                values,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_card_says_how_fast_its_store_delivers_today() {
+        use storehook_db::ChartMetric;
+        let mut store = view(StoreStats::default());
+        store.trends = Some(Trends {
+            active: daily(
+                ChartMetric::ActiveSubscriptions,
+                "all",
+                vec![Some(3.0), Some(4.0)],
+            ),
+            lag: daily(ChartMetric::Lag, "p50", vec![Some(900.0), Some(2_140.0)]),
+        });
+        let card = store_card(0, &store).into_string();
+        assert!(
+            card.contains("Acme delivers in <b>2.1 s</b>, p50 today"),
+            "{card}"
+        );
+        assert!(
+            card.contains("href=\"/dashboard/charts?metric=lag&amp;store=acme\""),
+            "{card}"
+        );
+        assert!(
+            card.contains("latest 1970-01-02 · all: 4 (incomplete"),
+            "{card}"
+        );
+        assert_eq!(
+            card.matches("<svg class=\"sparkline\"").count(),
+            2,
+            "{card}"
+        );
+
+        store.trends = Some(Trends {
+            active: daily(
+                ChartMetric::ActiveSubscriptions,
+                "all",
+                vec![Some(3.0), Some(4.0)],
+            ),
+            lag: daily(ChartMetric::Lag, "p50", vec![Some(900.0), None]),
+        });
+        let card = store_card(0, &store).into_string();
+        assert!(card.contains("No notification today yet."), "{card}");
+        assert!(store_card(0, &view(StoreStats::default()))
+            .into_string()
+            .find("sparkline")
+            .is_none());
     }
 
     #[test]

@@ -65,6 +65,9 @@ pub(super) fn map(change: &str, event: &Event<'_>) -> Result<MappedEvent, Unread
         },
         price,
         currency,
+        // A trialing subscription's current period is its free trial.
+        is_trial: sub.status.as_deref().map(|s| s == "trialing"),
+        ..EventDetails::default()
     };
     Ok(MappedEvent {
         event_type,

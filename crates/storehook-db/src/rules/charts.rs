@@ -1,0 +1,964 @@
+//! Charts: what a notification does to the chart tables, and how a chart
+//! is read from them. Written once; both backends call it through
+//! [`ChartLedger`] primitives.
+//!
+//! A subscription's billing periods are derived from all its stored
+//! notifications, sorted in store order as the fold sorts them, so arrival
+//! order never matters. When a notification arrives, the periods and their
+//! per-day deltas are derived twice — without it and with it — and only
+//! the difference is added to the delta table: late and out-of-order
+//! arrivals adjust the days they concern, and the tables always equal a
+//! rebuild from scratch. A duplicate is never stored, so it changes nothing.
+
+use std::collections::BTreeMap;
+
+use storehook_core::{EventDetails, EventType, ImpliedState, SubscriptionStatus};
+
+use crate::charts::{Chart, ChartBucket, ChartMetric, ChartQuery, ChartSeries};
+use crate::{DbError, NewNotification};
+
+pub(crate) const DAY_MS: i64 = 86_400_000;
+
+/// The UTC day (days since 1970-01-01) of a Unix ms time.
+pub(crate) fn day_of(ms: i64) -> i64 {
+    ms.div_euclid(DAY_MS)
+}
+
+/// One stored notification of a subscription, as charts read it.
+#[derive(Debug, Clone)]
+pub(crate) struct ChartFact {
+    pub notification_id: String,
+    pub occurred_at_ms: i64,
+    pub event_type: Option<EventType>,
+    pub environment: String,
+    pub app_id: Option<String>,
+    pub product_id: Option<String>,
+    pub state: ImpliedState,
+    pub details: EventDetails,
+}
+
+/// What a billing period is, for the flow counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PeriodKind {
+    /// A free trial.
+    Trial,
+    /// The subscription's first paid period, not straight after a trial.
+    New,
+    /// The first paid period, straight after a trial.
+    TrialConversion,
+    /// A paid period straight after a paid one.
+    Renewal,
+    /// A paid period after the subscription had expired.
+    Reactivation,
+    /// A paid period that replaces the current one early (an upgrade).
+    ProductChange,
+}
+
+impl PeriodKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeriodKind::Trial => "trial",
+            PeriodKind::New => "new",
+            PeriodKind::TrialConversion => "trial_conversion",
+            PeriodKind::Renewal => "renewal",
+            PeriodKind::Reactivation => "reactivation",
+            PeriodKind::ProductChange => "product_change",
+        }
+    }
+
+    /// The flow counter a period of this kind adds one to at its start.
+    fn counter(self) -> Option<&'static str> {
+        match self {
+            PeriodKind::New => Some("new_subscriptions"),
+            PeriodKind::TrialConversion => Some("trial_conversions"),
+            PeriodKind::Renewal => Some("renewals"),
+            PeriodKind::Reactivation => Some("reactivations"),
+            PeriodKind::Trial | PeriodKind::ProductChange => None,
+        }
+    }
+}
+
+/// One billing period (RevenueCat's `sub_period` shape).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Period {
+    pub start_ms: i64,
+    /// When access really ended or ends: the period's end, extended by a
+    /// grace period, cut short by a refund, revocation, expiry or the next
+    /// period's early start.
+    pub end_ms: i64,
+    /// The end the store billed for (sets the MRR normalization).
+    pub nominal_end_ms: i64,
+    pub environment: String,
+    pub app_id: String,
+    pub product_id: String,
+    pub is_trial: bool,
+    /// 1 for the first paid period, 2 for the next…; 0 for a trial.
+    pub renewal_number: i64,
+    pub kind: PeriodKind,
+    /// Price in millionths of the currency's unit (`None`: the store did not say).
+    pub price_micros: Option<i64>,
+    pub currency: String,
+    /// The price normalized to a month, in millionths (paid periods with a price).
+    pub mrr_micros: Option<i64>,
+    pub refunded_at_ms: Option<i64>,
+    /// Paid, and no paid or trial period follows without a gap: the
+    /// subscription churns at `end_ms`.
+    pub churned: bool,
+    /// What started it (an upgrade starts a `ProductChange` period).
+    started_by: EventType,
+}
+
+/// One cell of the per-day delta table.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct DeltaKey {
+    pub metric: &'static str,
+    pub environment: String,
+    pub day: i64,
+    pub store: String,
+    pub app_id: String,
+    pub product_id: String,
+    /// Empty for counts.
+    pub currency: String,
+}
+
+/// One cell of the lag histogram: notifications of a store, received on a
+/// day, whose lag fell in a bin.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct LagKey {
+    pub environment: String,
+    pub store: String,
+    pub day: i64,
+    pub bin: i64,
+}
+
+/// What one stored notification adds to the events and lag charts.
+#[derive(Debug, Clone)]
+pub(crate) struct NotificationTimes {
+    pub store: String,
+    pub environment: String,
+    pub app_id: Option<String>,
+    pub product_id: Option<String>,
+    pub occurred_at_ms: i64,
+    pub received_at_ms: i64,
+}
+
+/// The chart tables' primitives, one statement each in the backend's dialect.
+pub(crate) trait ChartLedger {
+    /// Every stored (not rejected) notification of a subscription, in any order.
+    fn chart_facts(&self, store: &str, key: &str) -> Result<Vec<ChartFact>, DbError>;
+    /// Replaces a subscription's rows in the period table.
+    fn replace_chart_periods(
+        &self,
+        store: &str,
+        key: &str,
+        periods: &[Period],
+    ) -> Result<(), DbError>;
+    /// Adds `value` to one cell of the delta table.
+    fn add_chart_delta(&self, key: &DeltaKey, value: i64) -> Result<(), DbError>;
+    /// Adds `count` to one cell of the lag histogram.
+    fn add_chart_lag(&self, key: &LagKey, count: i64) -> Result<(), DbError>;
+    /// Every subscription with a stored notification (for a rebuild).
+    fn chart_subscriptions(&self) -> Result<Vec<(String, String)>, DbError>;
+    /// Stored notifications after row `after`, oldest first, at most `limit`.
+    fn notification_times(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, NotificationTimes)>, DbError>;
+    /// Empties the chart tables.
+    fn clear_charts(&self) -> Result<(), DbError>;
+    /// Whether a migration asked for a rebuild; clears the request.
+    fn take_chart_rebuild_request(&self) -> Result<bool, DbError>;
+}
+
+// ---- the write side ----
+
+/// Keeps the chart tables in step with one newly stored notification (in
+/// its own transaction).
+pub(crate) fn on_notification<L: ChartLedger + ?Sized>(
+    l: &L,
+    new: &NewNotification,
+) -> Result<(), DbError> {
+    let n = &new.notification;
+    add_times(
+        l,
+        &NotificationTimes {
+            store: n.store.clone(),
+            environment: n.environment.as_str().to_owned(),
+            app_id: n.app_id.clone(),
+            product_id: n.product_id.clone(),
+            occurred_at_ms: n.occurred_at_ms,
+            received_at_ms: new.received_at_ms,
+        },
+    )?;
+    let Some(key) = &n.subscription_key else {
+        return Ok(());
+    };
+    let after = l.chart_facts(&n.store, key)?;
+    let before: Vec<ChartFact> = after
+        .iter()
+        .filter(|f| f.notification_id != n.notification_id)
+        .cloned()
+        .collect();
+    let (old, new_periods) = (derive_periods(&before), derive_periods(&after));
+    let mut diff = deltas(&n.store, &new_periods, &after);
+    for (k, v) in deltas(&n.store, &old, &before) {
+        *diff.entry(k).or_default() -= v;
+    }
+    for (k, v) in diff.iter().filter(|(_, v)| **v != 0) {
+        l.add_chart_delta(k, *v)?;
+    }
+    if old != new_periods {
+        l.replace_chart_periods(&n.store, key, &new_periods)?;
+    }
+    Ok(())
+}
+
+/// Builds the chart tables again from every stored notification.
+pub(crate) fn rebuild<L: ChartLedger + ?Sized>(l: &L) -> Result<(), DbError> {
+    l.clear_charts()?;
+    let mut cells: BTreeMap<DeltaKey, i64> = BTreeMap::new();
+    for (store, key) in l.chart_subscriptions()? {
+        let facts = l.chart_facts(&store, &key)?;
+        let periods = derive_periods(&facts);
+        for (k, v) in deltas(&store, &periods, &facts) {
+            *cells.entry(k).or_default() += v;
+        }
+        l.replace_chart_periods(&store, &key, &periods)?;
+    }
+    let mut lags: BTreeMap<LagKey, i64> = BTreeMap::new();
+    let mut after = 0;
+    loop {
+        let page = l.notification_times(after, 10_000)?;
+        let Some((last, _)) = page.last() else { break };
+        after = *last;
+        for (_, t) in &page {
+            *cells.entry(events_key(t)).or_default() += 1;
+            *lags.entry(lag_key(t)).or_default() += 1;
+        }
+    }
+    for (k, v) in cells.iter().filter(|(_, v)| **v != 0) {
+        l.add_chart_delta(k, *v)?;
+    }
+    for (k, v) in &lags {
+        l.add_chart_lag(k, *v)?;
+    }
+    Ok(())
+}
+
+/// Runs the rebuild a migration asked for (an existing install gets its
+/// charts from the history already stored).
+pub(crate) fn rebuild_if_requested<L: ChartLedger + ?Sized>(l: &L) -> Result<bool, DbError> {
+    if !l.take_chart_rebuild_request()? {
+        return Ok(false);
+    }
+    rebuild(l)?;
+    Ok(true)
+}
+
+fn add_times<L: ChartLedger + ?Sized>(l: &L, t: &NotificationTimes) -> Result<(), DbError> {
+    l.add_chart_delta(&events_key(t), 1)?;
+    l.add_chart_lag(&lag_key(t), 1)
+}
+
+fn events_key(t: &NotificationTimes) -> DeltaKey {
+    DeltaKey {
+        metric: "events",
+        environment: t.environment.clone(),
+        day: day_of(t.received_at_ms),
+        store: t.store.clone(),
+        app_id: t.app_id.clone().unwrap_or_default(),
+        product_id: t.product_id.clone().unwrap_or_default(),
+        currency: String::new(),
+    }
+}
+
+fn lag_key(t: &NotificationTimes) -> LagKey {
+    LagKey {
+        environment: t.environment.clone(),
+        store: t.store.clone(),
+        day: day_of(t.received_at_ms),
+        bin: lag_bin(t.received_at_ms - t.occurred_at_ms),
+    }
+}
+
+/// Lag histogram bins are log-spaced, four per doubling (each bin is
+/// about 19 % wide): bin `b` holds lags in [2^(b/4), 2^((b+1)/4)) ms, bin
+/// 0 also everything up to 1 ms (and a negative lag from clock skew).
+pub(crate) fn lag_bin(lag_ms: i64) -> i64 {
+    if lag_ms <= 1 {
+        return 0;
+    }
+    ((lag_ms as f64).log2() * 4.0).floor() as i64
+}
+
+/// What a percentile falling in `bin` reports: the bin's upper edge,
+/// rounded to a millisecond.
+pub(crate) fn lag_bin_upper_ms(bin: i64) -> f64 {
+    2f64.powf((bin + 1) as f64 / 4.0).round()
+}
+
+/// A price in millionths of its unit (exact sums; no float drift as
+/// deltas are added and taken back).
+fn micros(price: f64) -> i64 {
+    (price * 1_000_000.0).round() as i64
+}
+
+/// RevenueCat's MRR normalization (charts-and-scale.md A1): a period's
+/// length is matched to the nearest of their durations and its price
+/// multiplied by that duration's factor.
+pub(crate) fn mrr_factor(length_ms: i64) -> (i64, i64) {
+    // (length in days, numerator, denominator)
+    const TABLE: [(f64, i64, i64); 10] = [
+        (1.0, 30, 1),
+        (3.0, 10, 1),
+        (7.0, 4, 1),
+        (14.0, 2, 1),
+        (28.0, 1, 1),
+        (30.436_875, 1, 1),
+        (60.873_75, 1, 2),
+        (91.310_625, 1, 3),
+        (182.621_25, 1, 6),
+        (365.242_5, 1, 12),
+    ];
+    let days = (length_ms.max(1) as f64) / DAY_MS as f64;
+    let mut best = TABLE[0];
+    for entry in TABLE {
+        if (days / entry.0).ln().abs() < (days / best.0).ln().abs() {
+            best = entry;
+        }
+    }
+    (best.1, best.2)
+}
+
+fn mrr_micros(price_micros: i64, length_ms: i64) -> i64 {
+    let (num, den) = mrr_factor(length_ms);
+    let scaled = i128::from(price_micros) * i128::from(num);
+    let den = i128::from(den);
+    // Rounded half away from zero, the same way every time it is computed.
+    i64::try_from((scaled + den / 2) / den).unwrap_or(i64::MAX)
+}
+
+/// A subscription's billing periods, from its notifications in any order.
+pub(crate) fn derive_periods(facts: &[ChartFact]) -> Vec<Period> {
+    let mut sorted: Vec<&ChartFact> = facts.iter().collect();
+    sorted.sort_by(|a, b| {
+        a.occurred_at_ms
+            .cmp(&b.occurred_at_ms)
+            .then_with(|| a.notification_id.cmp(&b.notification_id))
+    });
+    let mut periods: Vec<Period> = Vec::new();
+    for f in sorted {
+        let t = f.occurred_at_ms;
+        let Some(event) = f.event_type else { continue };
+        match event {
+            EventType::InitialPurchase | EventType::Renewal | EventType::ProductChange => {
+                start_period(&mut periods, f, event);
+            }
+            EventType::Refund => {
+                let purchased = f.details.purchased_at_ms;
+                let target = purchased
+                    .and_then(|p| periods.iter().position(|x| x.start_ms == p))
+                    .or_else(|| current(&periods, t));
+                if let Some(p) = target.map(|i| &mut periods[i]) {
+                    p.refunded_at_ms = Some(t);
+                    p.end_ms = p.end_ms.min(t.max(p.start_ms));
+                }
+            }
+            EventType::RefundReversed => {
+                if let Some(p) = periods
+                    .iter_mut()
+                    .rev()
+                    .find(|p| p.refunded_at_ms.is_some() && p.start_ms <= t)
+                {
+                    p.refunded_at_ms = None;
+                    p.end_ms = p.end_ms.max(p.nominal_end_ms);
+                }
+            }
+            EventType::Expiration | EventType::GracePeriodExpired | EventType::Revoke => {
+                if let Some(i) = current(&periods, t) {
+                    let p = &mut periods[i];
+                    p.end_ms = p.end_ms.min(t.max(p.start_ms));
+                }
+            }
+            EventType::BillingIssue => {
+                // A grace period keeps access until it ends.
+                let grace_end = f.details.grace_period_expires_at_ms.or_else(|| {
+                    (f.state.status == Some(SubscriptionStatus::GracePeriod))
+                        .then_some(f.state.expires_at_ms)
+                        .flatten()
+                });
+                if let (Some(i), Some(grace_end)) = (current(&periods, t), grace_end) {
+                    periods[i].end_ms = periods[i].end_ms.max(grace_end);
+                }
+            }
+            EventType::SubscriptionExtended => {
+                if let (Some(i), Some(end)) = (current(&periods, t), f.state.expires_at_ms) {
+                    periods[i].end_ms = periods[i].end_ms.max(end);
+                }
+            }
+            _ => {}
+        }
+    }
+    classify(&mut periods);
+    periods
+}
+
+/// The newest period that started by `t`.
+fn current(periods: &[Period], t: i64) -> Option<usize> {
+    periods.iter().rposition(|p| p.start_ms <= t)
+}
+
+/// A notification that reports a paid or trial period starting: a new
+/// period, or what it adds to one already reported (stores often announce
+/// one period twice, e.g. an invoice and a subscription update).
+fn start_period(periods: &mut Vec<Period>, f: &ChartFact, event: EventType) {
+    let Some(end) = f.state.expires_at_ms else {
+        return;
+    };
+    let start = f.details.purchased_at_ms.unwrap_or(f.occurred_at_ms);
+    if end <= start {
+        return;
+    }
+    let price = f.details.price.map(micros);
+    let currency = f.details.currency.clone().map(|c| c.to_uppercase());
+    let product = f.state.product_id.clone().or_else(|| f.product_id.clone());
+    if let Some(p) = periods.iter_mut().find(|p| p.start_ms == start) {
+        p.nominal_end_ms = end;
+        p.end_ms = p.end_ms.max(end);
+        p.price_micros = price.or(p.price_micros);
+        if let Some(c) = currency {
+            p.currency = c;
+        }
+        if let Some(product) = product {
+            p.product_id = product;
+        }
+        p.is_trial |= f.details.is_trial == Some(true);
+        return;
+    }
+    let at = periods.partition_point(|p| p.start_ms < start);
+    periods.insert(
+        at,
+        Period {
+            start_ms: start,
+            end_ms: end,
+            nominal_end_ms: end,
+            environment: f.environment.clone(),
+            app_id: f.app_id.clone().unwrap_or_default(),
+            product_id: product.unwrap_or_default(),
+            is_trial: f.details.is_trial == Some(true),
+            renewal_number: 0,
+            kind: PeriodKind::New,
+            price_micros: price,
+            currency: currency.unwrap_or_default(),
+            mrr_micros: None,
+            refunded_at_ms: None,
+            churned: false,
+            started_by: event,
+        },
+    );
+}
+
+/// Cuts overlapping periods at the next one's start, then names each
+/// period's kind, renewal number and whether the subscription churns at
+/// its end.
+fn classify(periods: &mut [Period]) {
+    for i in 1..periods.len() {
+        let next_start = periods[i].start_ms;
+        let prev = &mut periods[i - 1];
+        if next_start < prev.end_ms {
+            prev.end_ms = next_start.max(prev.start_ms);
+        }
+    }
+    let mut paid = 0;
+    for i in 0..periods.len() {
+        let (before, rest) = periods.split_at_mut(i);
+        let p = &mut rest[0];
+        let prev = before.last();
+        let follows = prev.is_some_and(|q| q.end_ms >= p.start_ms);
+        p.kind = if p.is_trial {
+            PeriodKind::Trial
+        } else if paid == 0 {
+            if follows && prev.is_some_and(|q| q.is_trial) {
+                PeriodKind::TrialConversion
+            } else {
+                PeriodKind::New
+            }
+        } else if !follows {
+            PeriodKind::Reactivation
+        } else if p.started_by == EventType::ProductChange {
+            PeriodKind::ProductChange
+        } else {
+            PeriodKind::Renewal
+        };
+        if !p.is_trial {
+            paid += 1;
+            p.renewal_number = paid;
+            p.mrr_micros = p
+                .price_micros
+                .map(|m| mrr_micros(m, p.nominal_end_ms - p.start_ms));
+        } else {
+            p.renewal_number = 0;
+            p.mrr_micros = None;
+        }
+    }
+    for i in 0..periods.len() {
+        let followed = periods
+            .get(i + 1)
+            .is_some_and(|n| n.start_ms <= periods[i].end_ms);
+        periods[i].churned = !periods[i].is_trial && !followed;
+    }
+}
+
+/// The per-day deltas a subscription's periods and notifications add.
+pub(crate) fn deltas(
+    store: &str,
+    periods: &[Period],
+    facts: &[ChartFact],
+) -> BTreeMap<DeltaKey, i64> {
+    let mut out: BTreeMap<DeltaKey, i64> = BTreeMap::new();
+    let mut add = |metric: &'static str,
+                   day: i64,
+                   env: &str,
+                   app: &str,
+                   product: &str,
+                   currency: &str,
+                   v: i64| {
+        if v == 0 {
+            return;
+        }
+        *out.entry(DeltaKey {
+            metric,
+            environment: env.to_owned(),
+            day,
+            store: store.to_owned(),
+            app_id: app.to_owned(),
+            product_id: product.to_owned(),
+            currency: currency.to_owned(),
+        })
+        .or_default() += v;
+    };
+    for p in periods {
+        let (start, end) = (day_of(p.start_ms), day_of(p.end_ms));
+        let (env, app, product, cur) = (
+            p.environment.as_str(),
+            p.app_id.as_str(),
+            p.product_id.as_str(),
+            p.currency.as_str(),
+        );
+        if p.is_trial {
+            add("active_trials", start, env, app, product, "", 1);
+            add("active_trials", end, env, app, product, "", -1);
+            continue;
+        }
+        add("active_subscriptions", start, env, app, product, "", 1);
+        add("active_subscriptions", end, env, app, product, "", -1);
+        if let Some(counter) = p.kind.counter() {
+            add(counter, start, env, app, product, "", 1);
+        }
+        if p.churned {
+            add("churned", end, env, app, product, "", 1);
+        }
+        if let Some(m) = p.mrr_micros {
+            add("mrr", start, env, app, product, cur, m);
+            add("mrr", end, env, app, product, cur, -m);
+        }
+        if let Some(price) = p.price_micros {
+            add("revenue", start, env, app, product, cur, price);
+        }
+        if let Some(r) = p.refunded_at_ms {
+            let day = day_of(r);
+            add("refunds", day, env, app, product, "", 1);
+            if let Some(price) = p.price_micros {
+                add("revenue", day, env, app, product, cur, -price);
+                add("refund_amount", day, env, app, product, cur, price);
+            }
+        }
+    }
+    for f in facts {
+        if f.event_type == Some(EventType::BillingIssue) {
+            add(
+                "billing_issues",
+                day_of(f.occurred_at_ms),
+                &f.environment,
+                f.app_id.as_deref().unwrap_or_default(),
+                f.product_id.as_deref().unwrap_or_default(),
+                "",
+                1,
+            );
+        }
+    }
+    out.retain(|_, v| *v != 0);
+    out
+}
+
+// ---- the read side ----
+
+/// How a read groups the delta table's rows into series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SeriesBy {
+    All,
+    Currency,
+    Store,
+}
+
+/// One sum a chart is made of: a metric of the delta table, its series,
+/// and whether it is a stock (a running sum of every day up to the
+/// bucket) or a flow (a sum over the bucket's days).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DeltaRead {
+    pub metric: &'static str,
+    pub series_by: SeriesBy,
+    pub stock: bool,
+}
+
+const fn flow(metric: &'static str, series_by: SeriesBy) -> DeltaRead {
+    DeltaRead {
+        metric,
+        series_by,
+        stock: false,
+    }
+}
+
+const fn stock(metric: &'static str, series_by: SeriesBy) -> DeltaRead {
+    DeltaRead {
+        metric,
+        series_by,
+        stock: true,
+    }
+}
+
+/// The delta-table sums a chart needs (none for lag: its histogram is a
+/// table of its own).
+pub(crate) fn reads(metric: ChartMetric) -> Vec<DeltaRead> {
+    use SeriesBy::{All, Currency, Store};
+    match metric {
+        ChartMetric::ActiveSubscriptions => vec![stock("active_subscriptions", All)],
+        ChartMetric::ActiveTrials => vec![stock("active_trials", All)],
+        ChartMetric::NewSubscriptions => vec![flow("new_subscriptions", All)],
+        ChartMetric::TrialConversions => vec![flow("trial_conversions", All)],
+        ChartMetric::Renewals => vec![flow("renewals", All)],
+        ChartMetric::Churned => vec![flow("churned", All)],
+        ChartMetric::Reactivations => vec![flow("reactivations", All)],
+        ChartMetric::ChurnRate => vec![
+            flow("churned", All),
+            flow("reactivations", All),
+            stock("active_subscriptions", All),
+        ],
+        ChartMetric::Mrr => vec![stock("mrr", Currency)],
+        ChartMetric::Revenue => vec![flow("revenue", Currency)],
+        ChartMetric::Refunds => vec![flow("refunds", All), flow("refund_amount", Currency)],
+        ChartMetric::BillingIssues => vec![flow("billing_issues", All)],
+        ChartMetric::Events => vec![flow("events", Store)],
+        ChartMetric::Lag => Vec::new(),
+    }
+}
+
+/// A chart's day range: a stock reads from the beginning (its running sum
+/// starts there), a flow from its first bucket.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DayRange {
+    pub from_day: Option<i64>,
+    pub to_day: i64,
+}
+
+/// A summed row of the delta table: (day, series label, sum).
+pub(crate) type DeltaRow = (i64, String, i64);
+/// A summed row of the lag histogram: (day, bin, count).
+pub(crate) type LagRow = (i64, i64, i64);
+
+/// The day range a read covers.
+pub(crate) fn day_range(q: &ChartQuery, read: &DeltaRead) -> DayRange {
+    let buckets = bucket_days(q);
+    let first = buckets.first().map_or(day_of(q.from_ms), |b| b.0);
+    let last = buckets.last().map_or(day_of(q.to_ms), |b| b.1);
+    DayRange {
+        // A stock's first bucket needs the level before it; churn rate
+        // reads the day before its first bucket.
+        from_day: (!read.stock).then_some(first),
+        to_day: last,
+    }
+}
+
+/// The lag histogram's day range.
+pub(crate) fn lag_day_range(q: &ChartQuery) -> (i64, i64) {
+    let buckets = bucket_days(q);
+    (
+        buckets.first().map_or(day_of(q.from_ms), |b| b.0),
+        buckets.last().map_or(day_of(q.to_ms), |b| b.1),
+    )
+}
+
+/// Every bucket as (first day, last day), oldest first. At most 5,000
+/// buckets (a guard against an absurd range).
+fn bucket_days(q: &ChartQuery) -> Vec<(i64, i64)> {
+    let (from, to) = (day_of(q.from_ms), day_of(q.to_ms.max(q.from_ms)));
+    let mut out = Vec::new();
+    let mut start = bucket_start(from, q.bucket);
+    while start <= to && out.len() < 5_000 {
+        let next = next_bucket(start, q.bucket);
+        out.push((start, next - 1));
+        start = next;
+    }
+    out
+}
+
+fn bucket_start(day: i64, bucket: ChartBucket) -> i64 {
+    match bucket {
+        ChartBucket::Day => day,
+        // 1970-01-01 was a Thursday: Monday is 3 days before.
+        ChartBucket::Week => day - (day + 3).rem_euclid(7),
+        ChartBucket::Month => {
+            let (y, m, _) = civil_from_days(day);
+            days_from_civil(y, m, 1)
+        }
+    }
+}
+
+fn next_bucket(start: i64, bucket: ChartBucket) -> i64 {
+    match bucket {
+        ChartBucket::Day => start + 1,
+        ChartBucket::Week => start + 7,
+        ChartBucket::Month => {
+            let (y, m, _) = civil_from_days(start);
+            if m == 12 {
+                days_from_civil(y + 1, 1, 1)
+            } else {
+                days_from_civil(y, m + 1, 1)
+            }
+        }
+    }
+}
+
+/// Howard Hinnant's `civil_from_days`: (year, month 1–12, day 1–31).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Howard Hinnant's `days_from_civil`.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// One read's values per series, per bucket.
+fn series_values(
+    read: &DeltaRead,
+    rows: &[DeltaRow],
+    buckets: &[(i64, i64)],
+    today: i64,
+) -> BTreeMap<String, Vec<i64>> {
+    let mut by_series: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
+    for (day, series, v) in rows {
+        by_series
+            .entry(series.clone())
+            .or_default()
+            .push((*day, *v));
+    }
+    if read.series_by == SeriesBy::All {
+        by_series.entry(String::new()).or_default();
+    }
+    by_series
+        .into_iter()
+        .map(|(label, mut days)| {
+            days.sort_unstable();
+            let values = buckets
+                .iter()
+                .map(|&(first, last)| {
+                    if read.stock {
+                        // The level at the end of the bucket; for the
+                        // running bucket, now (later scheduled ends have
+                        // not happened yet).
+                        let at = if (first..=last).contains(&today) {
+                            today
+                        } else {
+                            last
+                        };
+                        days.iter().filter(|(d, _)| *d <= at).map(|(_, v)| v).sum()
+                    } else {
+                        days.iter()
+                            .filter(|(d, _)| (first..=last).contains(d))
+                            .map(|(_, v)| v)
+                            .sum()
+                    }
+                })
+                .collect();
+            (label, values)
+        })
+        .collect()
+}
+
+fn count_series(label: &str, values: &[i64]) -> ChartSeries {
+    ChartSeries {
+        label: label.to_owned(),
+        currency: None,
+        converted: false,
+        values: values.iter().map(|v| Some(*v as f64)).collect(),
+    }
+}
+
+fn money_series(currency: &str, values: &[i64]) -> ChartSeries {
+    ChartSeries {
+        label: currency.to_owned(),
+        currency: Some(currency.to_owned()),
+        converted: false,
+        values: values
+            .iter()
+            .map(|v| Some(*v as f64 / 1_000_000.0))
+            .collect(),
+    }
+}
+
+/// Builds a chart from the rows its [`reads`] fetched (in the same order)
+/// and, for lag, from the histogram's rows.
+pub(crate) fn build_chart(q: &ChartQuery, fetched: &[Vec<DeltaRow>], lag: &[LagRow]) -> Chart {
+    let buckets = bucket_days(q);
+    let today = day_of(q.now_ms);
+    let mut series = Vec::new();
+    let reads = reads(q.metric);
+    match q.metric {
+        ChartMetric::ChurnRate => {
+            let empty = Vec::new();
+            let get = |i: usize| fetched.get(i).unwrap_or(&empty);
+            let one = |i: usize, b: &[(i64, i64)]| {
+                series_values(&reads[i], get(i), b, today)
+                    .remove("")
+                    .unwrap_or_default()
+            };
+            let churned = one(0, &buckets);
+            let reactivated = one(1, &buckets);
+            // Active at the start of a bucket: at the end of the day before.
+            let starts: Vec<(i64, i64)> = buckets.iter().map(|b| (b.0 - 1, b.0 - 1)).collect();
+            let active = one(2, &starts);
+            let values = (0..buckets.len())
+                .map(|i| {
+                    let a = active.get(i).copied().unwrap_or(0);
+                    let net = churned.get(i).copied().unwrap_or(0)
+                        - reactivated.get(i).copied().unwrap_or(0);
+                    (a > 0).then(|| net as f64 * 100.0 / a as f64)
+                })
+                .collect();
+            series.push(ChartSeries {
+                label: "all".into(),
+                currency: None,
+                converted: false,
+                values,
+            });
+        }
+        ChartMetric::Lag => {
+            for (label, p) in [("p50", 0.50), ("p95", 0.95)] {
+                let values = buckets
+                    .iter()
+                    .map(|&(first, last)| {
+                        let mut bins: BTreeMap<i64, i64> = BTreeMap::new();
+                        for (day, bin, n) in lag {
+                            if (first..=last).contains(day) {
+                                *bins.entry(*bin).or_default() += n;
+                            }
+                        }
+                        percentile(&bins, p)
+                    })
+                    .collect();
+                series.push(ChartSeries {
+                    label: label.into(),
+                    currency: None,
+                    converted: false,
+                    values,
+                });
+            }
+        }
+        _ => {
+            for (read, rows) in reads.iter().zip(fetched) {
+                for (label, values) in series_values(read, rows, &buckets, today) {
+                    series.push(match read.series_by {
+                        SeriesBy::All if read.metric == "refunds" => count_series("count", &values),
+                        SeriesBy::All => count_series("all", &values),
+                        SeriesBy::Store => count_series(&label, &values),
+                        SeriesBy::Currency => money_series(&label, &values),
+                    });
+                }
+            }
+        }
+    }
+    let day_ms = |d: i64| d * DAY_MS;
+    Chart {
+        metric: q.metric,
+        unit: q.metric.unit(),
+        bucket: q.bucket,
+        buckets: buckets.iter().map(|b| day_ms(b.0)).collect(),
+        incomplete: buckets.iter().map(|b| day_ms(b.1 + 1) > q.now_ms).collect(),
+        series,
+    }
+}
+
+/// The `p` percentile of a histogram (nearest rank), as its bin's upper edge.
+fn percentile(bins: &BTreeMap<i64, i64>, p: f64) -> Option<f64> {
+    let total: i64 = bins.values().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = ((p * total as f64).ceil() as i64).max(1);
+    let mut seen = 0;
+    for (bin, n) in bins {
+        seen += n;
+        if seen >= rank {
+            return Some(lag_bin_upper_ms(*bin));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calendar_arithmetic() {
+        // 2026-03-01 is day 20513; 2026-02-28 is a Saturday.
+        assert_eq!(days_from_civil(2026, 3, 1), 20_513);
+        assert_eq!(civil_from_days(20_513), (2026, 3, 1));
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        // 2026-03-04 is a Wednesday; its week starts Monday 2026-03-02.
+        assert_eq!(bucket_start(20_516, ChartBucket::Week), 20_514);
+        assert_eq!(bucket_start(20_516, ChartBucket::Month), 20_513);
+        assert_eq!(next_bucket(20_513, ChartBucket::Month), 20_513 + 31);
+        assert_eq!(
+            next_bucket(days_from_civil(2026, 12, 1), ChartBucket::Month),
+            days_from_civil(2027, 1, 1)
+        );
+    }
+
+    #[test]
+    fn mrr_follows_revenuecats_table() {
+        let d = DAY_MS;
+        assert_eq!(mrr_factor(7 * d), (4, 1));
+        assert_eq!(mrr_factor(31 * d), (1, 1));
+        assert_eq!(mrr_factor(28 * d), (1, 1));
+        assert_eq!(mrr_factor(365 * d), (1, 12));
+        assert_eq!(mrr_factor(92 * d), (1, 3));
+        assert_eq!(mrr_micros(59_990_000, 365 * d), 4_999_167);
+    }
+
+    #[test]
+    fn lag_bins_are_log_spaced() {
+        assert_eq!(lag_bin(0), 0);
+        assert_eq!(lag_bin(1000), 39);
+        assert_eq!(lag_bin_upper_ms(39), 1024.0);
+        assert_eq!(lag_bin(3000), 46);
+        assert_eq!(lag_bin_upper_ms(46), 3444.0);
+    }
+}
