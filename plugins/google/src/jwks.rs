@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use jsonwebtoken::DecodingKey;
@@ -39,18 +39,31 @@ pub enum KeyError {
     Unavailable(String),
 }
 
+/// One RSA signing key of the set, shared (not copied) by every request
+/// that may be signed with it.
+pub struct SigningKey {
+    pub decoding: DecodingKey,
+    /// SHA-256 of the JWK's modulus and exponent: what the verified-token
+    /// cache remembers of the key that verified a token, so that an entry
+    /// stays usable only while the same key is in the set (across reloads).
+    pub fingerprint: [u8; 32],
+}
+
 /// One parsed key set.
 #[derive(Clone, Default)]
 struct KeySet {
-    keys: HashMap<String, DecodingKey>,
+    keys: HashMap<String, Arc<SigningKey>>,
     /// Keys without a `kid`, tried only for tokens without one.
-    anonymous: Vec<DecodingKey>,
+    anonymous: Vec<Arc<SigningKey>>,
     /// When a URL key set goes stale (`None`: never, for files).
     expires_at_ms: Option<i64>,
+    /// Which load this set came from (0: the file read at start-up), so
+    /// that the verified-token cache notices every new set.
+    version: u64,
 }
 
 impl KeySet {
-    fn lookup(&self, kid: Option<&str>) -> Vec<DecodingKey> {
+    fn lookup(&self, kid: Option<&str>) -> Vec<Arc<SigningKey>> {
         match kid {
             Some(kid) => self.keys.get(kid).cloned().into_iter().collect(),
             // google-auth tries every key for a token without a kid.
@@ -95,6 +108,8 @@ impl RefreshState {
 pub struct KeyStore {
     source: Source,
     current: RwLock<Option<KeySet>>,
+    /// Sets stored so far; the next one's version.
+    stored: std::sync::atomic::AtomicU64,
     /// Serializes loads: concurrent requests with a new kid wait for one load.
     refresh: tokio::sync::Mutex<RefreshState>,
 }
@@ -130,6 +145,7 @@ impl KeyStore {
         Ok(KeyStore {
             source,
             current: RwLock::new(initial),
+            stored: std::sync::atomic::AtomicU64::new(0),
             refresh: tokio::sync::Mutex::new(RefreshState::default()),
         })
     }
@@ -140,7 +156,7 @@ impl KeyStore {
         &self,
         kid: Option<&str>,
         now_ms: i64,
-    ) -> Result<Vec<DecodingKey>, KeyError> {
+    ) -> Result<Vec<Arc<SigningKey>>, KeyError> {
         if let Some(keys) = self.fresh_hit(kid, now_ms) {
             return Ok(keys);
         }
@@ -201,7 +217,7 @@ impl KeyStore {
         }
     }
 
-    fn fresh_hit(&self, kid: Option<&str>, now_ms: i64) -> Option<Vec<DecodingKey>> {
+    fn fresh_hit(&self, kid: Option<&str>, now_ms: i64) -> Option<Vec<Arc<SigningKey>>> {
         let guard = self.current.read().ok()?;
         let set = guard.as_ref()?;
         if set.is_stale(now_ms) {
@@ -215,7 +231,21 @@ impl KeyStore {
         self.current.read().ok().and_then(|g| g.clone())
     }
 
-    fn store(&self, set: KeySet) {
+    /// The current set's version and the fingerprints of its keys, when its
+    /// version is not `seen`.
+    pub fn fingerprints_if_changed(&self, seen: u64) -> Option<(u64, Vec<[u8; 32]>)> {
+        let guard = self.current.read().ok()?;
+        let set = guard.as_ref()?;
+        (set.version != seen).then(|| {
+            let keys = set.keys.values().chain(set.anonymous.iter());
+            (set.version, keys.map(|k| k.fingerprint).collect())
+        })
+    }
+
+    fn store(&self, mut set: KeySet) {
+        set.version = 1 + self
+            .stored
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Ok(mut guard) = self.current.write() {
             *guard = Some(set);
         }
@@ -229,7 +259,10 @@ impl KeyStore {
     }
 }
 
-fn found_or_unknown(set: Option<&KeySet>, kid: Option<&str>) -> Result<Vec<DecodingKey>, KeyError> {
+fn found_or_unknown(
+    set: Option<&KeySet>,
+    kid: Option<&str>,
+) -> Result<Vec<Arc<SigningKey>>, KeyError> {
     let keys = set.map(|s| s.lookup(kid)).unwrap_or_default();
     if keys.is_empty() {
         Err(KeyError::UnknownKey)
@@ -317,9 +350,20 @@ fn parse_jwks(bytes: &[u8], expires_at_ms: Option<i64>) -> Result<KeySet, String
         let (true, Some(n), Some(e)) = (usable, jwk.n.as_deref(), jwk.e.as_deref()) else {
             continue;
         };
-        let Ok(key) = DecodingKey::from_rsa_components(n, e) else {
+        let Ok(decoding) = DecodingKey::from_rsa_components(n, e) else {
             continue;
         };
+        let mut fingerprint_input = ring::digest::Context::new(&ring::digest::SHA256);
+        // The separator cannot occur in base64url, so (n, e) pairs never collide.
+        for part in [n.as_bytes(), b".", e.as_bytes()] {
+            fingerprint_input.update(part);
+        }
+        let mut fingerprint = [0u8; 32];
+        fingerprint.copy_from_slice(fingerprint_input.finish().as_ref());
+        let key = Arc::new(SigningKey {
+            decoding,
+            fingerprint,
+        });
         match jwk.kid {
             Some(kid) => {
                 set.keys.insert(kid, key);

@@ -28,6 +28,7 @@ pub mod jwks;
 pub mod map;
 pub mod play_api;
 mod purchase;
+pub mod token_cache;
 pub mod verify;
 
 use storehook_core::{

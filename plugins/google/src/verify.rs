@@ -3,14 +3,17 @@
 //! secret in the push URL (`?token=`). When both are configured, both must
 //! pass (Google's own push sample checks both).
 
+use std::sync::Arc;
+
 use base64::Engine;
-use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{errors::ErrorKind, Algorithm, Validation};
 use serde::Deserialize;
 use storehook_core::encoding::LENIENT_URL_SAFE;
 use storehook_core::{AdapterError, IncomingRequest, Secret};
 
 use crate::config::{OidcSettings, Settings};
-use crate::jwks::{KeyError, KeyStore};
+use crate::jwks::{KeyError, KeyStore, SigningKey};
+use crate::token_cache::{self, VerifiedTokens};
 
 /// The issuers google-auth's `verify_oauth2_token` accepts.
 pub const GOOGLE_ISSUERS: [&str; 2] = ["accounts.google.com", "https://accounts.google.com"];
@@ -137,6 +140,10 @@ pub struct OidcVerifier {
     clock_skew_seconds: u64,
     keys: KeyStore,
     validation: Validation,
+    verified: VerifiedTokens<PushClaims>,
+    /// RSA verifications made, for the cache's tests.
+    #[cfg(test)]
+    signature_checks: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Deserialize)]
@@ -174,6 +181,9 @@ impl OidcVerifier {
             clock_skew_seconds: settings.clock_skew_seconds,
             keys: KeyStore::new(&settings.key_source)?,
             validation,
+            verified: VerifiedTokens::new(token_cache::DEFAULT_CAPACITY),
+            #[cfg(test)]
+            signature_checks: Default::default(),
         })
     }
 
@@ -189,23 +199,45 @@ impl OidcVerifier {
             Some("RS256") => {}
             _ => return Err(AuthError::BadAlgorithm),
         }
-        let keys = self
-            .keys
-            .keys_for(header.kid.as_deref(), now_ms)
-            .await
-            .map_err(|e| match e {
-                KeyError::UnknownKey => AuthError::UnknownKey,
-                KeyError::Unavailable(problem) => AuthError::KeysUnavailable(problem),
-            })?;
-        let claims = self.verify_signature(token, &keys)?;
-        self.check_claims(&claims, now_ms)
+        let keys = self.keys.keys_for(header.kid.as_deref(), now_ms).await;
+        // Whatever the answer, a newly loaded set drops the cached tokens of
+        // every key that left it; and the set is consulted before the cache,
+        // so that a token whose key left is refused as without the cache.
+        let seen = self.verified.key_set_version();
+        if let Some((version, fingerprints)) = self.keys.fingerprints_if_changed(seen) {
+            self.verified.keep_keys(version, &fingerprints);
+        }
+        let keys = keys.map_err(|e| match e {
+            KeyError::UnknownKey => AuthError::UnknownKey,
+            KeyError::Unavailable(problem) => AuthError::KeysUnavailable(problem),
+        })?;
+        let digest = token_cache::digest(token);
+        if let Some(claims) = self.verified.get(&digest, &keys, now_ms) {
+            return self.check_claims(&claims, now_ms);
+        }
+        let (claims, key) = self.verify_signature(token, &keys)?;
+        self.check_claims(&claims, now_ms)?;
+        // check_claims refused a token without a numeric `exp`.
+        if let Some(exp) = claims.exp.as_ref().and_then(numeric_date) {
+            let usable_until_ms = exp.saturating_mul(1000).saturating_add(self.skew_ms());
+            self.verified
+                .insert(digest, key, Arc::new(claims), usable_until_ms, now_ms);
+        }
+        Ok(())
     }
 
-    fn verify_signature(&self, token: &str, keys: &[DecodingKey]) -> Result<PushClaims, AuthError> {
+    fn verify_signature<'k>(
+        &self,
+        token: &str,
+        keys: &'k [Arc<SigningKey>],
+    ) -> Result<(PushClaims, &'k SigningKey), AuthError> {
+        #[cfg(test)]
+        self.signature_checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut failure = AuthError::BadSignature;
         for key in keys {
-            match jsonwebtoken::decode::<PushClaims>(token, key, &self.validation) {
-                Ok(data) => return Ok(data.claims),
+            match jsonwebtoken::decode::<PushClaims>(token, &key.decoding, &self.validation) {
+                Ok(data) => return Ok((data.claims, key)),
                 Err(e) => match e.kind() {
                     ErrorKind::InvalidSignature | ErrorKind::InvalidRsaKey(_) => {}
                     ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
@@ -222,6 +254,10 @@ impl OidcVerifier {
             }
         }
         Err(failure)
+    }
+
+    fn skew_ms(&self) -> i64 {
+        i64::try_from(self.clock_skew_seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
     }
 
     fn check_claims(&self, claims: &PushClaims, now_ms: i64) -> Result<(), AuthError> {
@@ -256,8 +292,7 @@ impl OidcVerifier {
         // Same comparisons as google-auth: `exp + skew < now` is expired,
         // `now < iat - skew` is too early; in milliseconds so that the
         // request's clock is not rounded.
-        let skew_ms =
-            i64::try_from(self.clock_skew_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let skew_ms = self.skew_ms();
         let now_s = now_ms.div_euclid(1000);
         if exp.saturating_mul(1000).saturating_add(skew_ms) < now_ms {
             return Err(AuthError::Expired {
@@ -446,6 +481,174 @@ mod tests {
             verify_push_token(&IncomingRequest::new("{}", 0), &expected),
             Err(AuthError::MissingPushToken)
         );
+    }
+
+    mod cache {
+        use super::super::*;
+        use crate::config::KeySource;
+        use jsonwebtoken::{EncodingKey, Header};
+        use serde_json::json;
+        use std::path::PathBuf;
+        use std::sync::atomic::Ordering;
+
+        const NOW_S: i64 = 1_767_225_600;
+        const NOW_MS: i64 = NOW_S * 1000;
+        const AUDIENCE: &str = "https://storehook.test/v1/notifications/google";
+        const EMAIL: &str = "rtdn-push@storehook-test.iam.gserviceaccount.com";
+
+        fn fixture(name: &str) -> PathBuf {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(name)
+        }
+
+        fn verifier(jwks: PathBuf) -> OidcVerifier {
+            OidcVerifier::new(&OidcSettings {
+                audience: AUDIENCE.into(),
+                service_account_email: EMAIL.into(),
+                key_source: KeySource::File(jwks),
+                clock_skew_seconds: 10,
+            })
+            .unwrap()
+        }
+
+        fn claims() -> serde_json::Value {
+            json!({"aud": AUDIENCE, "email": EMAIL, "email_verified": true,
+                   "exp": NOW_S + 3600, "iat": NOW_S,
+                   "iss": "https://accounts.google.com", "sub": "1"})
+        }
+
+        fn mint(key_file: &str, kid: &str, claims: &serde_json::Value) -> String {
+            let pem = std::fs::read(fixture(key_file)).unwrap();
+            let mut header = Header::new(Algorithm::RS256);
+            header.kid = Some(kid.into());
+            jsonwebtoken::encode(&header, claims, &EncodingKey::from_rsa_pem(&pem).unwrap())
+                .unwrap()
+        }
+
+        fn checks(v: &OidcVerifier) -> u64 {
+            v.signature_checks.load(Ordering::Relaxed)
+        }
+
+        #[tokio::test]
+        async fn a_cached_token_is_refused_after_its_exp() {
+            let v = verifier(fixture("jwks_key_1.json"));
+            let token = mint("oidc_key_1.pem", "test-key-1", &claims());
+            v.verify_token(&token, NOW_MS).await.unwrap();
+            v.verify_token(&token, NOW_MS + 60_000).await.unwrap();
+            assert_eq!((checks(&v), v.verified.len()), (1, 1), "second use hits");
+            // exp + skew is the last accepted instant, from the cache too.
+            let last = (NOW_S + 3600 + 10) * 1000;
+            v.verify_token(&token, last).await.unwrap();
+            assert_eq!(checks(&v), 1);
+            let err = v.verify_token(&token, last + 1).await.unwrap_err();
+            assert!(matches!(err, AuthError::Expired { .. }), "{err:?}");
+            // Time claims are checked per request: early use is refused too.
+            let err = v.verify_token(&token, NOW_MS - 11_000).await.unwrap_err();
+            assert!(matches!(err, AuthError::NotYetValid { .. }), "{err:?}");
+        }
+
+        #[tokio::test]
+        async fn a_token_whose_key_left_the_set_is_refused() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("jwks.json");
+            std::fs::copy(fixture("jwks_keys_1_2.json"), &path).unwrap();
+            let v = verifier(path.clone());
+            let token_2 = mint("oidc_key_2.pem", "test-key-2", &claims());
+            v.verify_token(&token_2, NOW_MS).await.unwrap();
+            assert_eq!(v.verified.len(), 1);
+            // Key 2 is retired; an unknown kid makes the store re-read the file.
+            std::fs::copy(fixture("jwks_key_1.json"), &path).unwrap();
+            let token_3 = mint("oidc_key_2.pem", "test-key-3", &claims());
+            let err = v.verify_token(&token_3, NOW_MS).await.unwrap_err();
+            assert_eq!(err, AuthError::UnknownKey);
+            let err = v.verify_token(&token_2, NOW_MS + 1).await.unwrap_err();
+            assert_eq!(err, AuthError::UnknownKey);
+            assert!(v.verified.is_empty(), "the entry left with its key");
+            // Key 2 comes back under its kid: the token verifies afresh.
+            std::fs::copy(fixture("jwks_keys_1_2.json"), &path).unwrap();
+            let before = checks(&v);
+            let later = NOW_MS + 61_000;
+            v.verify_token(&token_2, later).await.unwrap();
+            assert_eq!(checks(&v), before + 1);
+        }
+
+        #[tokio::test]
+        async fn an_entry_is_dropped_when_its_kid_names_another_key() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("jwks.json");
+            std::fs::copy(fixture("jwks_key_1.json"), &path).unwrap();
+            let v = verifier(path.clone());
+            let token = mint("oidc_key_1.pem", "test-key-1", &claims());
+            v.verify_token(&token, NOW_MS).await.unwrap();
+            // The set now publishes key 2's material under kid test-key-1.
+            let mut doc: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(fixture("jwks_keys_1_2.json")).unwrap())
+                    .unwrap();
+            let keys = doc["keys"].as_array_mut().unwrap();
+            keys.retain(|k| k["kid"] == "test-key-2");
+            keys[0]["kid"] = json!("test-key-1");
+            std::fs::write(&path, doc.to_string()).unwrap();
+            let other = mint("oidc_key_2.pem", "unknown-kid", &claims());
+            assert_eq!(
+                v.verify_token(&other, NOW_MS).await,
+                Err(AuthError::UnknownKey)
+            );
+            let err = v.verify_token(&token, NOW_MS).await.unwrap_err();
+            assert_eq!(err, AuthError::BadSignature);
+            assert!(v.verified.is_empty());
+        }
+
+        #[tokio::test]
+        async fn a_different_token_with_the_same_claims_is_verified_afresh() {
+            let v = verifier(fixture("jwks_keys_1_2.json"));
+            let token_1 = mint("oidc_key_1.pem", "test-key-1", &claims());
+            let token_2 = mint("oidc_key_2.pem", "test-key-2", &claims());
+            v.verify_token(&token_1, NOW_MS).await.unwrap();
+            v.verify_token(&token_2, NOW_MS).await.unwrap();
+            assert_eq!((checks(&v), v.verified.len()), (2, 2));
+            // Same header and claims as token 1, signed by key 2: refused.
+            let (message, _) = token_1.rsplit_once('.').unwrap();
+            let (_, foreign_signature) = token_2.rsplit_once('.').unwrap();
+            let forged = format!("{message}.{foreign_signature}");
+            assert_eq!(
+                v.verify_token(&forged, NOW_MS).await,
+                Err(AuthError::BadSignature)
+            );
+            assert_eq!(checks(&v), 3);
+        }
+
+        #[tokio::test]
+        async fn a_tampered_token_never_hits_the_cache() {
+            let v = verifier(fixture("jwks_key_1.json"));
+            let token = mint("oidc_key_1.pem", "test-key-1", &claims());
+            v.verify_token(&token, NOW_MS).await.unwrap();
+            let (message, signature) = token.rsplit_once('.').unwrap();
+            let mut sig = LENIENT_URL_SAFE.decode(signature).unwrap();
+            sig[10] ^= 0x40;
+            let tampered_signature = format!(
+                "{message}.{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&sig)
+            );
+            let mut claims_changed = claims();
+            claims_changed["sub"] = json!("2");
+            let (header, _) = message.split_once('.').unwrap();
+            let tampered_claims = format!(
+                "{header}.{}.{signature}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims_changed.to_string())
+            );
+            for tampered in [tampered_signature, tampered_claims] {
+                let before = checks(&v);
+                assert_eq!(
+                    v.verify_token(&tampered, NOW_MS).await,
+                    Err(AuthError::BadSignature)
+                );
+                assert_eq!(checks(&v), before + 1);
+            }
+            assert_eq!(v.verified.len(), 1);
+            v.verify_token(&token, NOW_MS).await.unwrap();
+            assert_eq!(checks(&v), 3);
+        }
     }
 
     #[test]
