@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_answer, TestServer};
+use common::{assert_answer, assert_attention_mentions, TestServer};
 use serde_json::{json, Value};
 
 const PATH: &str = "/v1/notifications/apple";
@@ -62,12 +62,7 @@ async fn the_real_sequence_drives_a_tracked_subscription() {
         .iter()
         .find(|n| n["raw_type"] == "CONSUMPTION_REQUEST")
         .expect("the consumption request is listed");
-    assert!(
-        consumption["attention"]
-            .as_str()
-            .is_some_and(|a| a.contains("12 hours")),
-        "{consumption}"
-    );
+    assert_attention_mentions(consumption, "12 hours");
 
     let store = server.store_status("apple").await;
     assert_eq!(store["counts"]["accepted"], 9, "{store}");

@@ -34,6 +34,31 @@ fn instances(dir: &Path, url: &str, receiver: &Receiver, n: usize) -> Vec<Binary
         .collect()
 }
 
+/// `n` instances on a throwaway PostgreSQL database, delivering to one
+/// receiver, every subscription of the load tracked.
+struct Cluster {
+    receiver: Receiver,
+    servers: Vec<BinaryServer>,
+    probe: Probe,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn start(n: usize) -> Self {
+        let receiver = Receiver::start().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = storehook_test_postgres::database().expect("a throwaway PostgreSQL");
+        let servers = instances(dir.path(), &url, &receiver, n);
+        track_all(&servers[0].base).await;
+        Self {
+            receiver,
+            servers,
+            probe: Probe::Postgres(url),
+            _dir: dir,
+        }
+    }
+}
+
 fn bases(servers: &[BinaryServer]) -> Vec<String> {
     servers.iter().map(|s| s.base.clone()).collect()
 }
@@ -86,12 +111,12 @@ async fn retry_unacked(base: &str, load: &Load) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_share_the_work_and_list_each_other() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = storehook_test_postgres::database().expect("a throwaway PostgreSQL");
-    let servers = instances(dir.path(), &url, &receiver, 3);
-    let probe = Probe::Postgres(url);
-    track_all(&servers[0].base).await;
+    let Cluster {
+        receiver,
+        servers,
+        probe,
+        _dir,
+    } = Cluster::start(3).await;
 
     let (status, listed) = common::into_json(
         client()
@@ -131,12 +156,8 @@ async fn three_instances_share_the_work_and_list_each_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_notification_sent_to_two_instances_at_once_is_stored_once() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = storehook_test_postgres::database().expect("a throwaway PostgreSQL");
-    let servers = instances(dir.path(), &url, &receiver, 2);
-    let probe = Probe::Postgres(url);
-    track_all(&servers[0].base).await;
+    let cluster = Cluster::start(2).await;
+    let (servers, probe) = (&cluster.servers, &cluster.probe);
     let traffic = Traffic::new();
     let client = client();
     for n in 0..40 {
@@ -163,12 +184,12 @@ async fn the_same_notification_sent_to_two_instances_at_once_is_stored_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_one_instance_under_load_loses_nothing() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = storehook_test_postgres::database().expect("a throwaway PostgreSQL");
-    let mut servers = instances(dir.path(), &url, &receiver, 3);
-    let probe = Probe::Postgres(url);
-    track_all(&servers[0].base).await;
+    let Cluster {
+        receiver,
+        mut servers,
+        probe,
+        _dir,
+    } = Cluster::start(3).await;
 
     let load = Load::new();
     let stop = Arc::new(AtomicBool::new(false));

@@ -14,7 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::receiver::Receiver;
-use common::{comparable_events, eventually, make_comparable, TestServer, ADMIN_TOKEN};
+use common::{
+    assert_attention_mentions, comparable_events, eventually, make_comparable, TestServer,
+    ADMIN_TOKEN,
+};
 use serde_json::{json, Value};
 
 const DAY_MS: i64 = 86_400_000;
@@ -488,12 +491,7 @@ async fn a_purchase_left_unacknowledged_is_flagged_after_48_hours() {
         }
     })
     .await;
-    assert!(
-        sub["attention"]
-            .as_str()
-            .is_some_and(|a| a.contains("not acknowledged")),
-        "{sub}"
-    );
+    assert_attention_mentions(&sub, "not acknowledged");
     let store = server.store_status("example").await;
     assert_eq!(store["acknowledgements"]["overdue"], 1, "{store}");
     let (_, metrics) = server.get_admin_text("/metrics").await;

@@ -335,6 +335,17 @@ pub fn make_comparable(sub: &mut Value, notification_fields: &[&str]) {
     }
 }
 
+/// Asserts that a subscription's (or a notification's) `attention` is set
+/// and mentions `words`.
+pub fn assert_attention_mentions(record: &Value, words: &str) {
+    assert!(
+        record["attention"]
+            .as_str()
+            .is_some_and(|a| a.contains(words)),
+        "{record}"
+    );
+}
+
 /// Asserts an answer's status and what its `field` ("error", "verdict",
 /// "status") says, showing the whole body when either differs.
 pub fn assert_answer((status, body): (u16, &Value), expected: u16, field: &str, says: &str) {

@@ -79,6 +79,19 @@ pub struct AttemptResult {
     pub outcome: AttemptOutcome,
 }
 
+impl AttemptResult {
+    /// What the attempt makes of its delivery's row: the new `status`, the
+    /// next attempt's time and the delivery time (each `None` keeps the
+    /// column as it is).
+    pub(crate) fn delivery_update(&self) -> (&'static str, Option<i64>, Option<i64>) {
+        match self.outcome {
+            AttemptOutcome::Delivered => ("delivered", None, Some(self.at_ms)),
+            AttemptOutcome::RetryAt(t) => ("pending", Some(t), None),
+            AttemptOutcome::Dead => ("dead", None, None),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct EventRecord {
     pub seq: i64,

@@ -90,142 +90,96 @@ impl Metrics {
     )]
     pub fn new() -> Self {
         let registry = Registry::new();
-        // The definitions below are fixed; a failure here is a programming
-        // error that every test run would show.
-        let notifications = IntCounterVec::new(
-            Opts::new(
-                "storehook_notifications_total",
-                "Notifications received, by store and verdict \
-                 (tracked, untracked, duplicate, rejected = acknowledged but unusable, refused = answered 4xx/5xx)",
-            ),
+        let notifications = counter_vec(
+            "storehook_notifications_total",
+            "Notifications received, by store and verdict \
+             (tracked, untracked, duplicate, rejected = acknowledged but unusable, refused = answered 4xx/5xx)",
             &["store", "verdict"],
-        )
-        .expect("metric definition");
-        let refusals = IntCounterVec::new(
-            Opts::new(
-                "storehook_notification_refusals_total",
-                "Notifications refused (4xx/5xx), by store and error code",
-            ),
+        );
+        let refusals = counter_vec(
+            "storehook_notification_refusals_total",
+            "Notifications refused (4xx/5xx), by store and error code",
             &["store", "code"],
-        )
-        .expect("metric definition");
-        let notification_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "storehook_notification_duration_seconds",
-                "Time from a notification's arrival to its answer (verify, decode, store, commit)",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
+        );
+        let notification_seconds = histogram_vec(
+            "storehook_notification_duration_seconds",
+            "Time from a notification's arrival to its answer (verify, decode, store, commit)",
+            LATENCY_BUCKETS,
             &["store"],
-        )
-        .expect("metric definition");
-        let http_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "storehook_http_request_duration_seconds",
-                "HTTP request latency, by route and status code",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
+        );
+        let http_seconds = histogram_vec(
+            "storehook_http_request_duration_seconds",
+            "HTTP request latency, by route and status code",
+            LATENCY_BUCKETS,
             &["route", "status"],
-        )
-        .expect("metric definition");
-        let outbox_depth = IntGauge::new(
+        );
+        let outbox_depth = gauge(
             "storehook_outbox_depth",
             "Deliveries waiting in the outbox (all endpoints)",
-        )
-        .expect("metric definition");
-        let last_verified = IntGaugeVec::new(
-            Opts::new(
-                "storehook_store_last_verified_timestamp_seconds",
-                "When the store's last verified notification arrived (Unix seconds; absent before the first)",
-            ),
-            &["store"],
-        )
-        .expect("metric definition");
+        );
+        let last_verified = gauge_vec("storehook_store_last_verified_timestamp_seconds", "When the store's last verified notification arrived (Unix seconds; absent before the first)", &["store"]);
         let store_api = StoreApiGauges::new();
-        let db_size_bytes = IntGauge::new(
+        let db_size_bytes = gauge(
             "storehook_database_size_bytes",
             "Size of the database files on disk (database and write-ahead log)",
-        )
-        .expect("metric definition");
-        let db_free_bytes = IntGauge::new(
+        );
+        let db_free_bytes = gauge(
             "storehook_database_free_bytes",
             "Free space inside the database file, reused before it grows",
-        )
-        .expect("metric definition");
-        let pruned = IntCounterVec::new(
-            Opts::new(
-                "storehook_retention_pruned_total",
-                "Rows pruned by [retention], by kind (raw_body, delivery, attempt)",
-            ),
+        );
+        let pruned = counter_vec(
+            "storehook_retention_pruned_total",
+            "Rows pruned by [retention], by kind (raw_body, delivery, attempt)",
             &["kind"],
-        )
-        .expect("metric definition");
-        let delivery_attempts = IntCounterVec::new(
-            Opts::new(
-                "storehook_delivery_attempts_total",
-                "Outgoing delivery attempts, by endpoint id and result",
-            ),
+        );
+        let delivery_attempts = counter_vec(
+            "storehook_delivery_attempts_total",
+            "Outgoing delivery attempts, by endpoint id and result",
             &["endpoint", "result"],
-        )
-        .expect("metric definition");
-        let admin_auth_failures = IntCounterVec::new(
-            Opts::new(
-                "storehook_admin_auth_failures_total",
-                "Wrong admin tokens, by how they were presented (bearer, sign_in)",
-            ),
+        );
+        let admin_auth_failures = counter_vec(
+            "storehook_admin_auth_failures_total",
+            "Wrong admin tokens, by how they were presented (bearer, sign_in)",
             &["kind"],
-        )
-        .expect("metric definition");
-        let admin_auth_throttled = IntCounter::new(
+        );
+        let admin_auth_throttled = counter(
             "storehook_admin_auth_throttled_total",
             "Admin requests answered 429 because their address made too many wrong attempts",
-        )
-        .expect("metric definition");
-        let db_commits = IntCounter::new(
+        );
+        let db_commits = counter(
             "storehook_db_commits_total",
             "Write transactions committed by the database writer (one per group-commit batch)",
-        )
-        .expect("metric definition");
-        let db_writes = IntCounter::new(
+        );
+        let db_writes = counter(
             "storehook_db_commit_writes_total",
             "Writes committed; divided by storehook_db_commits_total, the mean batch size",
-        )
-        .expect("metric definition");
-        let db_failed_commits = IntCounter::new(
+        );
+        let db_failed_commits = counter(
             "storehook_db_commit_failures_total",
             "Write transactions that failed to begin or commit",
-        )
-        .expect("metric definition");
-        let db_last_batch = IntGauge::new(
+        );
+        let db_last_batch = gauge(
             "storehook_db_last_commit_batch_size",
             "Writes in the most recent committed batch",
-        )
-        .expect("metric definition");
-        let db_last_commit_micros = IntGauge::new(
+        );
+        let db_last_commit_micros = gauge(
             "storehook_db_last_commit_duration_microseconds",
             "Duration of the most recent committed batch (begin to commit, fsync included)",
-        )
-        .expect("metric definition");
-        let db_commit_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "storehook_db_commit_duration_seconds",
-                "Duration of each committed write batch (begin to commit, fsync included)",
-            )
-            .buckets(COMMIT_BUCKETS.to_vec()),
-        )
-        .expect("metric definition");
-        let db_batch_size = Histogram::with_opts(
-            HistogramOpts::new(
-                "storehook_db_commit_batch_size",
-                "Writes carried by each committed batch (group commit)",
-            )
-            .buckets(BATCH_BUCKETS.to_vec()),
-        )
-        .expect("metric definition");
-        let build_info = IntGauge::with_opts(
+        );
+        let db_commit_seconds = histogram(
+            "storehook_db_commit_duration_seconds",
+            "Duration of each committed write batch (begin to commit, fsync included)",
+            COMMIT_BUCKETS,
+        );
+        let db_batch_size = histogram(
+            "storehook_db_commit_batch_size",
+            "Writes carried by each committed batch (group commit)",
+            BATCH_BUCKETS,
+        );
+        let build_info = defined(IntGauge::with_opts(
             Opts::new("storehook_build_info", "Always 1; the version is a label")
                 .const_label("version", env!("CARGO_PKG_VERSION")),
-        )
-        .expect("metric definition");
+        ));
         build_info.set(1);
 
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -462,37 +416,69 @@ struct StoreApiGauges {
 }
 
 impl StoreApiGauges {
-    #[allow(
-        clippy::expect_used,
-        reason = "the metric definitions are constants (see Metrics::new)"
-    )]
     fn new() -> Self {
-        let gauge = |name: &str, help: &str, labels: &[&str]| {
-            IntGaugeVec::new(Opts::new(name, help), labels).expect("metric definition")
-        };
         Self {
-            last_received: gauge(
+            last_received: gauge_vec(
                 "storehook_store_last_received_timestamp_seconds",
                 "When the store last pushed a notification storehook applied (Unix seconds; absent before the first)",
                 &["store"],
             ),
-            overdue: gauge(
+            overdue: gauge_vec(
                 "storehook_store_overdue_subscriptions",
                 "Tracked subscriptions whose renewal or expiry passed with no notification since (evidence of a broken connection)",
                 &["store"],
             ),
-            unacknowledged: gauge(
+            unacknowledged: gauge_vec(
                 "storehook_unacknowledged_purchases",
                 "Purchases the store says are not acknowledged (state=pending), and of those past the warning threshold (state=overdue)",
                 &["store", "state"],
             ),
-            recovered: gauge(
+            recovered: gauge_vec(
                 "storehook_store_recovered_notifications",
                 "Notifications a backfill or catch-up recovered from the store's API (new to storehook), since the database was created",
                 &["store"],
             ),
         }
     }
+}
+
+/// A metric as defined. The definitions are constants: one that does not
+/// build is a programming error every test run would hit at start-up.
+#[allow(
+    clippy::expect_used,
+    reason = "the metric definitions are constants (see above)"
+)]
+fn defined<M>(metric: prometheus::Result<M>) -> M {
+    metric.expect("metric definition")
+}
+
+fn counter(name: &str, help: &str) -> IntCounter {
+    defined(IntCounter::new(name, help))
+}
+
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    defined(IntCounterVec::new(Opts::new(name, help), labels))
+}
+
+fn gauge(name: &str, help: &str) -> IntGauge {
+    defined(IntGauge::new(name, help))
+}
+
+fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    defined(IntGaugeVec::new(Opts::new(name, help), labels))
+}
+
+fn histogram(name: &str, help: &str, buckets: &[f64]) -> Histogram {
+    defined(Histogram::with_opts(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+    ))
+}
+
+fn histogram_vec(name: &str, help: &str, buckets: &[f64], labels: &[&str]) -> HistogramVec {
+    defined(HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        labels,
+    ))
 }
 
 pub(crate) fn response(metrics: &Metrics) -> warp::reply::Response {

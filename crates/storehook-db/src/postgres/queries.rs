@@ -13,10 +13,10 @@ use crate::records::{
 use crate::sql_common;
 use crate::store_api::ENDED_LONG_AGO_MS;
 use crate::{
-    AckAttempt, AckStats, AttemptOutcome, AttemptResult, DatabaseSize, DbError, DeliveryRecord,
-    DueAcknowledgement, DueDelivery, EndpointStats, EventFilter, EventRecord, Job, JobStatus,
-    JobStep, NewJob, NotificationFilter, Overdue, PendingFetch, PruneBatch, PruneReport,
-    StoreStats, StoredCheck, StoredNotification, Subscription,
+    AckAttempt, AckStats, AttemptResult, DatabaseSize, DbError, DeliveryRecord, DueAcknowledgement,
+    DueDelivery, EndpointStats, EventFilter, EventRecord, Job, JobStatus, JobStep, NewJob,
+    NotificationFilter, Overdue, PendingFetch, PruneBatch, PruneReport, StoreStats, StoredCheck,
+    StoredNotification, Subscription,
 };
 
 /// How long a claimed delivery is an instance's before another may take
@@ -262,11 +262,7 @@ pub(super) fn record_attempt(c: &PgConn, a: &AttemptResult) -> Result<(), DbErro
             &a.response_excerpt,
         ],
     )?;
-    let (status, next, delivered_at) = match a.outcome {
-        AttemptOutcome::Delivered => ("delivered", None, Some(a.at_ms)),
-        AttemptOutcome::RetryAt(t) => ("pending", Some(t), None),
-        AttemptOutcome::Dead => ("dead", None, None),
-    };
+    let (status, next, delivered_at) = a.delivery_update();
     c.run(
         "UPDATE deliveries SET status = $2, attempts = attempts + 1,
              next_attempt_at = coalesce($3, next_attempt_at), last_attempt_at = $4, last_status = $5,

@@ -10,7 +10,7 @@ use crate::records::{
     self, ATTEMPT_COLUMNS, DELIVERY_COLUMNS, DUE_DELIVERY_COLUMNS, EVENT_COLUMNS,
 };
 use crate::sqlite::{all, first};
-use crate::{AttemptOutcome, AttemptResult, DbError};
+use crate::{AttemptResult, DbError};
 
 pub(crate) fn due_deliveries(
     conn: &Connection,
@@ -57,11 +57,7 @@ pub(crate) fn record_attempt(conn: &Connection, a: &AttemptResult) -> Result<(),
             a.response_excerpt
         ],
     )?;
-    let (status, next, delivered_at) = match a.outcome {
-        AttemptOutcome::Delivered => ("delivered", None, Some(a.at_ms)),
-        AttemptOutcome::RetryAt(t) => ("pending", Some(t), None),
-        AttemptOutcome::Dead => ("dead", None, None),
-    };
+    let (status, next, delivered_at) = a.delivery_update();
     conn.exec(
         "UPDATE deliveries SET status = ?2, attempts = attempts + 1,
              next_attempt_at = coalesce(?3, next_attempt_at), last_attempt_at = ?4, last_status = ?5,
@@ -179,6 +175,7 @@ pub(crate) fn outbox_depth(conn: &Connection) -> Result<i64, DbError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::AttemptOutcome;
 
     fn attempt(id: i64, at_ms: i64, outcome: AttemptOutcome) -> AttemptResult {
         AttemptResult {
