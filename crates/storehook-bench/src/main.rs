@@ -488,8 +488,13 @@ async fn async_main(cli: Cli) -> Result<()> {
                         progress: !args.no_progress,
                     };
                     let pids: Vec<u32> = server.pid.into_iter().collect();
-                    let output =
-                        load::run(&[server.base.clone()], &pids, workload.clone(), &options).await;
+                    let output = load::run(
+                        std::slice::from_ref(&server.base),
+                        &pids,
+                        workload.clone(),
+                        &options,
+                    )
+                    .await;
                     let db_check = match &db {
                         Some(db) => Some(check::check(db, &workload, &output.samples)?),
                         None => None,

@@ -28,13 +28,26 @@ pub(crate) trait BatchConnection: Send + 'static {
     fn end_savepoint(&mut self, keep: bool) -> Result<(), String>;
     fn commit(&mut self) -> Result<(), String>;
     fn rollback(&mut self);
+    /// Takes, right after `begin`, the locks of every subscription the
+    /// batch writes (`store:key`, sorted): writers of several instances
+    /// then always lock in the same order and never deadlock each other.
+    /// Nothing to do for a database with one writer.
+    fn lock_subscriptions(&mut self, _keys: &[String]) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Told whether the batch committed; answers the caller.
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 /// `None` means the batch's transaction could not begin: the job must not
 /// write, only hand back its completion.
-type WriteJob<C> = Box<dyn FnOnce(Option<&C>) -> (bool, Completion) + Send>;
+type Run<C> = Box<dyn FnOnce(Option<&C>) -> (bool, Completion) + Send>;
+
+struct WriteJob<C> {
+    /// The subscriptions this write locks (`store:key`).
+    locks: Vec<String>,
+    run: Run<C>,
+}
 
 /// The handle write calls go through.
 pub(crate) struct Writer<C> {
@@ -67,8 +80,25 @@ impl<C: BatchConnection> Writer<C> {
         R: Send + 'static,
         F: FnOnce(&C) -> Result<R, DbError> + Send + 'static,
     {
+        self.write_locking(Vec::new(), f).await
+    }
+
+    /// `write` of a job that locks these subscriptions (`(store, key)`).
+    pub async fn write_locking<R, F>(
+        &self,
+        subscriptions: Vec<(&str, &str)>,
+        f: F,
+    ) -> Result<R, DbError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&C) -> Result<R, DbError> + Send + 'static,
+    {
+        let locks = subscriptions
+            .into_iter()
+            .map(|(store, key)| rules::lock_key(store, key))
+            .collect();
         let (tx, rx) = oneshot::channel::<Result<R, DbError>>();
-        let job: WriteJob<C> = Box::new(move |conn| {
+        let run: Run<C> = Box::new(move |conn| {
             let result = match conn {
                 Some(conn) => f(conn),
                 None => Err(DbError::Unavailable("no transaction".into())),
@@ -84,7 +114,7 @@ impl<C: BatchConnection> Writer<C> {
             (ok, completion)
         });
         self.jobs
-            .send(job)
+            .send(WriteJob { locks, run })
             .await
             .map_err(|_| DbError::Unavailable("the database writer has stopped".into()))?;
         rx.await
@@ -109,7 +139,15 @@ impl<C: BatchConnection + Ledger> Writer<C> {
         new: NewNotification,
     ) -> Result<Recorded, DbError> {
         let cfg = cfg.clone();
-        self.write(move |c| rules::record_notification(c, &cfg, &new))
+        let n = &new.notification;
+        let store = n.store.clone();
+        let keys: Vec<String> = [&n.subscription_key, &n.continues_subscription_key]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        let locks = keys.iter().map(|k| (store.as_str(), k.as_str())).collect();
+        self.write_locking(locks, move |c| rules::record_notification(c, &cfg, &new))
             .await
     }
 
@@ -143,8 +181,12 @@ impl<C: BatchConnection + Ledger> Writer<C> {
     ) -> Result<Tracked, DbError> {
         let (cfg, store, key) = (cfg.clone(), store.to_owned(), key.to_owned());
         let user = app_user_id.map(str::to_owned);
-        self.write(move |c| rules::track(c, &cfg, &store, &key, user.as_deref(), now_ms))
-            .await
+        let locks = vec![(store.as_str(), key.as_str())];
+        let job = {
+            let (store, key) = (store.clone(), key.clone());
+            move |c: &C| rules::track(c, &cfg, &store, &key, user.as_deref(), now_ms)
+        };
+        self.write_locking(locks, job).await
     }
 
     pub async fn apply_state_update(
@@ -154,9 +196,12 @@ impl<C: BatchConnection + Ledger> Writer<C> {
         update: StateUpdate,
         now_ms: i64,
     ) -> Result<(), DbError> {
+        let locks = vec![(store, key)];
         let (cfg, store, key) = (cfg.clone(), store.to_owned(), key.to_owned());
-        self.write(move |c| rules::apply_state_update(c, &cfg, &store, &key, &update, now_ms))
-            .await
+        self.write_locking(locks, move |c| {
+            rules::apply_state_update(c, &cfg, &store, &key, &update, now_ms)
+        })
+        .await
     }
 }
 
@@ -179,10 +224,17 @@ fn run<C: BatchConnection>(
         let started = Instant::now();
         let size = batch.len();
         let mut completions: Vec<Completion> = Vec::with_capacity(size);
-        if let Err(message) = conn.begin() {
+        let mut locks: Vec<String> = batch.iter().flat_map(|j| j.locks.clone()).collect();
+        locks.sort_unstable();
+        locks.dedup();
+        let begun = conn.begin().and_then(|()| {
+            conn.lock_subscriptions(&locks)
+                .inspect_err(|_| conn.rollback())
+        });
+        if let Err(message) = begun {
             tracing::error!(error = %message, "database write transaction could not start");
             for job in batch.drain(..) {
-                let (_, completion) = job(None);
+                let (_, completion) = (job.run)(None);
                 completion(Err(message.clone()));
             }
             bump_failed(&stats);
@@ -190,7 +242,7 @@ fn run<C: BatchConnection>(
         }
         for job in batch.drain(..) {
             let savepoint = conn.savepoint();
-            let (ok, completion) = job(Some(&conn));
+            let (ok, completion) = (job.run)(Some(&conn));
             if savepoint.is_ok() {
                 if let Err(e) = conn.end_savepoint(ok) {
                     tracing::error!(error = %e, "savepoint could not be closed");

@@ -151,6 +151,20 @@ impl BatchConnection for PgConn {
             self.client = None;
         }
     }
+
+    fn lock_subscriptions(&mut self, keys: &[String]) -> Result<(), String> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        // The same locks as `Ledger::lock_subscription`, all in one round
+        // trip, in the order given (sorted by the writer).
+        self.run(
+            "SELECT pg_advisory_xact_lock(hashtextextended(k, 0))
+               FROM unnest($1::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n",
+            &[&keys],
+        )
+        .map_err(|e| e.to_string())
+    }
 }
 
 impl Columns for Row {

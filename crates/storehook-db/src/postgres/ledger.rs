@@ -17,7 +17,7 @@ impl Ledger for PgConn {
         // subscription: its fold, tracking and event sequence stay whole.
         self.run(
             "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-            &[&format!("{store}:{key}")],
+            &[&crate::rules::lock_key(store, key)],
         )
     }
 

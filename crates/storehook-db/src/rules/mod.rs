@@ -47,6 +47,11 @@ pub(crate) struct StateMerge<'a> {
 
 /// One write transaction's primitives. Every method is one statement (or a
 /// few) of the backend's dialect, with no decision of its own.
+/// What a subscription's lock is named by (see [`Ledger::lock_subscription`]).
+pub(crate) fn lock_key(store: &str, key: &str) -> String {
+    format!("{store}:{key}")
+}
+
 pub(crate) trait Ledger: ChartLedger {
     /// Holds off every other writer of this subscription until the
     /// transaction ends. A single writer (SQLite) has nothing to do; with
