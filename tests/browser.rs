@@ -536,14 +536,20 @@ async fn an_operator_reads_the_charts_and_changes_a_filter() {
         let nav = text_of(&c, "header.top nav a[aria-current=page]").await;
         assert_eq!(nav, "Charts");
         let definition = text_of(&c, "aside.definition").await;
-        assert!(definition.contains("Notifications stored, per store."), "{definition}");
+        assert!(
+            definition.contains("Notifications stored, per store."),
+            "{definition}"
+        );
 
         // The sandbox toggle: its own world, never mixed in.
         click(&c, "#chart-filters input[value=sandbox]").await;
         click(&c, "#chart-filters button[type=submit]").await;
         let sandbox = format!("{today} · example: 1 (incomplete: this day is still running)");
         let source = source_with(&c, &sandbox).await;
-        assert!(!source.contains(&production), "sandbox mixed with production");
+        assert!(
+            !source.contains(&production),
+            "sandbox mixed with production"
+        );
         let url = c.current_url().await.expect("url");
         assert!(url.as_str().contains("environment=sandbox"), "{url}");
 
@@ -555,7 +561,10 @@ async fn an_operator_reads_the_charts_and_changes_a_filter() {
         source_with(&c, "· example: 3 (incomplete: this week is still running)").await;
         let legend = text_of(&c, "ul.legend").await;
         assert!(legend.contains("example"), "{legend}");
-        assert!(legend.contains("incomplete: the current week is still running"), "{legend}");
+        assert!(
+            legend.contains("incomplete: the current week is still running"),
+            "{legend}"
+        );
 
         // Day by day again, for the picture in the README.
         c.goto(&format!("{base}/dashboard/charts?metric=events"))

@@ -434,7 +434,10 @@ mod tests {
     const DAY: i64 = 86_400_000;
     const DEC_1: i64 = 1_796_083_200_000; // 2026-12-01T00:00Z
 
-    fn chart(metric: ChartMetric, series: Vec<(&str, Option<&str>, Vec<Option<f64>>)>) -> Chart {
+    /// A series as the tests write it: label, currency, values.
+    type Line<'a> = (&'a str, Option<&'a str>, Vec<Option<f64>>);
+
+    fn chart(metric: ChartMetric, series: Vec<Line<'_>>) -> Chart {
         let n = series.first().map_or(0, |s| s.2.len());
         Chart {
             metric,
