@@ -167,6 +167,12 @@ struct PushClaims {
 
 impl OidcVerifier {
     pub fn new(settings: &OidcSettings) -> Result<Self, String> {
+        Self::with_cache_capacity(settings, token_cache::DEFAULT_CAPACITY)
+    }
+
+    /// A verifier remembering at most `capacity` verified tokens (0: none,
+    /// every request pays the RSA verification; the benchmark's baseline).
+    pub fn with_cache_capacity(settings: &OidcSettings, capacity: usize) -> Result<Self, String> {
         // The library checks the signature only: time claims are checked
         // below against the request's clock, not the system's.
         let mut validation = Validation::new(Algorithm::RS256);
@@ -181,7 +187,7 @@ impl OidcVerifier {
             clock_skew_seconds: settings.clock_skew_seconds,
             keys: KeyStore::new(&settings.key_source)?,
             validation,
-            verified: VerifiedTokens::new(token_cache::DEFAULT_CAPACITY),
+            verified: VerifiedTokens::new(capacity),
             #[cfg(test)]
             signature_checks: Default::default(),
         })
