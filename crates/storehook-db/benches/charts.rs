@@ -56,8 +56,12 @@ impl Rng {
 /// periods, now and then a billing issue, a refund, an expiry.
 fn subscription(rng: &mut Rng, index: u64, count: usize) -> Vec<NewNotification> {
     let (product, price, currency, days) = PRODUCTS[rng.below(4) as usize];
-    let store = if index % 3 == 0 { "stripe" } else { "apple" };
-    let env = if index % 20 == 0 {
+    let store = if index.is_multiple_of(3) {
+        "stripe"
+    } else {
+        "apple"
+    };
+    let env = if index.is_multiple_of(20) {
         Environment::Sandbox
     } else {
         Environment::Production
