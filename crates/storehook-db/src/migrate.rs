@@ -400,6 +400,9 @@ pub async fn copy_sqlite_to_postgres(
         ));
         report.tables.push((table.name.to_owned(), source));
     }
+    // The chart tables are derived: the server's next start builds them
+    // from the copied history.
+    crate::postgres::request_chart_rebuild(&client).await?;
     drop(client);
     let _ = connection.await;
     Ok(report)

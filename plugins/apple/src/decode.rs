@@ -434,6 +434,28 @@ mod tests {
     }
 
     #[test]
+    fn a_free_trial_is_told_by_its_offer() {
+        let tx = |v: Value| {
+            structure::<TransactionInfo>(&obj(v))
+                .unwrap()
+                .is_free_trial()
+        };
+        assert_eq!(
+            tx(json!({"offerType": 1, "offerDiscountType": "FREE_TRIAL", "price": 0})),
+            Some(true)
+        );
+        assert_eq!(
+            tx(json!({"offerType": 1, "offerDiscountType": "PAY_AS_YOU_GO", "price": 990})),
+            Some(false)
+        );
+        // Before offerDiscountType: an introductory offer at price 0.
+        assert_eq!(tx(json!({"offerType": 1, "price": 0})), Some(true));
+        assert_eq!(tx(json!({"offerType": 2, "price": 0})), Some(false));
+        assert_eq!(tx(json!({"price": 1990})), Some(false));
+        assert_eq!(tx(json!({})), None);
+    }
+
+    #[test]
     fn wrong_types_are_schema_errors() {
         assert!(structure::<NotificationPayload>(&obj(json!({"data": "x"}))).is_err());
         assert!(structure::<NotificationPayload>(&obj(json!({"data": {"status": "x"}}))).is_err());

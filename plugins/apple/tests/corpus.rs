@@ -230,6 +230,33 @@ fn real_13_verifies_when_now_is_2022() {
     assert_eq!(n.occurred_at_ms, 1_646_387_008_254 + 60_000);
 }
 
+/// What charts read from real notifications: none is a free trial (no
+/// offer, a price), each carries its price and currency, and none is in a
+/// billing grace period.
+#[test]
+fn real_notifications_say_what_charts_need() {
+    for (file, price, currency) in [
+        ("real-2.json", 32.99, "USD"),
+        ("real-4.json", 1.99, "AUD"),
+        ("real-10.json", 1.99, "AUD"),
+    ] {
+        let e = entry(file);
+        let n = adapter_for(&e)
+            .verify_body(&real_body(&e), NOW_2026_MS)
+            .unwrap();
+        assert_eq!(n.details.is_trial, Some(false), "{file}");
+        assert_eq!(n.details.price, Some(price), "{file}");
+        assert_eq!(n.details.currency.as_deref(), Some(currency), "{file}");
+        assert_eq!(n.details.grace_period_expires_at_ms, None, "{file}");
+    }
+    // real-13's transaction says neither its price nor an offer: unknown.
+    let e = entry("real-13.json");
+    let n = adapter_for(&e)
+        .verify_body(&real_body(&e), 1_646_387_008_254 + 60_000)
+        .unwrap();
+    assert_eq!(n.details.is_trial, None);
+}
+
 /// MANIFEST.md's negative checks, on every accepted real file.
 #[test]
 fn wrong_bundle_id_and_wrong_environment_are_refused() {

@@ -395,6 +395,7 @@ fixture_tests! {
             assert_eq!(n.details.price, Some(20.0));
             assert_eq!(n.details.currency.as_deref(), Some("USD"));
             assert_eq!(n.details.purchased_at_ms, Some(1_767_225_600_000));
+            assert_eq!(n.details.is_trial, Some(false), "incomplete, not trialing");
         };
     openapi_subscription_updated: "events_openapi/customer.subscription.updated.json"
         // cancel_at_period_end false → true: keeps access until the period end.
@@ -412,7 +413,9 @@ fixture_tests! {
     openapi_subscription_trial_will_end: "events_openapi/customer.subscription.trial_will_end.json"
         // A reminder: OTHER; the state it carries is the one already known
         // (trialing → active until the trial end).
-        => OPENAPI.subscription(Other, true).status(Active).expires(1_768_435_200_000);
+        => OPENAPI.subscription(Other, true).status(Active).expires(1_768_435_200_000),
+        // Charts count its current period as a free trial.
+        |n| assert_eq!(n.details.is_trial, Some(true));
     openapi_invoice_paid: "events_openapi/invoice.paid.json"
         // basil+: the subscription is under parent.subscription_details; the
         // paid line covers 2026-02-01 → 2026-03-01.

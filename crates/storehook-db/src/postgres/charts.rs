@@ -50,32 +50,51 @@ impl ChartLedger for PgConn {
             &[&store, &key],
         )?;
         for p in periods {
-            self.run(
-                "INSERT INTO chart_periods (store, subscription_key, start_at, end_at, nominal_end_at,
-                     environment, app_id, product_id, is_trial, renewal_number, kind, price_micros,
-                     currency, mrr_micros, refunded_at, churned)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-                &[
-                    &store,
-                    &key,
-                    &p.start_ms,
-                    &p.end_ms,
-                    &p.nominal_end_ms,
-                    &p.environment,
-                    &p.app_id,
-                    &p.product_id,
-                    &p.is_trial,
-                    &p.renewal_number,
-                    &p.kind.as_str(),
-                    &p.price_micros,
-                    &p.currency,
-                    &p.mrr_micros,
-                    &p.refunded_at_ms,
-                    &p.churned,
-                ],
-            )?;
+            self.upsert_chart_period(store, key, p)?;
         }
         Ok(())
+    }
+
+    fn upsert_chart_period(&self, store: &str, key: &str, p: &Period) -> Result<(), DbError> {
+        self.run(
+            "INSERT INTO chart_periods (store, subscription_key, start_at, end_at, nominal_end_at,
+                 environment, app_id, product_id, is_trial, renewal_number, kind, price_micros,
+                 currency, mrr_micros, refunded_at, churned)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+             ON CONFLICT (store, subscription_key, start_at) DO UPDATE SET
+                 end_at = excluded.end_at, nominal_end_at = excluded.nominal_end_at,
+                 environment = excluded.environment, app_id = excluded.app_id,
+                 product_id = excluded.product_id, is_trial = excluded.is_trial,
+                 renewal_number = excluded.renewal_number, kind = excluded.kind,
+                 price_micros = excluded.price_micros, currency = excluded.currency,
+                 mrr_micros = excluded.mrr_micros, refunded_at = excluded.refunded_at,
+                 churned = excluded.churned",
+            &[
+                &store,
+                &key,
+                &p.start_ms,
+                &p.end_ms,
+                &p.nominal_end_ms,
+                &p.environment,
+                &p.app_id,
+                &p.product_id,
+                &p.is_trial,
+                &p.renewal_number,
+                &p.kind.as_str(),
+                &p.price_micros,
+                &p.currency,
+                &p.mrr_micros,
+                &p.refunded_at_ms,
+                &p.churned,
+            ],
+        )
+    }
+
+    fn delete_chart_period(&self, store: &str, key: &str, start_ms: i64) -> Result<(), DbError> {
+        self.run(
+            "DELETE FROM chart_periods WHERE store = $1 AND subscription_key = $2 AND start_at = $3",
+            &[&store, &key, &start_ms],
+        )
     }
 
     fn add_chart_delta(&self, k: &DeltaKey, value: i64) -> Result<(), DbError> {
@@ -156,6 +175,16 @@ impl ChartLedger for PgConn {
         // rebuilds; the others wait for its commit and find nothing.
         Ok(self.exec("DELETE FROM chart_rebuild", &[])? > 0)
     }
+}
+
+/// Asks the next start to build the chart tables from the stored history
+/// (after `migrate-db` copied a history in).
+pub(crate) async fn request_chart_rebuild(c: &tokio_postgres::Client) -> Result<(), DbError> {
+    c.batch_execute(
+        "DELETE FROM chart_rebuild; INSERT INTO chart_rebuild (requested) VALUES (TRUE);",
+    )
+    .await?;
+    Ok(())
 }
 
 fn series_column(by: SeriesBy) -> &'static str {

@@ -30,6 +30,7 @@ use crate::{
     StoredNotification, Subscription, Tracked,
 };
 
+pub(crate) use charts::request_chart_rebuild;
 use conn::PgConn;
 pub(crate) use migrations::migrate;
 

@@ -153,6 +153,10 @@ pub(crate) trait ChartLedger {
         key: &str,
         periods: &[Period],
     ) -> Result<(), DbError>;
+    /// Writes one period row (replacing the one with the same start).
+    fn upsert_chart_period(&self, store: &str, key: &str, period: &Period) -> Result<(), DbError>;
+    /// Removes the period row that started at `start_ms`.
+    fn delete_chart_period(&self, store: &str, key: &str, start_ms: i64) -> Result<(), DbError>;
     /// Adds `value` to one cell of the delta table.
     fn add_chart_delta(&self, key: &DeltaKey, value: i64) -> Result<(), DbError>;
     /// Adds `count` to one cell of the lag histogram.
@@ -208,8 +212,16 @@ pub(crate) fn on_notification<L: ChartLedger + ?Sized>(
     for (k, v) in diff.iter().filter(|(_, v)| **v != 0) {
         l.add_chart_delta(k, *v)?;
     }
-    if old != new_periods {
-        l.replace_chart_periods(&n.store, key, &new_periods)?;
+    // Only the rows that changed (usually the period before and the new one).
+    for p in &old {
+        if !new_periods.iter().any(|q| q.start_ms == p.start_ms) {
+            l.delete_chart_period(&n.store, key, p.start_ms)?;
+        }
+    }
+    for p in &new_periods {
+        if !old.contains(p) {
+            l.upsert_chart_period(&n.store, key, p)?;
+        }
     }
     Ok(())
 }
@@ -860,24 +872,19 @@ pub(crate) fn build_chart(q: &ChartQuery, fetched: &[Vec<DeltaRow>], lag: &[LagR
             });
         }
         ChartMetric::Lag => {
+            let mut per_bucket: Vec<BTreeMap<i64, i64>> = vec![BTreeMap::new(); buckets.len()];
+            for (day, bin, n) in lag {
+                let i = buckets.partition_point(|b| b.1 < *day);
+                if buckets.get(i).is_some_and(|b| b.0 <= *day) {
+                    *per_bucket[i].entry(*bin).or_default() += n;
+                }
+            }
             for (label, p) in [("p50", 0.50), ("p95", 0.95)] {
-                let values = buckets
-                    .iter()
-                    .map(|&(first, last)| {
-                        let mut bins: BTreeMap<i64, i64> = BTreeMap::new();
-                        for (day, bin, n) in lag {
-                            if (first..=last).contains(day) {
-                                *bins.entry(*bin).or_default() += n;
-                            }
-                        }
-                        percentile(&bins, p)
-                    })
-                    .collect();
                 series.push(ChartSeries {
                     label: label.into(),
                     currency: None,
                     converted: false,
-                    values,
+                    values: per_bucket.iter().map(|bins| percentile(bins, p)).collect(),
                 });
             }
         }

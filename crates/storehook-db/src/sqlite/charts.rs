@@ -59,32 +59,43 @@ impl ChartLedger for Connection {
             params![store, key],
         )?;
         for p in periods {
-            self.run(
-                "INSERT INTO chart_periods (store, subscription_key, start_at, end_at, nominal_end_at,
-                     environment, app_id, product_id, is_trial, renewal_number, kind, price_micros,
-                     currency, mrr_micros, refunded_at, churned)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-                params![
-                    store,
-                    key,
-                    p.start_ms,
-                    p.end_ms,
-                    p.nominal_end_ms,
-                    p.environment,
-                    p.app_id,
-                    p.product_id,
-                    p.is_trial,
-                    p.renewal_number,
-                    p.kind.as_str(),
-                    p.price_micros,
-                    p.currency,
-                    p.mrr_micros,
-                    p.refunded_at_ms,
-                    p.churned,
-                ],
-            )?;
+            self.upsert_chart_period(store, key, p)?;
         }
         Ok(())
+    }
+
+    fn upsert_chart_period(&self, store: &str, key: &str, p: &Period) -> Result<(), DbError> {
+        self.run(
+            "INSERT OR REPLACE INTO chart_periods (store, subscription_key, start_at, end_at,
+                 nominal_end_at, environment, app_id, product_id, is_trial, renewal_number, kind,
+                 price_micros, currency, mrr_micros, refunded_at, churned)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            params![
+                store,
+                key,
+                p.start_ms,
+                p.end_ms,
+                p.nominal_end_ms,
+                p.environment,
+                p.app_id,
+                p.product_id,
+                p.is_trial,
+                p.renewal_number,
+                p.kind.as_str(),
+                p.price_micros,
+                p.currency,
+                p.mrr_micros,
+                p.refunded_at_ms,
+                p.churned,
+            ],
+        )
+    }
+
+    fn delete_chart_period(&self, store: &str, key: &str, start_ms: i64) -> Result<(), DbError> {
+        self.run(
+            "DELETE FROM chart_periods WHERE store = ?1 AND subscription_key = ?2 AND start_at = ?3",
+            params![store, key, start_ms],
+        )
     }
 
     fn add_chart_delta(&self, k: &DeltaKey, value: i64) -> Result<(), DbError> {
