@@ -566,10 +566,13 @@ async fn an_operator_reads_the_charts_and_changes_a_filter() {
             "{legend}"
         );
 
-        // Day by day again, for the picture in the README.
-        c.goto(&format!("{base}/dashboard/charts?metric=events"))
-            .await
-            .expect("goto");
+        // Active subscriptions day by day (the renewals above), for the
+        // picture in the README.
+        c.goto(&format!(
+            "{base}/dashboard/charts?metric=active_subscriptions"
+        ))
+        .await
+        .expect("goto");
         wait_for(&c, "svg.chart").await;
         c.set_window_size(1280, 1000).await.expect("resize");
         screenshot(&c, "charts.png").await;
