@@ -39,20 +39,11 @@ impl ChartLedger for PgConn {
             .collect()
     }
 
-    fn replace_chart_periods(
-        &self,
-        store: &str,
-        key: &str,
-        periods: &[Period],
-    ) -> Result<(), DbError> {
+    fn delete_chart_periods(&self, store: &str, key: &str) -> Result<(), DbError> {
         self.run(
             "DELETE FROM chart_periods WHERE store = $1 AND subscription_key = $2",
             &[&store, &key],
-        )?;
-        for p in periods {
-            self.upsert_chart_period(store, key, p)?;
-        }
-        Ok(())
+        )
     }
 
     fn upsert_chart_period(&self, store: &str, key: &str, p: &Period) -> Result<(), DbError> {

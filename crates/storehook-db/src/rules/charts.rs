@@ -146,13 +146,21 @@ pub(crate) struct NotificationTimes {
 pub(crate) trait ChartLedger {
     /// Every stored (not rejected) notification of a subscription, in any order.
     fn chart_facts(&self, store: &str, key: &str) -> Result<Vec<ChartFact>, DbError>;
+    /// Removes every row of a subscription from the period table.
+    fn delete_chart_periods(&self, store: &str, key: &str) -> Result<(), DbError>;
     /// Replaces a subscription's rows in the period table.
     fn replace_chart_periods(
         &self,
         store: &str,
         key: &str,
         periods: &[Period],
-    ) -> Result<(), DbError>;
+    ) -> Result<(), DbError> {
+        self.delete_chart_periods(store, key)?;
+        for p in periods {
+            self.upsert_chart_period(store, key, p)?;
+        }
+        Ok(())
+    }
     /// Writes one period row (replacing the one with the same start).
     fn upsert_chart_period(&self, store: &str, key: &str, period: &Period) -> Result<(), DbError>;
     /// Removes the period row that started at `start_ms`.
