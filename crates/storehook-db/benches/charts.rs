@@ -226,17 +226,7 @@ fn queries() -> Vec<(String, ChartQuery)> {
         ] {
             out.push((
                 format!("{}/{}", metric.as_str(), bucket.as_str()),
-                ChartQuery {
-                    metric,
-                    store: None,
-                    app: None,
-                    product: None,
-                    environment: Environment::Production,
-                    from_ms: from,
-                    to_ms: end,
-                    bucket,
-                    now_ms: end,
-                },
+                ChartQuery::unfiltered(metric, bucket, from, end, end),
             ));
         }
     }

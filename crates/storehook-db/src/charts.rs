@@ -164,6 +164,30 @@ pub struct ChartQuery {
     pub now_ms: i64,
 }
 
+impl ChartQuery {
+    /// Every store, app and product of production, between `from_ms` and
+    /// `to_ms`; set a filter field on the result to narrow it.
+    pub fn unfiltered(
+        metric: ChartMetric,
+        bucket: ChartBucket,
+        from_ms: i64,
+        to_ms: i64,
+        now_ms: i64,
+    ) -> Self {
+        ChartQuery {
+            metric,
+            store: None,
+            app: None,
+            product: None,
+            environment: Environment::Production,
+            from_ms,
+            to_ms,
+            bucket,
+            now_ms,
+        }
+    }
+}
+
 /// A computed chart: one or more series over the same buckets.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Chart {

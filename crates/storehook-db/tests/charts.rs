@@ -250,18 +250,14 @@ fn query(
     bucket: ChartBucket,
     days: std::ops::RangeInclusive<i64>,
 ) -> ChartQuery {
-    ChartQuery {
+    // "Now" long after: every bucket complete.
+    ChartQuery::unfiltered(
         metric,
-        store: None,
-        app: None,
-        product: None,
-        environment: Environment::Production,
-        from_ms: t(*days.start(), 0),
-        to_ms: t(*days.end(), 23),
         bucket,
-        // Long after: every bucket complete.
-        now_ms: t(60, 0),
-    }
+        t(*days.start(), 0),
+        t(*days.end(), 23),
+        t(60, 0),
+    )
 }
 
 async fn chart(s: &dyn Storage, q: ChartQuery) -> Chart {

@@ -466,15 +466,14 @@ const TREND_DAYS: i64 = 30;
 async fn store_trends(state: &AppState, store: &str) -> Option<views::Trends> {
     let now = state.store_apis.now_ms();
     let query = |metric| storehook_db::ChartQuery {
-        metric,
         store: Some(store.to_owned()),
-        app: None,
-        product: None,
-        environment: storehook_core::Environment::Production,
-        from_ms: now - (TREND_DAYS - 1) * 86_400_000,
-        to_ms: now,
-        bucket: storehook_db::ChartBucket::Day,
-        now_ms: now,
+        ..storehook_db::ChartQuery::unfiltered(
+            metric,
+            storehook_db::ChartBucket::Day,
+            now - (TREND_DAYS - 1) * 86_400_000,
+            now,
+            now,
+        )
     };
     let active = queries::chart(state, query(storehook_db::ChartMetric::ActiveSubscriptions)).await;
     let lag = queries::chart(state, query(storehook_db::ChartMetric::Lag)).await;
