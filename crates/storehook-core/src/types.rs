@@ -347,6 +347,13 @@ pub struct StateUpdate {
     pub acknowledgement_pending: bool,
     /// When the purchase was made, Unix milliseconds, when the store says.
     pub purchased_at_ms: Option<i64>,
+    /// What the current period costs, where the store says: its price in
+    /// the currency's standard unit (e.g. 6.99), the currency, and whether
+    /// the period is a free trial. Charts take a store's prices from here
+    /// when its notifications carry none (Google Play).
+    pub price: Option<f64>,
+    pub currency: Option<String>,
+    pub is_trial: Option<bool>,
 }
 
 /// Masks a secret-like string for display: keeps a short prefix so two

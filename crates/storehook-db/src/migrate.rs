@@ -101,6 +101,7 @@ const TABLES: &[Table] = &[
             ("as_of", Int),
             ("state_json", Text),
             ("fetched_at", Int),
+            ("details_json", Text),
         ],
         key: "id",
         identity: Some("id"),

@@ -63,3 +63,20 @@ pub(crate) fn chain_notifications(store: &str, key: &str, limit: &str) -> String
          ORDER BY occurred_at DESC, id DESC LIMIT {limit}"
     )
 }
+
+/// A subscription's chart facts, in the columns of
+/// [`crate::rules::ChartFactColumns`]: its stored notifications, then its
+/// fetched states (a fetch tells the expiry and price that some stores'
+/// notifications leave out). `store`, `key`: the dialect's placeholders.
+pub(crate) fn chart_facts(store: &str, key: &str) -> String {
+    format!(
+        "SELECT notification_id, occurred_at, event_type, environment, app_id, product_id,
+                state_json, details_json, FALSE
+           FROM notifications
+          WHERE store = {store} AND subscription_key = {key} AND verdict <> 'rejected'
+         UNION ALL
+         SELECT 'fetch:' || id, as_of, NULL, NULL, NULL, NULL, state_json, details_json, TRUE
+           FROM state_snapshots
+          WHERE store = {store} AND subscription_key = {key}"
+    )
+}

@@ -1,7 +1,8 @@
 //! The group-commit writer both backends use: one thread takes every write
 //! waiting (up to a batch), runs them in one transaction, each inside a
-//! savepoint so one failing write does not undo its neighbours, commits
-//! once, then answers every caller. A durable commit costs a flush;
+//! savepoint so one failing write does not undo its neighbours, writes the
+//! counters its writes added up (a [`Tally`]) once, commits once, then
+//! answers every caller. A durable commit costs a flush;
 //! sharing it keeps durability from capping throughput. A caller's future
 //! resolves only after its batch committed.
 
@@ -13,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use storehook_core::StateUpdate;
 
 use crate::outbox::OutboxConfig;
-use crate::rules::{self, Ledger};
+use crate::rules::{self, Ledger, Tally};
 use crate::{
     CommitObserver, CommitStats, DbError, NewNotification, Recorded, RefusalTally,
     RejectedNotification, Tracked,
@@ -41,7 +42,7 @@ pub(crate) trait BatchConnection: Send + 'static {
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 /// `None` means the batch's transaction could not begin: the job must not
 /// write, only hand back its completion.
-type Run<C> = Box<dyn FnOnce(Option<&C>) -> (bool, Completion) + Send>;
+type Run<C> = Box<dyn FnOnce(Option<&C>, &mut Tally) -> (bool, Completion) + Send>;
 
 struct WriteJob<C> {
     /// The subscriptions this write locks (`store:key`).
@@ -56,7 +57,7 @@ pub(crate) struct Writer<C> {
     observer: Arc<OnceLock<CommitObserver>>,
 }
 
-impl<C: BatchConnection> Writer<C> {
+impl<C: BatchConnection + Ledger> Writer<C> {
     /// Starts the writer thread on `conn`.
     pub fn start(name: &str, conn: C, max_batch: usize) -> Result<Self, DbError> {
         let (jobs, rx) = mpsc::channel::<WriteJob<C>>(max_batch * 4);
@@ -80,10 +81,11 @@ impl<C: BatchConnection> Writer<C> {
         R: Send + 'static,
         F: FnOnce(&C) -> Result<R, DbError> + Send + 'static,
     {
-        self.write_locking(Vec::new(), f).await
+        self.write_locking(Vec::new(), move |c, _| f(c)).await
     }
 
-    /// `write` of a job that locks these subscriptions (`(store, key)`).
+    /// `write` of a job that locks these subscriptions (`(store, key)`)
+    /// and may add to the batch's counters.
     pub async fn write_locking<R, F>(
         &self,
         subscriptions: Vec<(&str, &str)>,
@@ -91,16 +93,16 @@ impl<C: BatchConnection> Writer<C> {
     ) -> Result<R, DbError>
     where
         R: Send + 'static,
-        F: FnOnce(&C) -> Result<R, DbError> + Send + 'static,
+        F: FnOnce(&C, &mut Tally) -> Result<R, DbError> + Send + 'static,
     {
         let locks = subscriptions
             .into_iter()
             .map(|(store, key)| rules::lock_key(store, key))
             .collect();
         let (tx, rx) = oneshot::channel::<Result<R, DbError>>();
-        let run: Run<C> = Box::new(move |conn| {
+        let run: Run<C> = Box::new(move |conn, tally| {
             let result = match conn {
-                Some(conn) => f(conn),
+                Some(conn) => f(conn, tally),
                 None => Err(DbError::Unavailable("no transaction".into())),
             };
             let ok = result.is_ok();
@@ -147,16 +149,20 @@ impl<C: BatchConnection + Ledger> Writer<C> {
             .cloned()
             .collect();
         let locks = keys.iter().map(|k| (store.as_str(), k.as_str())).collect();
-        self.write_locking(locks, move |c| rules::record_notification(c, &cfg, &new))
-            .await
+        self.write_locking(locks, move |c, t| {
+            rules::record_notification(c, &cfg, &new, t)
+        })
+        .await
     }
 
     pub async fn record_rejected(
         &self,
         rejected: RejectedNotification,
     ) -> Result<Recorded, DbError> {
-        self.write(move |c| rules::record_rejected(c, &rejected))
-            .await
+        self.write_locking(Vec::new(), move |c, t| {
+            rules::record_rejected(c, &rejected, t)
+        })
+        .await
     }
 
     pub async fn record_refusals(&self, tallies: Vec<RefusalTally>) -> Result<(), DbError> {
@@ -184,7 +190,7 @@ impl<C: BatchConnection + Ledger> Writer<C> {
         let locks = vec![(store.as_str(), key.as_str())];
         let job = {
             let (store, key) = (store.clone(), key.clone());
-            move |c: &C| rules::track(c, &cfg, &store, &key, user.as_deref(), now_ms)
+            move |c: &C, _: &mut Tally| rules::track(c, &cfg, &store, &key, user.as_deref(), now_ms)
         };
         self.write_locking(locks, job).await
     }
@@ -198,14 +204,14 @@ impl<C: BatchConnection + Ledger> Writer<C> {
     ) -> Result<(), DbError> {
         let locks = vec![(store, key)];
         let (cfg, store, key) = (cfg.clone(), store.to_owned(), key.to_owned());
-        self.write_locking(locks, move |c| {
-            rules::apply_state_update(c, &cfg, &store, &key, &update, now_ms)
+        self.write_locking(locks, move |c, tally| {
+            rules::apply_state_update(c, &cfg, &store, &key, &update, now_ms, tally)
         })
         .await
     }
 }
 
-fn run<C: BatchConnection>(
+fn run<C: BatchConnection + Ledger>(
     mut conn: C,
     mut rx: mpsc::Receiver<WriteJob<C>>,
     max_batch: usize,
@@ -234,23 +240,34 @@ fn run<C: BatchConnection>(
         if let Err(message) = begun {
             tracing::error!(error = %message, "database write transaction could not start");
             for job in batch.drain(..) {
-                let (_, completion) = (job.run)(None);
+                let (_, completion) = (job.run)(None, &mut Tally::default());
                 completion(Err(message.clone()));
             }
             bump_failed(&stats);
             continue;
         }
+        let mut counters = Tally::default();
         for job in batch.drain(..) {
             let savepoint = conn.savepoint();
-            let (ok, completion) = (job.run)(Some(&conn));
+            let mut tally = Tally::default();
+            let (ok, completion) = (job.run)(Some(&conn), &mut tally);
             if savepoint.is_ok() {
                 if let Err(e) = conn.end_savepoint(ok) {
                     tracing::error!(error = %e, "savepoint could not be closed");
                 }
             }
+            // A failed write was rolled back: its counts must not stay.
+            if ok {
+                counters.merge(tally);
+            }
             completions.push(completion);
         }
-        let committed = conn.commit();
+        let committed = if counters.is_empty() {
+            Ok(())
+        } else {
+            rules::apply_tally(&conn, &counters).map_err(|e| e.to_string())
+        }
+        .and_then(|()| conn.commit());
         if let Err(e) = &committed {
             tracing::error!(error = %e, batch = size, "database commit failed; answering 503");
             conn.rollback();

@@ -28,7 +28,8 @@
 use std::sync::Arc;
 
 use storehook_core::{
-    Environment, EventDetails, EventType, ImpliedState, SubscriptionStatus, VerifiedNotification,
+    Environment, EventDetails, EventType, ImpliedState, StateUpdate, SubscriptionStatus,
+    VerifiedNotification,
 };
 use storehook_db::{
     Chart, ChartBucket, ChartMetric, ChartQuery, NewNotification, Storage, Verdict,
@@ -581,9 +582,124 @@ async fn arrival_order_does_not_change_the_charts(backend: Backend) {
     check_answers(&*s).await;
 }
 
+/// A state fetched from the store's API: the current period of
+/// `premium.monthly` at 6.99 EUR, ending at `expires`.
+fn fetched(at: i64, expires: i64, trial: bool) -> StateUpdate {
+    StateUpdate {
+        state: ImpliedState {
+            status: Some(SubscriptionStatus::Active),
+            expires_at_ms: Some(expires),
+            auto_renew: Some(true),
+            product_id: Some("premium.monthly".into()),
+        },
+        as_of_ms: at,
+        price: Some(6.99),
+        currency: Some("EUR".into()),
+        is_trial: Some(trial),
+        ..StateUpdate::default()
+    }
+}
+
+/// Google Play's notifications carry neither expiry nor price: a period
+/// starts at the notification and takes its end and price from the state
+/// fetched after it.
+/// - G1: bought T0 10:00 (fetch: to T31 10:00, 6.99 EUR), renewed T31
+///   10:00 (fetch: to T61 10:00), fetched twice more (nothing changes).
+/// - G2: a free trial from T2 00:00 (fetch: trial to T5 00:00), expired then.
+async fn google_periods_come_from_fetched_states(backend: Backend) {
+    use ChartBucket::Day;
+    use ChartMetric::*;
+    let db = TestDb::new(backend);
+    let s = db.open().await;
+    let google =
+        |id, key, event, at| N::new(id, "google", key, event, at).product("premium.monthly");
+    let notify = |n: N| {
+        let s = s.clone();
+        async move { s.record_notification(n.build()).await.expect("record") }
+    };
+    let fetch = |key: &'static str, update: StateUpdate| {
+        let s = s.clone();
+        async move {
+            let at = update.as_of_ms;
+            s.apply_state_update("google", key, update, at)
+                .await
+                .expect("fetch")
+        }
+    };
+    const SECOND: i64 = 1_000;
+    notify(google("g1-a", "G1", EventType::InitialPurchase, t(0, 10))).await;
+    fetch("G1", fetched(t(0, 10) + 5 * SECOND, t(31, 10), false)).await;
+    fetch("G1", fetched(t(0, 10) + 60 * SECOND, t(31, 10), false)).await;
+    notify(google("g2-a", "G2", EventType::InitialPurchase, t(2, 0))).await;
+    fetch("G2", fetched(t(2, 0) + 5 * SECOND, t(5, 0), true)).await;
+    notify(google("g2-b", "G2", EventType::Expiration, t(5, 0))).await;
+    notify(google("g1-b", "G1", EventType::Renewal, t(31, 10))).await;
+    fetch("G1", fetched(t(31, 10) + 5 * SECOND, t(61, 10), false)).await;
+    fetch("G1", fetched(t(40, 0), t(61, 10), false)).await;
+
+    let check = |c: Chart, label: &str, want: Vec<Option<f64>>, what: &str| {
+        assert_close(&series(&c, label), &want, what);
+    };
+    let days = 0..=40;
+    let ones = vec![Some(1.); 41];
+    let at = |points: &[(usize, f64)]| {
+        let mut v = vec![Some(0.0); 41];
+        for (d, x) in points {
+            v[*d] = Some(*x);
+        }
+        v
+    };
+    let check_all = || async {
+        let q = |m| query(m, Day, days.clone());
+        check(
+            chart(&*s, q(ActiveSubscriptions)).await,
+            "all",
+            ones.clone(),
+            "active",
+        );
+        check(
+            chart(&*s, q(NewSubscriptions)).await,
+            "all",
+            at(&[(0, 1.)]),
+            "new",
+        );
+        check(
+            chart(&*s, q(Renewals)).await,
+            "all",
+            at(&[(31, 1.)]),
+            "renewals",
+        );
+        check(
+            chart(&*s, q(ActiveTrials)).await,
+            "all",
+            at(&[(2, 1.), (3, 1.), (4, 1.)]),
+            "trials",
+        );
+        check(chart(&*s, q(Mrr)).await, "EUR", vec![Some(6.99); 41], "MRR");
+        check(
+            chart(&*s, q(Revenue)).await,
+            "EUR",
+            at(&[(0, 6.99), (31, 6.99)]),
+            "revenue: the purchase and the renewal, not the trial",
+        );
+        check(
+            chart(&*s, q(Churned)).await,
+            "all",
+            at(&[]),
+            "a trial does not churn",
+        );
+    };
+    check_all().await;
+    let incremental = all_charts(&*s).await;
+    s.rebuild_charts().await.expect("rebuild");
+    assert_eq!(all_charts(&*s).await, incremental, "a rebuild agrees");
+    check_all().await;
+}
+
 backends!(
     charts_match_hand_computed_answers,
-    arrival_order_does_not_change_the_charts
+    arrival_order_does_not_change_the_charts,
+    google_periods_come_from_fetched_states
 );
 
 /// An install from before the chart tables: its history is charted as
@@ -599,7 +715,8 @@ async fn an_existing_install_gets_its_charts_from_the_stored_history() {
     let conn = rusqlite::Connection::open(&path).expect("open");
     conn.execute_batch(
         "DROP TABLE chart_periods; DROP TABLE chart_deltas; DROP TABLE chart_lag;
-         DROP TABLE chart_rebuild; UPDATE schema_info SET version = 6;",
+         DROP TABLE chart_rebuild; ALTER TABLE state_snapshots DROP COLUMN details_json;
+         UPDATE schema_info SET version = 6;",
     )
     .expect("downgrade");
     drop(conn);

@@ -235,12 +235,49 @@ pub struct SubscriptionLineItem {
     pub product_id: Option<String>,
     pub expiry_time: Option<String>,
     pub auto_renewing_plan: Option<AutoRenewingPlan>,
+    /// The phase of the offer the item is in (a free trial, an
+    /// introductory or the base price); newer responses only.
+    pub offer_phase: Option<OfferPhase>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AutoRenewingPlan {
     pub auto_renew_enabled: Option<bool>,
+    /// What each renewal charges.
+    pub recurring_price: Option<Money>,
+}
+
+/// Google's `Money`: whole units as a string of an int64, plus nano units
+/// (10^-9) of the same sign.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Money {
+    pub currency_code: Option<String>,
+    pub units: Option<String>,
+    pub nanos: Option<i64>,
+}
+
+impl Money {
+    /// The amount in the currency's standard unit; `None` when the units
+    /// are not a number.
+    pub fn amount(&self) -> Option<f64> {
+        let units: i64 = match self.units.as_deref() {
+            None | Some("") => 0,
+            Some(u) => u.parse().ok()?,
+        };
+        Some(units as f64 + self.nanos.unwrap_or(0) as f64 / 1e9)
+    }
+}
+
+/// Which phase of an offer a line item is in; exactly one field is set.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OfferPhase {
+    pub free_trial: Option<Value>,
+    pub introductory_price: Option<Value>,
+    pub base_price: Option<Value>,
+    pub proration_period: Option<Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

@@ -8,7 +8,7 @@ use storehook_core::{
 
 use crate::config::STORE_ID;
 use crate::decode::{
-    rfc3339_to_ms, DecodedData, NotificationKind, ProductPurchase, PushEnvelope,
+    rfc3339_to_ms, DecodedData, Money, NotificationKind, ProductPurchase, PushEnvelope,
     SubscriptionPurchaseV2, VoidedPurchase, VoidedPurchaseNotification,
 };
 
@@ -440,6 +440,12 @@ pub fn state_update(purchase: &SubscriptionPurchaseV2, as_of_ms: i64) -> StateUp
         })
     });
 
+    // A free trial charges nothing now; the recurring price is what its
+    // renewal will charge, which the trial period's chart row keeps apart.
+    let recurring = latest
+        .and_then(|(_, item)| item.auto_renewing_plan.as_ref())
+        .and_then(|plan| plan.recurring_price.as_ref());
+
     StateUpdate {
         state: ImpliedState {
             status,
@@ -455,6 +461,13 @@ pub fn state_update(purchase: &SubscriptionPurchaseV2, as_of_ms: i64) -> StateUp
         continues_subscription_key: purchase.linked_purchase_token.clone(),
         acknowledgement_pending: awaits_acknowledgement(purchase),
         purchased_at_ms: purchase.start_time.as_deref().and_then(rfc3339_to_ms),
+        price: recurring.and_then(Money::amount),
+        currency: recurring
+            .and_then(|m| m.currency_code.clone())
+            .filter(|c| !c.is_empty()),
+        is_trial: latest
+            .and_then(|(_, item)| item.offer_phase.as_ref())
+            .map(|phase| phase.free_trial.is_some()),
     }
 }
 
@@ -512,6 +525,7 @@ pub fn product_state_update(
         continues_subscription_key: None,
         acknowledgement_pending: product_awaits_acknowledgement(purchase),
         purchased_at_ms: purchase.purchase_time_millis,
+        ..StateUpdate::default()
     }
 }
 
@@ -619,6 +633,43 @@ mod tests {
             assert_eq!(update.state.expires_at_ms, None);
             assert_eq!(update.state.auto_renew, None);
         }
+    }
+
+    #[test]
+    fn price_currency_and_trial_come_from_the_latest_line_item() {
+        let item = |expiry: &str, units: &str, nanos: i64, phase: &str| {
+            serde_json::json!({
+                "productId": "premium",
+                "expiryTime": expiry,
+                "autoRenewingPlan": {
+                    "autoRenewEnabled": true,
+                    "recurringPrice": {"currencyCode": "JPY", "units": units, "nanos": nanos}
+                },
+                "offerPhase": {phase: {}}
+            })
+        };
+        let purchase: SubscriptionPurchaseV2 = serde_json::from_value(serde_json::json!({
+            "subscriptionState": "SUBSCRIPTION_STATE_ACTIVE",
+            "lineItems": [
+                item("2026-01-01T00:00:00Z", "100", 0, "basePrice"),
+                item("2026-02-01T00:00:00Z", "6", 990_000_000, "freeTrial"),
+            ]
+        }))
+        .unwrap();
+        let update = state_update(&purchase, 5);
+        assert_eq!(update.price, Some(6.99));
+        assert_eq!(update.currency.as_deref(), Some("JPY"));
+        assert_eq!(update.is_trial, Some(true));
+
+        let money = |units: Option<&str>, nanos| Money {
+            currency_code: Some("EUR".into()),
+            units: units.map(str::to_owned),
+            nanos,
+        };
+        // Nanos carry the sign of the units; an absent units field is zero.
+        assert_eq!(money(Some("-1"), Some(-750_000_000)).amount(), Some(-1.75));
+        assert_eq!(money(None, Some(500_000_000)).amount(), Some(0.5));
+        assert_eq!(money(Some("twelve"), None).amount(), None);
     }
 
     #[test]

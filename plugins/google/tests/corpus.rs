@@ -458,6 +458,12 @@ async fn recorded_subscriptionsv2_responses() {
         assert_eq!(update.state.expires_at_ms, Some(expires), "{i}");
         assert_eq!(update.state.auto_renew, Some(auto_renew), "{i}");
         assert_eq!(update.state.product_id.as_deref(), Some(product), "{i}");
+        // Only the third response carries a recurringPrice (Money: units a
+        // string, nanos an int); none carries an offerPhase.
+        let price = (i == 2).then_some(6.99);
+        assert_eq!(update.price, price, "{i}");
+        assert_eq!(update.currency.as_deref(), price.map(|_| "EUR"), "{i}");
+        assert_eq!(update.is_trial, None, "{i}");
         assert_eq!(update.continues_subscription_key, None);
         assert_eq!(update.app_user_id_hint, None);
         assert!(

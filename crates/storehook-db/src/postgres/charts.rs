@@ -2,39 +2,31 @@
 //! rules are in [`crate::rules`]) and the chart reads.
 
 use deadpool_postgres::Object;
-use storehook_core::EventType;
 
 use super::conn::PgConn;
 use crate::rules::{
-    self, from_json_opt, ChartFact, ChartLedger, DeltaKey, DeltaRead, DeltaRow, LagKey, LagRow,
+    self, ChartFact, ChartFactColumns, ChartLedger, DeltaKey, DeltaRead, DeltaRow, LagKey, LagRow,
     NotificationTimes, Period, SeriesBy,
 };
-use crate::{Chart, ChartQuery, DbError};
+use crate::{sql_common, Chart, ChartQuery, DbError};
 
 impl ChartLedger for PgConn {
     fn chart_facts(&self, store: &str, key: &str) -> Result<Vec<ChartFact>, DbError> {
-        let rows = self.rows(
-            "SELECT notification_id, occurred_at, event_type, environment, app_id, product_id,
-                    state_json, details_json
-             FROM notifications
-             WHERE store = $1 AND subscription_key = $2 AND verdict <> 'rejected'",
-            &[&store, &key],
-        )?;
+        let rows = self.rows(&sql_common::chart_facts("$1", "$2"), &[&store, &key])?;
         rows.iter()
             .map(|r| {
-                let event: Option<String> = r.try_get(2)?;
-                let state: Option<String> = r.try_get(6)?;
-                let details: Option<String> = r.try_get(7)?;
-                Ok(ChartFact {
-                    notification_id: r.try_get(0)?,
-                    occurred_at_ms: r.try_get::<_, Option<i64>>(1)?.unwrap_or(0),
-                    event_type: event.as_deref().and_then(EventType::parse),
-                    environment: r.try_get::<_, Option<String>>(3)?.unwrap_or_default(),
+                ChartFactColumns {
+                    id: r.try_get(0)?,
+                    occurred_at: r.try_get(1)?,
+                    event_type: r.try_get(2)?,
+                    environment: r.try_get(3)?,
                     app_id: r.try_get(4)?,
                     product_id: r.try_get(5)?,
-                    state: from_json_opt(state.as_deref())?.unwrap_or_default(),
-                    details: from_json_opt(details.as_deref())?.unwrap_or_default(),
-                })
+                    state_json: r.try_get(6)?,
+                    details_json: r.try_get(7)?,
+                    fetched: r.try_get(8)?,
+                }
+                .into_fact()
             })
             .collect()
     }

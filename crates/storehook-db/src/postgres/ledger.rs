@@ -6,8 +6,8 @@ use storehook_core::{PurchaseKind, StateUpdate};
 use super::conn::PgConn;
 use crate::records::{self, Columns, SUBSCRIPTION_COLUMNS};
 use crate::rules::{
-    to_json, EventSource, Folded, HistoryEntry, Ledger, NewDelivery, NewEvent, StateMerge,
-    StatsDelta, SubscriptionView,
+    snapshot_details, to_json, EventSource, Folded, HistoryEntry, Ledger, NewDelivery, NewEvent,
+    StateMerge, StatsDelta, SubscriptionView,
 };
 use crate::{DbError, NewNotification, RejectedNotification, Subscription};
 
@@ -346,18 +346,22 @@ impl Ledger for PgConn {
         key: &str,
         update: &StateUpdate,
         now_ms: i64,
-    ) -> Result<(), DbError> {
-        self.run(
-            "INSERT INTO state_snapshots (store, subscription_key, as_of, state_json, fetched_at)
-             VALUES ($1, $2, $3, $4, $5)",
+    ) -> Result<i64, DbError> {
+        let row = self.rows(
+            "INSERT INTO state_snapshots (store, subscription_key, as_of, state_json, fetched_at,
+                 details_json)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
             &[
                 &store,
                 &key,
                 &update.as_of_ms,
                 &to_json(&update.state)?,
                 &now_ms,
+                &to_json(&snapshot_details(update))?,
             ],
-        )
+        )?;
+        let id = row.first().map(|r| r.try_get::<_, i64>(0)).transpose()?;
+        id.ok_or_else(|| DbError::Corrupt("a state snapshot's insert returned no row".into()))
     }
 
     fn note_acknowledgement_state(

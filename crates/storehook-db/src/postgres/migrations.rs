@@ -275,6 +275,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE chart_rebuild (requested BOOLEAN NOT NULL);
     INSERT INTO chart_rebuild (requested) VALUES (TRUE);
     "#,
+    // 5: a fetched state's price, currency and trial flag (SQLite's 8).
+    r#"
+    ALTER TABLE state_snapshots ADD COLUMN details_json TEXT;
+    UPDATE chart_rebuild SET requested = TRUE;
+    "#,
 ];
 
 /// Brings the schema up to date; refuses a database newer than this build.

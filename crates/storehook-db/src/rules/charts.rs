@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 use storehook_core::{EventDetails, EventType, ImpliedState, SubscriptionStatus};
 
+use super::{from_json_opt, Tally};
 use crate::charts::{Chart, ChartBucket, ChartMetric, ChartQuery, ChartSeries};
 use crate::{DbError, NewNotification};
 
@@ -24,10 +25,13 @@ pub(crate) fn day_of(ms: i64) -> i64 {
     ms.div_euclid(DAY_MS)
 }
 
-/// One stored notification of a subscription, as charts read it.
+/// One stored notification of a subscription, or one fetched state of
+/// it, as charts read it.
 #[derive(Debug, Clone)]
 pub(crate) struct ChartFact {
+    /// The notification's id; `fetch:{row}` for a fetched state.
     pub notification_id: String,
+    /// The store's time of the event; a fetch's time for a fetched state.
     pub occurred_at_ms: i64,
     pub event_type: Option<EventType>,
     pub environment: String,
@@ -35,6 +39,59 @@ pub(crate) struct ChartFact {
     pub product_id: Option<String>,
     pub state: ImpliedState,
     pub details: EventDetails,
+    /// A state read from the store's API rather than a notification: it
+    /// reports the current period, not an event.
+    pub fetched: bool,
+}
+
+/// A chart fact's columns as both backends read them
+/// ([`crate::sql_common::chart_facts`]).
+pub(crate) struct ChartFactColumns {
+    pub id: String,
+    pub occurred_at: Option<i64>,
+    pub event_type: Option<String>,
+    pub environment: Option<String>,
+    pub app_id: Option<String>,
+    pub product_id: Option<String>,
+    pub state_json: Option<String>,
+    pub details_json: Option<String>,
+    pub fetched: bool,
+}
+
+impl ChartFactColumns {
+    pub fn into_fact(self) -> Result<ChartFact, DbError> {
+        Ok(ChartFact {
+            notification_id: self.id,
+            occurred_at_ms: self.occurred_at.unwrap_or(0),
+            event_type: self.event_type.as_deref().and_then(EventType::parse),
+            environment: self.environment.unwrap_or_default(),
+            app_id: self.app_id,
+            product_id: self.product_id,
+            state: from_json_opt(self.state_json.as_deref())?.unwrap_or_default(),
+            details: from_json_opt(self.details_json.as_deref())?.unwrap_or_default(),
+            fetched: self.fetched,
+        })
+    }
+}
+
+impl ChartFact {
+    /// This start event (which carried no expiry) completed by a fetched
+    /// state: the period's end, product, price and trial flag from the
+    /// store's API; its start, environment and app stay the event's.
+    fn completed_by(&self, fetch: &ChartFact) -> ChartFact {
+        let mut done = self.clone();
+        done.state.expires_at_ms = fetch.state.expires_at_ms;
+        if fetch.state.product_id.is_some() {
+            done.state.product_id = fetch.state.product_id.clone();
+        }
+        // The store's API describes the period itself; the event may only
+        // have guessed (or said nothing).
+        let (d, f) = (&mut done.details, &fetch.details);
+        d.price = f.price.or(d.price);
+        d.currency = f.currency.clone().or_else(|| d.currency.take());
+        d.is_trial = f.is_trial.or(d.is_trial);
+        done
+    }
 }
 
 /// What a billing period is, for the flow counters.
@@ -186,50 +243,84 @@ pub(crate) trait ChartLedger {
 // ---- the write side ----
 
 /// Keeps the chart tables in step with one newly stored notification (in
-/// its own transaction).
+/// its own transaction). The period rows are written here; the counter
+/// cells go to the batch's `tally`, written once before the commit.
 pub(crate) fn on_notification<L: ChartLedger + ?Sized>(
     l: &L,
     new: &NewNotification,
+    tally: &mut Tally,
 ) -> Result<(), DbError> {
     let n = &new.notification;
-    add_times(
-        l,
-        &NotificationTimes {
-            store: n.store.clone(),
-            environment: n.environment.as_str().to_owned(),
-            app_id: n.app_id.clone(),
-            product_id: n.product_id.clone(),
-            occurred_at_ms: n.occurred_at_ms,
-            received_at_ms: new.received_at_ms,
-        },
-    )?;
+    let times = NotificationTimes {
+        store: n.store.clone(),
+        environment: n.environment.as_str().to_owned(),
+        app_id: n.app_id.clone(),
+        product_id: n.product_id.clone(),
+        occurred_at_ms: n.occurred_at_ms,
+        received_at_ms: new.received_at_ms,
+    };
+    tally.add_delta(events_key(&times), 1);
+    tally.add_lag(lag_key(&times), 1);
     let Some(key) = &n.subscription_key else {
         return Ok(());
     };
-    let after = l.chart_facts(&n.store, key)?;
-    let before: Vec<ChartFact> = after
+    rechart(l, &n.store, key, &n.notification_id, tally)
+}
+
+/// Keeps the chart tables in step with one newly stored fetched state (row
+/// `snapshot_id` of the state snapshots), in its own transaction.
+pub(crate) fn on_state_fetch<L: ChartLedger + ?Sized>(
+    l: &L,
+    store: &str,
+    key: &str,
+    snapshot_id: i64,
+    tally: &mut Tally,
+) -> Result<(), DbError> {
+    rechart(l, store, key, &format!("fetch:{snapshot_id}"), tally)
+}
+
+/// Re-derives a subscription's periods without and with the fact that just
+/// arrived (`arrived_id`), writes the period rows that changed, and puts
+/// the difference in the per-day cells into the batch's `tally`.
+fn rechart<L: ChartLedger + ?Sized>(
+    l: &L,
+    store: &str,
+    key: &str,
+    arrived_id: &str,
+    tally: &mut Tally,
+) -> Result<(), DbError> {
+    let after = l.chart_facts(store, key)?;
+    let (arrived, before): (Vec<&ChartFact>, Vec<&ChartFact>) =
+        after.iter().partition(|f| f.notification_id == arrived_id);
+    let old = derive_periods(before);
+    let new_periods = derive_periods(&after);
+    // A period the arrival left as it was adds the same deltas with it and
+    // without it: only the periods that changed (usually the one before
+    // and the new one) and the arrival's own facts make the difference.
+    let gone: Vec<Period> = old
         .iter()
-        .filter(|f| f.notification_id != n.notification_id)
+        .filter(|p| !new_periods.contains(p))
         .cloned()
         .collect();
-    let (old, new_periods) = (derive_periods(&before), derive_periods(&after));
-    let mut diff = deltas(&n.store, &new_periods, &after);
-    for (k, v) in deltas(&n.store, &old, &before) {
+    let came: Vec<Period> = new_periods
+        .iter()
+        .filter(|p| !old.contains(p))
+        .cloned()
+        .collect();
+    let mut diff = deltas(store, &came, arrived);
+    for (k, v) in deltas(store, &gone, []) {
         *diff.entry(k).or_default() -= v;
     }
-    for (k, v) in diff.iter().filter(|(_, v)| **v != 0) {
-        l.add_chart_delta(k, *v)?;
+    for (k, v) in diff.into_iter().filter(|(_, v)| *v != 0) {
+        tally.add_delta(k, v);
     }
-    // Only the rows that changed (usually the period before and the new one).
-    for p in &old {
-        if !new_periods.iter().any(|q| q.start_ms == p.start_ms) {
-            l.delete_chart_period(&n.store, key, p.start_ms)?;
+    for p in &gone {
+        if !came.iter().any(|q| q.start_ms == p.start_ms) {
+            l.delete_chart_period(store, key, p.start_ms)?;
         }
     }
-    for p in &new_periods {
-        if !old.contains(p) {
-            l.upsert_chart_period(&n.store, key, p)?;
-        }
+    for p in &came {
+        l.upsert_chart_period(store, key, p)?;
     }
     Ok(())
 }
@@ -274,11 +365,6 @@ pub(crate) fn rebuild_if_requested<L: ChartLedger + ?Sized>(l: &L) -> Result<boo
     }
     rebuild(l)?;
     Ok(true)
-}
-
-fn add_times<L: ChartLedger + ?Sized>(l: &L, t: &NotificationTimes) -> Result<(), DbError> {
-    l.add_chart_delta(&events_key(t), 1)?;
-    l.add_chart_lag(&lag_key(t), 1)
 }
 
 fn events_key(t: &NotificationTimes) -> DeltaKey {
@@ -360,20 +446,40 @@ fn mrr_micros(price_micros: i64, length_ms: i64) -> i64 {
 }
 
 /// A subscription's billing periods, from its notifications in any order.
-pub(crate) fn derive_periods(facts: &[ChartFact]) -> Vec<Period> {
-    let mut sorted: Vec<&ChartFact> = facts.iter().collect();
+pub(crate) fn derive_periods<'a>(facts: impl IntoIterator<Item = &'a ChartFact>) -> Vec<Period> {
+    let mut sorted: Vec<&ChartFact> = facts.into_iter().collect();
     sorted.sort_by(|a, b| {
         a.occurred_at_ms
             .cmp(&b.occurred_at_ms)
             .then_with(|| a.notification_id.cmp(&b.notification_id))
     });
     let mut periods: Vec<Period> = Vec::new();
+    // A start event without an expiry (Google Play's notifications carry
+    // none) waits for the next fetched state, which says when it ends.
+    let mut awaiting: Option<(&ChartFact, EventType)> = None;
     for f in sorted {
         let t = f.occurred_at_ms;
+        if f.fetched {
+            if let Some((start, event)) = awaiting.take() {
+                start_period(&mut periods, &start.completed_by(f), event);
+            } else if f.state.status == Some(SubscriptionStatus::GracePeriod) {
+                // In a grace period the store's expiry is the grace period's end.
+                if let (Some(i), Some(end)) = (current(&periods, t), f.state.expires_at_ms) {
+                    periods[i].end_ms = periods[i].end_ms.max(end);
+                }
+            }
+            continue;
+        }
         let Some(event) = f.event_type else { continue };
         match event {
             EventType::InitialPurchase | EventType::Renewal | EventType::ProductChange => {
-                start_period(&mut periods, f, event);
+                if f.state.expires_at_ms.is_some() {
+                    start_period(&mut periods, f, event);
+                } else {
+                    // A newer start before any fetch: the fetch will
+                    // describe the newer period, not the older one.
+                    awaiting = Some((f, event));
+                }
             }
             EventType::Refund => {
                 let purchased = f.details.purchased_at_ms;
@@ -531,10 +637,10 @@ fn classify(periods: &mut [Period]) {
 }
 
 /// The per-day deltas a subscription's periods and notifications add.
-pub(crate) fn deltas(
+pub(crate) fn deltas<'a>(
     store: &str,
     periods: &[Period],
-    facts: &[ChartFact],
+    facts: impl IntoIterator<Item = &'a ChartFact>,
 ) -> BTreeMap<DeltaKey, i64> {
     let mut out: BTreeMap<DeltaKey, i64> = BTreeMap::new();
     let mut add = |metric: &'static str,

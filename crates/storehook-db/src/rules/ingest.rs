@@ -5,7 +5,7 @@
 use storehook_core::{EventType, StateUpdate};
 
 use super::events::{emit_event, emit_forwards, EventSource};
-use super::{fold, Ledger, StateMerge, StatsDelta};
+use super::{fold, Ledger, StateMerge, StatsDelta, Tally};
 use crate::outbox::OutboxConfig;
 use crate::{DbError, NewNotification, Recorded, RejectedNotification, Source, Tracked, Verdict};
 
@@ -13,6 +13,7 @@ pub(crate) fn record_notification<L: Ledger + ?Sized>(
     l: &L,
     cfg: &OutboxConfig,
     new: &NewNotification,
+    tally: &mut Tally,
 ) -> Result<Recorded, DbError> {
     let n = &new.notification;
     let at = new.received_at_ms;
@@ -20,10 +21,7 @@ pub(crate) fn record_notification<L: Ledger + ?Sized>(
         // A store retry: already stored, applied once. Still proof the
         // connection works.
         let id = l.notification_row(&n.store, &n.notification_id)?;
-        l.add_store_stats(
-            &n.store,
-            &StatsDelta::of(Verdict::Duplicate, new.source, at),
-        )?;
+        tally.add_stats(&n.store, StatsDelta::of(Verdict::Duplicate, new.source, at));
         return Ok(Recorded {
             verdict: Verdict::Duplicate,
             id,
@@ -64,15 +62,16 @@ pub(crate) fn record_notification<L: Ledger + ?Sized>(
     }
     emit_forwards(l, cfg, id, new)?;
     if !cfg.skip_chart_maintenance {
-        super::charts::on_notification(l, new)?;
+        super::charts::on_notification(l, new, tally)?;
     }
-    l.add_store_stats(&n.store, &StatsDelta::of(verdict, new.source, at))?;
+    tally.add_stats(&n.store, StatsDelta::of(verdict, new.source, at));
     Ok(Recorded { verdict, id })
 }
 
 pub(crate) fn record_rejected<L: Ledger + ?Sized>(
     l: &L,
     r: &RejectedNotification,
+    tally: &mut Tally,
 ) -> Result<Recorded, DbError> {
     match l.insert_rejected(r)? {
         Some(id) => {
@@ -84,10 +83,10 @@ pub(crate) fn record_rejected<L: Ledger + ?Sized>(
         }
         None => {
             let id = l.notification_row(&r.store, &r.notification_id)?;
-            l.add_store_stats(
+            tally.add_stats(
                 &r.store,
-                &StatsDelta::of(Verdict::Duplicate, Source::Push, r.received_at_ms),
-            )?;
+                StatsDelta::of(Verdict::Duplicate, Source::Push, r.received_at_ms),
+            );
             Ok(Recorded {
                 verdict: Verdict::Duplicate,
                 id,
@@ -136,9 +135,13 @@ pub(crate) fn apply_state_update<L: Ledger + ?Sized>(
     key: &str,
     update: &StateUpdate,
     now: i64,
+    tally: &mut Tally,
 ) -> Result<(), DbError> {
     l.lock_subscription(store, key)?;
-    l.insert_snapshot(store, key, update, now)?;
+    let snapshot = l.insert_snapshot(store, key, update, now)?;
+    if !cfg.skip_chart_maintenance {
+        super::charts::on_state_fetch(l, store, key, snapshot, tally)?;
+    }
     l.clear_pending_fetch(store, key)?;
     l.note_acknowledgement_state(store, key, update, now)?;
     let mut tracked = l.is_tracked(store, key)?;

@@ -18,20 +18,34 @@ mod events;
 mod fold;
 mod ingest;
 mod stats;
+mod tally;
 
 pub(crate) use charts::{
     build_chart, day_range, lag_day_range, reads, rebuild, rebuild_if_requested, ChartFact,
-    ChartLedger, DeltaKey, DeltaRead, DeltaRow, LagKey, LagRow, NotificationTimes, Period,
-    SeriesBy,
+    ChartFactColumns, ChartLedger, DeltaKey, DeltaRead, DeltaRow, LagKey, LagRow,
+    NotificationTimes, Period, SeriesBy,
 };
 pub(crate) use events::{EventSource, NewDelivery, NewEvent, SubscriptionView};
 pub(crate) use fold::{fold, Folded, HistoryEntry};
 pub(crate) use ingest::{apply_state_update, record_notification, record_rejected, track};
 pub(crate) use stats::StatsDelta;
+pub(crate) use tally::{apply_tally, Tally};
 
-use storehook_core::{ImpliedState, StateUpdate};
+use storehook_core::{EventDetails, ImpliedState, StateUpdate};
 
 use crate::{DbError, NewNotification, RejectedNotification, Subscription};
+
+/// What a fetched state says about the period it reports, kept beside the
+/// state so charts can read a fetch as they read a notification.
+pub(crate) fn snapshot_details(u: &StateUpdate) -> EventDetails {
+    EventDetails {
+        purchased_at_ms: u.purchased_at_ms,
+        price: u.price,
+        currency: u.currency.clone(),
+        is_trial: u.is_trial,
+        ..EventDetails::default()
+    }
+}
 
 /// The newest state a notification or a fetch brings, merged over the
 /// subscription's columns (each `None` keeps what is there).
@@ -144,13 +158,14 @@ pub(crate) trait Ledger: ChartLedger {
 
     fn add_pending_fetch(&self, store: &str, key: &str, since_ms: i64) -> Result<(), DbError>;
     fn clear_pending_fetch(&self, store: &str, key: &str) -> Result<(), DbError>;
+    /// Stores a fetched state; returns its row.
     fn insert_snapshot(
         &self,
         store: &str,
         key: &str,
         update: &StateUpdate,
         now_ms: i64,
-    ) -> Result<(), DbError>;
+    ) -> Result<i64, DbError>;
     /// Keeps the acknowledgement queue in step with a fetched state:
     /// pending → queued once; not pending → done, whoever acknowledged it.
     /// An acknowledged purchase stays acknowledged (a lagging read must not

@@ -35,6 +35,16 @@ impl StatsDelta {
             recovered: i64::from(!pushed && verdict != Verdict::Duplicate),
         }
     }
+
+    /// Adds another delta: counts are summed, times kept as the newer.
+    pub fn merge(&mut self, other: &StatsDelta) {
+        self.received_at_ms = self.received_at_ms.max(other.received_at_ms);
+        self.verified_at_ms = self.verified_at_ms.max(other.verified_at_ms);
+        self.accepted += other.accepted;
+        self.untracked += other.untracked;
+        self.duplicates += other.duplicates;
+        self.recovered += other.recovered;
+    }
 }
 
 #[cfg(test)]

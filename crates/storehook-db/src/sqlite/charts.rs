@@ -2,50 +2,31 @@
 //! are in [`crate::rules`]) and the chart reads.
 
 use rusqlite::{params, Connection};
-use storehook_core::EventType;
 
 use crate::rules::{
-    self, from_json_opt, ChartFact, ChartLedger, DeltaKey, DeltaRead, DeltaRow, LagKey, LagRow,
+    self, ChartFact, ChartFactColumns, ChartLedger, DeltaKey, DeltaRead, DeltaRow, LagKey, LagRow,
     NotificationTimes, Period, SeriesBy,
 };
 use crate::sqlite::Cached;
-use crate::{Chart, ChartQuery, DbError};
+use crate::{sql_common, Chart, ChartQuery, DbError};
 
 impl ChartLedger for Connection {
     fn chart_facts(&self, store: &str, key: &str) -> Result<Vec<ChartFact>, DbError> {
-        let mut stmt = self.prepare_cached(
-            "SELECT notification_id, occurred_at, event_type, environment, app_id, product_id,
-                    state_json, details_json
-             FROM notifications
-             WHERE store = ?1 AND subscription_key = ?2 AND verdict <> 'rejected'",
-        )?;
+        let mut stmt = self.prepare_cached(&sql_common::chart_facts("?1", "?2"))?;
         let rows = stmt.query_map(params![store, key], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Option<i64>>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, Option<String>>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, Option<String>>(5)?,
-                r.get::<_, Option<String>>(6)?,
-                r.get::<_, Option<String>>(7)?,
-            ))
+            Ok(ChartFactColumns {
+                id: r.get(0)?,
+                occurred_at: r.get(1)?,
+                event_type: r.get(2)?,
+                environment: r.get(3)?,
+                app_id: r.get(4)?,
+                product_id: r.get(5)?,
+                state_json: r.get(6)?,
+                details_json: r.get(7)?,
+                fetched: r.get(8)?,
+            })
         })?;
-        let mut facts = Vec::new();
-        for row in rows {
-            let (id, at, event, env, app, product, state, details) = row?;
-            facts.push(ChartFact {
-                notification_id: id,
-                occurred_at_ms: at.unwrap_or(0),
-                event_type: event.as_deref().and_then(EventType::parse),
-                environment: env.unwrap_or_default(),
-                app_id: app,
-                product_id: product,
-                state: from_json_opt(state.as_deref())?.unwrap_or_default(),
-                details: from_json_opt(details.as_deref())?.unwrap_or_default(),
-            });
-        }
-        Ok(facts)
+        rows.map(|row| row?.into_fact()).collect()
     }
 
     fn delete_chart_periods(&self, store: &str, key: &str) -> Result<(), DbError> {

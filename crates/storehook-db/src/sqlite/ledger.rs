@@ -6,8 +6,8 @@ use storehook_core::{PurchaseKind, StateUpdate};
 
 use crate::records;
 use crate::rules::{
-    to_json, EventSource, Folded, HistoryEntry, Ledger, NewDelivery, NewEvent, StateMerge,
-    StatsDelta, SubscriptionView,
+    snapshot_details, to_json, EventSource, Folded, HistoryEntry, Ledger, NewDelivery, NewEvent,
+    StateMerge, StatsDelta, SubscriptionView,
 };
 use crate::sqlite::{all, first, read, Cached};
 use crate::{DbError, NewNotification, RejectedNotification, Subscription};
@@ -343,12 +343,21 @@ impl Ledger for Connection {
         key: &str,
         update: &StateUpdate,
         now_ms: i64,
-    ) -> Result<(), DbError> {
+    ) -> Result<i64, DbError> {
         self.run(
-            "INSERT INTO state_snapshots (store, subscription_key, as_of, state_json, fetched_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![store, key, update.as_of_ms, to_json(&update.state)?, now_ms],
-        )
+            "INSERT INTO state_snapshots (store, subscription_key, as_of, state_json, fetched_at,
+                 details_json)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                store,
+                key,
+                update.as_of_ms,
+                to_json(&update.state)?,
+                now_ms,
+                to_json(&snapshot_details(update))?
+            ],
+        )?;
+        Ok(self.last_insert_rowid())
     }
 
     fn note_acknowledgement_state(

@@ -269,6 +269,14 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE chart_rebuild (requested INTEGER NOT NULL);
     INSERT INTO chart_rebuild (requested) VALUES (1);
     "#,
+    // 8: what a fetched state says the period costs (price, currency, a
+    // free trial), for the charts of a store whose notifications carry no
+    // price (Google Play).
+    // The fetches already stored (their expiries) join the charts by a rebuild.
+    r#"
+    ALTER TABLE state_snapshots ADD COLUMN details_json TEXT;
+    UPDATE chart_rebuild SET requested = 1;
+    "#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), DbError> {
