@@ -12,6 +12,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::server;
 use crate::traffic::{Request, Slot, Store, Workload};
+use crate::wire::{self, Connection, Sender};
 
 /// What the client expected and what came back, for one request.
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +43,24 @@ pub enum Verdict {
 }
 
 impl Sample {
+    /// The answer to one request sent at `started`.
+    fn answered(
+        request: &Request,
+        kind: Kind,
+        index: usize,
+        (status, verdict): (u16, Verdict),
+        started: Instant,
+    ) -> Self {
+        Sample {
+            store: request.store,
+            kind,
+            index,
+            status,
+            verdict,
+            latency_us: started.elapsed().as_micros().min(u32::MAX as u128) as u32,
+        }
+    }
+
     /// Whether the answer is the one the request deserves.
     pub fn as_expected(&self, request: &Request) -> bool {
         match self.kind {
@@ -65,6 +84,7 @@ pub struct Options {
     /// Requests per second overall (open loop); `None`: as fast as answers come.
     pub rate: Option<f64>,
     pub progress: bool,
+    pub sender: Sender,
 }
 
 pub struct RunOutput {
@@ -77,6 +97,8 @@ pub struct RunOutput {
     /// Largest VmHWM at the end (an instance's peak resident set since it
     /// started), KiB.
     pub rss_peak_kib: Option<u64>,
+    /// This process's CPU seconds during the run: what sending cost.
+    pub sender_cpu_s: Option<f64>,
 }
 
 pub fn client(concurrency: usize) -> reqwest::Client {
@@ -169,20 +191,26 @@ pub async fn run(
     });
 
     let client = client(options.concurrency);
+    // The light sender's bytes, made before the clock starts.
+    let wire =
+        (options.sender == Sender::Raw).then(|| Arc::new(WireRequests::of(&workload, bases)));
     let next = Arc::new(AtomicUsize::new(0));
     let acked: Arc<Mutex<Vec<usize>>> = Arc::new(Mutex::new(Vec::new()));
+    let me = std::process::id();
+    let sender_cpu_before = server::cpu_seconds(me);
     let cpu_before = cpu_of(pids);
     let per_worker = total / options.concurrency.max(1) + 1;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for worker in 0..options.concurrency {
-        let (client, next, acked, workload, bar, bases) = (
+        let (client, next, acked, workload, bar, bases, wire) = (
             client.clone(),
             next.clone(),
             acked.clone(),
             workload.clone(),
             bar.clone(),
             bases.to_vec(),
+            wire.clone(),
         );
         let interval = options
             .rate
@@ -193,6 +221,7 @@ pub async fn run(
         tasks.push(tokio::spawn(async move {
             let mut rng = rand::rngs::StdRng::seed_from_u64(worker as u64);
             let mut samples = Vec::with_capacity(per_worker);
+            let mut connections: Vec<Option<Connection>> = bases.iter().map(|_| None).collect();
             let mut due = started + offset.unwrap_or_default();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -223,10 +252,26 @@ pub async fn run(
                     _ => workload.fresh.get(index),
                 };
                 let Some(request) = request else { continue };
-                let Some(base) = bases.get(i % bases.len().max(1)) else {
+                let target = i % bases.len().max(1);
+                let Some(base) = bases.get(target) else {
                     break;
                 };
-                let sample = send(&client, base, request, kind, index).await;
+                let sample = match &wire {
+                    None => send(&client, base, request, kind, index).await,
+                    Some(wire) => {
+                        let bytes = match kind {
+                            Kind::Invalid => wire.invalid.get(index),
+                            _ => wire.fresh.get(index),
+                        };
+                        let authority = wire.authorities.get(target);
+                        match (bytes, authority, connections.get_mut(target)) {
+                            (Some(bytes), Some(authority), Some(slot)) => {
+                                send_raw(slot, authority, bytes, request, kind, index).await
+                            }
+                            _ => break,
+                        }
+                    }
+                };
                 if kind == Kind::Fresh && sample.status == 200 {
                     acked.lock().unwrap_or_else(|e| e.into_inner()).push(index);
                 }
@@ -244,6 +289,9 @@ pub async fn run(
     }
     let elapsed = started.elapsed();
     let cpu_after = cpu_of(pids);
+    let sender_cpu = server::cpu_seconds(me)
+        .zip(sender_cpu_before)
+        .map(|(after, before)| after - before);
     sampling.store(false, Ordering::Relaxed);
     if let Some(s) = sampler {
         let _ = s.await;
@@ -258,7 +306,75 @@ pub async fn run(
             .iter()
             .filter_map(|&p| server::status_kib(p, "VmHWM"))
             .max(),
+        sender_cpu_s: sender_cpu,
     }
+}
+
+/// Every request of a workload as the light sender writes it.
+struct WireRequests {
+    fresh: Vec<Vec<u8>>,
+    invalid: Vec<Vec<u8>>,
+    /// `host:port` of each instance.
+    authorities: Vec<String>,
+}
+
+impl WireRequests {
+    fn of(workload: &Workload, bases: &[String]) -> Self {
+        let authorities: Vec<String> = bases
+            .iter()
+            .map(|b| wire::authority(b).unwrap_or(b).to_owned())
+            .collect();
+        let host = authorities.first().map_or("localhost", String::as_str);
+        Self {
+            fresh: workload
+                .fresh
+                .iter()
+                .map(|r| wire::serialize(r, host))
+                .collect(),
+            invalid: workload
+                .invalid
+                .iter()
+                .map(|r| wire::serialize(r, host))
+                .collect(),
+            authorities,
+        }
+    }
+}
+
+/// One request by the light sender, on this worker's connection to the
+/// instance (opened again after an error or a `Connection: close`).
+async fn send_raw(
+    slot: &mut Option<Connection>,
+    authority: &str,
+    bytes: &[u8],
+    request: &Request,
+    kind: Kind,
+    index: usize,
+) -> Sample {
+    let started = Instant::now();
+    let answer = async {
+        if slot.is_none() {
+            *slot = Some(Connection::open(authority).await?);
+        }
+        match slot.as_mut() {
+            Some(c) => c.exchange(bytes).await,
+            None => anyhow::bail!("no connection"),
+        }
+    }
+    .await;
+    let (status, verdict) = match answer {
+        Ok((status, verdict, keep_alive)) => {
+            if !keep_alive {
+                *slot = None;
+            }
+            (status, verdict)
+        }
+        Err(_) => {
+            *slot = None;
+            (0, Verdict::Other)
+        }
+    };
+    Sample::answered(request, kind, index, (status, verdict), started)
 }
 
 /// CPU seconds of all `pids` together; `None` if any cannot be read.
@@ -291,17 +407,10 @@ async fn send(
         }
         Err(_) => (0, Verdict::Other),
     };
-    Sample {
-        store: request.store,
-        kind,
-        index,
-        status,
-        verdict,
-        latency_us: started.elapsed().as_micros().min(u32::MAX as u128) as u32,
-    }
+    Sample::answered(request, kind, index, (status, verdict), started)
 }
 
-fn verdict_of(body: &[u8]) -> Verdict {
+pub(crate) fn verdict_of(body: &[u8]) -> Verdict {
     #[derive(serde::Deserialize)]
     struct Answer<'a> {
         #[serde(borrow)]

@@ -29,6 +29,7 @@ mod postgres;
 mod report;
 mod server;
 mod traffic;
+mod wire;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,6 +43,7 @@ use crate::postgres::PgServer;
 use crate::report::{Summary, WriterFigures};
 use crate::server::Server;
 use crate::traffic::{Mix, Store, Workload};
+use crate::wire::Sender;
 
 #[derive(Parser)]
 #[command(name = "storehook-bench", about = "Load generator for storehook")]
@@ -107,6 +109,12 @@ enum Command {
         a_backend: DbKind,
         #[arg(long, default_value = "sqlite")]
         b_backend: DbKind,
+        /// A's sender (default: --sender).
+        #[arg(long)]
+        a_sender: Option<Sender>,
+        /// B's sender (default: --sender).
+        #[arg(long)]
+        b_sender: Option<Sender>,
         #[command(flatten)]
         postgres: PostgresArgs,
         #[arg(long, default_value_t = 3)]
@@ -215,6 +223,11 @@ struct WorkloadArgs {
     /// of as fast as answers come.
     #[arg(long)]
     rate: Option<f64>,
+    /// How requests are sent: `http` (a full HTTP client, reqwest) or
+    /// `raw` (pre-serialized bytes over keep-alive connections, so that
+    /// sending costs little and the server gets nearly all the cores).
+    #[arg(long, default_value = "http")]
+    sender: Sender,
     /// Share of notifications about a subscription tracked beforehand.
     #[arg(long, default_value_t = 0.5)]
     tracked: f64,
@@ -308,6 +321,7 @@ struct Target<'a> {
     bin: &'a Path,
     synchronous: &'a str,
     db: DbKind,
+    sender: Sender,
 }
 
 /// Starts fresh servers on a fresh database, tracks, drives, stops,
@@ -358,6 +372,7 @@ async fn run_fresh(
         concurrency: args.concurrency,
         rate: args.rate,
         progress: !args.no_progress,
+        sender: target.sender,
     };
     let metrics = load::client(1);
     let commits_before = commit_counts(&metrics, &bases).await;
@@ -394,6 +409,7 @@ async fn run_fresh(
             },
             concurrency: args.concurrency,
             rate: args.rate,
+            sender: target.sender,
         },
         workload,
         &out,
@@ -480,12 +496,16 @@ async fn async_main(cli: Cli) -> Result<()> {
             let mut workload = Arc::new(args.generate(&keys)?);
             let summary = match target {
                 Some(base) => {
+                    if args.sender == Sender::Raw {
+                        wire::authority(&base)?;
+                    }
                     let server = Server::running(&base, pid);
                     load::track(&server.base, &workload, args.concurrency).await?;
                     let options = load::Options {
                         concurrency: args.concurrency,
                         rate: args.rate,
                         progress: !args.no_progress,
+                        sender: args.sender,
                     };
                     let pids: Vec<u32> = server.pid.into_iter().collect();
                     let output = load::run(
@@ -507,6 +527,7 @@ async fn async_main(cli: Cli) -> Result<()> {
                             synchronous: "as configured",
                             concurrency: args.concurrency,
                             rate: args.rate,
+                            sender: args.sender,
                         },
                         &workload,
                         &output,
@@ -521,6 +542,7 @@ async fn async_main(cli: Cli) -> Result<()> {
                         bin: &bin,
                         synchronous: &synchronous,
                         db: backend,
+                        sender: args.sender,
                     };
                     run_fresh(&keys, &mut workload, &args, &target, pg.as_ref()).await?
                 }
@@ -547,10 +569,16 @@ async fn async_main(cli: Cli) -> Result<()> {
             b_sync,
             a_backend,
             b_backend,
+            a_sender,
+            b_sender,
             postgres,
             rounds,
             out,
         } => {
+            let (a_sender, b_sender) = (
+                a_sender.unwrap_or(args.sender),
+                b_sender.unwrap_or(args.sender),
+            );
             let keys = Keys::load_or_create(&args.workdir)?;
             let mut workload = Arc::new(args.generate(&keys)?);
             let a_bin = server_bin(a_bin)?;
@@ -562,20 +590,24 @@ async fn async_main(cli: Cli) -> Result<()> {
                     bin: &a_bin,
                     synchronous: &a_sync,
                     db: a_backend,
+                    sender: a_sender,
                 },
                 Target {
                     label: "B".into(),
                     bin: &b_bin,
                     synchronous: &b_sync,
                     db: b_backend,
+                    sender: b_sender,
                 },
             ];
             eprintln!(
-                "A = {} {} synchronous={a_sync}\nB = {} {} synchronous={b_sync}",
+                "A = {} {} synchronous={a_sync} sender={}\nB = {} {} synchronous={b_sync} sender={}",
                 a_bin.display(),
                 a_backend.label(),
+                a_sender.name(),
                 b_bin.display(),
-                b_backend.label()
+                b_backend.label(),
+                b_sender.name()
             );
             let machine = server::machine();
             let results: Vec<(Summary, Summary)> =
@@ -626,8 +658,8 @@ async fn async_main(cli: Cli) -> Result<()> {
                 &serde_json::json!({
                     "machine": machine,
                     "mix": workload.mix,
-                    "a": {"bin": a_bin, "synchronous": a_sync, "backend": a_backend.label()},
-                    "b": {"bin": b_bin, "synchronous": b_sync, "backend": b_backend.label()},
+                    "a": {"bin": a_bin, "synchronous": a_sync, "backend": a_backend.label(), "sender": a_sender},
+                    "b": {"bin": b_bin, "synchronous": b_sync, "backend": b_backend.label(), "sender": b_sender},
                     "rounds": results.iter().map(|(a, b)| serde_json::json!({"a": a, "b": b})).collect::<Vec<_>>(),
                     "median_ratio_b_over_a": {"throughput": throughput, "p99": p99, "cpu_per_request": cpu},
                 }),
@@ -663,6 +695,7 @@ async fn async_main(cli: Cli) -> Result<()> {
                     bin: &bin,
                     synchronous: "FULL",
                     db,
+                    sender: args.sender,
                 })
                 .collect();
             let machine = server::machine();

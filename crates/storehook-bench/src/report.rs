@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::check::DbCheck;
 use crate::load::{Kind, RunOutput, Sample};
 use crate::traffic::{Store, Workload};
+use crate::wire::Sender;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Latency {
@@ -58,6 +59,16 @@ pub struct ServerUse {
     pub database_cpu_us_per_request: Option<f64>,
 }
 
+/// What sending cost the load generator (its own process).
+#[derive(Debug, Clone, Serialize)]
+pub struct SenderUse {
+    /// `http` or `raw`.
+    pub kind: Sender,
+    pub cpu_us_per_request: Option<f64>,
+    /// CPU seconds per wall second.
+    pub cpu_cores: Option<f64>,
+}
+
 /// The instances' group-commit writers during the measured run (from
 /// their `/metrics`): how many writes one commit carried.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -100,6 +111,7 @@ pub struct Summary {
     pub latency: Option<Latency>,
     pub per_store: BTreeMap<Store, StoreFigures>,
     pub server: ServerUse,
+    pub sender: SenderUse,
     pub writer: Option<WriterFigures>,
     pub db_check: Option<DbCheck>,
 }
@@ -111,6 +123,7 @@ pub struct Context<'a> {
     pub synchronous: &'a str,
     pub concurrency: usize,
     pub rate: Option<f64>,
+    pub sender: Sender,
 }
 
 pub fn summarize(
@@ -180,6 +193,11 @@ pub fn summarize(
             rss_peak_mib: out.rss_peak_kib.map(|k| k as f64 / 1024.0),
             database_cpu_us_per_request: None,
         },
+        sender: SenderUse {
+            kind: ctx.sender,
+            cpu_us_per_request: out.sender_cpu_s.map(|c| c * 1e6 / n.max(1) as f64),
+            cpu_cores: out.sender_cpu_s.map(|c| c / secs),
+        },
         writer: None,
         db_check,
     }
@@ -234,6 +252,12 @@ pub fn print(s: &Summary) {
         opt(s.server.cpu_us_per_request, 0),
         opt(s.server.rss_max_mib, 1),
         opt(s.server.rss_peak_mib, 1)
+    );
+    println!(
+        "  sender ({}): {} cores, {} µs CPU/request",
+        s.sender.kind.name(),
+        opt(s.sender.cpu_cores, 2),
+        opt(s.sender.cpu_us_per_request, 0)
     );
     if let Some(w) = &s.writer {
         println!(
