@@ -264,7 +264,40 @@ pub(crate) fn on_notification<L: ChartLedger + ?Sized>(
     let Some(key) = &n.subscription_key else {
         return Ok(());
     };
+    if !shapes_periods(n.event_type) {
+        // Periods are derived as if it were not there, and it adds no
+        // per-day cell of its own: nothing to read, derive or write.
+        return Ok(());
+    }
     rechart(l, &n.store, key, &n.notification_id, tally)
+}
+
+/// Whether a notification of this type can change a subscription's
+/// billing periods or add a cell of its own (billing issues). Every other
+/// type is skipped by [`derive_periods`], so its arrival changes no chart
+/// table but the events and lag counts. Exhaustive on purpose: a new
+/// event type must be decided here.
+pub(crate) fn shapes_periods(event: EventType) -> bool {
+    match event {
+        EventType::InitialPurchase
+        | EventType::Renewal
+        | EventType::ProductChange
+        | EventType::Refund
+        | EventType::RefundReversed
+        | EventType::Expiration
+        | EventType::GracePeriodExpired
+        | EventType::Revoke
+        | EventType::BillingIssue
+        | EventType::SubscriptionExtended => true,
+        EventType::Test
+        | EventType::Cancellation
+        | EventType::Uncancellation
+        | EventType::NonRenewingPurchase
+        | EventType::SubscriptionPaused
+        | EventType::SubscriptionResumed
+        | EventType::PriceIncrease
+        | EventType::Other => false,
+    }
 }
 
 /// Keeps the chart tables in step with one newly stored fetched state (row
@@ -470,7 +503,9 @@ pub(crate) fn derive_periods<'a>(facts: impl IntoIterator<Item = &'a ChartFact>)
             }
             continue;
         }
-        let Some(event) = f.event_type else { continue };
+        let Some(event) = f.event_type.filter(|e| shapes_periods(*e)) else {
+            continue;
+        };
         match event {
             EventType::InitialPurchase | EventType::Renewal | EventType::ProductChange => {
                 if f.state.expires_at_ms.is_some() {
@@ -1072,6 +1107,70 @@ mod tests {
         assert_eq!(mrr_factor(365 * d), (1, 12));
         assert_eq!(mrr_factor(92 * d), (1, 3));
         assert_eq!(mrr_micros(59_990_000, 365 * d), 4_999_167);
+    }
+
+    fn fact(id: &str, at: i64, event: EventType, expires: Option<i64>) -> ChartFact {
+        ChartFact {
+            notification_id: id.into(),
+            occurred_at_ms: at,
+            event_type: Some(event),
+            environment: "production".into(),
+            app_id: Some("app".into()),
+            product_id: Some("pro.monthly".into()),
+            state: ImpliedState {
+                expires_at_ms: expires,
+                ..ImpliedState::default()
+            },
+            details: EventDetails {
+                price: Some(9.99),
+                currency: Some("usd".into()),
+                purchased_at_ms: Some(at),
+                ..EventDetails::default()
+            },
+            fetched: false,
+        }
+    }
+
+    /// The skip on arrival is sound: every type `shapes_periods` calls
+    /// inert leaves the derived periods and their cells exactly as they
+    /// were, wherever it falls in the history; and the ones it calls
+    /// shaping do change something here (so the test can fail).
+    #[test]
+    fn inert_notifications_change_no_period_or_cell() {
+        let d = DAY_MS;
+        let base = vec![
+            fact("a", 0, EventType::InitialPurchase, Some(30 * d)),
+            fact("b", 30 * d, EventType::Renewal, Some(60 * d)),
+            fact("c", 45 * d, EventType::BillingIssue, Some(60 * d)),
+            fact("d", 70 * d, EventType::Expiration, None),
+        ];
+        let periods = derive_periods(&base);
+        let cells = deltas("stripe", &periods, &base);
+        for event in EventType::ALL {
+            for at in [-d, 10 * d, 40 * d, 65 * d, 90 * d] {
+                let mut with = base.clone();
+                with.push(fact("x", at, event, Some(at + 30 * d)));
+                let after = derive_periods(&with);
+                let after_cells = deltas("stripe", &after, &with);
+                let unchanged = after == periods && after_cells == cells;
+                if !shapes_periods(event) {
+                    assert!(unchanged, "{event:?} at {at} changed the charts");
+                }
+            }
+        }
+        for event in [
+            EventType::InitialPurchase,
+            EventType::Renewal,
+            EventType::Refund,
+            EventType::Expiration,
+            EventType::BillingIssue,
+        ] {
+            let mut with = base.clone();
+            with.push(fact("x", 40 * d, event, Some(100 * d)));
+            let changed = derive_periods(&with) != periods
+                || deltas("stripe", &derive_periods(&with), &with) != cells;
+            assert!(changed, "{event:?} should change the charts");
+        }
     }
 
     #[test]
