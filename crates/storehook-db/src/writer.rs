@@ -265,7 +265,7 @@ fn run<C: BatchConnection + Ledger>(
         let committed = if counters.is_empty() {
             Ok(())
         } else {
-            rules::apply_tally(&conn, &counters).map_err(|e| e.to_string())
+            conn.apply_tally(&counters).map_err(|e| e.to_string())
         }
         .and_then(|()| conn.commit());
         if let Err(e) = &committed {

@@ -2,6 +2,7 @@
 //! rules are in [`crate::rules`]) and the chart reads.
 
 use deadpool_postgres::Object;
+use tokio_postgres::types::ToSql;
 
 use super::conn::PgConn;
 use crate::rules::{
@@ -81,31 +82,11 @@ impl ChartLedger for PgConn {
     }
 
     fn add_chart_delta(&self, k: &DeltaKey, value: i64) -> Result<(), DbError> {
-        self.run(
-            "INSERT INTO chart_deltas (metric, environment, day, store, app_id, product_id, currency, value)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (metric, environment, day, store, app_id, product_id, currency)
-             DO UPDATE SET value = chart_deltas.value + excluded.value",
-            &[
-                &k.metric,
-                &k.environment,
-                &k.day,
-                &k.store,
-                &k.app_id,
-                &k.product_id,
-                &k.currency,
-                &value,
-            ],
-        )
+        self.run(ADD_CHART_DELTA, &chart_delta_params(k, &value))
     }
 
     fn add_chart_lag(&self, k: &LagKey, count: i64) -> Result<(), DbError> {
-        self.run(
-            "INSERT INTO chart_lag (environment, store, day, bin, count) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (environment, store, day, bin)
-             DO UPDATE SET count = chart_lag.count + excluded.count",
-            &[&k.environment, &k.store, &k.day, &k.bin, &count],
-        )
+        self.run(ADD_CHART_LAG, &chart_lag_params(k, &count))
     }
 
     fn chart_subscriptions(&self) -> Result<Vec<(String, String)>, DbError> {
@@ -242,4 +223,35 @@ pub(crate) async fn chart(c: &Object, q: &ChartQuery) -> Result<Chart, DbError> 
         Vec::new()
     };
     Ok(rules::build_chart(q, &fetched, &lag))
+}
+
+pub(crate) const ADD_CHART_DELTA: &str =
+    "INSERT INTO chart_deltas (metric, environment, day, store, app_id, product_id, currency, value)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+     ON CONFLICT (metric, environment, day, store, app_id, product_id, currency)
+     DO UPDATE SET value = chart_deltas.value + excluded.value";
+
+pub(crate) fn chart_delta_params<'a>(
+    k: &'a DeltaKey,
+    value: &'a i64,
+) -> Vec<&'a (dyn ToSql + Sync)> {
+    vec![
+        &k.metric,
+        &k.environment,
+        &k.day,
+        &k.store,
+        &k.app_id,
+        &k.product_id,
+        &k.currency,
+        value,
+    ]
+}
+
+pub(crate) const ADD_CHART_LAG: &str =
+    "INSERT INTO chart_lag (environment, store, day, bin, count) VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (environment, store, day, bin)
+     DO UPDATE SET count = chart_lag.count + excluded.count";
+
+pub(crate) fn chart_lag_params<'a>(k: &'a LagKey, count: &'a i64) -> Vec<&'a (dyn ToSql + Sync)> {
+    vec![&k.environment, &k.store, &k.day, &k.bin, count]
 }

@@ -5,9 +5,12 @@ use storehook_core::{PurchaseKind, StateUpdate};
 
 use super::conn::PgConn;
 use crate::records::{self, Columns, SUBSCRIPTION_COLUMNS};
+use tokio_postgres::types::ToSql;
+
+use super::charts::{chart_delta_params, chart_lag_params, ADD_CHART_DELTA, ADD_CHART_LAG};
 use crate::rules::{
-    snapshot_details, to_json, EventSource, Folded, HistoryEntry, Ledger, NewDelivery, NewEvent,
-    StateMerge, StatsDelta, SubscriptionView,
+    insert_then_check, snapshot_details, to_json, EventSource, Folded, HistoryEntry, Inserted,
+    Ledger, NewDelivery, NewEvent, StateMerge, StatsDelta, SubscriptionView, Tally,
 };
 use crate::{DbError, NewNotification, RejectedNotification, Subscription};
 
@@ -15,50 +18,44 @@ impl Ledger for PgConn {
     fn lock_subscription(&self, store: &str, key: &str) -> Result<(), DbError> {
         // Until the batch commits, no other instance works on this
         // subscription: its fold, tracking and event sequence stay whole.
+        // Usually the batch took it at its start, before any savepoint.
+        let lock_key = crate::rules::lock_key(store, key);
+        if self.holds_lock(&lock_key) {
+            return Ok(());
+        }
         self.run(
             "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-            &[&crate::rules::lock_key(store, key)],
+            &[&lock_key],
         )
     }
 
     fn insert_notification(&self, new: &NewNotification) -> Result<Option<i64>, DbError> {
-        let n = &new.notification;
-        let (state, details, decoded) = (
-            to_json(&n.state)?,
-            to_json(&n.details)?,
-            to_json(&n.decoded)?,
-        );
-        let row = self.first(
-            "INSERT INTO notifications (store, notification_id, received_at, verdict, subscription_key,
-                 event_type, raw_type, environment, occurred_at, product_id, app_id, app_user_id_hint,
-                 continues_key, attention, state_json, details_json, decoded_json, raw_body, source,
-                 purchase_kind)
-             VALUES ($1, $2, $3, 'untracked', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-                 $19)
-             ON CONFLICT (store, notification_id) DO NOTHING RETURNING id",
-            &[
-                &n.store,
-                &n.notification_id,
-                &new.received_at_ms,
-                &n.subscription_key,
-                &n.event_type.as_str(),
-                &n.raw_type,
-                &n.environment.as_str(),
-                &n.occurred_at_ms,
-                &n.product_id,
-                &n.app_id,
-                &n.app_user_id_hint,
-                &n.continues_subscription_key,
-                &n.attention,
-                &state,
-                &details,
-                &decoded,
-                &new.raw_body,
-                &new.source.as_str(),
-                &n.purchase_kind.map(PurchaseKind::as_str),
-            ],
-        )?;
+        let row = self.insert_notification_row(new, INSERT_UNTRACKED)?;
         row.map(|r| r.i64(0)).transpose()
+    }
+
+    fn insert_notification_tracking(
+        &self,
+        new: &NewNotification,
+    ) -> Result<Option<Inserted>, DbError> {
+        let n = &new.notification;
+        let locked = n
+            .subscription_key
+            .as_ref()
+            .is_none_or(|key| self.holds_lock(&crate::rules::lock_key(&n.store, key)));
+        if !locked {
+            return insert_then_check(self, new);
+        }
+        // Under the batch's lock: the insert reads whether the subscription
+        // is tracked and stores the row's verdict with it, one round trip
+        // instead of three.
+        let Some(row) = self.insert_notification_row(new, INSERT_TRACKING)? else {
+            return Ok(None);
+        };
+        Ok(Some(Inserted {
+            id: row.i64(0)?,
+            tracked: row.opt_bool(1)?.unwrap_or(false),
+        }))
     }
 
     fn insert_rejected(&self, r: &RejectedNotification) -> Result<Option<i64>, DbError> {
@@ -238,20 +235,9 @@ impl Ledger for PgConn {
         )
     }
 
-    fn state_as_of(&self, store: &str, key: &str) -> Result<Option<i64>, DbError> {
-        Ok(self
-            .first(
-                "SELECT state_as_of FROM subscriptions WHERE store = $1 AND subscription_key = $2",
-                &[&store, &key],
-            )?
-            .map(|r| r.opt_i64(0))
-            .transpose()?
-            .flatten())
-    }
-
-    fn merge_state(&self, store: &str, key: &str, m: &StateMerge<'_>) -> Result<(), DbError> {
+    fn merge_state(&self, store: &str, key: &str, m: &StateMerge<'_>) -> Result<bool, DbError> {
         let state = m.state;
-        self.run(
+        let changed = self.exec(
             "UPDATE subscriptions SET
                  status = coalesce($3, status),
                  expires_at = coalesce($4, expires_at),
@@ -262,7 +248,8 @@ impl Ledger for PgConn {
                  environment = coalesce($9, environment),
                  state_as_of = $8,
                  updated_at = $10
-             WHERE store = $1 AND subscription_key = $2",
+             WHERE store = $1 AND subscription_key = $2
+               AND (state_as_of IS NULL OR state_as_of < $8)",
             &[
                 &store,
                 &key,
@@ -275,7 +262,8 @@ impl Ledger for PgConn {
                 &m.event.map(|(_, env)| env),
                 &m.now_ms,
             ],
-        )
+        )?;
+        Ok(changed > 0)
     }
 
     fn write_folded(&self, store: &str, key: &str, f: &Folded, now_ms: i64) -> Result<(), DbError> {
@@ -409,26 +397,24 @@ impl Ledger for PgConn {
     }
 
     fn add_store_stats(&self, store: &str, d: &StatsDelta) -> Result<(), DbError> {
-        self.run(
-            "INSERT INTO store_stats (store, last_received, last_verified, accepted, untracked, duplicates, recovered)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (store) DO UPDATE SET
-                 last_received = GREATEST(store_stats.last_received, excluded.last_received),
-                 last_verified = GREATEST(store_stats.last_verified, excluded.last_verified),
-                 accepted = store_stats.accepted + excluded.accepted,
-                 untracked = store_stats.untracked + excluded.untracked,
-                 duplicates = store_stats.duplicates + excluded.duplicates,
-                 recovered = store_stats.recovered + excluded.recovered",
-            &[
-                &store,
-                &d.received_at_ms,
-                &d.verified_at_ms,
-                &d.accepted,
-                &d.untracked,
-                &d.duplicates,
-                &d.recovered,
-            ],
-        )
+        self.run(ADD_STORE_STATS, &store_stats_params(&store, d))
+    }
+
+    fn apply_tally(&self, tally: &Tally) -> Result<(), DbError> {
+        // Every counter row of the batch in one round trip, in the tally's
+        // order (the lock order instances share).
+        let stats: Vec<_> = tally.stats().collect();
+        let mut statements: Vec<(&str, Vec<&(dyn ToSql + Sync)>)> = Vec::new();
+        for (store, d) in &stats {
+            statements.push((ADD_STORE_STATS, store_stats_params(*store, d)));
+        }
+        for (k, v) in tally.deltas() {
+            statements.push((ADD_CHART_DELTA, chart_delta_params(k, v)));
+        }
+        for (k, c) in tally.lag() {
+            statements.push((ADD_CHART_LAG, chart_lag_params(k, c)));
+        }
+        self.run_all(&statements)
     }
 
     fn add_rejections(
@@ -501,4 +487,99 @@ impl Ledger for PgConn {
             ],
         )
     }
+}
+
+/// The columns a verified notification is inserted with, `$1`…`$19`.
+macro_rules! notification_columns {
+    () => {
+        "store, notification_id, received_at, verdict, subscription_key,
+         event_type, raw_type, environment, occurred_at, product_id, app_id, app_user_id_hint,
+         continues_key, attention, state_json, details_json, decoded_json, raw_body, source,
+         purchase_kind"
+    };
+}
+
+const INSERT_UNTRACKED: &str = concat!(
+    "INSERT INTO notifications (",
+    notification_columns!(),
+    ") VALUES ($1, $2, $3, 'untracked', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+         $16, $17, $18, $19)
+     ON CONFLICT (store, notification_id) DO NOTHING RETURNING id"
+);
+
+/// Stored as tracked when its subscription is (`subscription_key = NULL`
+/// never is).
+const INSERT_TRACKING: &str = concat!(
+    "INSERT INTO notifications (",
+    notification_columns!(),
+    ") SELECT $1, $2, $3,
+         CASE WHEN EXISTS (SELECT 1 FROM subscriptions WHERE store = $1 AND subscription_key = $4)
+              THEN 'tracked' ELSE 'untracked' END,
+         $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19
+     ON CONFLICT (store, notification_id) DO NOTHING RETURNING id, verdict = 'tracked'"
+);
+
+impl PgConn {
+    fn insert_notification_row(
+        &self,
+        new: &NewNotification,
+        sql: &str,
+    ) -> Result<Option<tokio_postgres::Row>, DbError> {
+        let n = &new.notification;
+        let (state, details, decoded) = (
+            to_json(&n.state)?,
+            to_json(&n.details)?,
+            to_json(&n.decoded)?,
+        );
+        self.first(
+            sql,
+            &[
+                &n.store,
+                &n.notification_id,
+                &new.received_at_ms,
+                &n.subscription_key,
+                &n.event_type.as_str(),
+                &n.raw_type,
+                &n.environment.as_str(),
+                &n.occurred_at_ms,
+                &n.product_id,
+                &n.app_id,
+                &n.app_user_id_hint,
+                &n.continues_subscription_key,
+                &n.attention,
+                &state,
+                &details,
+                &decoded,
+                &new.raw_body,
+                &new.source.as_str(),
+                &n.purchase_kind.map(PurchaseKind::as_str),
+            ],
+        )
+    }
+}
+
+const ADD_STORE_STATS: &str =
+    "INSERT INTO store_stats (store, last_received, last_verified, accepted, untracked, duplicates, recovered)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)
+     ON CONFLICT (store) DO UPDATE SET
+         last_received = GREATEST(store_stats.last_received, excluded.last_received),
+         last_verified = GREATEST(store_stats.last_verified, excluded.last_verified),
+         accepted = store_stats.accepted + excluded.accepted,
+         untracked = store_stats.untracked + excluded.untracked,
+         duplicates = store_stats.duplicates + excluded.duplicates,
+         recovered = store_stats.recovered + excluded.recovered";
+
+fn store_stats_params<'a>(
+    store: &'a (dyn ToSql + Sync),
+    d: &'a StatsDelta,
+) -> Vec<&'a (dyn ToSql + Sync)> {
+    vec![
+        store,
+        &d.received_at_ms,
+        &d.verified_at_ms,
+        &d.accepted,
+        &d.untracked,
+        &d.duplicates,
+        &d.recovered,
+    ]
 }

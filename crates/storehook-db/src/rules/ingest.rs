@@ -17,7 +17,7 @@ pub(crate) fn record_notification<L: Ledger + ?Sized>(
 ) -> Result<Recorded, DbError> {
     let n = &new.notification;
     let at = new.received_at_ms;
-    let Some(id) = l.insert_notification(new)? else {
+    let Some(inserted) = l.insert_notification_tracking(new)? else {
         // A store retry: already stored, applied once. Still proof the
         // connection works.
         let id = l.notification_row(&n.store, &n.notification_id)?;
@@ -28,10 +28,9 @@ pub(crate) fn record_notification<L: Ledger + ?Sized>(
         });
     };
 
-    let mut tracked = false;
+    let id = inserted.id;
+    let mut tracked = inserted.tracked;
     if let Some(key) = &n.subscription_key {
-        l.lock_subscription(&n.store, key)?;
-        tracked = l.is_tracked(&n.store, key)?;
         if !tracked {
             if let Some(old) = &n.continues_subscription_key {
                 tracked = carry_over_tracking(l, cfg, &n.store, key, old, at)?;
@@ -48,7 +47,9 @@ pub(crate) fn record_notification<L: Ledger + ?Sized>(
             l.add_pending_fetch(&n.store, key, at)?;
         }
         if tracked {
-            l.mark_tracked(id)?;
+            if !inserted.tracked {
+                l.mark_tracked(id)?;
+            }
             apply_notification(l, new, key)?;
         }
     }
@@ -160,20 +161,18 @@ pub(crate) fn apply_state_update<L: Ledger + ?Sized>(
         l.fill_app_user_id(store, key, user)?;
     }
     l.clear_state_pending(store, key, now)?;
-    let newest = l
-        .state_as_of(store, key)?
-        .is_none_or(|t| update.as_of_ms > t);
-    if newest {
-        l.merge_state(
-            store,
-            key,
-            &StateMerge {
-                state: &update.state,
-                at_ms: update.as_of_ms,
-                event: None,
-                now_ms: now,
-            },
-        )
+    let merged = l.merge_state(
+        store,
+        key,
+        &StateMerge {
+            state: &update.state,
+            at_ms: update.as_of_ms,
+            event: None,
+            now_ms: now,
+        },
+    )?;
+    if merged {
+        Ok(())
     } else {
         recompute(l, store, key, now)
     }
@@ -201,24 +200,22 @@ fn apply_notification<L: Ledger + ?Sized>(
     if n.state_fetch_pending {
         l.mark_state_pending(&n.store, key)?;
     }
-    let newest = l
-        .state_as_of(&n.store, key)?
-        .is_none_or(|t| n.occurred_at_ms > t);
-    if newest {
-        let mut state = n.state.clone();
-        if state.product_id.is_none() {
-            state.product_id.clone_from(&n.product_id);
-        }
-        l.merge_state(
-            &n.store,
-            key,
-            &StateMerge {
-                state: &state,
-                at_ms: n.occurred_at_ms,
-                event: Some((n.event_type, n.environment.as_str())),
-                now_ms: now,
-            },
-        )
+    let mut state = n.state.clone();
+    if state.product_id.is_none() {
+        state.product_id.clone_from(&n.product_id);
+    }
+    let merged = l.merge_state(
+        &n.store,
+        key,
+        &StateMerge {
+            state: &state,
+            at_ms: n.occurred_at_ms,
+            event: Some((n.event_type, n.environment.as_str())),
+            now_ms: now,
+        },
+    )?;
+    if merged {
+        Ok(())
     } else {
         recompute(l, &n.store, key, now)
     }

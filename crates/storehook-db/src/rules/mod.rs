@@ -59,13 +59,41 @@ pub(crate) struct StateMerge<'a> {
     pub now_ms: i64,
 }
 
-/// One write transaction's primitives. Every method is one statement (or a
-/// few) of the backend's dialect, with no decision of its own.
 /// What a subscription's lock is named by (see [`Ledger::lock_subscription`]).
 pub(crate) fn lock_key(store: &str, key: &str) -> String {
     format!("{store}:{key}")
 }
 
+/// A newly stored notification's row, and whether its subscription was
+/// tracked when it was stored (its row then says so already).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Inserted {
+    pub id: i64,
+    pub tracked: bool,
+}
+
+/// [`Ledger::insert_notification_tracking`] as separate statements.
+pub(crate) fn insert_then_check<L: Ledger + ?Sized>(
+    l: &L,
+    new: &NewNotification,
+) -> Result<Option<Inserted>, DbError> {
+    let Some(id) = l.insert_notification(new)? else {
+        return Ok(None);
+    };
+    let n = &new.notification;
+    let mut tracked = false;
+    if let Some(key) = &n.subscription_key {
+        l.lock_subscription(&n.store, key)?;
+        tracked = l.is_tracked(&n.store, key)?;
+        if tracked {
+            l.mark_tracked(id)?;
+        }
+    }
+    Ok(Some(Inserted { id, tracked }))
+}
+
+/// One write transaction's primitives. Every method is one statement (or a
+/// few) of the backend's dialect, with no decision of its own.
 pub(crate) trait Ledger: ChartLedger {
     /// Holds off every other writer of this subscription until the
     /// transaction ends. A single writer (SQLite) has nothing to do; with
@@ -80,6 +108,15 @@ pub(crate) trait Ledger: ChartLedger {
     /// Inserts a verified notification as untracked; `None` when the store
     /// and notification id are stored already.
     fn insert_notification(&self, new: &NewNotification) -> Result<Option<i64>, DbError>;
+    /// Inserts a verified notification (`None` when stored already), takes
+    /// its subscription's lock and says whether that is tracked, marking
+    /// the row tracked if so. A backend may do it in one statement.
+    fn insert_notification_tracking(
+        &self,
+        new: &NewNotification,
+    ) -> Result<Option<Inserted>, DbError> {
+        insert_then_check(self, new)
+    }
     /// Inserts a rejected notification; `None` when already stored.
     fn insert_rejected(&self, rejected: &RejectedNotification) -> Result<Option<i64>, DbError>;
     /// The row id of a stored notification.
@@ -134,10 +171,10 @@ pub(crate) trait Ledger: ChartLedger {
     fn mark_state_pending(&self, store: &str, key: &str) -> Result<(), DbError>;
     /// Clears the mark after a fetch.
     fn clear_state_pending(&self, store: &str, key: &str, now_ms: i64) -> Result<(), DbError>;
-    /// The store time of the newest history entry applied.
-    fn state_as_of(&self, store: &str, key: &str) -> Result<Option<i64>, DbError>;
-    /// Merges the newest state over the columns.
-    fn merge_state(&self, store: &str, key: &str, merge: &StateMerge<'_>) -> Result<(), DbError>;
+    /// Merges a state over the columns if it is newer (by store time) than
+    /// every history entry applied so far (`state_as_of`); returns whether
+    /// it was. One statement: the check and the write cannot drift apart.
+    fn merge_state(&self, store: &str, key: &str, merge: &StateMerge<'_>) -> Result<bool, DbError>;
     /// Replaces the columns with a refold's result.
     fn write_folded(
         &self,
@@ -181,6 +218,11 @@ pub(crate) trait Ledger: ChartLedger {
     // ---- per-store counts ----
 
     fn add_store_stats(&self, store: &str, delta: &StatsDelta) -> Result<(), DbError>;
+    /// Writes a batch's counters, in the order [`Tally`]'s iterators give
+    /// (a backend may send them all at once, as long as they run in it).
+    fn apply_tally(&self, tally: &Tally) -> Result<(), DbError> {
+        apply_tally(self, tally)
+    }
     /// Adds rejections; the latest reason is the newest by time, whatever
     /// order they are written in.
     fn add_rejections(

@@ -63,17 +63,34 @@ impl Tally {
     }
 }
 
-/// Writes a tally's counts, in the fixed order the module comment names.
+impl Tally {
+    /// Each store's counts, sorted by store.
+    pub fn stats(&self) -> impl Iterator<Item = (&String, &StatsDelta)> {
+        self.stats.iter()
+    }
+
+    /// The delta cells to add, sorted. A cell whose additions cancelled
+    /// out (a period moved and moved back within the batch) needs no write.
+    pub fn deltas(&self) -> impl Iterator<Item = (&DeltaKey, &i64)> {
+        self.deltas.iter().filter(|(_, v)| **v != 0)
+    }
+
+    /// The lag cells to add, sorted.
+    pub fn lag(&self) -> impl Iterator<Item = (&LagKey, &i64)> {
+        self.lag.iter().filter(|(_, c)| **c != 0)
+    }
+}
+
+/// Writes a tally's counts one statement at a time, in the fixed order the
+/// module comment names ([`Ledger::apply_tally`]'s default).
 pub(crate) fn apply_tally<L: Ledger + ?Sized>(l: &L, tally: &Tally) -> Result<(), DbError> {
-    for (store, delta) in &tally.stats {
+    for (store, delta) in tally.stats() {
         l.add_store_stats(store, delta)?;
     }
-    // A cell whose additions cancelled out (a period moved and moved back
-    // within the batch) needs no write.
-    for (key, value) in tally.deltas.iter().filter(|(_, v)| **v != 0) {
+    for (key, value) in tally.deltas() {
         l.add_chart_delta(key, *value)?;
     }
-    for (key, count) in tally.lag.iter().filter(|(_, c)| **c != 0) {
+    for (key, count) in tally.lag() {
         l.add_chart_lag(key, *count)?;
     }
     Ok(())

@@ -236,20 +236,9 @@ impl Ledger for Connection {
         )
     }
 
-    fn state_as_of(&self, store: &str, key: &str) -> Result<Option<i64>, DbError> {
-        Ok(self
-            .row(
-                "SELECT state_as_of FROM subscriptions WHERE store = ?1 AND subscription_key = ?2",
-                params![store, key],
-                |r| r.get::<_, Option<i64>>(0),
-            )
-            .optional()?
-            .flatten())
-    }
-
-    fn merge_state(&self, store: &str, key: &str, m: &StateMerge<'_>) -> Result<(), DbError> {
+    fn merge_state(&self, store: &str, key: &str, m: &StateMerge<'_>) -> Result<bool, DbError> {
         let state = m.state;
-        self.run(
+        let changed = self.exec(
             "UPDATE subscriptions SET
                  status = coalesce(?3, status),
                  expires_at = coalesce(?4, expires_at),
@@ -260,7 +249,8 @@ impl Ledger for Connection {
                  environment = coalesce(?9, environment),
                  state_as_of = ?8,
                  updated_at = ?10
-             WHERE store = ?1 AND subscription_key = ?2",
+             WHERE store = ?1 AND subscription_key = ?2
+               AND (state_as_of IS NULL OR state_as_of < ?8)",
             params![
                 store,
                 key,
@@ -273,7 +263,8 @@ impl Ledger for Connection {
                 m.event.map(|(_, env)| env),
                 m.now_ms,
             ],
-        )
+        )?;
+        Ok(changed > 0)
     }
 
     fn write_folded(&self, store: &str, key: &str, f: &Folded, now_ms: i64) -> Result<(), DbError> {
