@@ -32,11 +32,12 @@ use storehook_core::{
 
 pub use charts::{Chart, ChartBucket, ChartMetric, ChartQuery, ChartSeries, ChartUnit};
 pub use migrate::{copy_sqlite_to_postgres, MigrateReport, TableSum};
-pub use open::{open, DatabaseOptions, DatabaseUrl};
+pub use open::{open, DatabaseOptions, DatabaseUrl, DEFAULT_POSTGRES_WRITERS};
 pub use outbox::{
     AttemptOutcome, AttemptResult, DeliveryRecord, DueDelivery, EndpointStats, EventFilter,
     EventRecord, EventRoute, ForwardRoute, OutboxConfig,
 };
+pub use postgres::MAX_WRITERS as MAX_POSTGRES_WRITERS;
 pub use sqlite::{
     backup, integrity_check, restore, BackupReport, RestoreReport, SqliteOptions, SqliteStorage,
     Synchronous,

@@ -154,6 +154,10 @@ pub struct DatabaseConfig {
     /// `FULL` (default): a 200 survives power loss. `NORMAL`/`OFF` are for benchmarks only.
     #[serde(default = "default_synchronous")]
     pub synchronous: Synchronous,
+    /// PostgreSQL: group-commit writers per instance, each on its own
+    /// connection (1–16; SQLite has one writer whatever this says).
+    #[serde(default = "default_writers")]
+    pub writers: usize,
 }
 
 impl Default for DatabaseConfig {
@@ -162,8 +166,13 @@ impl Default for DatabaseConfig {
             url: None,
             path: None,
             synchronous: default_synchronous(),
+            writers: default_writers(),
         }
     }
+}
+
+fn default_writers() -> usize {
+    storehook_db::DEFAULT_POSTGRES_WRITERS
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -558,6 +567,13 @@ impl Config {
                 _ => message,
             }
         })?;
+        let writers = config.database.writers;
+        if !(1..=storehook_db::MAX_POSTGRES_WRITERS).contains(&writers) {
+            return Err(format!(
+                "key `database.writers`: {writers} writers; use 1 to {}",
+                storehook_db::MAX_POSTGRES_WRITERS
+            ));
+        }
         config.base_dir = base_dir;
         Ok(config)
     }
@@ -641,6 +657,25 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writers_are_checked() {
+        let c = Config::parse("[database]\nwriters = 4\n", PathBuf::from("/")).unwrap();
+        assert_eq!(c.database.writers, 4);
+        let c = Config::parse("", PathBuf::from("/")).unwrap();
+        assert_eq!(c.database.writers, storehook_db::DEFAULT_POSTGRES_WRITERS);
+        for bad in ["0", "17"] {
+            let e = Config::parse(
+                &format!("[database]\nwriters = {bad}\n"),
+                PathBuf::from("/"),
+            )
+            .unwrap_err();
+            assert!(
+                e.contains("database.writers") && e.contains("1 to 16"),
+                "{e}"
+            );
+        }
+    }
 
     #[test]
     fn defaults_apply() {

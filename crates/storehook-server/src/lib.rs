@@ -226,6 +226,7 @@ pub async fn start(
     tracing::info!(database = %db_url, "opening the database");
     let mut options = DatabaseOptions::new(db_url.clone());
     options.synchronous = config.database.synchronous;
+    options.writers = config.database.writers;
     options.outbox = outbox;
     let storage = storehook_db::open(options)
         .await

@@ -41,6 +41,8 @@ const POOL_SIZE: usize = 16;
 const POOL_WAIT: Duration = Duration::from_secs(5);
 /// The most writes one transaction commits together.
 const MAX_BATCH: usize = 256;
+/// The most writer connections an instance opens (`[database] writers`).
+pub const MAX_WRITERS: usize = 16;
 
 impl From<tokio_postgres::Error> for DbError {
     fn from(e: tokio_postgres::Error) -> Self {
@@ -75,7 +77,9 @@ impl From<deadpool_postgres::PoolError> for DbError {
 
 pub(crate) struct PostgresStorage {
     pool: Pool,
-    writer: Writer<PgConn>,
+    /// The group-commit writers, each on a connection of its own; a
+    /// subscription's writes always go to the same one (see `writer_for`).
+    writers: Vec<Writer<PgConn>>,
     outbox: Arc<OutboxConfig>,
     instance: crate::Instance,
     /// Stops the heartbeat when the storage is dropped.
@@ -113,7 +117,11 @@ impl Drop for PostgresStorage {
 impl PostgresStorage {
     /// Connects, migrates (instances starting together take turns) and
     /// starts the writer.
-    pub(crate) async fn open(url: &str, outbox: OutboxConfig) -> Result<Self, DbError> {
+    pub(crate) async fn open(
+        url: &str,
+        outbox: OutboxConfig,
+        writers: usize,
+    ) -> Result<Self, DbError> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| DbError::Config(format!("the PostgreSQL URL does not parse: {e}")))?;
@@ -144,19 +152,44 @@ impl PostgresStorage {
             queries::register(&client, &instance).await?;
         }
         let heartbeat = tokio::spawn(beat(pool.clone(), instance.id.clone()));
-        let writer = Writer::start("storehook-db-writer", PgConn::new(writer_config), MAX_BATCH)?;
+        let writers = (0..writers.clamp(1, MAX_WRITERS))
+            .map(|i| {
+                let name = format!("storehook-db-writer-{i}");
+                Writer::start(&name, PgConn::new(writer_config.clone()), MAX_BATCH)
+            })
+            .collect::<Result<Vec<_>, DbError>>()?;
         // A migration that added chart tables asked for them to be filled
         // from the history already stored.
-        if writer.write(crate::rules::rebuild_if_requested).await? {
+        if writers[0].write(crate::rules::rebuild_if_requested).await? {
             tracing::info!("chart tables built from the stored history");
         }
         Ok(Self {
             pool,
-            writer,
+            writers,
             outbox: Arc::new(outbox),
             instance,
             heartbeat,
         })
+    }
+
+    /// The writer of a subscription's writes: always the same one, so an
+    /// instance applies them in the order they came, as one writer would.
+    /// Writers of different subscriptions run side by side, each waiting
+    /// on its own statements; they serialize on the shared counter rows
+    /// only for the moment of their commits (written last, in one order,
+    /// like the writers of several instances).
+    fn writer_for(&self, store: &str, key: Option<&str>) -> &Writer<PgConn> {
+        let index = key.map_or(0, |key| {
+            let mut h = std::hash::DefaultHasher::new();
+            std::hash::Hash::hash(&crate::rules::lock_key(store, key), &mut h);
+            std::hash::Hasher::finish(&h) as usize % self.writers.len()
+        });
+        &self.writers[index]
+    }
+
+    /// The writer of writes that belong to no subscription.
+    fn first_writer(&self) -> &Writer<PgConn> {
+        &self.writers[0]
     }
 
     async fn write<R, F>(&self, f: F) -> Result<R, DbError>
@@ -164,7 +197,7 @@ impl PostgresStorage {
         R: Send + 'static,
         F: FnOnce(&PgConn) -> Result<R, DbError> + Send + 'static,
     {
-        self.writer.write(f).await
+        self.first_writer().write(f).await
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, DbError> {
@@ -175,26 +208,41 @@ impl PostgresStorage {
 #[async_trait::async_trait]
 impl Storage for PostgresStorage {
     fn commit_stats(&self) -> CommitStats {
-        self.writer.commit_stats()
+        self.writers
+            .iter()
+            .map(Writer::commit_stats)
+            .fold(CommitStats::default(), |sum, w| CommitStats {
+                commits: sum.commits + w.commits,
+                writes: sum.writes + w.writes,
+                failed_commits: sum.failed_commits + w.failed_commits,
+                last_batch: sum.last_batch.max(w.last_batch),
+                last_commit_micros: sum.last_commit_micros.max(w.last_commit_micros),
+            })
     }
 
     fn observe_commits(&self, observer: CommitObserver) {
-        self.writer.observe_commits(observer);
+        let observer = Arc::new(observer);
+        for writer in &self.writers {
+            let observer = observer.clone();
+            writer.observe_commits(Box::new(move |took, size| observer(took, size)));
+        }
     }
 
     async fn record_notification(&self, new: NewNotification) -> Result<Recorded, DbError> {
-        self.writer.record_notification(&self.outbox, new).await
+        let n = &new.notification;
+        let writer = self.writer_for(&n.store, n.subscription_key.as_deref());
+        writer.record_notification(&self.outbox, new).await
     }
 
     async fn record_rejected_notification(
         &self,
         rejected: RejectedNotification,
     ) -> Result<Recorded, DbError> {
-        self.writer.record_rejected(rejected).await
+        self.first_writer().record_rejected(rejected).await
     }
 
     async fn record_refusals(&self, tallies: Vec<RefusalTally>) -> Result<(), DbError> {
-        self.writer.record_refusals(tallies).await
+        self.first_writer().record_refusals(tallies).await
     }
 
     async fn track(
@@ -205,7 +253,7 @@ impl Storage for PostgresStorage {
         now_ms: i64,
     ) -> Result<Tracked, DbError> {
         let key = (store, subscription_id);
-        self.writer
+        self.writer_for(store, Some(subscription_id))
             .track(&self.outbox, key, app_user_id, now_ms)
             .await
     }
@@ -218,7 +266,7 @@ impl Storage for PostgresStorage {
         now_ms: i64,
     ) -> Result<(), DbError> {
         let key = (store, subscription_id);
-        self.writer
+        self.writer_for(store, Some(subscription_id))
             .apply_state_update(&self.outbox, key, update, now_ms)
             .await
     }
