@@ -1,11 +1,12 @@
 //! The load generator works from a fresh clone: a small mixed run against
-//! the real `storehook` binary, a FULL-vs-OFF comparison, a run on a
-//! (throwaway) PostgreSQL, and SQLite against PostgreSQL, all ending with
-//! the database check. Several instances are left out here: under this
-//! load their batches still deadlock now and then (a 503, which the bench
-//! counts as a broken promise; see the README's Performance section). Figures are not asserted (they are benchmarks,
-//! see the README); the promises are: every 200 stored once, every forged
-//! request refused and absent.
+//! the real `storehook` binary (with each sender), a FULL-vs-OFF
+//! comparison, a mixed run on a (throwaway) PostgreSQL with two instances
+//! on few subscriptions (their writers contend for the same rows: a
+//! deadlock would be a 503, which the bench counts as a broken promise),
+//! and SQLite against PostgreSQL, all ending with the database check.
+//! Figures are not asserted (they are benchmarks, see the README); the
+//! promises are: every 200 stored once, every forged request refused and
+//! absent.
 //!
 //! The server binary is the workspace's `storehook`, which `cargo test
 //! --workspace` builds beside this package's binary.
@@ -92,6 +93,39 @@ fn a_mixed_run_stores_every_acknowledged_notification_once_and_no_forged_one() {
     ]);
     assert_promises_kept(&result["result"]);
     assert!(result["machine"].is_object(), "{result}");
+    assert_eq!(result["result"]["sender"]["kind"], "http", "{result}");
+}
+
+#[test]
+fn the_raw_sender_keeps_the_same_promises() {
+    let result = bench(&[
+        "run",
+        "--stores",
+        "apple=1,google=1,stripe=1",
+        "--requests",
+        "600",
+        "--concurrency",
+        "8",
+        "--subscriptions",
+        "50",
+        "--duplicates",
+        "0.1",
+        "--invalid",
+        "0.1",
+        "--sender",
+        "raw",
+    ]);
+    let run = &result["result"];
+    assert_promises_kept(run);
+    assert!(
+        run["unexpected"].as_object().is_some_and(|u| u.is_empty()),
+        "{run}"
+    );
+    assert_eq!(run["sender"]["kind"], "raw", "{run}");
+    assert!(
+        run["sender"]["cpu_us_per_request"].as_f64().unwrap_or(0.0) > 0.0,
+        "{run}"
+    );
 }
 
 #[test]
@@ -140,7 +174,7 @@ fn assert_postgres_run(run: &Value, instances: u64) {
 }
 
 #[test]
-fn a_run_on_postgres_checks_the_database_the_instance_wrote() {
+fn a_run_on_postgres_checks_the_database_the_instances_wrote() {
     let result = bench(&[
         "run",
         "--stores",
@@ -150,15 +184,15 @@ fn a_run_on_postgres_checks_the_database_the_instance_wrote() {
         "--concurrency",
         "8",
         "--subscriptions",
-        "30",
+        "10",
         "--duplicates",
         "0.1",
         "--invalid",
         "0.1",
         "--backend",
-        "postgres:1",
+        "postgres:2",
     ]);
-    assert_postgres_run(&result["result"], 1);
+    assert_postgres_run(&result["result"], 2);
 }
 
 #[test]
