@@ -522,7 +522,12 @@ async fn an_operator_reads_the_charts_and_changes_a_filter() {
         body["sandbox"] = json!(sandbox);
         assert_eq!(send(&server, "k", body).await, 200);
     }
-    let base = server.base.clone();
+    let history = TestServer::start(EXAMPLE).await;
+    let (weekly, active_tonight) = weekly_subscriptions(now);
+    for body in weekly {
+        assert_eq!(send(&history, "k", body).await, 200);
+    }
+    let (base, history_base) = (server.base.clone(), history.base.clone());
     with_browser(move |c| async move {
         c.goto(&format!("{base}/dashboard/charts?metric=events"))
             .await
@@ -566,14 +571,26 @@ async fn an_operator_reads_the_charts_and_changes_a_filter() {
             "{legend}"
         );
 
-        // Active subscriptions day by day (the renewals above), for the
-        // picture in the README.
+        // Active subscriptions day by day over a month of weekly
+        // subscriptions (a server of its own), for the picture in the
+        // README: 15 of the 20 renew every week until now, the other 5
+        // lapse after their first week (a renewal due later today has not
+        // come yet, so today may count fewer than 15).
+        c.goto(&format!("{history_base}/dashboard/charts"))
+            .await
+            .expect("goto");
+        sign_in(&c, ADMIN_TOKEN).await;
         c.goto(&format!(
-            "{base}/dashboard/charts?metric=active_subscriptions"
+            "{history_base}/dashboard/charts?metric=active_subscriptions"
         ))
         .await
         .expect("goto");
         wait_for(&c, "svg.chart").await;
+        let tonight =
+            format!("{today} · all: {active_tonight} (incomplete: this day is still running)");
+        source_with(&c, &tonight).await;
+        let source = c.source().await.expect("source");
+        assert!(source.matches("<title>").count() >= 28, "a month of days");
         c.set_window_size(1280, 1000).await.expect("resize");
         screenshot(&c, "charts.png").await;
         if std::env::var_os("STOREHOOK_UPDATE_SCREENSHOTS").is_some() {
@@ -583,6 +600,37 @@ async fn an_operator_reads_the_charts_and_changes_a_filter() {
         }
     })
     .await;
+}
+
+/// Twenty weekly subscriptions, the first started 27 days before `now_ms`
+/// and one more each day; those numbered 0, 4, 8, … never renew, the
+/// others renew every 7 days until now. Also how many are active at the
+/// end of today (UTC): those whose last paid week ends on a later day.
+fn weekly_subscriptions(now_ms: i64) -> (Vec<Value>, usize) {
+    const DAY: i64 = 86_400_000;
+    let mut out = Vec::new();
+    let mut active_tonight = 0;
+    for i in 0..20_i64 {
+        let start = now_ms - (27 - i) * DAY;
+        let mut at = start;
+        let mut kind = "INITIAL_PURCHASE";
+        let mut paid_until = start;
+        while at < now_ms {
+            out.push(json!({"id": format!("w{i}-{at}"), "type": kind,
+                "subscription": format!("weekly-{i}"), "at": at, "status": "active",
+                "expires_at": at + 7 * DAY, "auto_renew": i % 4 != 0, "product": "weekly"}));
+            paid_until = at + 7 * DAY;
+            if i % 4 == 0 {
+                break;
+            }
+            kind = "RENEWAL";
+            at += 7 * DAY;
+        }
+        if paid_until.div_euclid(DAY) > now_ms.div_euclid(DAY) {
+            active_tonight += 1;
+        }
+    }
+    (out, active_tonight)
 }
 
 /// `2026-12-03`: the UTC date of Unix ms (the page's bucket names).
