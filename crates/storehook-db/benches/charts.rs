@@ -237,6 +237,14 @@ fn queries() -> Vec<(String, ChartQuery)> {
         "active_subscriptions/day, apple pro.monthly".into(),
         filtered,
     ));
+    let lag_day = out
+        .iter()
+        .find(|(name, _)| name == "lag/day")
+        .map(|(_, q)| q.clone());
+    if let Some(mut lag) = lag_day {
+        lag.product = Some("pro.monthly".into());
+        out.push(("lag/day, pro.monthly".into(), lag));
+    }
     out
 }
 

@@ -450,6 +450,27 @@ async fn check_answers(s: &dyn Storage) {
     let mut apple = query(Lag, Day, 0..=0);
     apple.store = Some("apple".into());
     assert_close(&series(&chart(s, apple).await, "p95"), &[k], "apple lag");
+    // App and product filters: day 0 holds S1 (Apple, pro.monthly, 1 s),
+    // S4 (Stripe, team.weekly, 3 s) and S7 (Apple, pro.weekly, 1 s).
+    let lag_of = |app: Option<&str>, product: Option<&str>, store: Option<&str>| {
+        let mut q = query(Lag, Day, 0..=0);
+        q.app = app.map(Into::into);
+        q.product = product.map(Into::into);
+        q.store = store.map(Into::into);
+        q
+    };
+    let team = chart(s, lag_of(None, Some("team.weekly"), None)).await;
+    assert_close(&series(&team, "p50"), &[r], "team.weekly lag p50");
+    assert_close(&series(&team, "p95"), &[r], "team.weekly lag p95");
+    let monthly = chart(s, lag_of(None, Some("pro.monthly"), None)).await;
+    assert_close(&series(&monthly, "p95"), &[k], "pro.monthly lag p95");
+    let app = chart(s, lag_of(Some("com.example"), None, None)).await;
+    assert_close(&series(&app, "p50"), &[k], "the app's lag p50");
+    assert_close(&series(&app, "p95"), &[r], "the app's lag p95");
+    let other = chart(s, lag_of(Some("com.other"), None, None)).await;
+    assert_close(&series(&other, "p95"), &[None], "another app has no lag");
+    let none = chart(s, lag_of(None, Some("team.weekly"), Some("apple"))).await;
+    assert_close(&series(&none, "p95"), &[None], "Apple sells no team.weekly");
 
     // Weeks (Mondays: days 0, 7, 14, 21).
     let weeks = 0..=27;
@@ -715,7 +736,7 @@ async fn an_existing_install_gets_its_charts_from_the_stored_history() {
     let conn = rusqlite::Connection::open(&path).expect("open");
     conn.execute_batch(
         "DROP TABLE chart_periods; DROP TABLE chart_deltas; DROP TABLE chart_lag;
-         DROP TABLE chart_rebuild; ALTER TABLE state_snapshots DROP COLUMN details_json;
+         DROP TABLE chart_lag_products; DROP TABLE chart_rebuild; ALTER TABLE state_snapshots DROP COLUMN details_json;
          UPDATE schema_info SET version = 6;",
     )
     .expect("downgrade");

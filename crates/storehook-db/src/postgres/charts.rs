@@ -86,7 +86,8 @@ impl ChartLedger for PgConn {
     }
 
     fn add_chart_lag(&self, k: &LagKey, count: i64) -> Result<(), DbError> {
-        self.run(ADD_CHART_LAG, &chart_lag_params(k, &count))
+        let (sql, params) = chart_lag_statement(k, &count);
+        self.run(sql, &params)
     }
 
     fn chart_subscriptions(&self) -> Result<Vec<(String, String)>, DbError> {
@@ -128,7 +129,12 @@ impl ChartLedger for PgConn {
     }
 
     fn clear_charts(&self) -> Result<(), DbError> {
-        for table in ["chart_periods", "chart_deltas", "chart_lag"] {
+        for table in [
+            "chart_periods",
+            "chart_deltas",
+            "chart_lag",
+            "chart_lag_products",
+        ] {
             self.run(&format!("DELETE FROM {table}"), &[])?;
         }
         Ok(())
@@ -196,16 +202,28 @@ async fn delta_rows(
 
 async fn lag_rows(c: &Object, q: &ChartQuery) -> Result<Vec<LagRow>, DbError> {
     let (from, to) = rules::lag_day_range(q);
-    let stmt = c
-        .prepare_cached(
-            "SELECT day, bin, sum(count)::bigint FROM chart_lag
-             WHERE environment = $1 AND day >= $2 AND day <= $3 AND ($4::text IS NULL OR store = $4)
-             GROUP BY day, bin",
-        )
-        .await?;
-    let rows = c
-        .query(&stmt, &[&q.environment.as_str(), &from, &to, &q.store])
-        .await?;
+    let env = q.environment.as_str();
+    let rows = if q.app.is_none() && q.product.is_none() {
+        let stmt = c
+            .prepare_cached(
+                "SELECT day, bin, sum(count)::bigint FROM chart_lag
+                 WHERE environment = $1 AND day >= $2 AND day <= $3 AND ($4::text IS NULL OR store = $4)
+                 GROUP BY day, bin",
+            )
+            .await?;
+        c.query(&stmt, &[&env, &from, &to, &q.store]).await?
+    } else {
+        let stmt = c
+            .prepare_cached(
+                "SELECT day, bin, sum(count)::bigint FROM chart_lag_products
+                 WHERE environment = $1 AND day >= $2 AND day <= $3 AND ($4::text IS NULL OR store = $4)
+                   AND ($5::text IS NULL OR app_id = $5) AND ($6::text IS NULL OR product_id = $6)
+                 GROUP BY day, bin",
+            )
+            .await?;
+        c.query(&stmt, &[&env, &from, &to, &q.store, &q.app, &q.product])
+            .await?
+    };
     rows.iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
         .collect()
@@ -247,11 +265,24 @@ pub(crate) fn chart_delta_params<'a>(
     ]
 }
 
-pub(crate) const ADD_CHART_LAG: &str =
-    "INSERT INTO chart_lag (environment, store, day, bin, count) VALUES ($1, $2, $3, $4, $5)
-     ON CONFLICT (environment, store, day, bin)
-     DO UPDATE SET count = chart_lag.count + excluded.count";
-
-pub(crate) fn chart_lag_params<'a>(k: &'a LagKey, count: &'a i64) -> Vec<&'a (dyn ToSql + Sync)> {
-    vec![&k.environment, &k.store, &k.day, &k.bin, count]
+/// A lag cell's upsert: into the per-store table, or the per-product one.
+pub(crate) fn chart_lag_statement<'a>(
+    k: &'a LagKey,
+    count: &'a i64,
+) -> (&'static str, Vec<&'a (dyn ToSql + Sync)>) {
+    match &k.product {
+        None => (
+            "INSERT INTO chart_lag (environment, store, day, bin, count) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (environment, store, day, bin)
+             DO UPDATE SET count = chart_lag.count + excluded.count",
+            vec![&k.environment, &k.store, &k.day, &k.bin, count],
+        ),
+        Some((app, product)) => (
+            "INSERT INTO chart_lag_products (environment, store, app_id, product_id, day, bin, count)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (environment, day, bin, store, app_id, product_id)
+             DO UPDATE SET count = chart_lag_products.count + excluded.count",
+            vec![&k.environment, &k.store, app, product, &k.day, &k.bin, count],
+        ),
+    }
 }

@@ -7,7 +7,7 @@ use super::conn::PgConn;
 use crate::records::{self, Columns, SUBSCRIPTION_COLUMNS};
 use tokio_postgres::types::ToSql;
 
-use super::charts::{chart_delta_params, chart_lag_params, ADD_CHART_DELTA, ADD_CHART_LAG};
+use super::charts::{chart_delta_params, chart_lag_statement, ADD_CHART_DELTA};
 use crate::rules::{
     insert_then_check, snapshot_details, to_json, EventSource, Folded, HistoryEntry, Inserted,
     Ledger, NewDelivery, NewEvent, StateMerge, StatsDelta, SubscriptionView, Tally,
@@ -412,7 +412,7 @@ impl Ledger for PgConn {
             statements.push((ADD_CHART_DELTA, chart_delta_params(k, v)));
         }
         for (k, c) in tally.lag() {
-            statements.push((ADD_CHART_LAG, chart_lag_params(k, c)));
+            statements.push(chart_lag_statement(k, c));
         }
         self.run_all(&statements)
     }

@@ -280,6 +280,20 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE state_snapshots ADD COLUMN details_json TEXT;
     UPDATE chart_rebuild SET requested = TRUE;
     "#,
+    // 6: the lag histogram per app and product (SQLite's 9).
+    r#"
+    CREATE TABLE chart_lag_products (
+        environment TEXT NOT NULL,
+        store       TEXT NOT NULL,
+        app_id      TEXT NOT NULL,
+        product_id  TEXT NOT NULL,
+        day         BIGINT NOT NULL,
+        bin         BIGINT NOT NULL,
+        count       BIGINT NOT NULL,
+        PRIMARY KEY (environment, day, bin, store, app_id, product_id)
+    );
+    UPDATE chart_rebuild SET requested = TRUE;
+    "#,
 ];
 
 /// Brings the schema up to date; refuses a database newer than this build.

@@ -179,13 +179,17 @@ pub(crate) struct DeltaKey {
 }
 
 /// One cell of the lag histogram: notifications of a store, received on a
-/// day, whose lag fell in a bin.
+/// day, whose lag fell in a bin. Each notification counts twice: once per
+/// store (`product: None`, the table every unfiltered read sums, kept
+/// small) and once per app and product (`Some((app, product))`, read only
+/// when a chart filters on them).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct LagKey {
     pub environment: String,
     pub store: String,
     pub day: i64,
     pub bin: i64,
+    pub product: Option<(String, String)>,
 }
 
 /// What one stored notification adds to the events and lag charts.
@@ -260,7 +264,9 @@ pub(crate) fn on_notification<L: ChartLedger + ?Sized>(
         received_at_ms: new.received_at_ms,
     };
     tally.add_delta(events_key(&times), 1);
-    tally.add_lag(lag_key(&times), 1);
+    for key in lag_keys(&times) {
+        tally.add_lag(key, 1);
+    }
     let Some(key) = &n.subscription_key else {
         return Ok(());
     };
@@ -378,7 +384,9 @@ pub(crate) fn rebuild<L: ChartLedger + ?Sized>(l: &L) -> Result<(), DbError> {
         after = *last;
         for (_, t) in &page {
             *cells.entry(events_key(t)).or_default() += 1;
-            *lags.entry(lag_key(t)).or_default() += 1;
+            for key in lag_keys(t) {
+                *lags.entry(key).or_default() += 1;
+            }
         }
     }
     for (k, v) in cells.iter().filter(|(_, v)| **v != 0) {
@@ -412,13 +420,23 @@ fn events_key(t: &NotificationTimes) -> DeltaKey {
     }
 }
 
-fn lag_key(t: &NotificationTimes) -> LagKey {
-    LagKey {
+/// The notification's lag cells: its store's, and its app and product's.
+fn lag_keys(t: &NotificationTimes) -> [LagKey; 2] {
+    let store = LagKey {
         environment: t.environment.clone(),
         store: t.store.clone(),
         day: day_of(t.received_at_ms),
         bin: lag_bin(t.received_at_ms - t.occurred_at_ms),
-    }
+        product: None,
+    };
+    let product = LagKey {
+        product: Some((
+            t.app_id.clone().unwrap_or_default(),
+            t.product_id.clone().unwrap_or_default(),
+        )),
+        ..store.clone()
+    };
+    [store, product]
 }
 
 /// Lag histogram bins are log-spaced, four per doubling (each bin is

@@ -90,11 +90,20 @@ impl ChartLedger for Connection {
     }
 
     fn add_chart_lag(&self, k: &LagKey, count: i64) -> Result<(), DbError> {
-        self.run(
-            "INSERT INTO chart_lag (environment, store, day, bin, count) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (environment, store, day, bin) DO UPDATE SET count = count + excluded.count",
-            params![k.environment, k.store, k.day, k.bin, count],
-        )
+        match &k.product {
+            None => self.run(
+                "INSERT INTO chart_lag (environment, store, day, bin, count) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (environment, store, day, bin) DO UPDATE SET count = count + excluded.count",
+                params![k.environment, k.store, k.day, k.bin, count],
+            ),
+            Some((app, product)) => self.run(
+                "INSERT INTO chart_lag_products (environment, store, app_id, product_id, day, bin, count)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (environment, day, bin, store, app_id, product_id)
+                 DO UPDATE SET count = count + excluded.count",
+                params![k.environment, k.store, app, product, k.day, k.bin, count],
+            ),
+        }
     }
 
     fn chart_subscriptions(&self) -> Result<Vec<(String, String)>, DbError> {
@@ -133,7 +142,8 @@ impl ChartLedger for Connection {
 
     fn clear_charts(&self) -> Result<(), DbError> {
         self.execute_batch(
-            "DELETE FROM chart_periods; DELETE FROM chart_deltas; DELETE FROM chart_lag;",
+            "DELETE FROM chart_periods; DELETE FROM chart_deltas; DELETE FROM chart_lag;
+             DELETE FROM chart_lag_products;",
         )?;
         Ok(())
     }
@@ -183,14 +193,24 @@ fn delta_rows(
 
 fn lag_rows(conn: &Connection, q: &ChartQuery) -> Result<Vec<LagRow>, DbError> {
     let (from, to) = rules::lag_day_range(q);
+    let env = q.environment.as_str();
+    let get = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
+    if q.app.is_none() && q.product.is_none() {
+        let mut stmt = conn.prepare_cached(
+            "SELECT day, bin, sum(count) FROM chart_lag
+             WHERE environment = ?1 AND day >= ?2 AND day <= ?3 AND (?4 IS NULL OR store = ?4)
+             GROUP BY day, bin",
+        )?;
+        let rows = stmt.query_map(params![env, from, to, q.store], get)?;
+        return Ok(rows.collect::<Result<_, _>>()?);
+    }
     let mut stmt = conn.prepare_cached(
-        "SELECT day, bin, sum(count) FROM chart_lag
+        "SELECT day, bin, sum(count) FROM chart_lag_products
          WHERE environment = ?1 AND day >= ?2 AND day <= ?3 AND (?4 IS NULL OR store = ?4)
+           AND (?5 IS NULL OR app_id = ?5) AND (?6 IS NULL OR product_id = ?6)
          GROUP BY day, bin",
     )?;
-    let rows = stmt.query_map(params![q.environment.as_str(), from, to, q.store], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-    })?;
+    let rows = stmt.query_map(params![env, from, to, q.store, q.app, q.product], get)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

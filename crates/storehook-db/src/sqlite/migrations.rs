@@ -277,6 +277,22 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE state_snapshots ADD COLUMN details_json TEXT;
     UPDATE chart_rebuild SET requested = 1;
     "#,
+    // 9: the lag histogram per app and product too, so the lag chart
+    // honours those filters; the per-store table stays as small as it was
+    // for the unfiltered reads. Filled by a rebuild.
+    r#"
+    CREATE TABLE chart_lag_products (
+        environment TEXT NOT NULL,
+        store       TEXT NOT NULL,
+        app_id      TEXT NOT NULL,
+        product_id  TEXT NOT NULL,
+        day         INTEGER NOT NULL,
+        bin         INTEGER NOT NULL,
+        count       INTEGER NOT NULL,
+        PRIMARY KEY (environment, day, bin, store, app_id, product_id)
+    ) WITHOUT ROWID;
+    UPDATE chart_rebuild SET requested = 1;
+    "#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), DbError> {
