@@ -74,9 +74,9 @@ fn assert_promises_kept(run: &Value) {
     assert!(run["latency"]["p99_ms"].as_f64().is_some(), "{run}");
 }
 
-#[test]
-fn a_mixed_run_stores_every_acknowledged_notification_once_and_no_forged_one() {
-    let result = bench(&[
+/// A small run of all three stores with retries and forgeries, plus `extra`.
+fn mixed_run(extra: &[&str]) -> Value {
+    let mut args = vec![
         "run",
         "--stores",
         "apple=1,google=1,stripe=1",
@@ -90,7 +90,14 @@ fn a_mixed_run_stores_every_acknowledged_notification_once_and_no_forged_one() {
         "0.1",
         "--invalid",
         "0.1",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    bench(&args)
+}
+
+#[test]
+fn a_mixed_run_stores_every_acknowledged_notification_once_and_no_forged_one() {
+    let result = mixed_run(&[]);
     assert_promises_kept(&result["result"]);
     assert!(result["machine"].is_object(), "{result}");
     assert_eq!(result["result"]["sender"]["kind"], "http", "{result}");
@@ -98,23 +105,7 @@ fn a_mixed_run_stores_every_acknowledged_notification_once_and_no_forged_one() {
 
 #[test]
 fn the_raw_sender_keeps_the_same_promises() {
-    let result = bench(&[
-        "run",
-        "--stores",
-        "apple=1,google=1,stripe=1",
-        "--requests",
-        "600",
-        "--concurrency",
-        "8",
-        "--subscriptions",
-        "50",
-        "--duplicates",
-        "0.1",
-        "--invalid",
-        "0.1",
-        "--sender",
-        "raw",
-    ]);
+    let result = mixed_run(&["--sender", "raw"]);
     let run = &result["result"];
     assert_promises_kept(run);
     assert!(
