@@ -65,15 +65,25 @@ pub(crate) fn chain_notifications(store: &str, key: &str, limit: &str) -> String
 }
 
 /// A subscription's chart facts, in the columns of
-/// [`crate::rules::ChartFactColumns`]: its stored notifications, then its
-/// fetched states (a fetch tells the expiry and price that some stores'
-/// notifications leave out). `store`, `key`: the dialect's placeholders.
+/// [`crate::rules::ChartFactColumns`]: its stored notifications of the
+/// types that can shape a period (the others change nothing, see
+/// [`crate::rules::shapes_periods`], so they are neither read nor parsed),
+/// then its fetched states (a fetch tells the expiry and price that some
+/// stores' notifications leave out). `store`, `key`: the dialect's
+/// placeholders.
 pub(crate) fn chart_facts(store: &str, key: &str) -> String {
+    let shaping: Vec<String> = storehook_core::EventType::ALL
+        .into_iter()
+        .filter(|e| crate::rules::shapes_periods(*e))
+        .map(|e| format!("'{}'", e.as_str()))
+        .collect();
+    let shaping = shaping.join(", ");
     format!(
         "SELECT notification_id, occurred_at, event_type, environment, app_id, product_id,
                 state_json, details_json, FALSE
            FROM notifications
           WHERE store = {store} AND subscription_key = {key} AND verdict <> 'rejected'
+            AND event_type IN ({shaping})
          UNION ALL
          SELECT 'fetch:' || id, as_of, NULL, NULL, NULL, NULL, state_json, details_json, TRUE
            FROM state_snapshots

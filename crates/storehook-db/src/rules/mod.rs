@@ -20,6 +20,7 @@ mod ingest;
 mod stats;
 mod tally;
 
+pub(crate) use charts::shapes_periods;
 pub(crate) use charts::{
     build_chart, day_range, lag_day_range, reads, rebuild, rebuild_if_requested, ChartFact,
     ChartFactColumns, ChartLedger, DeltaKey, DeltaRead, DeltaRow, LagKey, LagRow,
