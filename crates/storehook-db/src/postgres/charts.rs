@@ -1,6 +1,8 @@
 //! The chart tables in PostgreSQL's dialect: the write primitives (the
 //! rules are in [`crate::rules`]) and the chart reads.
 
+use std::sync::LazyLock;
+
 use deadpool_postgres::Object;
 use tokio_postgres::types::ToSql;
 
@@ -11,9 +13,12 @@ use crate::rules::{
 };
 use crate::{sql_common, Chart, ChartQuery, DbError};
 
+/// Read on every arrival that shapes a period: its text is made once.
+static CHART_FACTS: LazyLock<String> = LazyLock::new(|| sql_common::chart_facts("$1", "$2"));
+
 impl ChartLedger for PgConn {
     fn chart_facts(&self, store: &str, key: &str) -> Result<Vec<ChartFact>, DbError> {
-        let rows = self.rows(&sql_common::chart_facts("$1", "$2"), &[&store, &key])?;
+        let rows = self.rows(&CHART_FACTS, &[&store, &key])?;
         rows.iter()
             .map(|r| {
                 ChartFactColumns {

@@ -2,12 +2,11 @@
 //! are in [`crate::rules`].
 
 use storehook_core::{PurchaseKind, StateUpdate};
-
-use super::conn::PgConn;
-use crate::records::{self, Columns, SUBSCRIPTION_COLUMNS};
 use tokio_postgres::types::ToSql;
 
 use super::charts::{chart_delta_params, chart_lag_statement, ADD_CHART_DELTA};
+use super::conn::PgConn;
+use crate::records::{self, Columns, SUBSCRIPTION_COLUMNS};
 use crate::rules::{
     insert_then_check, snapshot_details, to_json, EventSource, Folded, HistoryEntry, Inserted,
     Ledger, NewDelivery, NewEvent, StateMerge, StatsDelta, SubscriptionView, Tally,
@@ -403,10 +402,9 @@ impl Ledger for PgConn {
     fn apply_tally(&self, tally: &Tally) -> Result<(), DbError> {
         // Every counter row of the batch in one round trip, in the tally's
         // order (the lock order instances share).
-        let stats: Vec<_> = tally.stats().collect();
         let mut statements: Vec<(&str, Vec<&(dyn ToSql + Sync)>)> = Vec::new();
-        for (store, d) in &stats {
-            statements.push((ADD_STORE_STATS, store_stats_params(*store, d)));
+        for (store, d) in tally.stats() {
+            statements.push((ADD_STORE_STATS, store_stats_params(store, d)));
         }
         for (k, v) in tally.deltas() {
             statements.push((ADD_CHART_DELTA, chart_delta_params(k, v)));

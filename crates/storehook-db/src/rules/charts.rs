@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use storehook_core::{EventDetails, EventType, ImpliedState, SubscriptionStatus};
 
-use super::{from_json_opt, Tally};
+use super::{from_json_opt, Ledger, Tally};
 use crate::charts::{Chart, ChartBucket, ChartMetric, ChartQuery, ChartSeries};
 use crate::{DbError, NewNotification};
 
@@ -364,43 +364,37 @@ fn rechart<L: ChartLedger + ?Sized>(
     Ok(())
 }
 
-/// Builds the chart tables again from every stored notification.
-pub(crate) fn rebuild<L: ChartLedger + ?Sized>(l: &L) -> Result<(), DbError> {
+/// Builds the chart tables again from every stored notification: the
+/// cells are summed in a [`Tally`] and written as a batch's are.
+pub(crate) fn rebuild<L: Ledger + ?Sized>(l: &L) -> Result<(), DbError> {
     l.clear_charts()?;
-    let mut cells: BTreeMap<DeltaKey, i64> = BTreeMap::new();
+    let mut cells = Tally::default();
     for (store, key) in l.chart_subscriptions()? {
         let facts = l.chart_facts(&store, &key)?;
         let periods = derive_periods(&facts);
         for (k, v) in deltas(&store, &periods, &facts) {
-            *cells.entry(k).or_default() += v;
+            cells.add_delta(k, v);
         }
         l.replace_chart_periods(&store, &key, &periods)?;
     }
-    let mut lags: BTreeMap<LagKey, i64> = BTreeMap::new();
     let mut after = 0;
     loop {
         let page = l.notification_times(after, 10_000)?;
         let Some((last, _)) = page.last() else { break };
         after = *last;
         for (_, t) in &page {
-            *cells.entry(events_key(t)).or_default() += 1;
+            cells.add_delta(events_key(t), 1);
             for key in lag_keys(t) {
-                *lags.entry(key).or_default() += 1;
+                cells.add_lag(key, 1);
             }
         }
     }
-    for (k, v) in cells.iter().filter(|(_, v)| **v != 0) {
-        l.add_chart_delta(k, *v)?;
-    }
-    for (k, v) in &lags {
-        l.add_chart_lag(k, *v)?;
-    }
-    Ok(())
+    l.apply_tally(&cells)
 }
 
 /// Runs the rebuild a migration asked for (an existing install gets its
 /// charts from the history already stored).
-pub(crate) fn rebuild_if_requested<L: ChartLedger + ?Sized>(l: &L) -> Result<bool, DbError> {
+pub(crate) fn rebuild_if_requested<L: Ledger + ?Sized>(l: &L) -> Result<bool, DbError> {
     if !l.take_chart_rebuild_request()? {
         return Ok(false);
     }
@@ -521,9 +515,7 @@ pub(crate) fn derive_periods<'a>(facts: impl IntoIterator<Item = &'a ChartFact>)
             }
             continue;
         }
-        let Some(event) = f.event_type.filter(|e| shapes_periods(*e)) else {
-            continue;
-        };
+        let Some(event) = f.event_type else { continue };
         match event {
             EventType::InitialPurchase | EventType::Renewal | EventType::ProductChange => {
                 if f.state.expires_at_ms.is_some() {

@@ -1,6 +1,8 @@
 //! The chart tables in SQLite's dialect: the write primitives (the rules
 //! are in [`crate::rules`]) and the chart reads.
 
+use std::sync::LazyLock;
+
 use rusqlite::{params, Connection};
 
 use crate::rules::{
@@ -10,9 +12,12 @@ use crate::rules::{
 use crate::sqlite::Cached;
 use crate::{sql_common, Chart, ChartQuery, DbError};
 
+/// Read on every arrival that shapes a period: its text is made once.
+static CHART_FACTS: LazyLock<String> = LazyLock::new(|| sql_common::chart_facts("?1", "?2"));
+
 impl ChartLedger for Connection {
     fn chart_facts(&self, store: &str, key: &str) -> Result<Vec<ChartFact>, DbError> {
-        let mut stmt = self.prepare_cached(&sql_common::chart_facts("?1", "?2"))?;
+        let mut stmt = self.prepare_cached(&CHART_FACTS)?;
         let rows = stmt.query_map(params![store, key], |r| {
             Ok(ChartFactColumns {
                 id: r.get(0)?,
