@@ -178,13 +178,21 @@ async fn click(client: &Client, css: &str) {
 }
 
 /// Types `token` into the sign-in form and submits it.
-async fn sign_in(client: &Client, token: &str) {
+/// Types a token into the sign-in form and submits it.
+async fn submit_token(client: &Client, token: &str) {
     wait_for(client, "#login #token")
         .await
         .send_keys(token)
         .await
         .expect("type the token");
     click(client, "#login button").await;
+}
+
+/// Signs in and waits for the signed-in page (its sign-out form), so that
+/// the form's own navigation cannot land after the caller's next `goto`.
+async fn sign_in(client: &Client, token: &str) {
+    submit_token(client, token).await;
+    wait_for(client, "form[action='/dashboard/logout']").await;
 }
 
 async fn send(server: &TestServer, key: &str, body: Value) -> u16 {
@@ -208,7 +216,7 @@ async fn an_operator_watches_a_store_connect_and_inspects_what_arrived() {
         let source = c.source().await.expect("source");
         assert!(!source.contains("data-store"), "data before sign-in");
 
-        sign_in(&c, "not-the-token").await;
+        submit_token(&c, "not-the-token").await;
         let alert = text_of(&c, "[role=alert]").await;
         assert!(alert.contains("not the admin token"), "{alert}");
 
